@@ -1,0 +1,363 @@
+package fanout
+
+import (
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+
+	"github.com/edgeplane/edgeplane/backplane"
+)
+
+// Member is a local connection as fanout sees it.
+type Member interface {
+	// Deliver queues a complete, shared WebSocket frame for the member. It
+	// must not block and must not modify frame; a member whose queue is full
+	// disconnects itself (slow client).
+	Deliver(frame []byte)
+}
+
+// Subscriber is told when a hub gets its first local member of a group,
+// user or connection, and when it loses the last. The backplane implements
+// it; its methods must not block (they are called under registry locks so
+// that subscribe and unsubscribe of one channel stay ordered).
+type Subscriber interface {
+	Subscribe(hub string, kind backplane.Kind, name string)
+	Unsubscribe(hub string, kind backplane.Kind, name string)
+}
+
+const numShards = 64
+
+// Lock order (never hold two locks of the same table at once):
+//
+//	connShard.mu  →  setShard.mu (groups or users)
+//
+// No I/O and no Member.Deliver call happens under any of them: recipients
+// are snapshotted into a pooled slice, the lock released, then delivered.
+
+// Entry is a registered member. It is returned by Add and passed back to
+// Remove; callers treat it as opaque.
+type Entry struct {
+	m      Member
+	id     string
+	user   string
+	idx    int32    // position in its connShard.list; guarded by that shard's mu
+	groups []string // groups joined; guarded by the conn shard's mu
+}
+
+// ID is the member's connection id.
+func (e *Entry) ID() string { return e.id }
+
+// User is the member's user id ("" if anonymous).
+func (e *Entry) User() string { return e.user }
+
+type connShard struct {
+	mu   sync.RWMutex
+	byID map[string]*Entry
+	list []*Entry // dense, for broadcasts (slices, not maps, in the loop)
+}
+
+// memberSet is a group's or a user's members: a dense slice plus positions.
+type memberSet struct {
+	list []*Entry
+	pos  map[*Entry]int32
+}
+
+type setShard struct {
+	mu   sync.RWMutex
+	sets map[string]*memberSet
+}
+
+type setTable struct {
+	kind   backplane.Kind
+	shards [numShards]setShard
+}
+
+// Hub is the registry of one hub's local connections, groups and users.
+type Hub struct {
+	name  string
+	sub   Subscriber
+	seed  maphash.Seed
+	conns [numShards]connShard
+	group setTable
+	users setTable
+	count atomic.Int64
+	stats *Stats
+}
+
+// Stats are delivery counters shared by a Router's hubs.
+type Stats struct {
+	// Messages is the number of messages delivered to at least zero local
+	// recipients (one per Deliver call that reached this node).
+	Messages atomic.Uint64
+	// Deliveries is the number of (message, recipient) pairs queued.
+	Deliveries atomic.Uint64
+	// Bytes is the number of frame bytes queued to recipients.
+	Bytes atomic.Uint64
+}
+
+func newHub(name string, sub Subscriber, stats *Stats) *Hub {
+	h := &Hub{name: name, sub: sub, seed: maphash.MakeSeed(), stats: stats}
+	for i := range h.conns {
+		h.conns[i].byID = make(map[string]*Entry)
+	}
+	h.group.kind, h.users.kind = backplane.Group, backplane.User
+	for i := 0; i < numShards; i++ {
+		h.group.shards[i].sets = make(map[string]*memberSet)
+		h.users.shards[i].sets = make(map[string]*memberSet)
+	}
+	return h
+}
+
+// Name is the hub's name.
+func (h *Hub) Name() string { return h.name }
+
+// Len is the number of local connections.
+func (h *Hub) Len() int { return int(h.count.Load()) }
+
+func (h *Hub) shardOf(key string) int {
+	return int(maphash.String(h.seed, key) % numShards)
+}
+
+// Add registers m under connection id (unique on this node) and user (may
+// be ""). It reports false, registering nothing, if id is taken.
+func (h *Hub) Add(m Member, id, user string) (*Entry, bool) {
+	e := &Entry{m: m, id: id, user: user}
+	s := &h.conns[h.shardOf(id)]
+	s.mu.Lock()
+	if _, dup := s.byID[id]; dup {
+		s.mu.Unlock()
+		return nil, false
+	}
+	s.byID[id] = e
+	e.idx = int32(len(s.list))
+	s.list = append(s.list, e)
+	h.sub.Subscribe(h.name, backplane.Connection, id)
+	if user != "" {
+		h.users.add(h, user, e)
+	}
+	s.mu.Unlock()
+	h.count.Add(1)
+	return e, true
+}
+
+// Remove unregisters e from the hub, its groups and its user.
+func (h *Hub) Remove(e *Entry) {
+	s := &h.conns[h.shardOf(e.id)]
+	s.mu.Lock()
+	if cur, ok := s.byID[e.id]; !ok || cur != e {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.byID, e.id)
+	last := len(s.list) - 1
+	moved := s.list[last]
+	s.list[e.idx] = moved
+	moved.idx = e.idx
+	s.list[last] = nil
+	s.list = s.list[:last]
+	h.sub.Unsubscribe(h.name, backplane.Connection, e.id)
+	for _, g := range e.groups {
+		h.group.remove(h, g, e)
+	}
+	e.groups = nil
+	if e.user != "" {
+		h.users.remove(h, e.user, e)
+	}
+	s.mu.Unlock()
+	h.count.Add(-1)
+}
+
+// Lookup reports whether connection id is registered on this node.
+func (h *Hub) Lookup(id string) bool {
+	s := &h.conns[h.shardOf(id)]
+	s.mu.RLock()
+	_, ok := s.byID[id]
+	s.mu.RUnlock()
+	return ok
+}
+
+// AddToGroup adds connection id to group. It reports false if id is not a
+// local connection. Adding twice is a no-op.
+func (h *Hub) AddToGroup(id, group string) bool {
+	s := &h.conns[h.shardOf(id)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.byID[id]
+	if !ok {
+		return false
+	}
+	for _, g := range e.groups {
+		if g == group {
+			return true
+		}
+	}
+	e.groups = append(e.groups, group)
+	h.group.add(h, group, e)
+	return true
+}
+
+// RemoveFromGroup removes connection id from group. It reports false if id
+// is not a local connection.
+func (h *Hub) RemoveFromGroup(id, group string) bool {
+	s := &h.conns[h.shardOf(id)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.byID[id]
+	if !ok {
+		return false
+	}
+	for i, g := range e.groups {
+		if g == group {
+			last := len(e.groups) - 1
+			e.groups[i] = e.groups[last]
+			e.groups = e.groups[:last]
+			h.group.remove(h, group, e)
+			break
+		}
+	}
+	return true
+}
+
+// GroupLen is the number of local members of group.
+func (h *Hub) GroupLen(group string) int { return h.group.len(h, group) }
+
+// UserLen is the number of local connections of user.
+func (h *Hub) UserLen(user string) int { return h.users.len(h, user) }
+
+// Lock should be held: the member's conn shard (write).
+func (t *setTable) add(h *Hub, name string, e *Entry) {
+	s := &t.shards[h.shardOf(name)]
+	s.mu.Lock()
+	ms, ok := s.sets[name]
+	if !ok {
+		ms = &memberSet{pos: make(map[*Entry]int32)}
+		s.sets[name] = ms
+		h.sub.Subscribe(h.name, t.kind, name)
+	}
+	if _, in := ms.pos[e]; !in {
+		ms.pos[e] = int32(len(ms.list))
+		ms.list = append(ms.list, e)
+	}
+	s.mu.Unlock()
+}
+
+// Lock should be held: the member's conn shard (write).
+func (t *setTable) remove(h *Hub, name string, e *Entry) {
+	s := &t.shards[h.shardOf(name)]
+	s.mu.Lock()
+	if ms, ok := s.sets[name]; ok {
+		if i, in := ms.pos[e]; in {
+			last := int32(len(ms.list) - 1)
+			moved := ms.list[last]
+			ms.list[i] = moved
+			ms.pos[moved] = i
+			ms.list[last] = nil
+			ms.list = ms.list[:last]
+			delete(ms.pos, e)
+		}
+		if len(ms.list) == 0 {
+			delete(s.sets, name)
+			h.sub.Unsubscribe(h.name, t.kind, name)
+		}
+	}
+	s.mu.Unlock()
+}
+
+func (t *setTable) len(h *Hub, name string) int {
+	s := &t.shards[h.shardOf(name)]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if ms, ok := s.sets[name]; ok {
+		return len(ms.list)
+	}
+	return 0
+}
+
+var snapPool = sync.Pool{New: func() any { s := make([]*Entry, 0, 256); return &s }}
+
+// Deliver queues frame to the local recipients of (kind, name), skipping
+// the excluded connection ids. It returns the number of recipients.
+func (h *Hub) Deliver(kind backplane.Kind, name string, excluded []string, frame []byte) int {
+	sp := snapPool.Get().(*[]*Entry)
+	snap := (*sp)[:0]
+	n := 0
+	switch kind {
+	case backplane.All:
+		for i := range h.conns {
+			s := &h.conns[i]
+			s.mu.RLock()
+			snap = append(snap[:0], s.list...)
+			s.mu.RUnlock()
+			n += deliver(snap, excluded, frame)
+		}
+	case backplane.Group, backplane.User:
+		t := &h.group
+		if kind == backplane.User {
+			t = &h.users
+		}
+		s := &t.shards[h.shardOf(name)]
+		s.mu.RLock()
+		if ms, ok := s.sets[name]; ok {
+			snap = append(snap, ms.list...)
+		}
+		s.mu.RUnlock()
+		n = deliver(snap, excluded, frame)
+	case backplane.Connection:
+		s := &h.conns[h.shardOf(name)]
+		s.mu.RLock()
+		if e, ok := s.byID[name]; ok {
+			snap = append(snap, e)
+		}
+		s.mu.RUnlock()
+		n = deliver(snap, excluded, frame)
+	}
+	clear(snap) // drop references before pooling
+	if cap(snap) <= 1<<16 {
+		*sp = snap[:0]
+		snapPool.Put(sp)
+	}
+	if h.stats != nil {
+		h.stats.Messages.Add(1)
+		h.stats.Deliveries.Add(uint64(n))
+		h.stats.Bytes.Add(uint64(n) * uint64(len(frame)))
+	}
+	return n
+}
+
+func deliver(snap []*Entry, excluded []string, frame []byte) int {
+	n := 0
+	for _, e := range snap {
+		if len(excluded) > 0 && isExcluded(e.id, excluded) {
+			continue
+		}
+		e.m.Deliver(frame)
+		n++
+	}
+	return n
+}
+
+func isExcluded(id string, excluded []string) bool {
+	for _, x := range excluded {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// Each calls fn for every local member (snapshot; fn runs without locks).
+func (h *Hub) Each(fn func(e *Entry)) {
+	var snap []*Entry
+	for i := range h.conns {
+		s := &h.conns[i]
+		s.mu.RLock()
+		snap = append(snap[:0], s.list...)
+		s.mu.RUnlock()
+		for _, e := range snap {
+			fn(e)
+		}
+	}
+}
+
+// Member returns the member registered under id, if any.
+func (e *Entry) Member() Member { return e.m }

@@ -1,0 +1,250 @@
+package fanout
+
+import (
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/edgeplane/edgeplane/backplane"
+)
+
+type recMember struct {
+	mu     sync.Mutex
+	frames [][]byte
+}
+
+func (m *recMember) Deliver(f []byte) {
+	m.mu.Lock()
+	m.frames = append(m.frames, f)
+	m.mu.Unlock()
+}
+
+func (m *recMember) count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.frames)
+}
+
+type recSub struct {
+	mu  sync.Mutex
+	ops []string
+}
+
+func (s *recSub) Subscribe(hub string, k backplane.Kind, name string) {
+	s.mu.Lock()
+	s.ops = append(s.ops, fmt.Sprintf("+%s:%s:%s", hub, k, name))
+	s.mu.Unlock()
+}
+
+func (s *recSub) Unsubscribe(hub string, k backplane.Kind, name string) {
+	s.mu.Lock()
+	s.ops = append(s.ops, fmt.Sprintf("-%s:%s:%s", hub, k, name))
+	s.mu.Unlock()
+}
+
+func TestTextFrameHeaderSizes(t *testing.T) {
+	for _, n := range []int{0, 1, 125, 126, 65535, 65536} {
+		f := TextFrame(make([]byte, n))
+		if f[0] != 0x81 {
+			t.Fatalf("n=%d: first byte %#x", n, f[0])
+		}
+		var got, hl int
+		switch f[1] {
+		case 126:
+			got, hl = int(f[2])<<8|int(f[3]), 4
+		case 127:
+			for i := 2; i < 10; i++ {
+				got = got<<8 | int(f[i])
+			}
+			hl = 10
+		default:
+			got, hl = int(f[1]), 2
+		}
+		if got != n || len(f) != hl+n {
+			t.Fatalf("n=%d: header says %d, frame len %d (hdr %d)", n, got, len(f), hl)
+		}
+	}
+}
+
+func TestTargeting(t *testing.T) {
+	sub := &recSub{}
+	r := NewRouter([]string{"chat", "news"}, sub)
+	h := r.Hub("chat")
+	a, b, c, d := &recMember{}, &recMember{}, &recMember{}, &recMember{}
+	h.Add(a, "a", "alice")
+	h.Add(b, "b", "bob")
+	h.Add(c, "c", "alice")
+	r.Hub("news").Add(d, "d", "")
+	if _, ok := h.Add(&recMember{}, "a", ""); ok {
+		t.Fatal("duplicate id accepted")
+	}
+	h.AddToGroup("a", "g1")
+	h.AddToGroup("b", "g1")
+	h.AddToGroup("b", "g1") // idempotent
+	if h.AddToGroup("zz", "g1") {
+		t.Fatal("unknown connection added to group")
+	}
+	if got := h.GroupLen("g1"); got != 2 {
+		t.Fatalf("GroupLen = %d", got)
+	}
+
+	cases := []struct {
+		name     string
+		kind     backplane.Kind
+		target   string
+		excluded []string
+		want     map[*recMember]int
+	}{
+		{"all", backplane.All, "", nil, map[*recMember]int{a: 1, b: 1, c: 1}},
+		{"all-except", backplane.All, "", []string{"b"}, map[*recMember]int{a: 1, c: 1}},
+		{"group", backplane.Group, "g1", nil, map[*recMember]int{a: 1, b: 1}},
+		{"group-except", backplane.Group, "g1", []string{"a"}, map[*recMember]int{b: 1}},
+		{"missing group", backplane.Group, "nope", nil, map[*recMember]int{}},
+		{"user", backplane.User, "alice", nil, map[*recMember]int{a: 1, c: 1}},
+		{"connection", backplane.Connection, "b", nil, map[*recMember]int{b: 1}},
+		{"connection excluded", backplane.Connection, "b", []string{"b"}, map[*recMember]int{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := map[*recMember]int{a: a.count(), b: b.count(), c: c.count(), d: d.count()}
+			payload := []byte(`{"type":1,"target":"t","arguments":[]}` + "\x1e")
+			r.Deliver(&backplane.Message{Hub: "chat", Kind: tc.kind, Name: tc.target, Excluded: tc.excluded, Payload: payload})
+			var frame []byte
+			for _, m := range []*recMember{a, b, c, d} {
+				got := m.count() - before[m]
+				if got != tc.want[m] {
+					t.Errorf("member %p got %d, want %d", m, got, tc.want[m])
+				}
+				if got == 1 {
+					f := m.frames[len(m.frames)-1]
+					if frame != nil && &frame[0] != &f[0] {
+						t.Error("recipients got different frame slices: not encoded once")
+					}
+					frame = f
+				}
+			}
+			if frame != nil && string(frame[2:]) != string(payload) {
+				t.Errorf("frame payload %q", frame[2:])
+			}
+		})
+	}
+
+	// Removal cleans up groups, users and subscriptions.
+	ea, _ := h.Add(&recMember{}, "e", "eve")
+	h.AddToGroup("e", "g2")
+	h.Remove(ea)
+	h.Remove(ea) // twice is harmless
+	if h.GroupLen("g2") != 0 || h.UserLen("eve") != 0 || h.Lookup("e") {
+		t.Fatal("removed member still registered")
+	}
+	want := []string{"+chat:connection:e", "+chat:user:eve", "+chat:group:g2", "-chat:connection:e", "-chat:group:g2", "-chat:user:eve"}
+	got := sub.ops[len(sub.ops)-len(want):]
+	if !slices.Equal(got, want) {
+		t.Fatalf("subscription ops %v, want %v", got, want)
+	}
+	if !h.RemoveFromGroup("a", "g1") || h.GroupLen("g1") != 1 {
+		t.Fatal("RemoveFromGroup")
+	}
+	if !r.ApplyGroup("chat", backplane.GroupAdd, "g3", "b") || h.GroupLen("g3") != 1 {
+		t.Fatal("ApplyGroup add")
+	}
+	if r.ApplyGroup("chat", backplane.GroupAdd, "g3", "nobody") {
+		t.Fatal("ApplyGroup for unknown connection reported success")
+	}
+	if r.Stats.Deliveries.Load() == 0 {
+		t.Fatal("stats not counted")
+	}
+}
+
+func TestConcurrentChurnAndDelivery(t *testing.T) {
+	r := NewRouter([]string{"chat"}, nil)
+	h := r.Hub("chat")
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p := TextFrame([]byte("x\x1e"))
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			h.Deliver(backplane.All, "", nil, p)
+			h.Deliver(backplane.Group, "g", nil, p)
+		}
+	}()
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < 500; i++ {
+				id := fmt.Sprintf("%d-%d", w, i)
+				e, ok := h.Add(&recMember{}, id, "u")
+				if !ok {
+					t.Error("add failed")
+					return
+				}
+				h.AddToGroup(id, "g")
+				h.Remove(e)
+			}
+		}(w)
+	}
+	// Let the churners finish while deliveries run, then stop the deliverer.
+	for h.Len() > 0 || r.Stats.Messages.Load() < 10 {
+		runtime.Gosched()
+	}
+	close(stop)
+	wg.Wait()
+	if h.Len() != 0 || h.GroupLen("g") != 0 || h.UserLen("u") != 0 {
+		t.Fatalf("leftovers: len=%d group=%d user=%d", h.Len(), h.GroupLen("g"), h.UserLen("u"))
+	}
+}
+
+type nopMember struct{}
+
+func (nopMember) Deliver([]byte) {}
+
+func BenchmarkBroadcast(b *testing.B) {
+	for _, n := range []int{1, 100, 10000} {
+		b.Run(fmt.Sprintf("recipients=%d", n), func(b *testing.B) {
+			r := NewRouter([]string{"chat"}, nil)
+			h := r.Hub("chat")
+			for i := 0; i < n; i++ {
+				id := fmt.Sprint(i)
+				h.Add(nopMember{}, id, "")
+				h.AddToGroup(id, "g")
+			}
+			msg := &backplane.Message{Hub: "chat", Kind: backplane.All, Payload: make([]byte, 64)}
+			b.ReportAllocs()
+			b.SetBytes(int64(n * (len(msg.Payload) + 2)))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				r.Deliver(msg)
+			}
+		})
+	}
+}
+
+func BenchmarkGroupSend(b *testing.B) {
+	for _, n := range []int{1, 100, 10000} {
+		b.Run(fmt.Sprintf("recipients=%d", n), func(b *testing.B) {
+			r := NewRouter([]string{"chat"}, nil)
+			h := r.Hub("chat")
+			for i := 0; i < n; i++ {
+				id := fmt.Sprint(i)
+				h.Add(nopMember{}, id, "")
+				h.AddToGroup(id, "g")
+			}
+			msg := &backplane.Message{Hub: "chat", Kind: backplane.Group, Name: "g", Payload: make([]byte, 64)}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				r.Deliver(msg)
+			}
+		})
+	}
+}
