@@ -1,0 +1,412 @@
+package conn
+
+import (
+	"errors"
+	"sync/atomic"
+	"unicode/utf8"
+
+	"github.com/edgeplane/edgeplane/backplane"
+	"github.com/edgeplane/edgeplane/fanout"
+	"github.com/edgeplane/edgeplane/poller"
+)
+
+// Connection states.
+const (
+	stHTTP      uint32 = iota // reading an HTTP request
+	stHandshake               // WebSocket open, waiting for the SignalR handshake
+	stOpen                    // SignalR connection established
+	stClosed                  // closing or closed; input is ignored
+)
+
+// Conn is one client connection: a poller.Session (input) and a
+// fanout.Member (output). Its state is kept small: nothing but a few
+// words and two nil slices while idle.
+//
+// OnData and OnClose are serial (poller contract); tick runs on the wheel
+// goroutine and Deliver on any goroutine, so the fields they share are
+// atomic.
+type Conn struct {
+	srv   *Server
+	pc    poller.Conn
+	hub   *fanout.Hub
+	entry *fanout.Entry
+	id    string // connection id (set at upgrade)
+	user  string
+
+	pending []byte // partial frame or request (pooled), nil when idle
+	frag    []byte // fragmented message being assembled (pooled)
+
+	lastRead  atomic.Int32 // wheel seconds
+	lastWrite atomic.Int32
+	state     atomic.Uint32
+	opened    int32
+	fragOp    byte
+	gone      atomic.Bool // OnClose ran
+}
+
+// OnData implements poller.Session.
+func (c *Conn) OnData(data []byte) {
+	if c.state.Load() == stClosed {
+		return
+	}
+	if now := int32(c.srv.wheel.Now()); c.lastRead.Load() != now {
+		c.lastRead.Store(now)
+	}
+	buf := data
+	if len(c.pending) > 0 {
+		c.pending = appendPooled(c.pending, data)
+		buf = c.pending
+	}
+	n, err := c.process(buf)
+	if err != nil {
+		c.fail(err)
+		c.releasePending()
+		return
+	}
+	rest := buf[n:]
+	switch {
+	case len(rest) == 0 || c.state.Load() == stClosed:
+		c.releasePending()
+	case len(c.pending) > 0:
+		c.pending = c.pending[:copy(c.pending, rest)]
+	default:
+		c.pending = append(getBuf(len(rest)), rest...)
+	}
+}
+
+func (c *Conn) releasePending() {
+	if c.pending != nil {
+		putBuf(c.pending)
+		c.pending = nil
+	}
+}
+
+// process consumes as much of buf as forms complete units and returns how
+// many bytes it consumed.
+func (c *Conn) process(buf []byte) (int, error) {
+	off := 0
+	for off < len(buf) {
+		switch c.state.Load() {
+		case stHTTP:
+			n, err := c.handleHTTP(buf[off:])
+			if err != nil || n == 0 {
+				return off + n, err
+			}
+			off += n
+		case stHandshake, stOpen:
+			n, err := c.handleFrame(buf[off:])
+			if err != nil || n == 0 {
+				return off + n, err
+			}
+			off += n
+		default:
+			return len(buf), nil
+		}
+	}
+	return off, nil
+}
+
+// handleFrame processes one complete frame at the start of b, or returns 0
+// if b does not hold one yet.
+func (c *Conn) handleFrame(b []byte) (int, error) {
+	h, hn, err := parseFrameHeader(b, int64(c.srv.cfg.MaxMessageBytes))
+	if err != nil || hn == 0 {
+		return 0, err
+	}
+	total := hn + int(h.length)
+	if len(b) < total {
+		return 0, nil
+	}
+	payload := b[hn:total]
+	unmask(payload, h.mask)
+	switch h.op {
+	case opPing:
+		c.send(fanout.AppendFrame(nil, fanout.OpPong, payload))
+	case opPong:
+	case opClose:
+		return total, c.onCloseFrame(payload)
+	case opText, opBinary:
+		if c.frag != nil {
+			return 0, protoErr(CloseProtocolError, "new data frame inside a fragmented message")
+		}
+		if h.fin {
+			return total, c.onMessage(h.op, payload)
+		}
+		c.fragOp = h.op
+		c.frag = append(getBuf(len(payload)), payload...)
+	case opContinuation:
+		if c.frag == nil {
+			return 0, protoErr(CloseProtocolError, "continuation frame without a message")
+		}
+		if len(c.frag)+len(payload) > c.srv.cfg.MaxMessageBytes {
+			return 0, protoErr(CloseTooBig, "message too big")
+		}
+		c.frag = appendPooled(c.frag, payload)
+		if h.fin {
+			msg := c.frag
+			err := c.onMessage(c.fragOp, msg)
+			putBuf(msg)
+			c.frag = nil
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+func (c *Conn) onCloseFrame(payload []byte) error {
+	code := CloseNormal
+	switch {
+	case len(payload) == 1:
+		return protoErr(CloseProtocolError, "invalid close frame")
+	case len(payload) >= 2:
+		code = CloseCode(uint16(payload[0])<<8 | uint16(payload[1]))
+		if !utf8.Valid(payload[2:]) {
+			return protoErr(CloseInvalidPayload, "invalid UTF-8 in close reason")
+		}
+	}
+	if code < 1000 || code == 1004 || code == 1005 || code == 1006 || (code > 1014 && code < 3000) || code >= 5000 {
+		return protoErr(CloseProtocolError, "invalid close code")
+	}
+	c.shutdown(reasonClientClose, fanout.AppendFrame(nil, fanout.OpClose, closeFramePayload(code, "")))
+	return nil
+}
+
+// onMessage handles one complete WebSocket data message.
+func (c *Conn) onMessage(op byte, msg []byte) error {
+	if op == opText && !utf8.Valid(msg) {
+		return protoErr(CloseInvalidPayload, "invalid UTF-8 in text message")
+	}
+	if c.state.Load() == stHandshake {
+		i := indexRS(msg)
+		if i < 0 {
+			c.handshakeFailed("Handshake request is not terminated by 0x1e.")
+			return nil
+		}
+		if e := parseHandshake(msg[:i]); e != "" {
+			c.handshakeFailed(e)
+			return nil
+		}
+		if !c.register() {
+			return nil
+		}
+		msg = msg[i+1:]
+	}
+	return splitRecords(msg, c.onRecord)
+}
+
+func indexRS(b []byte) int {
+	for i, x := range b {
+		if x == RecordSeparator {
+			return i
+		}
+	}
+	return -1
+}
+
+// register completes the SignalR handshake: the connection joins its hub.
+func (c *Conn) register() bool {
+	e, ok := c.hub.Add(c, c.id, c.user)
+	if !ok {
+		c.closeWith(reasonDuplicate, ClosePolicyViolation, "connection id already connected", false)
+		return false
+	}
+	c.entry = e
+	c.state.Store(stOpen)
+	c.send(fanout.TextFrame(handshakeOK))
+	if up := c.srv.cfg.Upstream; up != nil {
+		if err := up.Send(&backplane.Event{Kind: backplane.EventConnected, Hub: c.hub.Name(), ConnID: c.id, UserID: c.user}); err != nil {
+			c.srv.M.upstreamErr.Inc()
+		}
+	}
+	return true
+}
+
+func (c *Conn) handshakeFailed(msg string) {
+	c.srv.M.closed[reasonHandshakeError].Inc()
+	c.state.Store(stClosed)
+	final := fanout.TextFrame(handshakeErrorRecord(msg))
+	final = fanout.AppendFrame(final, fanout.OpClose, closeFramePayload(CloseProtocolError, "handshake failed"))
+	c.pc.Shutdown(final)
+}
+
+// onRecord handles one SignalR record (without its separator).
+func (c *Conn) onRecord(rec []byte) error {
+	c.srv.M.messagesIn.Inc()
+	m, err := parseHubMessage(rec)
+	if err != nil {
+		return err
+	}
+	switch m.Type {
+	case msgInvocation, msgStreamInvocation:
+		c.invoke(&m)
+	case msgClose:
+		c.shutdown(reasonClientClose, fanout.AppendFrame(nil, fanout.OpClose, closeFramePayload(CloseNormal, "")))
+	case msgPing, msgCompletion, msgStreamItem, msgCancelInvocation, msgAck, msgSequence:
+		// Ping only refreshes lastRead (done in OnData); the others have no
+		// server-side meaning without an upstream that supports them.
+	}
+	return nil
+}
+
+func (c *Conn) invoke(m *hubMessage) {
+	up := c.srv.cfg.Upstream
+	var err error
+	if up == nil {
+		err = backplane.ErrNoUpstream
+	} else {
+		err = up.Send(&backplane.Event{
+			Kind: backplane.EventInvocation, Hub: c.hub.Name(), ConnID: c.id, UserID: c.user,
+			InvocationID: m.InvocationID, Target: m.Target, Arguments: m.Arguments,
+		})
+		if err != nil {
+			c.srv.M.upstreamErr.Inc()
+		}
+	}
+	if err == nil {
+		return
+	}
+	c.srv.M.dropped.Inc()
+	if m.InvocationID != "" {
+		c.send(fanout.TextFrame(completionErrorRecord(m.InvocationID, err.Error())))
+	}
+}
+
+// fail closes the connection for an input error, with the close code the
+// error carries.
+func (c *Conn) fail(err error) {
+	var pe *ProtocolError
+	if !errors.As(err, &pe) {
+		pe = protoErr(CloseProtocolError, err.Error())
+	}
+	reason := reasonProtocolError
+	switch pe.Code {
+	case CloseTooBig:
+		reason = reasonTooBig
+	case CloseInvalidPayload:
+		reason = reasonInvalidUTF8
+	}
+	c.closeWith(reason, pe.Code, pe.Reason, false)
+}
+
+// closeWith closes the connection: a SignalR Close message (once the
+// SignalR connection is open) and a WebSocket close frame are queued after
+// whatever is already queued, then the socket is closed.
+func (c *Conn) closeWith(reason string, code CloseCode, msg string, allowReconnect bool) {
+	var final []byte
+	switch c.state.Load() {
+	case stOpen:
+		final = fanout.TextFrame(closeRecord(msg, allowReconnect))
+		fallthrough
+	case stHandshake:
+		final = fanout.AppendFrame(final, fanout.OpClose, closeFramePayload(code, msg))
+	}
+	c.shutdown(reason, final)
+}
+
+// shutdown marks the connection closed (once), counts the reason and
+// hands the final bytes to the poller.
+func (c *Conn) shutdown(reason string, final []byte) {
+	for {
+		st := c.state.Load()
+		if st == stClosed {
+			return
+		}
+		if c.state.CompareAndSwap(st, stClosed) {
+			break
+		}
+	}
+	c.srv.M.closed[reason].Inc()
+	c.pc.Shutdown(final)
+}
+
+// send queues a frame the connection layer produced itself.
+func (c *Conn) send(frame []byte) {
+	if err := c.pc.Send(frame); err != nil {
+		if errors.Is(err, poller.ErrQueueFull) {
+			c.slow()
+		}
+		return
+	}
+	c.srv.M.ownOut.Inc()
+	c.srv.M.ownBytes.Add(len(frame))
+	c.touchWrite()
+}
+
+func (c *Conn) touchWrite() {
+	if now := int32(c.srv.wheel.Now()); c.lastWrite.Load() != now {
+		c.lastWrite.Store(now)
+	}
+}
+
+// Deliver implements fanout.Member.
+func (c *Conn) Deliver(frame []byte) {
+	if err := c.pc.Send(frame); err != nil {
+		if errors.Is(err, poller.ErrQueueFull) {
+			c.slow()
+		}
+		return
+	}
+	c.touchWrite()
+}
+
+// slow disconnects a client whose outbound queue overflowed.
+func (c *Conn) slow() {
+	c.closeWith(reasonSlowClient, ClosePolicyViolation, "slow client: outbound queue full", true)
+}
+
+// OnClose implements poller.Session.
+func (c *Conn) OnClose(err error) {
+	if st := c.state.Swap(stClosed); st != stClosed {
+		c.srv.M.closed[reasonPeerGone].Inc()
+	}
+	c.gone.Store(true)
+	c.releasePending()
+	if c.frag != nil {
+		putBuf(c.frag)
+		c.frag = nil
+	}
+	if c.entry != nil {
+		c.hub.Remove(c.entry)
+		if up := c.srv.cfg.Upstream; up != nil {
+			reason := "closed"
+			if err != nil {
+				reason = err.Error()
+			}
+			if e := up.Send(&backplane.Event{Kind: backplane.EventDisconnected, Hub: c.hub.Name(), ConnID: c.id, UserID: c.user, Reason: reason}); e != nil {
+				c.srv.M.upstreamErr.Inc()
+			}
+		}
+	}
+}
+
+// tick implements wheelItem: handshake deadline, keep-alive Ping, client
+// time-out.
+func (c *Conn) tick(now int64) int64 {
+	s := c.srv
+	switch c.state.Load() {
+	case stClosed:
+		if c.gone.Load() {
+			return 0
+		}
+		return now + 1 + s.handshakeSec // keep watching until the poller closes it
+	case stHTTP, stHandshake:
+		deadline := int64(c.opened) + s.handshakeSec
+		if now >= deadline {
+			c.closeWith(reasonHandshakeTimeout, ClosePolicyViolation, "handshake timed out", false)
+			return now + 1
+		}
+		return deadline
+	}
+	lr, lw := int64(c.lastRead.Load()), int64(c.lastWrite.Load())
+	if now-lr >= s.timeoutSec {
+		c.closeWith(reasonTimeout, CloseNormal, "Server timeout elapsed without receiving a message from the client.", true)
+		return now + 1
+	}
+	if now-lw >= s.keepAliveSec {
+		c.send(pingFrame)
+		lw = now
+	}
+	return min(lr+s.timeoutSec, lw+s.keepAliveSec)
+}
+
+var pingFrame = fanout.TextFrame(pingRecord)

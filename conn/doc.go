@@ -1,0 +1,21 @@
+// Package conn is the per-connection state machine of an edgeplane node:
+// HTTP/1.1 on the client port (POST /{hub}/negotiate answered with a
+// signed, self-validating connection token; GET /{hub} WebSocket upgrades
+// through github.com/gobwas/ws), WebSocket frames parsed without blocking
+// (a partial frame is kept aside in a pooled buffer until the rest
+// arrives), and the SignalR JSON hub protocol (handshake, records split on
+// 0x1e, Ping, Close, invocations to an Upstream).
+//
+// Deadlines (handshake 15 s, keep-alive Ping after 15 s of outbound
+// silence, client time-out after 30 s of inbound silence) run on one
+// timing wheel swept once a second, not a timer per connection.
+//
+// Bad input closes only the offending connection, with the close code
+// chosen where the error is detected: 1002 protocol errors, 1007 invalid
+// UTF-8, 1009 messages over MaxMessageBytes, 1008 slow clients and
+// handshake time-outs; malformed HTTP gets 400.
+//
+//	srv, err := conn.New(conn.Config{Hubs: []string{"chat"}})
+//	p, err := poller.New("netpoll", poller.Config{}, srv)
+//	err = p.Serve(ln)
+package conn
