@@ -1,0 +1,276 @@
+package poller
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cloudwego/netpoll"
+)
+
+// The "netpoll" backend: github.com/cloudwego/netpoll configured for
+// density, with our own listener wrapper (admission, EMFILE shedding,
+// StopAccepting) and our own bounded pool of writer goroutines.
+//
+// Goroutines: netpoll's poller goroutine(s) (global), netpoll's gopool
+// workers (only while callbacks run), one goroutine blocked in
+// EventLoop.Serve per Poller, and netpollWriters writer goroutines per Poller.
+// None per connection.
+
+func init() {
+	// 256 B input nodes instead of netpoll's 4 KiB/8 KiB defaults: measured
+	// best for idle density here. Both must be set together, before any
+	// connection exists (netpoll reads them when a connection is created).
+	netpoll.LinkBufferCap = 256
+	if err := netpoll.Configure(netpoll.Config{BufferSize: 256, LoggerOutput: netpollLog{}}); err != nil {
+		panic(fmt.Sprintf("poller: configure netpoll: %v", err))
+	}
+	Register("netpoll", newNetpoll)
+}
+
+const (
+	// netpollWriteTimeout bounds one Flush to a client whose socket buffer
+	// is full. A writer goroutine is held that long at most; the connection
+	// is then closed as a slow client. See writerPool for the trade-off.
+	netpollWriteTimeout = 5 * time.Second
+	// netpollCloseWait bounds how long Close waits for the close callbacks
+	// of the connections it shut down.
+	netpollCloseWait = 5 * time.Second
+)
+
+// netpollLog sends netpoll's log lines to slog.
+type netpollLog struct{}
+
+func (netpollLog) Write(b []byte) (int, error) {
+	slog.Warn("netpoll", "msg", strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+// netpollWriters is the size of each Poller's writer pool.
+func netpollWriters() int { return max(16, 4*runtime.GOMAXPROCS(0)) }
+
+// npPoller implements Poller on netpoll.
+//
+// Lock order: npConn.mu before npPoller.mu; writerPool.mu is never held
+// together with either.
+type npPoller struct {
+	cfg     Config
+	h       Handler
+	adm     *Admission
+	rejects map[RejectReason][]byte // precompiled 503 responses
+	wp      writerPool
+
+	mu      sync.Mutex
+	ln      *npListener
+	evl     netpoll.EventLoop
+	served  chan struct{} // closed when EventLoop.Serve returned
+	conns   *npConn       // registry of open connections (intrusive list)
+	closing bool
+	closed  bool
+}
+
+func newNetpoll(cfg Config, h Handler) (Poller, error) {
+	if h == nil {
+		return nil, fmt.Errorf("poller: netpoll: nil Handler")
+	}
+	p := &npPoller{cfg: cfg, h: h, adm: NewAdmission(cfg), rejects: map[RejectReason][]byte{}}
+	for _, r := range []RejectReason{RejectMaxConns, RejectFDReserve, RejectAcceptRate, RejectAcceptError} {
+		p.rejects[r] = RejectResponse(cfg.RetryAfter, r)
+	}
+	p.wp.init()
+	return p, nil
+}
+
+// Serve implements Poller. netpoll takes over ln: ln itself is closed and
+// the listening socket lives on as a duplicate descriptor owned by p.
+func (p *npPoller) Serve(ln net.Listener) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.ln != nil {
+		return fmt.Errorf("poller: netpoll: Serve on a closed or serving poller: %w", ErrClosed)
+	}
+	l, err := newNPListener(ln, p)
+	if err != nil {
+		return fmt.Errorf("poller: netpoll: %w", err)
+	}
+	npln, err := netpoll.ConvertListener(l) // returns l itself: it implements netpoll.Listener
+	if err != nil {
+		l.Close()
+		l.release()
+		return fmt.Errorf("poller: netpoll: convert listener: %w", err)
+	}
+	evl, err := netpoll.NewEventLoop(p.onRequest,
+		netpoll.WithOnPrepare(p.onPrepare),
+		netpoll.WithOnConnect(p.onConnect),
+		netpoll.WithWriteTimeout(netpollWriteTimeout),
+	)
+	if err != nil {
+		l.Close()
+		l.release()
+		return fmt.Errorf("poller: netpoll: event loop: %w", err)
+	}
+	p.ln, p.evl, p.served = l, evl, make(chan struct{})
+	p.wp.start(netpollWriters())
+	go func() {
+		defer close(p.served)
+		if err := evl.Serve(npln); err != nil && !p.isClosing() {
+			slog.Error("poller: netpoll: serve ended", "addr", l.Addr(), "err", err)
+		}
+	}()
+	return nil
+}
+
+func (p *npPoller) isClosing() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closing
+}
+
+// Addr implements Poller.
+func (p *npPoller) Addr() net.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln == nil {
+		return nil
+	}
+	return p.ln.Addr()
+}
+
+// Conns implements Poller.
+func (p *npPoller) Conns() int { return p.adm.Conns() }
+
+// StopAccepting implements Poller: the listening socket stops listening
+// (new connects are refused); open connections stay.
+func (p *npPoller) StopAccepting() error {
+	p.mu.Lock()
+	l := p.ln
+	p.mu.Unlock()
+	if l == nil {
+		return nil
+	}
+	return l.Close()
+}
+
+// Close implements Poller: stop accepting, close every connection, wait
+// (bounded) for their OnClose, stop the writers and the event loop.
+func (p *npPoller) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed, p.closing = true, true
+	l, evl, served := p.ln, p.evl, p.served
+	var all []*npConn
+	for c := p.conns; c != nil; c = c.nextAll {
+		all = append(all, c)
+	}
+	p.mu.Unlock()
+
+	if l != nil {
+		l.Close()
+	}
+	for _, c := range all {
+		c.closeNow(nil)
+	}
+	deadline := time.Now().Add(netpollCloseWait)
+	for p.openConns() > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	p.wp.stop()
+	if evl != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := evl.Shutdown(ctx)
+		cancel()
+		if err != nil {
+			slog.Warn("poller: netpoll: event loop shutdown", "err", err)
+		}
+		<-served
+		l.release()
+	}
+	if n := p.openConns(); n > 0 {
+		return fmt.Errorf("poller: netpoll: %d connections still open after %v", n, netpollCloseWait)
+	}
+	return nil
+}
+
+func (p *npPoller) openConns() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for c := p.conns; c != nil; c = c.nextAll {
+		n++
+	}
+	return n
+}
+
+// onPrepare runs on netpoll's poller goroutine for each admitted
+// connection, before it is registered for reads. The returned context is
+// the npConn itself (it implements context.Context), which is how
+// onConnect and onRequest find it without a map or a context.WithValue.
+func (p *npPoller) onPrepare(nc netpoll.Connection) context.Context {
+	c := &npConn{nc: nc, p: p, fd: int32(nc.(interface{ Fd() int }).Fd())}
+	nc.AddCloseCallback(c.onGone)
+	p.mu.Lock()
+	c.nextAll = p.conns
+	if p.conns != nil {
+		p.conns.prevAll = c
+	}
+	p.conns = c
+	closing := p.closing
+	p.mu.Unlock()
+	if closing {
+		c.closeNow(nil)
+	}
+	return c
+}
+
+// onConnect runs on a netpoll worker, serialized with onRequest and the
+// close callback by netpoll's per-connection processing lock.
+func (p *npPoller) onConnect(ctx context.Context, _ netpoll.Connection) context.Context {
+	c := ctx.(*npConn)
+	s := p.h.OnOpen(c)
+	c.mu.Lock()
+	c.sess = s
+	c.mu.Unlock()
+	return ctx
+}
+
+// onRequest consumes everything readable: netpoll calls it again and again
+// while unread input remains, so nothing may be left behind.
+func (p *npPoller) onRequest(ctx context.Context, nc netpoll.Connection) error {
+	c := ctx.(*npConn)
+	r := nc.Reader()
+	if n := r.Len(); n > 0 {
+		data, err := r.Next(n)
+		if err == nil {
+			c.mu.Lock()
+			s, live := c.sess, c.state&(flClosing|flGone) == 0
+			c.mu.Unlock()
+			if s != nil && live {
+				s.OnData(data)
+			}
+		}
+	}
+	return r.Release()
+}
+
+// remove unlinks c from the registry.
+func (p *npPoller) remove(c *npConn) {
+	p.mu.Lock()
+	if c.prevAll != nil {
+		c.prevAll.nextAll = c.nextAll
+	} else if p.conns == c {
+		p.conns = c.nextAll
+	}
+	if c.nextAll != nil {
+		c.nextAll.prevAll = c.prevAll
+	}
+	c.prevAll, c.nextAll = nil, nil
+	p.mu.Unlock()
+}

@@ -1,0 +1,341 @@
+package poller
+
+import (
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/cloudwego/netpoll"
+	"golang.org/x/sys/unix"
+)
+
+// npConn is one netpoll connection: Conn for the rest of edgeplane, and
+// the context.Context netpoll hands back to our callbacks.
+//
+// Its outbound queue holds references to the callers' frames; a writer
+// goroutine from the Poller's pool moves them into netpoll's output buffer
+// with WriteDirect (no copy, no per-connection output node) and flushes
+// once per drained batch (one writev).
+//
+// Per connection this struct is 128 bytes on amd64 (see
+// TestNetpollConnSize); the queue's backing array (kept only up to
+// npKeepQueueCap entries) comes on top once the connection was written to.
+type npConn struct {
+	nc   netpoll.Connection
+	p    *npPoller
+	sess Session
+	err  error // why we closed it; nil for an orderly close
+
+	mu     sync.Mutex
+	fd     int32
+	state  uint32   // fl* bits
+	queue  [][]byte // frames not yet handed to netpoll; under mu
+	queued int      // bytes queued and not yet written (incl. in flight)
+
+	next             *npConn // writerPool run queue
+	prevAll, nextAll *npConn // npPoller registry
+}
+
+const (
+	flScheduled uint32 = 1 << iota // in the writer run queue
+	flWriting                      // a writer is between WriteDirect and the end of Flush
+	flShutdown                     // Shutdown called: no more Sends, close once drained
+	flClosing                      // Close called or write failed: socket shut down
+	flGone                         // close callback ran: the descriptor may be reused
+)
+
+// npKeepQueueCap is the largest queue backing array kept after a drain, so
+// a broadcast to a connection that was written to before allocates nothing.
+const npKeepQueueCap = 4
+
+// Send implements Conn.
+func (c *npConn) Send(frame []byte) error {
+	c.mu.Lock()
+	if c.state&(flShutdown|flClosing|flGone) != 0 {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if c.queued+len(frame) > c.p.cfg.MaxQueueBytes {
+		c.mu.Unlock()
+		return ErrQueueFull
+	}
+	if len(frame) == 0 {
+		c.mu.Unlock()
+		return nil
+	}
+	sched := c.enqueueLocked(frame)
+	c.mu.Unlock()
+	if sched {
+		c.p.wp.push(c)
+	}
+	return nil
+}
+
+// enqueueLocked appends frame and reports whether c must be pushed to the
+// run queue. c.mu is held.
+func (c *npConn) enqueueLocked(frame []byte) bool {
+	c.queue = append(c.queue, frame)
+	c.queued += len(frame)
+	if c.state&(flScheduled|flWriting) != 0 {
+		return false
+	}
+	c.state |= flScheduled
+	return true
+}
+
+// Shutdown implements Conn.
+func (c *npConn) Shutdown(final []byte) {
+	c.mu.Lock()
+	if c.state&(flShutdown|flClosing|flGone) != 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.state |= flShutdown
+	if len(final) == 0 {
+		final = nil
+	}
+	// The writer closes the connection when it finds the queue drained; a
+	// final frame or an empty queue both need one pass of it.
+	sched := c.state&(flScheduled|flWriting) == 0
+	if final != nil {
+		sched = c.enqueueLocked(final)
+	} else if sched {
+		c.state |= flScheduled
+	}
+	c.mu.Unlock()
+	if sched {
+		c.p.wp.push(c)
+	}
+	time.AfterFunc(c.p.cfg.ShutdownTimeout, func() { c.closeNow(nil) })
+}
+
+// Close implements Conn. It shuts the socket down at once; netpoll's
+// poller sees the hang-up and runs the close callback (and OnClose) on its
+// own goroutine, never inside Close: a caller may hold locks OnClose takes.
+func (c *npConn) Close() error {
+	c.closeNow(nil)
+	return nil
+}
+
+// closeNow drops the queue and shuts the socket down (err, if not nil, is
+// what OnClose will get). The shutdown happens under mu: the close
+// callback takes mu before netpoll closes the descriptor, so the number
+// cannot have been reused.
+func (c *npConn) closeNow(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state&(flClosing|flGone) != 0 {
+		return
+	}
+	c.state |= flClosing
+	c.err = err
+	c.dropQueueLocked()
+	_ = unix.Shutdown(int(c.fd), unix.SHUT_RDWR)
+}
+
+func (c *npConn) dropQueueLocked() {
+	clear(c.queue)
+	if cap(c.queue) > npKeepQueueCap {
+		c.queue = nil
+	}
+	c.queue = c.queue[:0]
+	c.queued = 0
+}
+
+// QueuedBytes implements Conn.
+func (c *npConn) QueuedBytes() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queued
+}
+
+// RemoteAddr implements Conn.
+func (c *npConn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// onGone is netpoll's close callback. netpoll runs it exactly once, after
+// any running onConnect/onRequest returned and never before one (its
+// per-connection processing lock), and before its own callback that closes
+// the descriptor and frees the buffers. So OnClose comes last, once.
+func (c *npConn) onGone(netpoll.Connection) error {
+	c.mu.Lock()
+	c.state |= flGone
+	// netpoll does not lock its output buffer against WriteDirect: wait
+	// for a writer using this connection to leave it before netpoll frees
+	// the buffer. netpoll woke a Flush in progress before calling us, and
+	// a Flush that starts now fails at once (connection inactive).
+	for c.state&flWriting != 0 {
+		c.mu.Unlock()
+		runtime.Gosched()
+		c.mu.Lock()
+	}
+	c.dropQueueLocked()
+	c.queue = nil
+	s, err := c.sess, c.err
+	c.mu.Unlock()
+	c.p.remove(c)
+	c.p.adm.Closed()
+	if s != nil {
+		s.OnClose(err)
+	}
+	return nil
+}
+
+// drain runs on a writer goroutine: it hands c's whole queue to netpoll
+// and flushes once.
+func (c *npConn) drain() {
+	c.mu.Lock()
+	c.state &^= flScheduled
+	if c.state&(flClosing|flGone) != 0 {
+		c.mu.Unlock()
+		return
+	}
+	if len(c.queue) == 0 {
+		fin := c.state&flShutdown != 0
+		c.mu.Unlock()
+		if fin {
+			c.closeNow(nil)
+		}
+		return
+	}
+	c.state |= flWriting
+	q := c.queue
+	c.queue = nil
+	c.mu.Unlock()
+
+	w := c.nc.Writer()
+	n := 0
+	var err error
+	for _, f := range q {
+		if err = w.WriteDirect(f, 0); err != nil {
+			break
+		}
+		n += len(f)
+	}
+	if err == nil {
+		err = w.Flush()
+	}
+
+	c.mu.Lock()
+	c.state &^= flWriting
+	clear(q)
+	if c.state&(flClosing|flGone) != 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.queued -= n
+	if len(c.queue) == 0 && cap(q) <= npKeepQueueCap {
+		c.queue = q[:0]
+	}
+	again := err == nil && (len(c.queue) > 0 || c.state&flShutdown != 0)
+	if again {
+		c.state |= flScheduled
+	}
+	c.mu.Unlock()
+	if err != nil {
+		c.closeNow(fmt.Errorf("poller: netpoll write to %v: %w", c.RemoteAddr(), err))
+		return
+	}
+	if again {
+		c.p.wp.push(c) // at the tail: a busy connection does not hog a writer
+	}
+}
+
+// context.Context, so that netpoll carries c to our callbacks for free.
+
+// Deadline implements context.Context.
+func (c *npConn) Deadline() (time.Time, bool) { return time.Time{}, false }
+
+// Done implements context.Context.
+func (c *npConn) Done() <-chan struct{} { return nil }
+
+// Err implements context.Context.
+func (c *npConn) Err() error { return nil }
+
+// Value implements context.Context.
+func (c *npConn) Value(any) any { return nil }
+
+// writerPool is a fixed set of goroutines draining connections' queues
+// from a FIFO run queue (intrusive list, no allocation per Send). A
+// connection is in the run queue at most once.
+//
+// Starvation trade-off: netpoll's Flush blocks while the client's socket
+// buffer is full, so a writer is held by a stalled client until it reads
+// or netpollWriteTimeout passes (the connection is then closed as a slow
+// client). With W writers, W clients stalled at once delay every other
+// connection's writes by up to netpollWriteTimeout. W is a fixed
+// max(16, 4×GOMAXPROCS) (goroutines are cheap next to 19k connections);
+// a shorter timeout would disconnect clients on brief stalls. In practice
+// a stalled client first fills its queue (MaxQueueBytes), Send returns
+// ErrQueueFull, conn/ closes it, and Close frees the writer at once.
+type writerPool struct {
+	mu         sync.Mutex
+	cond       sync.Cond
+	head, tail *npConn
+	stopped    bool
+	wg         sync.WaitGroup
+}
+
+func (wp *writerPool) init() { wp.cond.L = &wp.mu }
+
+func (wp *writerPool) start(n int) {
+	wp.wg.Add(n)
+	for range n {
+		go wp.run()
+	}
+}
+
+func (wp *writerPool) push(c *npConn) {
+	wp.mu.Lock()
+	if wp.stopped {
+		wp.mu.Unlock()
+		return
+	}
+	if wp.tail == nil {
+		wp.head = c
+	} else {
+		wp.tail.next = c
+	}
+	wp.tail = c
+	wp.mu.Unlock()
+	wp.cond.Signal()
+}
+
+func (wp *writerPool) run() {
+	defer wp.wg.Done()
+	for {
+		wp.mu.Lock()
+		for wp.head == nil && !wp.stopped {
+			wp.cond.Wait()
+		}
+		if wp.stopped {
+			wp.mu.Unlock()
+			return
+		}
+		c := wp.head
+		wp.head = c.next
+		if wp.head == nil {
+			wp.tail = nil
+		}
+		c.next = nil
+		wp.mu.Unlock()
+		c.drain()
+	}
+}
+
+// stop ends the writers (their current drain finishes first) and drops
+// the run queue.
+func (wp *writerPool) stop() {
+	wp.mu.Lock()
+	wp.stopped = true
+	for c := wp.head; c != nil; {
+		n := c.next
+		c.next = nil
+		c = n
+	}
+	wp.head, wp.tail = nil, nil
+	wp.mu.Unlock()
+	wp.cond.Broadcast()
+	wp.wg.Wait()
+}
