@@ -1,0 +1,18 @@
+// Package admin serves an edgeplane node's admin port with net/http:
+// Prometheus metrics (/metrics, VictoriaMetrics/metrics with process
+// metrics and edgeplane gauges and counters), /healthz, /readyz, and the
+// REST API in the Azure SignalR data-plane shape:
+//
+//	POST   /api/hubs/{hub}/:send                       {"target","arguments"} → 202 (?excluded=id,id)
+//	POST   /api/hubs/{hub}/groups/{g}/:send            → 202
+//	POST   /api/hubs/{hub}/users/{u}/:send             → 202
+//	POST   /api/hubs/{hub}/connections/{id}/:send      → 202
+//	PUT    /api/hubs/{hub}/groups/{g}/connections/{id} → 200 | 404
+//	DELETE /api/hubs/{hub}/groups/{g}/connections/{id} → 200 | 404
+//	HEAD   /api/hubs/{hub}/connections/{id} | groups/{g} | users/{u} → 200 | 404
+//	DELETE /api/hubs/{hub}/connections/{id}            → 200 | 404
+//	HEAD   /api/health                                 → 200
+//
+// With an access key the API requires "Authorization: Bearer <HS256 JWT>".
+// Sends go through the backplane, so they reach every node.
+package admin

@@ -1,0 +1,122 @@
+// Command edgeplane runs one edgeplane node: the client port (SignalR over
+// WebSockets on an event-loop poller) and the admin port (metrics, health,
+// REST API).
+//
+// Every flag has an environment variable: --max-conns is EDGEPLANE_MAX_CONNS;
+// repeatable flags (--hub) take a comma-separated list there.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/edgeplane/edgeplane/conn"
+	"github.com/edgeplane/edgeplane/internal/node"
+	"github.com/edgeplane/edgeplane/poller"
+)
+
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("edgeplane", flag.ContinueOnError)
+	var (
+		cfg      node.Config
+		hubs     listFlag
+		logLevel string
+	)
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "client address (SignalR negotiate and WebSocket)")
+	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin address: /metrics, /healthz, /readyz and the REST API")
+	fs.Var(&hubs, "hub", "hub name clients may connect to; repeat for several (default chat)")
+	fs.StringVar(&cfg.Poller, "poller", "netpoll", "event-loop backend: "+strings.Join(poller.Backends(), "|"))
+	fs.StringVar(&cfg.Conn.AccessKey, "access-key", "", "HS256 key: REST API needs a bearer JWT and clients an access token signed with it (empty: open)")
+	fs.StringVar(&cfg.Conn.TokenKey, "token-key", "", "key signing connection tokens; share it across a fleet (default: derived from --access-key, else random)")
+	fs.IntVar(&cfg.PollerConfig.MaxConns, "max-conns", 0, "maximum open client connections; the excess gets 503 (0: no limit but the fd reserve)")
+	fs.IntVar(&cfg.PollerConfig.FDReserve, "fd-reserve", poller.DefaultFDReserve, "file descriptors kept free under RLIMIT_NOFILE; connections beyond get 503")
+	fs.IntVar(&cfg.PollerConfig.MaxQueueBytes, "max-queue-bytes", poller.DefaultMaxQueueBytes, "outbound bytes queued per connection before it is dropped as a slow client")
+	fs.IntVar(&cfg.Conn.MaxMessageBytes, "max-message-bytes", conn.DefaultMaxMessageBytes, "largest client message; larger closes with 1009")
+	fs.DurationVar(&cfg.Conn.HandshakeTimeout, "handshake-timeout", conn.DefaultHandshakeTimeout, "time to complete the HTTP request and SignalR handshake")
+	fs.DurationVar(&cfg.Conn.KeepAliveInterval, "keepalive", conn.DefaultKeepAliveInterval, "send a Ping after this long without outbound traffic")
+	fs.DurationVar(&cfg.Conn.ClientTimeout, "client-timeout", conn.DefaultClientTimeout, "drop a client silent this long")
+	fs.StringVar(&logLevel, "log-level", "info", "debug|info|warn|error")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: edgeplane [flags]\n\nRuns one edgeplane node. Every flag can also be set with an environment\nvariable: EDGEPLANE_ and the flag name in upper case with - as _\n(e.g. EDGEPLANE_MAX_CONNS=19000; repeatable flags take a comma-separated list).\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := applyEnv(fs); err != nil {
+		fmt.Fprintln(os.Stderr, "edgeplane:", err)
+		return 2
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		fmt.Fprintln(os.Stderr, "edgeplane: --log-level:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+	cfg.Logger = log
+	cfg.Conn.Hubs = hubs
+
+	n, err := node.Start(cfg)
+	if err != nil {
+		log.Error("start failed", "err", err)
+		return 1
+	}
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	s := <-sig
+	log.Info("stopping", "signal", s.String())
+	go func() {
+		<-sig
+		log.Warn("second signal: exiting at once")
+		os.Exit(1)
+	}()
+	start := time.Now()
+	if err := n.Close(); err != nil {
+		log.Error("stop", "err", err)
+		return 1
+	}
+	log.Info("stopped", "took", time.Since(start).String())
+	return 0
+}
+
+// applyEnv sets flags from EDGEPLANE_* environment variables; command-line
+// flags parsed afterwards override them.
+func applyEnv(fs *flag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "EDGEPLANE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok && err == nil {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", name, v, e)
+			}
+		}
+	})
+	return err
+}
+

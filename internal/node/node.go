@@ -1,0 +1,133 @@
+// Package node assembles an edgeplane node: poller, connection server,
+// backplane and admin port. cmd/edgeplane maps flags onto Config; tests
+// start nodes with it too.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/edgeplane/edgeplane/admin"
+	"github.com/edgeplane/edgeplane/conn"
+	"github.com/edgeplane/edgeplane/poller"
+)
+
+// Config is a node's configuration. The zero value works: client port
+// 127.0.0.1:8080, admin port 127.0.0.1:9090, hub "chat", netpoll backend.
+type Config struct {
+	// Listen is the client address. Default 127.0.0.1:8080.
+	Listen string
+	// Admin is the admin/REST address. Default 127.0.0.1:9090.
+	Admin string
+	// Poller is the backend name. Default "netpoll".
+	Poller string
+	// PollerConfig: admission and queue limits.
+	PollerConfig poller.Config
+	// Conn: hubs, keys, limits, backplane, upstream.
+	Conn conn.Config
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Node is a running node.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	srv     *conn.Server
+	poll    poller.Poller
+	admin   *admin.Handler
+	adminLn net.Listener
+	http    *http.Server
+}
+
+// Start starts a node.
+func Start(cfg Config) (*Node, error) {
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:8080"
+	}
+	if cfg.Admin == "" {
+		cfg.Admin = "127.0.0.1:9090"
+	}
+	if cfg.Poller == "" {
+		cfg.Poller = "netpoll"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cfg.Conn.Logger = cfg.Logger
+	srv, err := conn.New(cfg.Conn)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, srv: srv}
+	userReject := cfg.PollerConfig.OnReject
+	cfg.PollerConfig.OnReject = func(r poller.RejectReason) {
+		srv.M.Rejected(string(r))
+		if userReject != nil {
+			userReject(r)
+		}
+	}
+	n.poll, err = poller.New(cfg.Poller, cfg.PollerConfig, srv)
+	if err != nil {
+		srv.Close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		srv.Close()
+		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	if err := n.poll.Serve(ln); err != nil {
+		ln.Close()
+		srv.Close()
+		return nil, fmt.Errorf("serve %s: %w", cfg.Listen, err)
+	}
+	n.adminLn, err = net.Listen("tcp", cfg.Admin)
+	if err != nil {
+		n.poll.Close()
+		srv.Close()
+		return nil, fmt.Errorf("listen admin %s: %w", cfg.Admin, err)
+	}
+	n.admin = admin.New(srv, cfg.Logger)
+	n.http = &http.Server{Handler: n.admin, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := n.http.Serve(n.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("admin server stopped", "err", err)
+		}
+	}()
+	if cfg.Conn.AccessKey == "" {
+		n.log.Warn("no access key configured: client connections and the REST API are open to anyone who can reach them")
+	}
+	n.log.Info("edgeplane node started", "listen", n.Addr().String(), "admin", n.AdminAddr().String(),
+		"poller", cfg.Poller, "hubs", srv.Hubs())
+	return n, nil
+}
+
+// Addr is the client address.
+func (n *Node) Addr() net.Addr { return n.poll.Addr() }
+
+// AdminAddr is the admin address.
+func (n *Node) AdminAddr() net.Addr { return n.adminLn.Addr() }
+
+// Server is the connection server.
+func (n *Node) Server() *conn.Server { return n.srv }
+
+// Conns is the number of open client connections.
+func (n *Node) Conns() int { return n.poll.Conns() }
+
+// Close stops accepting, closes every connection, the admin port and the
+// backplane.
+func (n *Node) Close() error {
+	n.admin.SetDraining()
+	err := n.poll.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	n.http.Shutdown(ctx)
+	n.srv.Close()
+	return err
+}
