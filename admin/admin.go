@@ -46,7 +46,9 @@ func New(srv *conn.Server, log *slog.Logger) *Handler {
 	h.mux.HandleFunc("GET /readyz", h.readyz)
 	h.mux.HandleFunc("HEAD /api/health", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	h.mux.HandleFunc("GET /api/health", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-	api := func(pattern string, fn func(http.ResponseWriter, *http.Request)) { h.mux.HandleFunc(pattern, h.authorized(fn)) }
+	api := func(pattern string, fn func(http.ResponseWriter, *http.Request)) {
+		h.mux.HandleFunc(pattern, h.authorized(fn))
+	}
 	api("POST /api/hubs/{hub}/:send", h.send(backplane.All, ""))
 	api("POST /api/hubs/{hub}/groups/{name}/:send", h.send(backplane.Group, "name"))
 	api("POST /api/hubs/{hub}/users/{name}/:send", h.send(backplane.User, "name"))

@@ -119,4 +119,3 @@ func applyEnv(fs *flag.FlagSet) error {
 	})
 	return err
 }
-
