@@ -1,0 +1,725 @@
+package bench
+
+import (
+	"container/heap"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// LoaderConfig configures one load-client process. The zero value of each
+// field takes the default named in its comment.
+type LoaderConfig struct {
+	// Addr is the node's client address, host:port (IPv4).
+	Addr string
+	// Hub is the hub name; default "chat".
+	Hub string
+	// Conns is the number of SignalR connections to open.
+	Conns int
+	// SrcIPs are the local addresses bound round-robin; default 127.0.0.2.
+	SrcIPs []string
+	// SkipNegotiate connects straight to /{hub} (skipNegotiation) instead of
+	// POST /{hub}/negotiate first.
+	SkipNegotiate bool
+	// Concurrency bounds the attempts in flight; 0 starts every connection
+	// at once (a storm).
+	Concurrency int
+	// Retry are the delays before each retry of a failed attempt (the
+	// official client: 0, 2, 10, 30 s). After the last one the connection
+	// is given up.
+	Retry []time.Duration
+	// KeepAlive is the interval of client pings per connection, spread over
+	// the interval; default 15 s.
+	KeepAlive time.Duration
+	// HandshakeTimeout bounds one attempt; default 15 s.
+	HandshakeTimeout time.Duration
+}
+
+func (c *LoaderConfig) hub() string {
+	if c.Hub == "" {
+		return "chat"
+	}
+	return c.Hub
+}
+
+func (c *LoaderConfig) keepAlive() time.Duration {
+	if c.KeepAlive <= 0 {
+		return 15 * time.Second
+	}
+	return c.KeepAlive
+}
+
+func (c *LoaderConfig) handshakeTimeout() time.Duration {
+	if c.HandshakeTimeout <= 0 {
+		return 15 * time.Second
+	}
+	return c.HandshakeTimeout
+}
+
+// LoaderStats is what a load client reports.
+type LoaderStats struct {
+	Target      int    `json:"target"`
+	Open        int    `json:"open"`         // established now
+	EverOpened  int    `json:"ever_opened"`  // reached the handshake at least once
+	Attempts    int    `json:"attempts"`     // attempts started
+	Failures    int    `json:"failures"`     // attempts that failed
+	Rejected503 int    `json:"rejected_503"` // attempts answered 503
+	GivenUp     int    `json:"given_up"`     // connections out of retries
+	Dropped     int    `json:"dropped"`      // established connections the server closed
+	Pings       uint64 `json:"pings"`        // server pings received
+	Deliveries  uint64 `json:"deliveries"`   // invocations received
+	BytesIn     uint64 `json:"bytes_in"`
+	Settled     bool   `json:"settled"` // every connection open or given up
+	// FirstAttemptNano and AllOpenNano are Unix nanoseconds: start of the
+	// first attempt and the moment the last connection opened.
+	FirstAttemptNano int64 `json:"first_attempt_nano"`
+	LastOpenNano     int64 `json:"last_open_nano"`
+	// Handshake: one successful attempt, negotiate to handshake answer.
+	Handshake *Hist `json:"handshake,omitempty"`
+	// Connect: first attempt start to open, retries included.
+	Connect *Hist `json:"connect,omitempty"`
+	// Latency: send timestamp in the invocation to arrival.
+	Latency *Hist `json:"latency,omitempty"`
+	// SeqLast maps a message sequence number to the Unix nanoseconds of
+	// its last arrival here; SeqCount to its number of arrivals.
+	SeqLast  map[string]int64 `json:"seq_last,omitempty"`
+	SeqCount map[string]int   `json:"seq_count,omitempty"`
+	Errors   map[string]int   `json:"errors,omitempty"` // failure reasons, counted
+}
+
+type connState uint8
+
+const (
+	stWaiting connState = iota // not started or waiting for a retry
+	stNegConnect
+	stNegRead
+	stWSConnect
+	stWSUpgrade
+	stHandshake
+	stOpen
+	stGivenUp
+)
+
+type cconn struct {
+	idx          int
+	fd           int
+	state        connState
+	attempt      int
+	in           []byte // partial input
+	msg          []byte // partial fragmented message
+	out          []byte // unsent output
+	id, token    string
+	attemptStart int64
+	firstStart   int64
+}
+
+type retryItem struct {
+	at int64
+	c  *cconn
+}
+
+type retryHeap []retryItem
+
+func (h retryHeap) Len() int           { return len(h) }
+func (h retryHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h retryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *retryHeap) Push(x any)        { *h = append(*h, x.(retryItem)) }
+func (h *retryHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// Loader is an event-driven SignalR load client: one epoll loop, no
+// goroutine per connection, a shared read buffer. Run owns all its state;
+// other goroutines talk to it through the command channel.
+type Loader struct {
+	cfg      LoaderConfig
+	epfd     int
+	dst      unix.SockaddrInet4
+	src      [][4]byte
+	host     string
+	negReq   []byte
+	conns    []*cconn
+	byFD     []*cconn
+	next     int // next connection never started
+	inFlight int
+	retries  retryHeap
+	readBuf  []byte
+	pingMsg  []byte
+	st       LoaderStats
+	seqLast  []int64
+	seqCount []int32
+	handsh   Hist
+	connect  Hist
+	latency  Hist
+	errs     map[string]int
+	tick     int64
+}
+
+// LoaderCmd is a request to a running Loader; the answer goes to Reply.
+type LoaderCmd struct {
+	// Op: "stats" (full stats), "ids" (connection ids), "reset" (clear the
+	// latency figures), "close" (close every connection and stop).
+	Op    string
+	Reply chan any
+}
+
+// NewLoader validates cfg and prepares a loader.
+func NewLoader(cfg LoaderConfig) (*Loader, error) {
+	host, port, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("bench: loader address %q: %w", cfg.Addr, err)
+	}
+	ip := net.ParseIP(host).To4()
+	if ip == nil {
+		return nil, fmt.Errorf("bench: loader address %q: not IPv4", cfg.Addr)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return nil, fmt.Errorf("bench: loader port %q: %w", port, err)
+	}
+	l := &Loader{cfg: cfg, host: cfg.Addr, readBuf: make([]byte, 64<<10), errs: map[string]int{}}
+	l.dst.Port = p
+	copy(l.dst.Addr[:], ip)
+	if len(cfg.SrcIPs) == 0 {
+		cfg.SrcIPs = []string{"127.0.0.2"}
+	}
+	for _, s := range cfg.SrcIPs {
+		sip := net.ParseIP(s).To4()
+		if sip == nil {
+			return nil, fmt.Errorf("bench: source address %q: not IPv4", s)
+		}
+		var a [4]byte
+		copy(a[:], sip)
+		l.src = append(l.src, a)
+	}
+	l.negReq = NegotiateRequest(l.host, cfg.hub())
+	l.pingMsg = AppendClientFrame(nil, opText, PingRecord)
+	l.conns = make([]*cconn, cfg.Conns)
+	for i := range l.conns {
+		l.conns[i] = &cconn{idx: i, fd: -1}
+	}
+	l.st.Target = cfg.Conns
+	return l, nil
+}
+
+// Run drives the loader until a "close" command or an error. progress, if
+// not nil, is called from the loop about every 250 ms with light stats.
+func (l *Loader) Run(cmds <-chan LoaderCmd, progress func(LoaderStats)) error {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("bench: epoll_create: %w", err)
+	}
+	l.epfd = epfd
+	defer unix.Close(epfd)
+	events := make([]unix.EpollEvent, 512)
+	const tickEvery = 100 * time.Millisecond
+	slots := int(l.cfg.keepAlive() / tickEvery)
+	if slots < 1 {
+		slots = 1
+	}
+	lastTick := time.Now()
+	lastProgress := time.Now()
+	lastTimeoutScan := time.Now()
+	for {
+		now := time.Now()
+		l.startPending(now.UnixNano())
+		n, err := unix.EpollWait(epfd, events, 10)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("bench: epoll_wait: %w", err)
+		}
+		for i := 0; i < n; i++ {
+			fd := int(events[i].Fd)
+			if fd < 0 || fd >= len(l.byFD) || l.byFD[fd] == nil {
+				continue
+			}
+			l.onEvent(l.byFD[fd], events[i].Events)
+		}
+		now = time.Now()
+		for now.Sub(lastTick) >= tickEvery {
+			lastTick = lastTick.Add(tickEvery)
+			l.keepAliveSlot(int(l.tick%int64(slots)), slots)
+			l.tick++
+		}
+		if now.Sub(lastTimeoutScan) >= time.Second {
+			lastTimeoutScan = now
+			l.expireAttempts(now.UnixNano())
+		}
+		if progress != nil && now.Sub(lastProgress) >= 250*time.Millisecond {
+			lastProgress = now
+			progress(l.light())
+		}
+		for {
+			select {
+			case c := <-cmds:
+				if l.command(c) {
+					return nil
+				}
+				continue
+			default:
+			}
+			break
+		}
+	}
+}
+
+func (l *Loader) command(c LoaderCmd) (stop bool) {
+	switch c.Op {
+	case "stats":
+		c.Reply <- l.full()
+	case "ids":
+		ids := make([]string, 0, len(l.conns))
+		for _, cc := range l.conns {
+			if cc.state == stOpen && cc.id != "" {
+				ids = append(ids, cc.id)
+			}
+		}
+		c.Reply <- ids
+	case "reset":
+		l.latency = Hist{}
+		l.seqLast, l.seqCount = nil, nil
+		l.st.Deliveries = 0
+		c.Reply <- true
+	case "close":
+		for _, cc := range l.conns {
+			if cc.fd >= 0 {
+				unix.Close(cc.fd)
+				cc.fd = -1
+			}
+		}
+		c.Reply <- true
+		return true
+	default:
+		c.Reply <- fmt.Errorf("bench: unknown loader command %q", c.Op)
+	}
+	return false
+}
+
+func (l *Loader) light() LoaderStats {
+	s := l.st
+	s.Settled = s.Open+s.GivenUp+s.Dropped >= s.Target && l.next >= len(l.conns) && l.inFlight == 0 && len(l.retries) == 0
+	return s
+}
+
+func (l *Loader) full() LoaderStats {
+	s := l.light()
+	h, c, lat := l.handsh, l.connect, l.latency
+	s.Handshake, s.Connect, s.Latency = &h, &c, &lat
+	s.SeqLast = map[string]int64{}
+	s.SeqCount = map[string]int{}
+	for i, t := range l.seqLast {
+		if t != 0 {
+			s.SeqLast[strconv.Itoa(i)] = t
+			s.SeqCount[strconv.Itoa(i)] = int(l.seqCount[i])
+		}
+	}
+	s.Errors = map[string]int{}
+	for k, v := range l.errs {
+		s.Errors[k] = v
+	}
+	return s
+}
+
+// startPending starts never-started connections within the concurrency
+// bound, and retries that are due.
+func (l *Loader) startPending(now int64) {
+	for len(l.retries) > 0 && l.retries[0].at <= now {
+		if l.cfg.Concurrency > 0 && l.inFlight >= l.cfg.Concurrency {
+			break
+		}
+		it := heap.Pop(&l.retries).(retryItem)
+		l.begin(it.c, now)
+	}
+	for l.next < len(l.conns) && (l.cfg.Concurrency <= 0 || l.inFlight < l.cfg.Concurrency) {
+		c := l.conns[l.next]
+		l.next++
+		c.firstStart = now
+		if l.st.FirstAttemptNano == 0 {
+			l.st.FirstAttemptNano = now
+		}
+		l.begin(c, now)
+	}
+}
+
+func (l *Loader) begin(c *cconn, now int64) {
+	l.inFlight++
+	l.st.Attempts++
+	c.attemptStart = now
+	c.in, c.msg, c.out = nil, nil, nil
+	if l.cfg.SkipNegotiate {
+		l.dial(c, stWSConnect)
+	} else {
+		l.dial(c, stNegConnect)
+	}
+}
+
+func (l *Loader) dial(c *cconn, st connState) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		l.fail(c, "socket: "+errName(err))
+		return
+	}
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: l.src[c.idx%len(l.src)]}); err != nil {
+		unix.Close(fd)
+		l.fail(c, "bind: "+errName(err))
+		return
+	}
+	dst := l.dst
+	if err := unix.Connect(fd, &dst); err != nil && !errors.Is(err, unix.EINPROGRESS) {
+		unix.Close(fd)
+		l.fail(c, "connect: "+errName(err))
+		return
+	}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLOUT | unix.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
+		unix.Close(fd)
+		l.fail(c, "epoll_ctl: "+errName(err))
+		return
+	}
+	for fd >= len(l.byFD) {
+		l.byFD = append(l.byFD, make([]*cconn, len(l.byFD)+1024)...)
+	}
+	l.byFD[fd] = c
+	c.fd = fd
+	c.state = st
+}
+
+func errName(err error) string {
+	var en unix.Errno
+	if errors.As(err, &en) {
+		return unix.ErrnoName(en)
+	}
+	return err.Error()
+}
+
+func (l *Loader) closeFD(c *cconn) {
+	if c.fd >= 0 {
+		l.byFD[c.fd] = nil
+		unix.Close(c.fd)
+		c.fd = -1
+	}
+	c.in, c.msg, c.out = nil, nil, nil
+}
+
+// fail ends the current attempt and schedules a retry or gives up.
+func (l *Loader) fail(c *cconn, reason string) {
+	l.closeFD(c)
+	l.inFlight--
+	l.st.Failures++
+	l.errs[reason]++
+	if c.attempt < len(l.cfg.Retry) {
+		d := l.cfg.Retry[c.attempt]
+		c.attempt++
+		c.state = stWaiting
+		heap.Push(&l.retries, retryItem{at: time.Now().Add(d).UnixNano(), c: c})
+		return
+	}
+	c.state = stGivenUp
+	l.st.GivenUp++
+}
+
+// drop handles the loss of an established connection.
+func (l *Loader) drop(c *cconn, reason string) {
+	l.closeFD(c)
+	c.state = stGivenUp
+	l.st.Open--
+	l.st.Dropped++
+	l.errs["dropped: "+reason]++
+}
+
+func (l *Loader) lost(c *cconn, reason string) {
+	if c.state == stOpen {
+		l.drop(c, reason)
+	} else {
+		l.fail(c, reason)
+	}
+}
+
+func (l *Loader) expireAttempts(now int64) {
+	limit := int64(l.cfg.handshakeTimeout())
+	for _, c := range l.conns {
+		if c.state >= stNegConnect && c.state <= stHandshake && now-c.attemptStart > limit {
+			l.fail(c, "attempt timeout")
+		}
+	}
+}
+
+func (l *Loader) keepAliveSlot(slot, slots int) {
+	for i := slot; i < len(l.conns); i += slots {
+		c := l.conns[i]
+		if c.state == stOpen {
+			l.write(c, l.pingMsg)
+		}
+	}
+}
+
+func (l *Loader) write(c *cconn, b []byte) {
+	if len(c.out) > 0 {
+		c.out = append(c.out, b...)
+		return
+	}
+	n, err := unix.Write(c.fd, b)
+	if err != nil && !errors.Is(err, unix.EAGAIN) {
+		l.lost(c, "write: "+errName(err))
+		return
+	}
+	if n < 0 {
+		n = 0
+	}
+	if n < len(b) {
+		c.out = append([]byte(nil), b[n:]...)
+		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, c.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP, Fd: int32(c.fd)})
+	}
+}
+
+func (l *Loader) flush(c *cconn) {
+	if len(c.out) == 0 {
+		return
+	}
+	n, err := unix.Write(c.fd, c.out)
+	if err != nil && !errors.Is(err, unix.EAGAIN) {
+		l.lost(c, "write: "+errName(err))
+		return
+	}
+	if n > 0 {
+		c.out = c.out[n:]
+	}
+	if len(c.out) == 0 {
+		c.out = nil
+		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, c.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(c.fd)})
+	}
+}
+
+func (l *Loader) onEvent(c *cconn, ev uint32) {
+	switch c.state {
+	case stNegConnect, stWSConnect:
+		if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) == 0 {
+			return
+		}
+		if e, err := unix.GetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_ERROR); err != nil || e != 0 {
+			l.fail(c, "connect: "+unix.ErrnoName(unix.Errno(e)))
+			return
+		}
+		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, c.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(c.fd)})
+		if c.state == stNegConnect {
+			c.state = stNegRead
+			l.write(c, l.negReq)
+		} else {
+			c.state = stWSUpgrade
+			l.write(c, UpgradeRequest(l.host, l.cfg.hub(), c.token))
+		}
+		return
+	}
+	if ev&unix.EPOLLOUT != 0 {
+		l.flush(c)
+		if c.fd < 0 {
+			return
+		}
+	}
+	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) == 0 {
+		return
+	}
+	n, err := unix.Read(c.fd, l.readBuf)
+	if err != nil {
+		if errors.Is(err, unix.EAGAIN) {
+			return
+		}
+		l.lost(c, "read: "+errName(err))
+		return
+	}
+	if n == 0 {
+		if c.state == stNegRead {
+			l.onNegotiate(c, true)
+			return
+		}
+		l.lost(c, "eof")
+		return
+	}
+	l.st.BytesIn += uint64(n)
+	data := l.readBuf[:n]
+	if len(c.in) > 0 {
+		c.in = append(c.in, data...)
+		data = c.in
+	}
+	switch c.state {
+	case stNegRead:
+		if len(c.in) == 0 {
+			c.in = append([]byte(nil), data...)
+		}
+		l.onNegotiate(c, false)
+	case stWSUpgrade:
+		r, err := ParseResponseHead(data)
+		if errors.Is(err, ErrIncomplete) {
+			if len(c.in) == 0 {
+				c.in = append([]byte(nil), data...)
+			}
+			return
+		}
+		if err != nil {
+			l.fail(c, "upgrade: bad response")
+			return
+		}
+		if r.Status != 101 {
+			if r.Status == 503 {
+				l.st.Rejected503++
+			}
+			l.fail(c, "upgrade: status "+strconv.Itoa(r.Status))
+			return
+		}
+		c.state = stHandshake
+		l.write(c, AppendClientFrame(nil, opText, HandshakeRequest))
+		if c.fd < 0 {
+			return
+		}
+		l.onFrames(c, data[r.HeaderLen:])
+	case stHandshake, stOpen:
+		l.onFrames(c, data)
+	}
+}
+
+type negotiateResponse struct {
+	ConnectionID    string `json:"connectionId"`
+	ConnectionToken string `json:"connectionToken"`
+	Error           string `json:"error"`
+}
+
+func (l *Loader) onNegotiate(c *cconn, eof bool) {
+	r, err := ParseResponseHead(c.in)
+	if errors.Is(err, ErrIncomplete) {
+		if eof {
+			l.fail(c, "negotiate: eof in head")
+		}
+		return
+	}
+	if err != nil {
+		l.fail(c, "negotiate: bad response")
+		return
+	}
+	body := c.in[r.HeaderLen:]
+	if r.ContentLength >= 0 {
+		if len(body) < r.ContentLength {
+			if eof {
+				l.fail(c, "negotiate: eof in body")
+			}
+			return
+		}
+		body = body[:r.ContentLength]
+	} else if !eof {
+		return
+	}
+	if r.Status != 200 {
+		if r.Status == 503 {
+			l.st.Rejected503++
+		}
+		l.fail(c, "negotiate: status "+strconv.Itoa(r.Status))
+		return
+	}
+	var nr negotiateResponse
+	if err := json.Unmarshal(body, &nr); err != nil || nr.Error != "" {
+		l.fail(c, "negotiate: bad body")
+		return
+	}
+	c.id = nr.ConnectionID
+	c.token = nr.ConnectionToken
+	if c.token == "" {
+		c.token = nr.ConnectionID
+	}
+	l.closeFD(c)
+	l.dial(c, stWSConnect)
+}
+
+func (l *Loader) onFrames(c *cconn, data []byte) {
+	for len(data) > 0 {
+		f, n, err := ParseFrame(data)
+		if errors.Is(err, ErrIncomplete) {
+			break
+		}
+		if err != nil {
+			l.lost(c, "frame: "+err.Error())
+			return
+		}
+		data = data[n:]
+		switch f.Op {
+		case opText, opBin, opCont:
+			if !f.Fin || len(c.msg) > 0 {
+				c.msg = append(c.msg, f.Payload...)
+				if !f.Fin {
+					continue
+				}
+				l.onMessage(c, c.msg)
+				c.msg = nil
+			} else {
+				l.onMessage(c, f.Payload)
+			}
+		case opPing:
+			l.write(c, AppendClientFrame(nil, opPong, f.Payload))
+		case opPong:
+		case opClose:
+			code := 0
+			if len(f.Payload) >= 2 {
+				code = int(f.Payload[0])<<8 | int(f.Payload[1])
+			}
+			l.write(c, AppendClientFrame(nil, opClose, f.Payload[:min(2, len(f.Payload))]))
+			l.lost(c, "close "+strconv.Itoa(code))
+			return
+		}
+		if c.fd < 0 {
+			return
+		}
+	}
+	if c.fd < 0 {
+		return
+	}
+	if len(data) == 0 {
+		c.in = nil
+	} else {
+		c.in = append(c.in[:0:0], data...)
+	}
+}
+
+func (l *Loader) onMessage(c *cconn, payload []byte) {
+	SplitRecords(payload, func(rec []byte) {
+		if c.fd < 0 {
+			return
+		}
+		now := time.Now().UnixNano()
+		if c.state == stHandshake {
+			if RecordType(rec) != 0 || len(rec) > 2 && string(rec[:8]) == `{"error"` {
+				l.fail(c, "handshake: "+string(rec))
+				return
+			}
+			c.state = stOpen
+			l.inFlight--
+			l.st.Open++
+			l.st.EverOpened++
+			l.st.LastOpenNano = now
+			l.handsh.Record(time.Duration(now - c.attemptStart))
+			l.connect.Record(time.Duration(now - c.firstStart))
+			return
+		}
+		switch RecordType(rec) {
+		case 6:
+			l.st.Pings++
+		case 1:
+			l.st.Deliveries++
+			if seq, sent, ok := BenchArgs(rec); ok && seq >= 0 && seq < 1<<20 {
+				l.latency.Record(time.Duration(now - sent))
+				for int(seq) >= len(l.seqLast) {
+					l.seqLast = append(l.seqLast, 0)
+					l.seqCount = append(l.seqCount, 0)
+				}
+				l.seqLast[seq] = now
+				l.seqCount[seq]++
+			}
+		case 7:
+			l.lost(c, "signalr close")
+		}
+	})
+}

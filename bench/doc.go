@@ -1,0 +1,29 @@
+// Package bench is the load generator and measurement library behind
+// cmd/edgebench. It measures an edgeplane node side by side with a baseline
+// server (goroutine-per-connection gorilla/websocket, see Baseline) started
+// by the same invocation, so every figure comes with its ratio.
+//
+// The pieces:
+//
+//   - Loader (client.go) is an event-driven SignalR load client built on a
+//     single epoll loop per process: it negotiates over HTTP, upgrades to
+//     WebSocket with masked client frames, does the JSON hub handshake,
+//     answers pings and sends spread keep-alive pings. It binds a source
+//     address per connection so a run can spread over 127.0.0.2, 127.0.0.3, …
+//   - Fleet (fleet.go) splits a load across child processes (edgebench
+//     re-executes itself with a hidden subcommand, see RunChild) because the
+//     per-process open-file limit is a hard 20000; children report JSON lines.
+//   - Server (server.go) starts and watches one server process (edgeplane or
+//     the baseline) and reads its RSS, CPU time and /metrics.
+//   - RunDensity, RunFanout and RunStorm are the three experiments; each
+//     returns a report that renders as a table (WriteTable), JSON, and an SVG
+//     chart (svg.go).
+//
+// Usage from Go:
+//
+//	rep, err := bench.RunDensity(ctx, bench.DensityConfig{
+//		Sizes:    []int{1000, 5000},
+//		Systems:  []bench.SystemSpec{{Name: "baseline", Kind: bench.KindBaseline}},
+//		Self:     os.Args[0],
+//	})
+package bench

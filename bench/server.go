@@ -1,0 +1,307 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Kind of server under test.
+type Kind string
+
+// Server kinds.
+const (
+	KindEdgeplane Kind = "edgeplane"
+	KindBaseline  Kind = "baseline"
+)
+
+// SystemSpec names one system under test: edgeplane with a poller backend,
+// or the baseline.
+type SystemSpec struct {
+	Name   string // "edgeplane-netpoll", "baseline", …
+	Kind   Kind
+	Poller string // edgeplane only
+}
+
+// ServerConfig starts one server process.
+type ServerConfig struct {
+	Spec SystemSpec
+	// Edgeplane is the node binary; default bin/edgeplane.
+	Edgeplane string
+	// Self is the edgebench binary (for the baseline); default os.Args[0].
+	Self string
+	// Redis URL, optional.
+	Redis string
+	// Hub; default "chat".
+	Hub string
+	// ExtraArgs are appended to the command line.
+	ExtraArgs []string
+	// Stderr receives the server's log; default: discarded.
+	Stderr io.Writer
+}
+
+// Server is a running server process.
+type Server struct {
+	Spec   SystemSpec
+	Listen string
+	Admin  string
+	cmd    *exec.Cmd
+	done   chan struct{}
+	err    error
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("bench: free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// StartServer starts the process and waits until /healthz answers.
+func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
+	lp, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	ap, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	hub := cfg.Hub
+	if hub == "" {
+		hub = "chat"
+	}
+	s := &Server{Spec: cfg.Spec, Listen: "127.0.0.1:" + strconv.Itoa(lp), Admin: "127.0.0.1:" + strconv.Itoa(ap), done: make(chan struct{})}
+	var args []string
+	var bin string
+	switch cfg.Spec.Kind {
+	case KindEdgeplane:
+		bin = cfg.Edgeplane
+		if bin == "" {
+			bin = "bin/edgeplane"
+		}
+		args = []string{"--listen", s.Listen, "--admin", s.Admin, "--hub", hub}
+		if cfg.Spec.Poller != "" {
+			args = append(args, "--poller", cfg.Spec.Poller)
+		}
+	case KindBaseline:
+		bin = cfg.Self
+		if bin == "" {
+			bin = os.Args[0]
+		}
+		args = []string{"baseline", "--listen", s.Listen, "--admin", s.Admin, "--hub", hub}
+	default:
+		return nil, fmt.Errorf("bench: unknown server kind %q", cfg.Spec.Kind)
+	}
+	if cfg.Redis != "" {
+		args = append(args, "--redis", cfg.Redis)
+	}
+	args = append(args, cfg.ExtraArgs...)
+	s.cmd = exec.Command(bin, args...)
+	s.cmd.Stdout = cfg.Stderr
+	s.cmd.Stderr = cfg.Stderr
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := s.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("bench: start %s: %w", bin, err)
+	}
+	go func() {
+		s.err = s.cmd.Wait()
+		close(s.done)
+	}()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get("http://" + s.Admin + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s, nil
+			}
+		}
+		select {
+		case <-s.done:
+			return nil, fmt.Errorf("bench: %s exited during startup: %v", s.Spec.Name, s.err)
+		case <-ctx.Done():
+			s.Stop()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.Stop()
+			return nil, fmt.Errorf("bench: %s did not become healthy in 15 s", s.Spec.Name)
+		}
+	}
+}
+
+// PID of the server process.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
+
+// Alive reports whether the process still runs.
+func (s *Server) Alive() bool {
+	select {
+	case <-s.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Stop sends SIGTERM, then SIGKILL after 5 s.
+func (s *Server) Stop() {
+	if !s.Alive() {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(5 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+// ProcSample is a reading of a process from /proc.
+type ProcSample struct {
+	RSS      int64   // bytes (VmRSS)
+	CPUSec   float64 // utime+stime
+	Threads  int
+	At       time.Time
+	OpenFDs  int
+	HasProcs bool
+}
+
+// ReadProc reads VmRSS, threads and CPU time of pid.
+func ReadProc(pid int) (ProcSample, error) {
+	s := ProcSample{At: time.Now()}
+	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return s, fmt.Errorf("bench: read status of %d: %w", pid, err)
+	}
+	for _, line := range strings.Split(string(st), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case "VmRSS:":
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			s.RSS = kb * 1024
+		case "Threads:":
+			s.Threads, _ = strconv.Atoi(f[1])
+		}
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return s, fmt.Errorf("bench: read stat of %d: %w", pid, err)
+	}
+	// Fields after the command name in parentheses; utime and stime are
+	// fields 14 and 15 overall, 12 and 13 after ")".
+	i := strings.LastIndexByte(string(stat), ')')
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) > 13 {
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		stt, _ := strconv.ParseFloat(f[12], 64)
+		s.CPUSec = (ut + stt) / 100 // CLK_TCK is 100 on Linux
+	}
+	if ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd"); err == nil {
+		s.OpenFDs = len(ents)
+	}
+	s.HasProcs = true
+	return s, nil
+}
+
+// Metrics scrapes the server's /metrics into name{labels} → value.
+func (s *Server) Metrics() (map[string]float64, error) {
+	return ScrapeMetrics("http://" + s.Admin + "/metrics")
+}
+
+// ScrapeMetrics reads a Prometheus text exposition.
+func ScrapeMetrics(url string) (map[string]float64, error) {
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return nil, fmt.Errorf("bench: scrape %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("bench: scrape %s: status %d", url, resp.StatusCode)
+	}
+	return ParseMetrics(resp.Body)
+}
+
+// ParseMetrics parses Prometheus text format (no timestamps needed).
+func ParseMetrics(r io.Reader) (map[string]float64, error) {
+	out := map[string]float64{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		name, val := strings.TrimSpace(line[:i]), line[i+1:]
+		// "name{…} value timestamp": drop a trailing timestamp.
+		if j := strings.LastIndexByte(name, ' '); j >= 0 && !strings.Contains(name[j:], "}") {
+			val, name = name[j+1:], strings.TrimSpace(name[:j])
+		}
+		v, err := strconv.ParseFloat(val, 64)
+		if err != nil {
+			continue
+		}
+		out[name] = v
+	}
+	if err := sc.Err(); err != nil {
+		return out, fmt.Errorf("bench: parse metrics: %w", err)
+	}
+	return out, nil
+}
+
+// SlabBytes sums num_objs × objsize over the kernel slab caches that an
+// idle TCP socket allocates (TCP, sock inode, dentry, file, epoll item,
+// request socks…), and over all caches. Needs root for /proc/slabinfo.
+func SlabBytes() (socket, total int64, err error) {
+	f, err := os.Open("/proc/slabinfo")
+	if err != nil {
+		return 0, 0, fmt.Errorf("bench: slabinfo: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		if len(fs) < 4 || strings.HasPrefix(fs[0], "#") || fs[0] == "slabinfo" {
+			continue
+		}
+		n, _ := strconv.ParseInt(fs[2], 10, 64)
+		sz, _ := strconv.ParseInt(fs[3], 10, 64)
+		b := n * sz
+		total += b
+		switch fs[0] {
+		case "TCP", "tcp_bind_bucket", "tcp_bind2_bucket", "sock_inode_cache", "dentry", "filp",
+			"eventpoll_epi", "eventpoll_pwq", "skbuff_head_cache", "request_sock_TCP", "inet_peer_cache":
+			socket += b
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return socket, total, fmt.Errorf("bench: slabinfo: %w", err)
+	}
+	if total == 0 {
+		return 0, 0, errors.New("bench: slabinfo: empty")
+	}
+	return socket, total, nil
+}

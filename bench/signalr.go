@@ -1,0 +1,277 @@
+package bench
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// Protocol primitives of the load client: HTTP requests, WebSocket client
+// frames (masked) and server frames (unmasked), SignalR record framing.
+
+// RecordSep ends every SignalR JSON record.
+const RecordSep = 0x1e
+
+// WebSocket opcodes.
+const (
+	opCont  = 0x0
+	opText  = 0x1
+	opBin   = 0x2
+	opClose = 0x8
+	opPing  = 0x9
+	opPong  = 0xA
+)
+
+// Sentinel errors of the client-side protocol parsers.
+var (
+	// ErrIncomplete: more bytes are needed; keep what you have and read again.
+	ErrIncomplete = errors.New("bench: incomplete")
+	// ErrBadResponse: the server answered something the client cannot use.
+	ErrBadResponse = errors.New("bench: bad response")
+	// ErrOverCapacity: the server answered 503 (admission refused).
+	ErrOverCapacity = errors.New("bench: server over capacity (503)")
+)
+
+// HandshakeRequest is the JSON hub protocol handshake record.
+var HandshakeRequest = []byte("{\"protocol\":\"json\",\"version\":1}\x1e")
+
+// PingRecord is the SignalR ping record.
+var PingRecord = []byte("{\"type\":6}\x1e")
+
+// NegotiateRequest builds the POST /{hub}/negotiate request.
+func NegotiateRequest(host, hub string) []byte {
+	return []byte("POST /" + hub + "/negotiate?negotiateVersion=1 HTTP/1.1\r\nHost: " + host +
+		"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+}
+
+// UpgradeRequest builds the WebSocket upgrade GET /{hub}?id=token (no id
+// when token is empty: skipNegotiation).
+func UpgradeRequest(host, hub, token string) []byte {
+	var key [16]byte
+	_, _ = rand.Read(key[:])
+	path := "/" + hub
+	if token != "" {
+		path += "?id=" + token
+	}
+	return []byte("GET " + path + " HTTP/1.1\r\nHost: " + host +
+		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " +
+		base64.StdEncoding.EncodeToString(key[:]) + "\r\n\r\n")
+}
+
+// HTTPResponse is a parsed HTTP/1.1 response head.
+type HTTPResponse struct {
+	Status        int
+	ContentLength int // -1 when absent
+	RetryAfter    string
+	HeaderLen     int // bytes up to and including the blank line
+}
+
+// ParseResponseHead parses the response head in b. It returns ErrIncomplete
+// until the blank line has arrived.
+func ParseResponseHead(b []byte) (HTTPResponse, error) {
+	r := HTTPResponse{ContentLength: -1}
+	end := bytes.Index(b, []byte("\r\n\r\n"))
+	if end < 0 {
+		if len(b) > 16<<10 {
+			return r, fmt.Errorf("%w: response head over 16 KiB", ErrBadResponse)
+		}
+		return r, ErrIncomplete
+	}
+	r.HeaderLen = end + 4
+	lines := bytes.Split(b[:end], []byte("\r\n"))
+	status := lines[0]
+	if !bytes.HasPrefix(status, []byte("HTTP/1.")) || len(status) < 12 {
+		return r, fmt.Errorf("%w: status line %q", ErrBadResponse, status)
+	}
+	code, err := strconv.Atoi(string(status[9:12]))
+	if err != nil {
+		return r, fmt.Errorf("%w: status line %q", ErrBadResponse, status)
+	}
+	r.Status = code
+	for _, l := range lines[1:] {
+		i := bytes.IndexByte(l, ':')
+		if i < 0 {
+			continue
+		}
+		name, val := l[:i], bytes.TrimSpace(l[i+1:])
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			n, err := strconv.Atoi(string(val))
+			if err != nil || n < 0 {
+				return r, fmt.Errorf("%w: content-length %q", ErrBadResponse, val)
+			}
+			r.ContentLength = n
+		case bytes.EqualFold(name, []byte("Retry-After")):
+			r.RetryAfter = string(val)
+		}
+	}
+	return r, nil
+}
+
+// AppendClientFrame appends one masked, final client frame with the given
+// opcode and payload to dst.
+func AppendClientFrame(dst []byte, op byte, payload []byte) []byte {
+	dst = append(dst, 0x80|op)
+	n := len(payload)
+	switch {
+	case n < 126:
+		dst = append(dst, 0x80|byte(n))
+	case n <= 0xFFFF:
+		dst = append(dst, 0x80|126, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, 0x80|127)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
+	}
+	var mask [4]byte
+	_, _ = rand.Read(mask[:])
+	dst = append(dst, mask[:]...)
+	start := len(dst)
+	dst = append(dst, payload...)
+	for i := range payload {
+		dst[start+i] ^= mask[i&3]
+	}
+	return dst
+}
+
+// Frame is one parsed WebSocket frame; Payload aliases the input.
+type Frame struct {
+	Fin     bool
+	Op      byte
+	Payload []byte
+}
+
+// ParseFrame parses one frame from the start of b and returns it with the
+// number of bytes it took. It returns ErrIncomplete when b holds only part of
+// a frame. Masked frames (as a client would send) are unmasked in place.
+func ParseFrame(b []byte) (Frame, int, error) {
+	if len(b) < 2 {
+		return Frame{}, 0, ErrIncomplete
+	}
+	f := Frame{Fin: b[0]&0x80 != 0, Op: b[0] & 0x0F}
+	if b[0]&0x70 != 0 {
+		return f, 0, fmt.Errorf("%w: reserved bits set", ErrBadResponse)
+	}
+	masked := b[1]&0x80 != 0
+	n := uint64(b[1] & 0x7F)
+	h := 2
+	switch n {
+	case 126:
+		if len(b) < 4 {
+			return f, 0, ErrIncomplete
+		}
+		n = uint64(binary.BigEndian.Uint16(b[2:]))
+		h = 4
+	case 127:
+		if len(b) < 10 {
+			return f, 0, ErrIncomplete
+		}
+		n = binary.BigEndian.Uint64(b[2:])
+		h = 10
+	}
+	if n > 64<<20 {
+		return f, 0, fmt.Errorf("%w: frame of %d bytes", ErrBadResponse, n)
+	}
+	var mask []byte
+	if masked {
+		if len(b) < h+4 {
+			return f, 0, ErrIncomplete
+		}
+		mask = b[h : h+4]
+		h += 4
+	}
+	total := h + int(n)
+	if len(b) < total {
+		return f, 0, ErrIncomplete
+	}
+	f.Payload = b[h:total]
+	if masked {
+		for i := range f.Payload {
+			f.Payload[i] ^= mask[i&3]
+		}
+	}
+	return f, total, nil
+}
+
+// SplitRecords calls fn for each complete 0x1e-terminated record in b (the
+// separator excluded) and returns the bytes of a trailing partial record.
+func SplitRecords(b []byte, fn func(rec []byte)) (rest []byte) {
+	for {
+		i := bytes.IndexByte(b, RecordSep)
+		if i < 0 {
+			return b
+		}
+		fn(b[:i])
+		b = b[i+1:]
+	}
+}
+
+// RecordType returns the SignalR message type of a JSON record (0 when the
+// record has no "type", as the handshake response does).
+func RecordType(rec []byte) int {
+	i := bytes.Index(rec, []byte(`"type"`))
+	if i < 0 {
+		return 0
+	}
+	j := i + len(`"type"`)
+	for j < len(rec) && (rec[j] == ' ' || rec[j] == ':') {
+		j++
+	}
+	t := 0
+	for j < len(rec) && rec[j] >= '0' && rec[j] <= '9' {
+		t = t*10 + int(rec[j]-'0')
+		j++
+	}
+	return t
+}
+
+// BenchArgs extracts the first two integers of "arguments": the sequence
+// number and the send timestamp (Unix nanoseconds) the fanout publisher puts
+// there. ok is false when the record does not carry them.
+func BenchArgs(rec []byte) (seq int64, sentNano int64, ok bool) {
+	i := bytes.Index(rec, []byte(`"arguments"`))
+	if i < 0 {
+		return 0, 0, false
+	}
+	b := rec[i+len(`"arguments"`):]
+	j := bytes.IndexByte(b, '[')
+	if j < 0 {
+		return 0, 0, false
+	}
+	b = b[j+1:]
+	var vals [2]int64
+	for k := 0; k < 2; k++ {
+		for len(b) > 0 && (b[0] == ' ' || b[0] == ',') {
+			b = b[1:]
+		}
+		n, m := 0, int64(0)
+		for n < len(b) && b[n] >= '0' && b[n] <= '9' {
+			m = m*10 + int64(b[n]-'0')
+			n++
+		}
+		if n == 0 {
+			return 0, 0, false
+		}
+		vals[k] = m
+		b = b[n:]
+	}
+	return vals[0], vals[1], true
+}
+
+// InvocationArgs builds the JSON arguments array the fanout publisher sends:
+// [seq, sentUnixNano, "padding"] with padding chosen so that the whole record
+// the server sends ({"type":1,"target":target,"arguments":[...]}\x1e) is
+// about size bytes.
+func InvocationArgs(target string, seq, sentNano int64, size int) string {
+	head := `{"type":1,"target":"` + target + `","arguments":[`
+	nums := strconv.FormatInt(seq, 10) + "," + strconv.FormatInt(sentNano, 10) + `,"`
+	fixed := len(head) + len(nums) + len(`"]}`) + 1
+	pad := size - fixed
+	if pad < 0 {
+		pad = 0
+	}
+	return "[" + nums + string(bytes.Repeat([]byte("x"), pad)) + `"]`
+}

@@ -1,0 +1,236 @@
+// Command edgebench measures an edgeplane node side by side with a baseline
+// server: idle-connection density, group fanout latency, reconnect storms.
+//
+//	edgebench density --sizes 1000,5000,19000 --json density.json
+//	edgebench fanout  --conns 19000 --sizes 64,4096 --json fanout.json
+//	edgebench storm   --clients 19000 --json storm.json
+//	edgebench baseline --listen 127.0.0.1:8080 --admin 127.0.0.1:8081
+//
+// Every experiment starts its servers itself (bin/edgeplane per poller
+// backend, and the baseline as a separate process) and splits its load
+// client over child processes (a hidden subcommand).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/edgeplane/edgeplane/bench"
+)
+
+func usage() {
+	fmt.Fprintln(os.Stderr, `usage: edgebench <command> [flags]
+
+commands:
+  density   idle connections per GiB, edgeplane vs baseline
+  fanout    group broadcast latency and throughput, edgeplane vs baseline
+  storm     N clients connecting at once, edgeplane vs baseline
+  baseline  run the baseline server (gorilla/websocket, goroutine per connection)
+
+run "edgebench <command> -h" for flags`)
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch os.Args[1] {
+	case bench.ChildCommand:
+		err = runChild(os.Args[2:])
+	case "baseline":
+		err = runBaseline(ctx, os.Args[2:])
+	case "density":
+		err = runDensity(ctx, os.Args[2:])
+	case "fanout":
+		err = runFanout(ctx, os.Args[2:])
+	case "storm":
+		err = runStorm(ctx, os.Args[2:])
+	case "-h", "--help", "help":
+		usage()
+		return
+	default:
+		usage()
+		os.Exit(2)
+	}
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		slog.Error("edgebench failed", "command", os.Args[1], "err", err)
+		os.Exit(1)
+	}
+}
+
+func runChild(args []string) error {
+	cfg, err := bench.ParseChildArgs(args)
+	if err != nil {
+		return err
+	}
+	return bench.RunChild(cfg, os.Stdin, os.Stdout)
+}
+
+func runBaseline(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("baseline", flag.ContinueOnError)
+	var cfg bench.BaselineConfig
+	fs.StringVar(&cfg.Listen, "listen", envOr("EDGEBENCH_LISTEN", "127.0.0.1:8080"), "client address")
+	fs.StringVar(&cfg.Admin, "admin", envOr("EDGEBENCH_ADMIN", "127.0.0.1:8081"), "admin/REST/metrics address")
+	fs.StringVar(&cfg.Hub, "hub", "chat", "hub name")
+	fs.StringVar(&cfg.Redis, "redis", "", "redis://host:port for the Redis backplane (optional)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return bench.NewBaseline(cfg).Serve(ctx)
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// common holds the flags every experiment shares.
+type common struct {
+	edgeplane, self, pollers, jsonPath, svgPath, logPath string
+	noBaseline, noEdgeplane, quiet                       bool
+}
+
+func (c *common) register(fs *flag.FlagSet, name string) {
+	fs.StringVar(&c.edgeplane, "edgeplane", "bin/edgeplane", "edgeplane binary")
+	fs.StringVar(&c.pollers, "poller", "netpoll", "edgeplane poller backends to measure, comma separated (netpoll,epoll)")
+	fs.StringVar(&c.jsonPath, "json", name+".json", "JSON report file (empty: none)")
+	fs.StringVar(&c.svgPath, "svg", "", "SVG chart file (default: the JSON path with .svg)")
+	fs.StringVar(&c.logPath, "log", name+".log", "file for the servers' and clients' logs")
+	fs.BoolVar(&c.noBaseline, "no-baseline", false, "skip the baseline")
+	fs.BoolVar(&c.noEdgeplane, "no-edgeplane", false, "skip edgeplane (baseline only)")
+	fs.BoolVar(&c.quiet, "quiet", false, "no progress bars")
+}
+
+func (c *common) systems() []bench.SystemSpec {
+	var out []bench.SystemSpec
+	if !c.noEdgeplane {
+		if _, err := os.Stat(c.edgeplane); err != nil {
+			slog.Warn("edgeplane binary missing: measuring the baseline only", "path", c.edgeplane)
+		} else {
+			for _, p := range strings.Split(c.pollers, ",") {
+				p = strings.TrimSpace(p)
+				if p != "" {
+					out = append(out, bench.SystemSpec{Name: "edgeplane-" + p, Kind: bench.KindEdgeplane, Poller: p})
+				}
+			}
+		}
+	}
+	if !c.noBaseline {
+		out = append(out, bench.SystemSpec{Name: "baseline", Kind: bench.KindBaseline})
+	}
+	return out
+}
+
+func (c *common) setup() (self string, log io.Writer, progress io.Writer, closeLog func(), err error) {
+	self, err = os.Executable()
+	if err != nil {
+		return "", nil, nil, nil, fmt.Errorf("edgebench: own path: %w", err)
+	}
+	log, closeLog = io.Discard, func() {}
+	if c.logPath != "" {
+		f, err := os.Create(c.logPath)
+		if err != nil {
+			return "", nil, nil, nil, fmt.Errorf("edgebench: log file: %w", err)
+		}
+		log, closeLog = f, func() { f.Close() }
+	}
+	if !c.quiet {
+		progress = os.Stderr
+	}
+	return self, log, progress, closeLog, nil
+}
+
+func (c *common) write(rep any, svg func(io.Writer) error) error {
+	if c.jsonPath == "" {
+		return nil
+	}
+	if err := bench.WriteJSONFile(c.jsonPath, rep); err != nil {
+		return err
+	}
+	p := c.svgPath
+	if p == "" {
+		p = strings.TrimSuffix(c.jsonPath, ".json") + ".svg"
+	}
+	f, err := os.Create(p)
+	if err != nil {
+		return fmt.Errorf("edgebench: svg file: %w", err)
+	}
+	defer f.Close()
+	if err := svg(f); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stdout, "\nwrote %s and %s\n", c.jsonPath, p)
+	return nil
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, fmt.Errorf("edgebench: %q is not a number: %w", f, err)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func runDensity(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("density", flag.ContinueOnError)
+	var c common
+	c.register(fs, "density")
+	sizes := fs.String("sizes", "1000,5000,19000", "connection counts")
+	idle := fs.Duration("idle-window", 60*time.Second, "idle CPU window at the largest size")
+	idleAll := fs.Bool("idle-every-size", false, "measure idle CPU at every size")
+	settle := fs.Duration("settle", 5*time.Second, "wait after connecting before sampling")
+	conc := fs.Int("concurrency", 256, "connection attempts in flight per client process")
+	skipNeg := fs.Bool("skip-negotiate", false, "connect without negotiate (skipNegotiation)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ns, err := parseInts(*sizes)
+	if err != nil {
+		return err
+	}
+	self, log, progress, closeLog, err := c.setup()
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	rep, err := bench.RunDensity(ctx, bench.DensityConfig{
+		Sizes: ns, Systems: c.systems(), Edgeplane: c.edgeplane, Self: self,
+		IdleWindow: *idle, IdleAtEverySize: *idleAll, Settle: *settle, Concurrency: *conc,
+		SkipNegotiate: *skipNeg, Log: log, Progress: progress,
+	})
+	if rep != nil {
+		bench.WriteDensityTable(os.Stdout, rep)
+		if werr := c.write(rep, func(w io.Writer) error { return bench.DensitySVG(w, rep) }); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	return err
+}
+
+func runFanout(ctx context.Context, args []string) error { return errors.New("todo") }
+func runStorm(ctx context.Context, args []string) error  { return errors.New("todo") }
