@@ -43,11 +43,21 @@ const (
 	netpollCloseWait = 5 * time.Second
 )
 
-// netpollLog sends netpoll's log lines to slog.
+// netpollLog sends netpoll's log lines to slog: the leftover-read errors
+// it reports for every reset connection at debug level, the rest as
+// warnings.
 type netpollLog struct{}
 
 func (netpollLog) Write(b []byte) (int, error) {
-	slog.Warn("netpoll", "msg", strings.TrimSpace(string(b)))
+	msg := strings.TrimSpace(string(b))
+	if _, after, ok := strings.Cut(msg, "NETPOLL: "); ok {
+		msg = after // drop netpoll's own timestamp
+	}
+	if strings.HasPrefix(msg, "readall(") {
+		slog.Debug("netpoll", "msg", msg)
+	} else {
+		slog.Warn("netpoll", "msg", msg)
+	}
 	return len(b), nil
 }
 
@@ -118,17 +128,11 @@ func (p *npPoller) Serve(ln net.Listener) error {
 	p.wp.start(netpollWriters())
 	go func() {
 		defer close(p.served)
-		if err := evl.Serve(npln); err != nil && !p.isClosing() {
+		if err := evl.Serve(npln); err != nil && !l.isClosed() {
 			slog.Error("poller: netpoll: serve ended", "addr", l.Addr(), "err", err)
 		}
 	}()
 	return nil
-}
-
-func (p *npPoller) isClosing() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.closing
 }
 
 // Addr implements Poller.

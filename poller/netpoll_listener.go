@@ -173,6 +173,12 @@ func (l *npListener) Close() error {
 	return nil
 }
 
+func (l *npListener) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
 // release closes the descriptors once netpoll's server is gone. If
 // netpoll's EMFILE retry goroutine ever ran, the listener number is kept
 // open (one descriptor): that goroutine re-registers the number after its
