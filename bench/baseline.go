@@ -6,13 +6,17 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -395,4 +399,29 @@ func (b *Baseline) consume(ch <-chan *redis.Message) {
 		}
 		b.deliver(group, excluded, append([]byte(nil), rec...))
 	}
+}
+
+// BaselineMain runs the baseline server from command-line arguments
+// (--listen, --admin, --hub, --redis; env EDGEBENCH_LISTEN, EDGEBENCH_ADMIN)
+// until ctx ends.
+func BaselineMain(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("baseline", flag.ContinueOnError)
+	var cfg BaselineConfig
+	fs.StringVar(&cfg.Listen, "listen", envOr("EDGEBENCH_LISTEN", "127.0.0.1:8080"), "client address")
+	fs.StringVar(&cfg.Admin, "admin", envOr("EDGEBENCH_ADMIN", "127.0.0.1:8081"), "admin/REST/metrics address")
+	fs.StringVar(&cfg.Hub, "hub", "chat", "hub name")
+	fs.StringVar(&cfg.Redis, "redis", "", "redis://host:port for the Redis backplane (optional)")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("baseline: flags: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	return NewBaseline(cfg).Serve(ctx)
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
 }

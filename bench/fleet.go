@@ -434,3 +434,13 @@ func MergeStats(all []LoaderStats) LoaderStats {
 	}
 	return m
 }
+
+// ChildMain runs a load-client process from its command-line arguments,
+// talking JSON lines over stdin/stdout.
+func ChildMain(args []string) error {
+	cfg, err := ParseChildArgs(args)
+	if err != nil {
+		return err
+	}
+	return RunChild(cfg, os.Stdin, os.Stdout)
+}

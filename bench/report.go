@@ -78,3 +78,134 @@ func DensitySVG(w io.Writer, r *DensityReport) error {
 	}
 	return WriteSVG(w, c)
 }
+
+func baselineOf[T any](items []T, spec func(T) SystemSpec) (T, bool) {
+	for _, it := range items {
+		if spec(it).Kind == KindBaseline {
+			return it, true
+		}
+	}
+	var zero T
+	return zero, false
+}
+
+// WriteFanoutTable prints the fanout report.
+func WriteFanoutTable(w io.Writer, r *FanoutReport) {
+	fmt.Fprintf(w, "\nFanout: %d connections in one group (%s, %d cores)\n", r.Conns, r.Machine.CPU, r.Machine.Cores)
+	base, hasBase := baselineOf(r.Systems, func(s FanoutSystem) SystemSpec { return s.Spec })
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "system\tnodes\tvia\tsize\tdelivered/expected\tp50 ms\tp99 ms\tmax ms\tbroadcast p50 ms\tvs baseline\tdeliveries/s\tCPU s/M deliv\tvs baseline\tdropped\t")
+	for _, s := range r.Systems {
+		if s.Error != "" {
+			fmt.Fprintf(tw, "%s\tERROR: %s\t\t\t\t\t\t\t\t\t\t\t\t\t\n", s.Spec.Name, s.Error)
+		}
+		for _, c := range s.Cases {
+			vsLat, vsCPU := "-", "-"
+			if hasBase && s.Spec.Kind != KindBaseline {
+				for _, bc := range base.Cases {
+					if bc.Via == c.Via && bc.Size == c.Size {
+						vsLat = ratioStr(bc.Completion.P50ms, c.Completion.P50ms)
+						vsCPU = ratioStr(bc.CPUSecPerMillion, c.CPUSecPerMillion)
+					}
+				}
+			}
+			if c.Error != "" {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\tERROR: %s\t\t\t\t\t\t\t\t\t\t\n", s.Spec.Name, s.Nodes, c.Via, c.Size, c.Error)
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d/%d\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%.0f\t%.2f\t%s\t%d\t\n",
+				s.Spec.Name, s.Nodes, c.Via, c.Size, c.Delivered, c.Expected, c.Latency.P50ms, c.Latency.P99ms,
+				c.Latency.MaxMs, c.Completion.P50ms, vsLat, c.DeliveriesPerSec, c.CPUSecPerMillion, vsCPU, c.Dropped)
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "(vs baseline: baseline's figure over this system's; above 1× means faster/cheaper. broadcast = send until the last member received)")
+}
+
+var pctLabels = []string{"p50", "p75", "p90", "p95", "p99", "p99.9", "max"}
+var pctValues = []float64{50, 75, 90, 95, 99, 99.9, 100}
+
+func pctSeries(name string, h *Hist) Series {
+	s := Series{Name: name}
+	if h == nil {
+		return s
+	}
+	for i, p := range pctValues {
+		v := h.Percentile(p) / 1000
+		if p == 100 {
+			v = float64(h.MaxUS) / 1000
+		}
+		s.Points = append(s.Points, [2]float64{float64(i), v})
+	}
+	return s
+}
+
+// FanoutSVG charts the per-delivery latency distribution of each case.
+func FanoutSVG(w io.Writer, r *FanoutReport) error {
+	var charts []Chart
+	type key struct {
+		via  string
+		size int
+	}
+	var order []key
+	seen := map[key]bool{}
+	for _, s := range r.Systems {
+		for _, c := range s.Cases {
+			k := key{c.Via, c.Size}
+			if !seen[k] {
+				seen[k] = true
+				order = append(order, k)
+			}
+		}
+	}
+	for _, k := range order {
+		ch := Chart{Title: fmt.Sprintf("Delivery latency, %d conns, %d B via %s", r.Conns, k.size, k.via),
+			XLabel: "percentile", YLabel: "latency (ms, log)", XTickLabels: pctLabels, LogY: true}
+		for _, s := range r.Systems {
+			for _, c := range s.Cases {
+				if c.Via == k.via && c.Size == k.size {
+					ch.Series = append(ch.Series, pctSeries(s.Spec.Name, c.Hist))
+				}
+			}
+		}
+		charts = append(charts, ch)
+	}
+	if len(charts) == 0 {
+		charts = append(charts, Chart{Title: "no fanout data"})
+	}
+	return WriteSVG(w, charts...)
+}
+
+// WriteStormTable prints the storm report.
+func WriteStormTable(w io.Writer, r *StormReport) {
+	fmt.Fprintf(w, "\nStorm: clients connecting at once, official no-jitter retry 0/2/10/30 s (%s, %d cores)\n", r.Machine.CPU, r.Machine.Cores)
+	base, hasBase := baselineOf(r.Systems, func(s StormResult) SystemSpec { return s.Spec })
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "system\tclients\tconnected\tgiven up\ts until all\taccepted/s\tvs baseline\t503s\tfailed attempts\thandshake p50 ms\tp99 ms\tvs baseline\testablished lost\tserver alive\t")
+	for _, s := range r.Systems {
+		vsRate, vsHS := "-", "-"
+		if hasBase && s.Spec.Kind != KindBaseline {
+			if base.AcceptedPerSec > 0 && s.AcceptedPerSec > 0 {
+				vsRate = fmt.Sprintf("%.2f×", s.AcceptedPerSec/base.AcceptedPerSec)
+			}
+			vsHS = ratioStr(base.Handshake.P99ms, s.Handshake.P99ms)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.2f\t%.0f\t%s\t%d\t%d\t%.1f\t%.1f\t%s\t%d/%d\t%v\t\n",
+			s.Spec.Name, s.Clients, s.Connected, s.GivenUp, s.SecondsToAll, s.AcceptedPerSec, vsRate, s.Rejected503,
+			s.Failures, s.Handshake.P50ms, s.Handshake.P99ms, vsHS, s.EstablishedLost, s.Established, s.ServerAlive)
+		if s.Error != "" {
+			fmt.Fprintf(tw, "%s\tERROR: %s\t\t\t\t\t\t\t\t\t\t\t\t\t\n", s.Spec.Name, s.Error)
+		}
+	}
+	tw.Flush()
+}
+
+// StormSVG charts the handshake latency distribution in the storm.
+func StormSVG(w io.Writer, r *StormReport) error {
+	ch := Chart{Title: "Handshake latency during the storm (negotiate to handshake answer)", XLabel: "percentile",
+		YLabel: "latency (ms, log)", XTickLabels: pctLabels, LogY: true}
+	for _, s := range r.Systems {
+		ch.Series = append(ch.Series, pctSeries(s.Spec.Name, s.HandshakeHist))
+	}
+	return WriteSVG(w, ch)
+}

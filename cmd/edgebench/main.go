@@ -74,31 +74,11 @@ func main() {
 }
 
 func runChild(args []string) error {
-	cfg, err := bench.ParseChildArgs(args)
-	if err != nil {
-		return err
-	}
-	return bench.RunChild(cfg, os.Stdin, os.Stdout)
+	return bench.ChildMain(args)
 }
 
 func runBaseline(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("baseline", flag.ContinueOnError)
-	var cfg bench.BaselineConfig
-	fs.StringVar(&cfg.Listen, "listen", envOr("EDGEBENCH_LISTEN", "127.0.0.1:8080"), "client address")
-	fs.StringVar(&cfg.Admin, "admin", envOr("EDGEBENCH_ADMIN", "127.0.0.1:8081"), "admin/REST/metrics address")
-	fs.StringVar(&cfg.Hub, "hub", "chat", "hub name")
-	fs.StringVar(&cfg.Redis, "redis", "", "redis://host:port for the Redis backplane (optional)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	return bench.NewBaseline(cfg).Serve(ctx)
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
+	return bench.BaselineMain(ctx, args)
 }
 
 // common holds the flags every experiment shares.
@@ -232,5 +212,67 @@ func runDensity(ctx context.Context, args []string) error {
 	return err
 }
 
-func runFanout(ctx context.Context, args []string) error { return errors.New("todo") }
-func runStorm(ctx context.Context, args []string) error  { return errors.New("todo") }
+func runFanout(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("fanout", flag.ContinueOnError)
+	var c common
+	c.register(fs, "fanout")
+	conns := fs.Int("conns", 19000, "connections, all in one group")
+	sizes := fs.String("sizes", "64,4096", "message sizes in bytes")
+	msgs := fs.Int("messages", 20, "messages per case")
+	interval := fs.Duration("interval", 250*time.Millisecond, "interval between messages")
+	via := fs.String("via", "rest", "publish paths, comma separated: rest,redis")
+	redisURL := fs.String("redis", "", "redis://host:port (every server runs with it; needed for via redis and --nodes > 1)")
+	nodes := fs.Int("nodes", 1, "nodes per system (more than one needs --redis)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ns, err := parseInts(*sizes)
+	if err != nil {
+		return err
+	}
+	self, log, progress, closeLog, err := c.setup()
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	rep, err := bench.RunFanout(ctx, bench.FanoutConfig{
+		Conns: *conns, Sizes: ns, Messages: *msgs, Interval: *interval, Via: strings.Split(*via, ","),
+		Redis: *redisURL, Nodes: *nodes, Systems: c.systems(), Edgeplane: c.edgeplane, Self: self,
+		Log: log, Progress: progress,
+	})
+	if rep != nil {
+		bench.WriteFanoutTable(os.Stdout, rep)
+		if werr := c.write(rep, func(w io.Writer) error { return bench.FanoutSVG(w, rep) }); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	return err
+}
+
+func runStorm(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("storm", flag.ContinueOnError)
+	var c common
+	c.register(fs, "storm")
+	clients := fs.Int("clients", 19000, "clients connecting at once")
+	est := fs.Int("established", 500, "connections opened before the storm that must survive it")
+	timeout := fs.Duration("timeout", 150*time.Second, "bound on the storm")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	self, log, progress, closeLog, err := c.setup()
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	rep, err := bench.RunStorm(ctx, bench.StormConfig{
+		Clients: *clients, Established: *est, Timeout: *timeout, Systems: c.systems(),
+		Edgeplane: c.edgeplane, Self: self, Log: log, Progress: progress,
+	})
+	if rep != nil {
+		bench.WriteStormTable(os.Stdout, rep)
+		if werr := c.write(rep, func(w io.Writer) error { return bench.StormSVG(w, rep) }); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	return err
+}
