@@ -2,6 +2,7 @@ package conn
 
 import (
 	"encoding/binary"
+	"strings"
 
 	"github.com/gobwas/ws"
 )
@@ -95,7 +96,7 @@ func unmask(payload []byte, key [4]byte) { ws.Cipher(payload, key, 0) }
 // (truncated to fit the 125-byte control frame limit).
 func closeFramePayload(code CloseCode, reason string) []byte {
 	if len(reason) > 123 {
-		reason = reason[:123]
+		reason = strings.ToValidUTF8(reason[:123], "") // drop a cut rune
 	}
 	return ws.NewCloseFrameBody(ws.StatusCode(code), reason)
 }

@@ -24,7 +24,8 @@ const (
 	tokenLen = idLen + 8 + macLen
 )
 
-var b64 = base64.RawURLEncoding
+// Strict: a token has exactly one encoding (no malleable trailing bits).
+var b64 = base64.RawURLEncoding.Strict()
 
 // tokenSigner signs and checks connection tokens.
 type tokenSigner struct {
