@@ -705,3 +705,21 @@ func (c countingReceiver) Deliver(m *Message) {
 func (countingReceiver) ApplyGroup(string, GroupAction, string, string) bool { return false }
 
 var _ = bytes.Equal
+
+// TestRedisIdle: an idle subscription is pinged, not reconnected, and
+// stays ready.
+func TestRedisIdle(t *testing.T) {
+	srv := redistest.Start(t)
+	a, ra := startNode(t, RedisConfig{URL: srv.URL(), HealthInterval: 100 * time.Millisecond})
+	disc := counter("edgeplane_backplane_disconnects_total")
+	for i := 0; i < 15; i++ {
+		time.Sleep(100 * time.Millisecond)
+		if !a.Ready() {
+			t.Fatalf("not ready while idle")
+		}
+	}
+	if d := counter("edgeplane_backplane_disconnects_total") - disc; d != 0 {
+		t.Errorf("%d disconnects while idle", d)
+	}
+	fence(t, a, ra)
+}
