@@ -1,0 +1,292 @@
+package conn
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// tickRec is one call of an item's tick.
+type tickRec struct {
+	now  int64
+	wall time.Time
+}
+
+// recItem records its ticks; next decides what tick returns (given the
+// wheel second and how many ticks there were so far, this one included).
+type recItem struct {
+	next func(now int64, n int) int64
+
+	mu    sync.Mutex
+	ticks []tickRec
+	fired chan tickRec // one send per tick (buffered)
+}
+
+func newRecItem(next func(now int64, n int) int64) *recItem {
+	return &recItem{next: next, fired: make(chan tickRec, 64)}
+}
+
+func (it *recItem) tick(now int64) int64 {
+	r := tickRec{now, time.Now()}
+	it.mu.Lock()
+	it.ticks = append(it.ticks, r)
+	n := len(it.ticks)
+	it.mu.Unlock()
+	it.fired <- r
+	return it.next(now, n)
+}
+
+func (it *recItem) count() int {
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	return len(it.ticks)
+}
+
+// wait returns the item's next tick, failing t after a generous timeout.
+func (it *recItem) wait(t *testing.T) tickRec {
+	t.Helper()
+	select {
+	case r := <-it.fired:
+		return r
+	case <-time.After(10 * time.Second):
+		t.Fatal("item never ticked")
+		return tickRec{}
+	}
+}
+
+func once(int64, int) int64 { return 0 }
+
+// runWheel starts a wheel and stops it when the test ends.
+func runWheel(t *testing.T) *wheel {
+	w := newWheel()
+	go w.run()
+	t.Cleanup(w.close)
+	return w
+}
+
+// checkDeadline: a tick for deadline at came in second at (or, on a busy
+// machine, the one after) and not before the wall-clock second began.
+func checkDeadline(t *testing.T, w *wheel, r tickRec, at int64) {
+	t.Helper()
+	if r.now < at {
+		t.Fatalf("ticked in second %d, before its deadline %d", r.now, at)
+	}
+	if r.now > at+1 {
+		t.Fatalf("ticked in second %d, deadline %d: later than the 1 s resolution allows", r.now, at)
+	}
+	if since := r.wall.Sub(w.start); since < time.Duration(at-1)*time.Second {
+		t.Fatalf("ticked %v after start, before second %d began", since, at)
+	}
+}
+
+func TestWheelStatic(t *testing.T) {
+	t.Parallel()
+	t.Run("clock starts at 1", func(t *testing.T) {
+		if n := newWheel().Now(); n != 1 {
+			t.Fatalf("Now() = %d", n)
+		}
+	})
+	t.Run("slots, len and horizon clamping", func(t *testing.T) {
+		w := newWheel()           // not running: swept stays 1
+		items := map[int64]int64{ // deadline → slot second
+			-5:   2, // past → next second
+			0:    2,
+			1:    2,
+			2:    2,
+			3:    3,
+			63:   63,
+			64:   64, // last second within the horizon (slot 0)
+			65:   64, // clamped
+			1000: 64, // clamped
+			1e12: 64, // clamped
+		}
+		for at, sec := range items {
+			before := len(w.slots[sec%wheelSlots])
+			w.add(newRecItem(once), at)
+			if got := len(w.slots[sec%wheelSlots]); got != before+1 {
+				t.Fatalf("deadline %d: slot of second %d has %d items, want %d", at, sec, got, before+1)
+			}
+		}
+		if got := w.len(); got != len(items) {
+			t.Fatalf("len() = %d, want %d", got, len(items))
+		}
+		if n := len(w.slots[1]); n != 0 {
+			t.Fatalf("the swept slot (second 1) holds %d items", n)
+		}
+	})
+}
+
+func TestWheelRunning(t *testing.T) {
+	t.Parallel()
+
+	t.Run("fires at deadline", func(t *testing.T) {
+		t.Parallel()
+		w := runWheel(t)
+		base := w.Now()
+		var its [3]*recItem
+		for d := range its {
+			its[d] = newRecItem(once)
+			w.add(its[d], base+int64(d)+1)
+		}
+		if got := w.len(); got != 3 {
+			t.Fatalf("len() = %d, want 3", got)
+		}
+		for d, it := range its {
+			checkDeadline(t, w, it.wait(t), base+int64(d)+1)
+			if d == len(its)-1 {
+				// Items 0 and 1 returned 0 in earlier sweeps, whose
+				// reschedules are done by now, and item 2 is out of its
+				// slot while it ticks: the wheel is empty.
+				if got := w.len(); got != 0 {
+					t.Fatalf("len() = %d after all items returned 0", got)
+				}
+			}
+		}
+		for d, it := range its[:2] {
+			if n := it.count(); n != 1 {
+				t.Fatalf("item %d ticked %d times", d, n)
+			}
+		}
+	})
+
+	t.Run("reschedule and add from tick", func(t *testing.T) {
+		t.Parallel()
+		w := runWheel(t)
+		at := w.Now() + 1
+		added := newRecItem(once)
+		var addedAt atomic.Int64
+		// Tick 1 asks for the next second and adds another item (the wheel
+		// lock is not held during tick); tick 2 leaves.
+		it := newRecItem(func(now int64, n int) int64 {
+			if n == 1 {
+				addedAt.Store(now + 1)
+				w.add(added, now+1)
+				return now + 1
+			}
+			return 0
+		})
+		w.add(it, at)
+		r := it.wait(t)
+		checkDeadline(t, w, r, at)
+		checkDeadline(t, w, it.wait(t), r.now+1)
+		checkDeadline(t, w, added.wait(t), addedAt.Load())
+		if n := it.count(); n != 2 {
+			t.Fatalf("ticked %d times, want 2", n)
+		}
+	})
+
+	t.Run("past deadline fires next second", func(t *testing.T) {
+		t.Parallel()
+		w := runWheel(t)
+		now := w.Now()
+		a, b := newRecItem(once), newRecItem(once)
+		w.add(a, 0)
+		w.add(b, now)
+		// Due at once: the next sweep (second now+1, or now itself if it
+		// is still being swept) takes them.
+		for _, it := range []*recItem{a, b} {
+			if r := it.wait(t); r.now < now || r.now > now+2 {
+				t.Fatalf("past-due item ticked in second %d, added in second %d", r.now, now)
+			}
+		}
+	})
+
+	t.Run("concurrent adds", func(t *testing.T) {
+		t.Parallel()
+		w := runWheel(t)
+		const goroutines, each = 8, 100
+		var fired atomic.Int64
+		var wg sync.WaitGroup
+		all := make([]*countItem, 0, goroutines*each)
+		var mu sync.Mutex
+		for g := 0; g < goroutines; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < each; i++ {
+					it := &countItem{fired: &fired}
+					mu.Lock()
+					all = append(all, it)
+					mu.Unlock()
+					w.add(it, w.Now()+int64(i%2)) // due now (past) or next second
+				}
+			}()
+		}
+		wg.Wait()
+		deadline := time.Now().Add(10 * time.Second)
+		for fired.Load() < goroutines*each {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d items fired", fired.Load(), goroutines*each)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if got := w.len(); got != 0 {
+			t.Fatalf("len() = %d, want 0", got)
+		}
+		for i, it := range all {
+			if n := it.n.Load(); n != 1 {
+				t.Fatalf("item %d ticked %d times", i, n)
+			}
+		}
+	})
+
+	t.Run("horizon clamp live", func(t *testing.T) {
+		t.Parallel()
+		// Pretend the wheel started 62 s ago: its first tick is second 64
+		// and sweeps seconds 2..64 at once.
+		w := newWheel()
+		w.start = w.start.Add(-62 * time.Second)
+		const far = 1000
+		it := newRecItem(func(now int64, n int) int64 {
+			if now < far {
+				return far // not yet: ask again (clamped to the horizon)
+			}
+			return 0
+		})
+		early := newRecItem(once)
+		w.add(it, far) // clamped to second 64
+		w.add(early, 2)
+		go w.run()
+		t.Cleanup(w.close)
+
+		r := it.wait(t)
+		if r.now < 64 || r.now > 65 {
+			t.Fatalf("clamped item ticked in second %d, want the horizon 64", r.now)
+		}
+		if e := early.wait(t); e.now != r.now {
+			t.Fatalf("catch-up sweep: early item ticked in %d, clamped one in %d", e.now, r.now)
+		}
+		// Re-added at the new horizon, r.now+63.
+		waitFor(t, func() bool { return w.len() == 1 })
+		w.mu.Lock()
+		slot := len(w.slots[(r.now+wheelSlots-1)%wheelSlots])
+		w.mu.Unlock()
+		if slot != 1 {
+			t.Fatalf("rescheduled item not in the horizon slot (second %d)", r.now+wheelSlots-1)
+		}
+	})
+}
+
+// countItem counts its ticks and leaves the wheel.
+type countItem struct {
+	n     atomic.Int32
+	fired *atomic.Int64
+}
+
+func (c *countItem) tick(int64) int64 {
+	c.n.Add(1)
+	c.fired.Add(1)
+	return 0
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
