@@ -173,6 +173,7 @@ type Redis struct {
 	everUp      bool
 	downSince   time.Time
 	downCounted time.Time // down time is added to mDownSeconds up to here
+	ready       atomic.Bool // downN == 0 && everUp; written under stateMu
 
 	ackMu   sync.Mutex
 	waiters map[int32]chan struct{}
@@ -410,8 +411,8 @@ func (r *Redis) Subscribe(hub string, kind Kind, name string) {
 // change. A Subscribe and Unsubscribe of the same channel between two
 // flushes cancel out.
 func (r *Redis) Unsubscribe(hub string, kind Kind, name string) {
-	if r.closed.Load() {
-		return
+	if r.closed.Load() || kind == All {
+		return // P:all stays subscribed
 	}
 	ch := r.Channel(hub, kind, name)
 	r.mu.Lock()
@@ -566,6 +567,9 @@ func (r *Redis) Publish(ctx context.Context, m *Message) error {
 	if r.closed.Load() {
 		return ErrClosed
 	}
+	if m.Kind < All || m.Kind > Connection {
+		return fmt.Errorf("backplane: publish: invalid message kind %d", m.Kind)
+	}
 	ch := r.Channel(m.Hub, m.Kind, m.Name)
 	if !r.Ready() {
 		mLost.Inc()
@@ -676,10 +680,11 @@ func (r *Redis) Ready() bool {
 	if !r.started.Load() || r.closed.Load() {
 		return false
 	}
-	r.stateMu.Lock()
-	defer r.stateMu.Unlock()
-	return r.downN == 0 && r.everUp
+	return r.ready.Load()
 }
+
+// updateReadyLocked recomputes r.ready. stateMu must be held.
+func (r *Redis) updateReadyLocked() { r.ready.Store(r.downN == 0 && r.everUp) }
 
 // Close implements Backplane. It flushes the upstream writer (briefly),
 // closes the subscriptions and the client.
@@ -765,6 +770,7 @@ func (r *Redis) setDown(s *subscriber, down bool, cause error) {
 			mConnected.Dec()
 			r.log.Warn("redis backplane disconnected; messages published meanwhile are lost", "err", cause)
 		}
+		r.updateReadyLocked()
 		return
 	}
 	r.downN--
@@ -777,6 +783,7 @@ func (r *Redis) setDown(s *subscriber, down bool, cause error) {
 		}
 		r.everUp = true
 	}
+	r.updateReadyLocked()
 }
 
 // accountDownLocked adds the down time since the last call to the counter.

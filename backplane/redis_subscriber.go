@@ -51,6 +51,7 @@ func (r *Redis) newSubscriber(ctx context.Context, slot uint16, chans []string) 
 	if !r.everUp {
 		s.down.Store(true)
 		r.downN++
+		r.updateReadyLocked()
 	}
 	r.stateMu.Unlock()
 	// The first subscribe dials: in a cluster, the node that owns the slot
@@ -92,7 +93,7 @@ func (s *subscriber) loop() {
 	for {
 		msg, err := s.ps.Receive(ctx)
 		if err != nil {
-			if s.isClosed() {
+			if s.isClosed() || r.closed.Load() {
 				return
 			}
 			var rerr redis.Error
@@ -144,6 +145,7 @@ func (s *subscriber) close() {
 			r.accountDownLocked(time.Now())
 			mConnected.Inc()
 		}
+		r.updateReadyLocked()
 	}
 	r.stateMu.Unlock()
 	_ = s.ps.Close()

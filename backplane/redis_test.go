@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -722,4 +723,35 @@ func TestRedisIdle(t *testing.T) {
 		t.Errorf("%d disconnects while idle", d)
 	}
 	fence(t, a, ra)
+}
+
+// TestRedisCloseLeavesNoGoroutines: Close stops every goroutine the
+// backplane started (read loops, flusher, health, acks, upstream writer).
+func TestRedisCloseLeavesNoGoroutines(t *testing.T) {
+	srv := redistest.Start(t)
+	before := runtime.NumGoroutine()
+	bp, err := NewRedis(RedisConfig{URL: srv.URL(), Hubs: map[string]string{"chat": "", "news": ""}, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bp.Start(newRecorder()); err != nil {
+		t.Fatal(err)
+	}
+	_ = bp.Upstream().Send(&Event{Kind: EventConnected, Hub: "chat", ConnID: "c"})
+	bp.Subscribe("chat", Group, "g")
+	settle(t, bp)
+	if err := bp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := bp.Close(); !errors.Is(err, ErrClosed) {
+		t.Errorf("second Close: %v, want ErrClosed", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Errorf("%d goroutines after Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
 }
