@@ -172,7 +172,7 @@ type Redis struct {
 	downN       int // subscribers not connected
 	everUp      bool
 	downSince   time.Time
-	downCounted time.Time // down time is added to mDownSeconds up to here
+	downCounted time.Time   // down time is added to mDownSeconds up to here
 	ready       atomic.Bool // downN == 0 && everUp; written under stateMu
 
 	ackMu   sync.Mutex
