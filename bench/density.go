@@ -216,6 +216,10 @@ func densityOne(ctx context.Context, cfg DensityConfig, spec SystemSpec, sizes [
 		if err != nil {
 			return sys, err
 		}
+		if p.Open < add {
+			st, _ := f.Stats()
+			return sys, fmt.Errorf("bench: only %d of %d connections opened at size %d; failures: %v", p.Open, add, n, st.Errors)
+		}
 		if !srv.Alive() {
 			return sys, fmt.Errorf("bench: %s died at %d connections", spec.Name, n)
 		}
