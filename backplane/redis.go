@@ -880,3 +880,21 @@ func (l *rateLog) warn(log *slog.Logger, msg string, args ...any) {
 	}
 	log.Warn(msg, args...)
 }
+
+// ParseHubPrefixes turns --hub flag values, NAME or NAME=PREFIX, into
+// RedisConfig.Hubs. NAME alone keeps the default prefix (the hub name).
+func ParseHubPrefixes(specs []string) (map[string]string, error) {
+	hubs := make(map[string]string, len(specs))
+	for _, spec := range specs {
+		name, prefix, _ := strings.Cut(spec, "=")
+		name, prefix = strings.TrimSpace(name), strings.TrimSpace(prefix)
+		if name == "" {
+			return nil, fmt.Errorf("backplane: hub %q: want NAME or NAME=PREFIX", spec)
+		}
+		if _, dup := hubs[name]; dup {
+			return nil, fmt.Errorf("backplane: hub %q given twice", name)
+		}
+		hubs[name] = prefix
+	}
+	return hubs, nil
+}

@@ -755,3 +755,15 @@ func TestRedisCloseLeavesNoGoroutines(t *testing.T) {
 		t.Errorf("%d goroutines after Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+func TestParseHubPrefixes(t *testing.T) {
+	got, err := ParseHubPrefixes([]string{"chat=MyApp.Hubs.ChatHub", "news"})
+	if err != nil || got["chat"] != "MyApp.Hubs.ChatHub" || got["news"] != "" || len(got) != 2 {
+		t.Errorf("ParseHubPrefixes = %v, %v", got, err)
+	}
+	for _, bad := range [][]string{{"=x"}, {""}, {"a", "a=b"}} {
+		if _, err := ParseHubPrefixes(bad); err == nil {
+			t.Errorf("ParseHubPrefixes(%q) accepted", bad)
+		}
+	}
+}
