@@ -135,7 +135,7 @@ func TestBaselineEndToEnd(t *testing.T) {
 	if st.Dropped != 0 || st.Open != n {
 		t.Fatalf("after keep-alives: open %d dropped %d errors %v", st.Open, st.Dropped, st.Errors)
 	}
-	// Unknown negotiation token is refused with 404 and counted as failure.
+	// skipNegotiation (no id) connects too.
 	r2 := startLoader(t, LoaderConfig{Addr: client, Conns: 1, SkipNegotiate: true})
 	checkFor(t, 5*time.Second, "skipNegotiation connection", func() bool {
 		return r2.ask(t, "stats").(LoaderStats).Open == 1

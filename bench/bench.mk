@@ -1,0 +1,50 @@
+# Benchmark targets for edgebench (included by the top-level Makefile).
+# They assume `make build` produced bin/edgeplane; bin/edgebench is built here.
+#
+#   make bench-density   idle connections per GiB at BENCH_SIZES, per poller, vs baseline
+#   make bench-fanout    group broadcast to BENCH_FANOUT_CONNS connections, 64 B and 4 KiB
+#   make bench-storm     BENCH_STORM_CLIENTS clients connecting at once
+#   make bench           all three at sizes that finish in a few minutes
+#
+# Results (JSON, SVG, logs) go to BENCH_OUT (under bin/, which git ignores).
+
+BENCH_OUT           ?= bin/bench-results
+BENCH_POLLERS       ?= netpoll,epoll
+BENCH_SIZES         ?= 1000,5000,19000
+BENCH_IDLE          ?= 60s
+BENCH_FANOUT_CONNS  ?= 19000
+BENCH_FANOUT_SIZES  ?= 64,4096
+BENCH_STORM_CLIENTS ?= 19000
+# BENCH_REDIS=redis://127.0.0.1:6379 adds the Redis path to the fanout.
+BENCH_REDIS         ?=
+BENCH_FLAGS         ?=
+
+EDGEBENCH := bin/edgebench
+bench_comma := ,
+BENCH_FANOUT_REDIS = $(if $(BENCH_REDIS),--via rest$(bench_comma)redis --redis $(BENCH_REDIS),--via rest)
+
+.PHONY: bench bench-density bench-fanout bench-storm $(EDGEBENCH)
+
+$(EDGEBENCH):
+	go build -o $(EDGEBENCH) ./cmd/edgebench
+
+$(BENCH_OUT):
+	mkdir -p $(BENCH_OUT)
+
+bench-density: $(EDGEBENCH) | $(BENCH_OUT)
+	$(EDGEBENCH) density --sizes $(BENCH_SIZES) --poller $(BENCH_POLLERS) --idle-window $(BENCH_IDLE) \
+		--json $(BENCH_OUT)/density.json --log $(BENCH_OUT)/density.log $(BENCH_FLAGS)
+
+bench-fanout: $(EDGEBENCH) | $(BENCH_OUT)
+	$(EDGEBENCH) fanout --conns $(BENCH_FANOUT_CONNS) --sizes $(BENCH_FANOUT_SIZES) --poller $(BENCH_POLLERS) \
+		$(BENCH_FANOUT_REDIS) --json $(BENCH_OUT)/fanout.json --log $(BENCH_OUT)/fanout.log $(BENCH_FLAGS)
+
+bench-storm: $(EDGEBENCH) | $(BENCH_OUT)
+	$(EDGEBENCH) storm --clients $(BENCH_STORM_CLIENTS) --poller $(BENCH_POLLERS) \
+		--json $(BENCH_OUT)/storm.json --log $(BENCH_OUT)/storm.log $(BENCH_FLAGS)
+
+# The quick tour: every experiment at sizes that finish in a few minutes.
+bench: $(EDGEBENCH) | $(BENCH_OUT)
+	$(MAKE) bench-density BENCH_SIZES=1000,5000,10000 BENCH_IDLE=15s
+	$(MAKE) bench-fanout BENCH_FANOUT_CONNS=5000
+	$(MAKE) bench-storm BENCH_STORM_CLIENTS=5000
