@@ -67,7 +67,7 @@ func (s *tokenSigner) verify(hub, token string, now time.Time) (id [idLen]byte, 
 	if b64.EncodedLen(tokenLen) != len(token) {
 		return id, exp, ErrBadToken
 	}
-	if _, err := b64.Decode(b[:], []byte(token)); err != nil {
+	if n, err := b64.Decode(b[:], []byte(token)); err != nil || n != tokenLen { // CR/LF are skipped
 		return id, exp, ErrBadToken
 	}
 	if !hmac.Equal(b[idLen+8:], s.mac(hub, b[:idLen+8])) {

@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
@@ -123,6 +124,43 @@ func TestTokenTamper(t *testing.T) {
 			if _, _, err := s.verify("chat", b64.EncodeToString(mod), now); !errors.Is(err, ErrBadToken) {
 				t.Fatalf("byte %d bit %d flipped: err = %v, want ErrBadToken", i, bit, err)
 			}
+		}
+	}
+}
+
+// TestTokenNewlines: the base64 decoder skips CR and LF, so a 54-byte
+// string of 52 token characters and 2 newlines decodes to 39 bytes and
+// leaves the 40th zero. For the 1 in 256 tokens whose last byte is 0 that
+// string must still be rejected.
+func TestTokenNewlines(t *testing.T) {
+	s := &tokenSigner{key: []byte("fleet-key"), ttl: time.Minute}
+	now := time.Unix(1_800_000_000, 0)
+	var tok string
+	for i := 0; ; i++ {
+		if i == 100_000 {
+			t.Fatal("no token with a zero last byte found")
+		}
+		var id [idLen]byte
+		binary.BigEndian.PutUint64(id[:], uint64(i))
+		tok = s.issue("chat", id, now)
+		raw, err := b64.DecodeString(tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if raw[tokenLen-1] == 0 {
+			break
+		}
+	}
+	if _, _, err := s.verify("chat", tok, now); err != nil {
+		t.Fatalf("genuine token: %v", err)
+	}
+	for _, bad := range []string{
+		tok[:52] + "\n\n",
+		tok[:52] + "\r\n",
+		"\n" + tok[:26] + "\n" + tok[26:52],
+	} {
+		if _, _, err := s.verify("chat", bad, now); !errors.Is(err, ErrBadToken) {
+			t.Fatalf("%q: err = %v, want ErrBadToken", bad, err)
 		}
 	}
 }
