@@ -42,7 +42,11 @@
 // Message.Payload as a sub-slice of the Redis message, without a copy.
 // Payloads that do not decode are counted, logged with their channel and
 // dropped. A node receives its own publishes through its subscriptions: that
-// is how it delivers them locally, once.
+// is how it delivers them locally, once. Nothing is queued between Redis and
+// the Receiver (the read goroutine calls Deliver), so nothing is dropped on
+// the way; a slow Receiver slows reading, Redis buffers for the node up to
+// its client-output-buffer-limit for pubsub and then disconnects it, which
+// is counted as a disconnect (and what was in flight is lost).
 //
 // With RedisConfig.ClusterAddrs the backplane uses sharded pub/sub
 // (SPUBLISH/SSUBSCRIBE, Redis 7+) through a cluster client, with one
