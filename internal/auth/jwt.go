@@ -66,6 +66,9 @@ func Verify(token string, key []byte, now time.Time) (*Claims, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: signature: %v", ErrMalformed, err)
 	}
+	if b64.EncodeToString(sig) != parts[2] { // the decoder skips CR/LF and ignores trailing bits
+		return nil, fmt.Errorf("%w: signature: not canonical base64url", ErrMalformed)
+	}
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(parts[0]))
 	m.Write([]byte{'.'})
