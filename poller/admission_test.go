@@ -1,0 +1,121 @@
+package poller_test
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgeplane/edgeplane/poller"
+)
+
+func TestAdmissionMaxConns(t *testing.T) {
+	var rejected []poller.RejectReason
+	a := poller.NewAdmission(poller.Config{MaxConns: 2, FDReserve: -1,
+		OnReject: func(r poller.RejectReason) { rejected = append(rejected, r) }}.WithDefaults())
+	for i, want := range []poller.RejectReason{"", "", poller.RejectMaxConns, poller.RejectMaxConns} {
+		if got := a.Admit(); got != want {
+			t.Fatalf("Admit #%d = %q, want %q", i, got, want)
+		}
+	}
+	if a.Conns() != 2 {
+		t.Fatalf("Conns() = %d, want 2 (rejections are not counted)", a.Conns())
+	}
+	a.Closed()
+	if got := a.Admit(); got != "" {
+		t.Fatalf("Admit after Closed = %q, want admitted", got)
+	}
+	if len(rejected) != 2 || rejected[0] != poller.RejectMaxConns {
+		t.Fatalf("OnReject got %v", rejected)
+	}
+	a.Rejected(poller.RejectAcceptRate)
+	if rejected[len(rejected)-1] != poller.RejectAcceptRate {
+		t.Fatalf("Rejected did not reach OnReject: %v", rejected)
+	}
+}
+
+func TestAdmissionFDReserve(t *testing.T) {
+	a := poller.NewAdmission(poller.Config{FDReserve: 1 << 30}.WithDefaults())
+	if got := a.Admit(); got != poller.RejectFDReserve {
+		t.Fatalf("Admit with a huge reserve = %q, want %q", got, poller.RejectFDReserve)
+	}
+	if a.Conns() != 0 {
+		t.Fatalf("Conns() = %d after a rejection", a.Conns())
+	}
+	off := poller.NewAdmission(poller.Config{FDReserve: -1}.WithDefaults())
+	if got := off.Admit(); got != "" {
+		t.Fatalf("Admit with the reserve disabled = %q", got)
+	}
+}
+
+func TestAdmissionHeadroom(t *testing.T) {
+	a := poller.NewAdmission(poller.Config{}.WithDefaults())
+	h0 := a.Headroom()
+	if h0 <= 0 {
+		t.Fatalf("Headroom() = %d", h0)
+	}
+	// Admitted connections count against the headroom between refreshes.
+	for range 10 {
+		a.Admit()
+	}
+	if h := a.Headroom(); h > h0-10 {
+		t.Fatalf("Headroom() = %d after 10 admits, was %d", h, h0)
+	}
+}
+
+func TestCountOpenFDs(t *testing.T) {
+	n0 := poller.CountOpenFDs()
+	if n0 < 3 {
+		t.Fatalf("CountOpenFDs() = %d", n0)
+	}
+	var files []*os.File
+	for range 5 {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	n1 := poller.CountOpenFDs()
+	for _, f := range files {
+		f.Close()
+	}
+	if n1-n0 < 5 {
+		t.Fatalf("CountOpenFDs() went from %d to %d after opening 5 files", n0, n1)
+	}
+}
+
+func TestRejectResponse(t *testing.T) {
+	raw := poller.RejectResponse(9, poller.RejectMaxConns)
+	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(string(raw))), nil)
+	if err != nil {
+		t.Fatalf("not a valid HTTP response: %v\n%s", err, raw)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "9" || !resp.Close {
+		t.Fatalf("status %d, Retry-After %q, close %v", resp.StatusCode, resp.Header.Get("Retry-After"), resp.Close)
+	}
+	if !strings.Contains(string(body), "max_conns") || int64(len(body)) != resp.ContentLength {
+		t.Fatalf("body %q, Content-Length %d", body, resp.ContentLength)
+	}
+}
+
+func TestAcceptBackoff(t *testing.T) {
+	var b poller.AcceptBackoff
+	want := []time.Duration{5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000}
+	for i, w := range want {
+		if got := b.Failed(); got != w*time.Millisecond {
+			t.Fatalf("Failed #%d = %v, want %v", i, got, w*time.Millisecond)
+		}
+	}
+	b.Succeeded()
+	if got := b.Failed(); got != 5*time.Millisecond {
+		t.Fatalf("Failed after Succeeded = %v, want 5ms", got)
+	}
+}
