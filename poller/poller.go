@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sort"
 	"time"
 )
 
@@ -169,5 +170,6 @@ func Backends() []string {
 	for k := range backends {
 		out = append(out, k)
 	}
+	sort.Strings(out)
 	return out
 }
