@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -139,6 +140,7 @@ func (b *Baseline) ServeListeners(ctx context.Context, client, admin net.Listene
 		b.set.WritePrometheus(w)
 	})
 	ok := func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) }
+	amux.HandleFunc("GET /debug/pprof/heap", pprof.Handler("heap").ServeHTTP)
 	amux.HandleFunc("GET /healthz", ok)
 	amux.HandleFunc("GET /readyz", ok)
 	amux.HandleFunc("POST /api/hubs/{hub}/:send", b.restSend)

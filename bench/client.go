@@ -211,7 +211,7 @@ func NewLoader(cfg LoaderConfig) (*Loader, error) {
 }
 
 // Run drives the loader until a "close" command or an error. progress, if
-// not nil, is called from the loop about every 250 ms with light stats.
+// not nil, is called from the loop about every 100 ms with light stats.
 func (l *Loader) Run(cmds <-chan LoaderCmd, progress func(LoaderStats)) error {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
@@ -252,7 +252,7 @@ func (l *Loader) Run(cmds <-chan LoaderCmd, progress func(LoaderStats)) error {
 			lastTimeoutScan = now
 			l.expireAttempts(now.UnixNano())
 		}
-		if progress != nil && now.Sub(lastProgress) >= 250*time.Millisecond {
+		if progress != nil && now.Sub(lastProgress) >= 100*time.Millisecond {
 			lastProgress = now
 			progress(l.light())
 		}

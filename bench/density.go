@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -30,6 +31,9 @@ type DensityConfig struct {
 	SkipNegotiate bool
 	// Log receives server logs; Progress receives progress bars (nil: none).
 	Log, Progress io.Writer
+	// ProfileDir, if set, receives a heap profile of each server at the
+	// largest size (when the server serves /debug/pprof/heap).
+	ProfileDir string
 	// ServerArgs are extra arguments per server kind.
 	ServerArgs map[Kind][]string
 }
@@ -65,7 +69,11 @@ type DensitySystem struct {
 	HeapStack0 float64        `json:"heap_stack0_bytes"`
 	Goroutine0 float64        `json:"goroutines0"`
 	Points     []DensityPoint `json:"points"`
-	Error      string         `json:"error,omitempty"`
+	// HeapProfile is the profile file at the largest size; HeapTop the
+	// head of its `go tool pprof -top` (in-use space).
+	HeapProfile string   `json:"heap_profile,omitempty"`
+	HeapTop     []string `json:"heap_top,omitempty"`
+	Error       string   `json:"error,omitempty"`
 }
 
 // DensityReport is the result of RunDensity.
@@ -258,6 +266,13 @@ func densityOne(ctx context.Context, cfg DensityConfig, spec SystemSpec, sizes [
 		for k, v := range s.metrics {
 			if strings.HasPrefix(k, "edgeplane_") || strings.HasPrefix(k, "baseline_") {
 				pt.Extra[k] = v
+			}
+		}
+		if i == len(sizes)-1 && cfg.ProfileDir != "" {
+			path := filepath.Join(cfg.ProfileDir, "heap-"+spec.Name+".pb.gz")
+			if err := srv.HeapProfile(path); err == nil {
+				sys.HeapProfile = path
+				sys.HeapTop = TopOfProfile(path, 25)
 			}
 		}
 		if cfg.IdleAtEverySize || i == len(sizes)-1 {

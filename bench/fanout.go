@@ -21,9 +21,11 @@ type FanoutConfig struct {
 	// Sizes are the approximate sizes of the record each client receives;
 	// default 64 and 4096.
 	Sizes []int
-	// Messages per (path, size) case; default 20.
+	// Messages per (path, size) case; default 10.
 	Messages int
-	// Interval between messages; default 250 ms.
+	// Interval between messages; default 2 s, so that one broadcast has
+	// reached everyone before the next starts (end-to-end time of one
+	// broadcast, not queueing behind the previous one).
 	Interval time.Duration
 	// Via: "rest" (POST …/groups/{g}/:send) and/or "redis" (PUBLISH on
 	// {hub}:group:{g} in the backplane wire format, needs Redis).
@@ -59,8 +61,12 @@ type FanoutCase struct {
 	// paced case (bounded by Interval).
 	DeliveriesPerSec float64 `json:"deliveries_per_sec"`
 	OfferedPerSec    float64 `json:"offered_deliveries_per_sec"`
+	// ServerCPUSec is the servers' CPU over the case less their idle rate
+	// (ServerIdleCPUPct, measured for 2 s before the case) over the same time.
 	ServerCPUSec     float64 `json:"server_cpu_sec"`
+	ServerIdleCPUPct float64 `json:"server_idle_cpu_pct"`
 	CPUSecPerMillion float64 `json:"server_cpu_sec_per_million_deliveries"`
+	ClientCPUSec     float64 `json:"client_cpu_sec"`
 	Dropped          int     `json:"dropped"`
 	Hist             *Hist   `json:"latency_hist,omitempty"`
 	Error            string  `json:"error,omitempty"`
@@ -89,10 +95,10 @@ func RunFanout(ctx context.Context, cfg FanoutConfig) (*FanoutReport, error) {
 		cfg.Sizes = []int{64, 4096}
 	}
 	if cfg.Messages <= 0 {
-		cfg.Messages = 20
+		cfg.Messages = 10
 	}
 	if cfg.Interval <= 0 {
-		cfg.Interval = 250 * time.Millisecond
+		cfg.Interval = 2 * time.Second
 	}
 	if len(cfg.Via) == 0 {
 		cfg.Via = []string{"rest"}
@@ -266,7 +272,12 @@ func fanoutCase(ctx context.Context, cfg FanoutConfig, servers []*Server, f *Fle
 	dropped0 := f.Progress().Dropped
 	client := &http.Client{Timeout: 10 * time.Second}
 	sent := make([]int64, cfg.Messages)
-	cpu0 := serversCPU(servers)
+	// Idle rate first (keep-alives), so that the cost per delivery counts
+	// the broadcasts only.
+	idleA, idleAt := serversCPU(servers), time.Now()
+	time.Sleep(2 * time.Second)
+	c.ServerIdleCPUPct = 100 * (serversCPU(servers) - idleA) / time.Since(idleAt).Seconds()
+	cpu0, ccpu0, start := serversCPU(servers), f.CPUSec(), time.Now()
 	bar := NewBar(cfg.Progress, fmt.Sprintf("%s %s %dB", name, via, size), int(c.Expected))
 	tick := time.NewTicker(cfg.Interval)
 	defer tick.Stop()
@@ -312,7 +323,8 @@ func fanoutCase(ctx context.Context, cfg FanoutConfig, servers []*Server, f *Fle
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(300 * time.Millisecond) // one more progress round from every child
-	c.ServerCPUSec = serversCPU(servers) - cpu0
+	c.ServerCPUSec = serversCPU(servers) - cpu0 - c.ServerIdleCPUPct/100*time.Since(start).Seconds()
+	c.ClientCPUSec = f.CPUSec() - ccpu0
 	st, err := f.Stats()
 	if err != nil {
 		c.Error = err.Error()

@@ -377,6 +377,20 @@ func (f *Fleet) Close() {
 	}
 }
 
+// CPUSec is the CPU time the client processes have used so far.
+func (f *Fleet) CPUSec() float64 {
+	t := 0.0
+	for _, c := range f.children {
+		if c.cmd.Process == nil {
+			continue
+		}
+		if p, err := ReadProc(c.cmd.Process.Pid); err == nil {
+			t += p.CPUSec
+		}
+	}
+	return t
+}
+
 // MergeStats sums the reports of several load clients.
 func MergeStats(all []LoaderStats) LoaderStats {
 	var m LoaderStats

@@ -42,9 +42,6 @@ func WriteDensityTable(w io.Writer, r *DensityReport) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "system\tconns\topen\tRSS\tB/conn\tvs baseline\tslope B/conn\theap+stack/conn\tconns/GiB\tgoroutines\tslab/conn (both ends)\tidle CPU\tdropped\t")
 	for _, s := range r.Systems {
-		if s.Error != "" {
-			fmt.Fprintf(tw, "%s\tERROR: %s\t\t\t\t\t\t\t\t\t\t\t\t\n", s.Spec.Name, s.Error)
-		}
 		for _, p := range s.Points {
 			vs := "-"
 			if base != nil && s.Spec.Kind != KindBaseline {
@@ -64,6 +61,11 @@ func WriteDensityTable(w io.Writer, r *DensityReport) {
 		}
 	}
 	tw.Flush()
+	for _, s := range r.Systems {
+		if s.Error != "" {
+			fmt.Fprintf(w, "%s: ERROR: %s\n", s.Spec.Name, s.Error)
+		}
+	}
 }
 
 // DensitySVG charts server RSS against connections for every system.
@@ -94,11 +96,8 @@ func WriteFanoutTable(w io.Writer, r *FanoutReport) {
 	fmt.Fprintf(w, "\nFanout: %d connections in one group (%s, %d cores)\n", r.Conns, r.Machine.CPU, r.Machine.Cores)
 	base, hasBase := baselineOf(r.Systems, func(s FanoutSystem) SystemSpec { return s.Spec })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tnodes\tvia\tsize\tdelivered/expected\tp50 ms\tp99 ms\tmax ms\tbroadcast p50 ms\tvs baseline\tdeliveries/s\tCPU s/M deliv\tvs baseline\tdropped\t")
+	fmt.Fprintln(tw, "system\tnodes\tvia\tsize\tdelivered/expected\tp50 ms\tp99 ms\tmax ms\tbroadcast p50 ms\tvs baseline\tdeliveries/s\tCPU s/M deliv\tvs baseline\tclient CPU s\tdropped\t")
 	for _, s := range r.Systems {
-		if s.Error != "" {
-			fmt.Fprintf(tw, "%s\tERROR: %s\t\t\t\t\t\t\t\t\t\t\t\t\t\n", s.Spec.Name, s.Error)
-		}
 		for _, c := range s.Cases {
 			vsLat, vsCPU := "-", "-"
 			if hasBase && s.Spec.Kind != KindBaseline {
@@ -110,15 +109,25 @@ func WriteFanoutTable(w io.Writer, r *FanoutReport) {
 				}
 			}
 			if c.Error != "" {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\tERROR: %s\t\t\t\t\t\t\t\t\t\t\n", s.Spec.Name, s.Nodes, c.Via, c.Size, c.Error)
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\tERROR (below)\t\t\t\t\t\t\t\t\t\t\n", s.Spec.Name, s.Nodes, c.Via, c.Size)
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d/%d\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%.0f\t%.2f\t%s\t%d\t\n",
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d/%d\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%.0f\t%.2f\t%s\t%.2f\t%d\t\n",
 				s.Spec.Name, s.Nodes, c.Via, c.Size, c.Delivered, c.Expected, c.Latency.P50ms, c.Latency.P99ms,
-				c.Latency.MaxMs, c.Completion.P50ms, vsLat, c.DeliveriesPerSec, c.CPUSecPerMillion, vsCPU, c.Dropped)
+				c.Latency.MaxMs, c.Completion.P50ms, vsLat, c.DeliveriesPerSec, c.CPUSecPerMillion, vsCPU, c.ClientCPUSec, c.Dropped)
 		}
 	}
 	tw.Flush()
+	for _, s := range r.Systems {
+		if s.Error != "" {
+			fmt.Fprintf(w, "%s: ERROR: %s\n", s.Spec.Name, s.Error)
+		}
+		for _, c := range s.Cases {
+			if c.Error != "" {
+				fmt.Fprintf(w, "%s %s %d B: ERROR: %s\n", s.Spec.Name, c.Via, c.Size, c.Error)
+			}
+		}
+	}
 	fmt.Fprintln(w, "(vs baseline: baseline's figure over this system's; above 1× means faster/cheaper. broadcast = send until the last member received)")
 }
 
@@ -193,11 +202,13 @@ func WriteStormTable(w io.Writer, r *StormReport) {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.2f\t%.0f\t%s\t%d\t%d\t%.1f\t%.1f\t%s\t%d/%d\t%v\t\n",
 			s.Spec.Name, s.Clients, s.Connected, s.GivenUp, s.SecondsToAll, s.AcceptedPerSec, vsRate, s.Rejected503,
 			s.Failures, s.Handshake.P50ms, s.Handshake.P99ms, vsHS, s.EstablishedLost, s.Established, s.ServerAlive)
-		if s.Error != "" {
-			fmt.Fprintf(tw, "%s\tERROR: %s\t\t\t\t\t\t\t\t\t\t\t\t\t\n", s.Spec.Name, s.Error)
-		}
 	}
 	tw.Flush()
+	for _, s := range r.Systems {
+		if s.Error != "" {
+			fmt.Fprintf(w, "%s: ERROR: %s\n", s.Spec.Name, s.Error)
+		}
+	}
 }
 
 // StormSVG charts the handshake latency distribution in the storm.

@@ -28,9 +28,9 @@ const (
 // SystemSpec names one system under test: edgeplane with a poller backend,
 // or the baseline.
 type SystemSpec struct {
-	Name   string // "edgeplane-netpoll", "baseline", …
-	Kind   Kind
-	Poller string // edgeplane only
+	Name   string `json:"name"` // "edgeplane-netpoll", "baseline", …
+	Kind   Kind   `json:"kind"`
+	Poller string `json:"poller,omitempty"` // edgeplane only
 }
 
 // ServerConfig starts one server process.
@@ -170,6 +170,46 @@ func (s *Server) Stop() {
 		_ = s.cmd.Process.Kill()
 		<-s.done
 	}
+}
+
+// HeapProfile fetches /debug/pprof/heap from the admin port (after a GC)
+// into path. It returns ErrNoProfile when the server does not serve it.
+func (s *Server) HeapProfile(path string) error {
+	c := http.Client{Timeout: 60 * time.Second}
+	resp, err := c.Get("http://" + s.Admin + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		return fmt.Errorf("bench: heap profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("%w (status %d)", ErrNoProfile, resp.StatusCode)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("bench: heap profile: %w", err)
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		return fmt.Errorf("bench: heap profile: %w", err)
+	}
+	return nil
+}
+
+// ErrNoProfile: the server does not serve /debug/pprof/heap.
+var ErrNoProfile = errors.New("bench: server serves no heap profile")
+
+// TopOfProfile runs `go tool pprof -top` on a heap profile and returns its
+// first lines (in-use space), or nil when the go tool is not available.
+func TopOfProfile(path string, lines int) []string {
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-sample_index=inuse_space", path).Output()
+	if err != nil {
+		return nil
+	}
+	all := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(all) > lines {
+		all = all[:lines]
+	}
+	return all
 }
 
 // ProcSample is a reading of a process from /proc.

@@ -49,6 +49,7 @@ type StormResult struct {
 	ServerAlive     bool           `json:"server_alive"`
 	ServerRSS       int64          `json:"server_rss_bytes"`
 	ServerCPUSec    float64        `json:"server_cpu_sec"`
+	ClientCPUSec    float64        `json:"client_cpu_sec"`
 	Errors          map[string]int `json:"errors,omitempty"`
 	HandshakeHist   *Hist          `json:"handshake_hist,omitempty"`
 	Error           string         `json:"error,omitempty"`
@@ -109,6 +110,7 @@ func stormOne(ctx context.Context, cfg StormConfig, spec SystemSpec) (StormResul
 		return r, err
 	}
 	defer storm.Close()
+	ccpu0 := storm.CPUSec()
 	bar := NewBar(cfg.Progress, spec.Name+" storm", cfg.Clients)
 	p, werr := storm.WaitSettled(ctx, cfg.Timeout, bar)
 	bar.Done(p.Open, fmt.Sprintf("503 %d  fail %d", p.Rejected503, p.Failures))
@@ -121,6 +123,7 @@ func stormOne(ctx context.Context, cfg StormConfig, spec SystemSpec) (StormResul
 		r.ServerRSS = pr.RSS
 		r.ServerCPUSec = pr.CPUSec - cpu0.CPUSec
 	}
+	r.ClientCPUSec = storm.CPUSec() - ccpu0
 	r.ServerAlive = srv.Alive()
 	r.Connected = st.EverOpened
 	r.GivenUp = st.GivenUp

@@ -186,6 +186,7 @@ func runDensity(ctx context.Context, args []string) error {
 	settle := fs.Duration("settle", 5*time.Second, "wait after connecting before sampling")
 	conc := fs.Int("concurrency", 256, "connection attempts in flight per client process")
 	skipNeg := fs.Bool("skip-negotiate", false, "connect without negotiate (skipNegotiation)")
+	profDir := fs.String("profile-dir", "", "save each server's heap profile at the largest size here (if it serves /debug/pprof/heap)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -201,7 +202,7 @@ func runDensity(ctx context.Context, args []string) error {
 	rep, err := bench.RunDensity(ctx, bench.DensityConfig{
 		Sizes: ns, Systems: c.systems(), Edgeplane: c.edgeplane, Self: self,
 		IdleWindow: *idle, IdleAtEverySize: *idleAll, Settle: *settle, Concurrency: *conc,
-		SkipNegotiate: *skipNeg, Log: log, Progress: progress,
+		SkipNegotiate: *skipNeg, Log: log, Progress: progress, ProfileDir: *profDir,
 	})
 	if rep != nil {
 		bench.WriteDensityTable(os.Stdout, rep)
@@ -218,8 +219,8 @@ func runFanout(ctx context.Context, args []string) error {
 	c.register(fs, "fanout")
 	conns := fs.Int("conns", 19000, "connections, all in one group")
 	sizes := fs.String("sizes", "64,4096", "message sizes in bytes")
-	msgs := fs.Int("messages", 20, "messages per case")
-	interval := fs.Duration("interval", 250*time.Millisecond, "interval between messages")
+	msgs := fs.Int("messages", 10, "messages per case")
+	interval := fs.Duration("interval", 2*time.Second, "interval between messages (shorter than a broadcast's completion measures queueing)")
 	via := fs.String("via", "rest", "publish paths, comma separated: rest,redis")
 	redisURL := fs.String("redis", "", "redis://host:port (every server runs with it; needed for via redis and --nodes > 1)")
 	nodes := fs.Int("nodes", 1, "nodes per system (more than one needs --redis)")
