@@ -1,0 +1,422 @@
+//go:build linux
+
+package poller
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// econn is the poller.Conn of the epoll backend: a value, not a pointer.
+// Bits 56-63 are the poller's registry index, 32-55 the fd, 0-31 the
+// connection's generation. A handle whose generation no longer matches its
+// slot is stale: every method treats it as closed, so it can never touch a
+// later connection that reused the fd.
+type econn uint64
+
+// epollRegistry maps a handle's poller index to its poller. Indices are
+// reused after Close; generations come from one process-wide counter, so a
+// handle of a closed poller never matches a slot of a later one.
+var (
+	epollRegistry [256]atomic.Pointer[epollPoller]
+	epollGen      atomic.Uint32
+)
+
+func nextGen() uint32 {
+	for {
+		if g := epollGen.Add(1); g != 0 {
+			return g
+		}
+	}
+}
+
+func makeEconn(id uint8, fd int, gen uint32) econn {
+	return econn(uint64(id)<<56 | uint64(fd)<<32 | uint64(gen))
+}
+
+func (c econn) fd() int        { return int(uint64(c)>>32) & (maxFD - 1) }
+func (c econn) gen() uint32    { return uint32(c) }
+func (c econn) id() uint8      { return uint8(uint64(c) >> 56) }
+func (c econn) String() string { return fmt.Sprintf("epoll[%d]fd%d#%d", c.id(), c.fd(), c.gen()) }
+
+// lookup returns the poller and slot of c, or nils if c is stale. The
+// caller must still compare the generation under the slot lock.
+func (c econn) lookup() (*epollPoller, *slot, *refs) {
+	p := epollRegistry[c.id()].Load()
+	if p == nil {
+		return nil, nil, nil
+	}
+	sl, rf := p.slab.get(c.fd())
+	if sl == nil {
+		return nil, nil, nil
+	}
+	return p, sl, rf
+}
+
+// live reports whether c still names the slot's connection and it accepts
+// Sends. Slot lock must be held.
+func (c econn) live(sl *slot, f uint32) bool {
+	return sl.gen == c.gen() && f&fOpen != 0 && f&(fShutdown|fCloseReq) == 0
+}
+
+// Send implements Conn. If nothing is queued and no other writer is active,
+// it writes frame to the socket directly (non-blocking, with the slot lock
+// released; fWriting keeps the fd from being closed meanwhile) and queues
+// only the unsent remainder. Otherwise it appends frame to the queue, which
+// the connection's loop flushes with writev when the socket is writable.
+func (c econn) Send(frame []byte) error {
+	p, sl, rf := c.lookup()
+	if p == nil {
+		return ErrClosed
+	}
+	sl.mu.Lock()
+	f := sl.flags.Load()
+	if !c.live(sl, f) {
+		sl.mu.Unlock()
+		return ErrClosed
+	}
+	if len(frame) == 0 {
+		sl.mu.Unlock()
+		return nil
+	}
+	queued := 0
+	if rf.q != nil {
+		queued = rf.q.n
+	}
+	if queued+len(frame) > p.cfg.MaxQueueBytes {
+		sl.mu.Unlock()
+		return ErrQueueFull
+	}
+	fd := c.fd()
+	if rf.q != nil || f&fWriting != 0 {
+		rf.q = rf.q.push(frame)
+		if f&(fWriting|fArmed) == 0 {
+			p.armLocked(sl, fd, true)
+		}
+		sl.mu.Unlock()
+		return nil
+	}
+	sl.flags.Store(f | fWriting)
+	sl.mu.Unlock()
+
+	n, err := writeFD(fd, frame)
+
+	sl.mu.Lock()
+	f = sl.flags.Load() &^ fWriting
+	sl.flags.Store(f)
+	switch {
+	case err != nil && err != unix.EAGAIN:
+		p.requestCloseLocked(sl, fd, errnoReason(err))
+	case n < len(frame):
+		rf.q = rf.q.pushFront(frame[n:])
+	}
+	p.afterWriteLocked(sl, rf, fd)
+	sl.mu.Unlock()
+	return nil
+}
+
+// afterWriteLocked restores the invariants after a writer released
+// fWriting: queued bytes mean EPOLLOUT is armed; a drained Shutdown or a
+// close requested during the write is handed to the loop.
+// Slot lock must be held.
+func (p *epollPoller) afterWriteLocked(sl *slot, rf *refs, fd int) {
+	f := sl.flags.Load()
+	if f&fCloseReq != 0 {
+		p.loopOf(fd).post(op{kind: opClose, fd: int32(fd), gen: sl.gen})
+		return
+	}
+	if rf.q != nil && rf.q.n > 0 {
+		if f&fArmed == 0 {
+			p.armLocked(sl, fd, true)
+		}
+		return
+	}
+	if rf.q != nil {
+		rf.q.release()
+		rf.q = nil
+	}
+	if f&fArmed != 0 {
+		p.armLocked(sl, fd, false)
+	}
+	if f&fShutdown != 0 {
+		p.requestCloseLocked(sl, fd, reasonNone)
+	}
+}
+
+// requestCloseLocked marks the connection for closing and asks its loop to
+// do it. Slot lock must be held.
+func (p *epollPoller) requestCloseLocked(sl *slot, fd int, reason uint32) {
+	f := sl.flags.Load()
+	if f&fCloseReq == 0 {
+		sl.cerr = reason
+		sl.flags.Store(f | fCloseReq)
+	}
+	p.loopOf(fd).post(op{kind: opClose, fd: int32(fd), gen: sl.gen})
+}
+
+// armLocked registers (on) or unregisters write readiness. Only the holder
+// of the slot lock changes fArmed. Slot lock must be held.
+func (p *epollPoller) armLocked(sl *slot, fd int, on bool) {
+	ev := unix.EpollEvent{Events: evRead, Fd: int32(fd), Pad: int32(sl.gen)}
+	if on {
+		ev.Events |= unix.EPOLLOUT
+	}
+	if err := unix.EpollCtl(p.loopOf(fd).epfd, unix.EPOLL_CTL_MOD, fd, &ev); err != nil {
+		// The socket is registered while the slot is open; failing here
+		// means the connection is unusable.
+		p.requestCloseLocked(sl, fd, errnoReason(err))
+		return
+	}
+	f := sl.flags.Load()
+	if on {
+		f |= fArmed
+	} else {
+		f &^= fArmed
+	}
+	sl.flags.Store(f)
+}
+
+// Shutdown implements Conn.
+func (c econn) Shutdown(final []byte) {
+	p, sl, rf := c.lookup()
+	if p == nil {
+		return
+	}
+	fd := c.fd()
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	f := sl.flags.Load()
+	if !c.live(sl, f) {
+		return
+	}
+	f |= fShutdown
+	sl.flags.Store(f)
+	if len(final) > 0 {
+		rf.q = rf.q.push(final)
+	}
+	if f&fWriting != 0 {
+		// The active writer sees fShutdown when it finishes.
+		p.loopOf(fd).post(op{kind: opShutdown, fd: int32(fd), gen: sl.gen})
+		return
+	}
+	if rf.q == nil || rf.q.n == 0 {
+		p.requestCloseLocked(sl, fd, reasonNone)
+		return
+	}
+	if f&fArmed == 0 {
+		p.armLocked(sl, fd, true)
+	}
+	p.loopOf(fd).post(op{kind: opShutdown, fd: int32(fd), gen: sl.gen})
+}
+
+// Close implements Conn. The connection's loop closes the socket and calls
+// OnClose(nil); anything unsent is dropped.
+func (c econn) Close() error {
+	p, sl, _ := c.lookup()
+	if p == nil {
+		return ErrClosed
+	}
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	f := sl.flags.Load()
+	if sl.gen != c.gen() || f&fOpen == 0 {
+		return ErrClosed
+	}
+	if f&fCloseReq != 0 {
+		return nil
+	}
+	sl.cerr = reasonNone
+	sl.flags.Store(f | fCloseReq)
+	p.loopOf(c.fd()).post(op{kind: opClose, fd: int32(c.fd()), gen: sl.gen})
+	return nil
+}
+
+// QueuedBytes implements Conn.
+func (c econn) QueuedBytes() int {
+	p, sl, rf := c.lookup()
+	if p == nil {
+		return 0
+	}
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	if sl.gen != c.gen() || sl.flags.Load()&fOpen == 0 || rf.q == nil {
+		return 0
+	}
+	return rf.q.n
+}
+
+// RemoteAddr implements Conn. It stays valid after close until the fd is
+// reused by another connection; a stale handle gets an empty TCPAddr.
+func (c econn) RemoteAddr() net.Addr {
+	p, sl, _ := c.lookup()
+	if p == nil {
+		return &net.TCPAddr{}
+	}
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	if sl.gen != c.gen() {
+		return &net.TCPAddr{}
+	}
+	return sl.addr()
+}
+
+// Close reasons stored in slot.cerr: 0 is an orderly close, values below
+// reasonTimeout are errnos.
+const (
+	reasonNone    uint32 = 0
+	reasonTimeout uint32 = 1 << 30
+	reasonAddFail uint32 = 1<<30 + 1
+)
+
+// errShutdownTimeout is passed to OnClose when Shutdown gave up on unsent
+// bytes after Config.ShutdownTimeout.
+var errShutdownTimeout = errors.New("poller: shutdown timed out with bytes unsent")
+
+func errnoReason(err error) uint32 {
+	var en syscall.Errno
+	if errors.As(err, &en) && en != 0 {
+		return uint32(en)
+	}
+	return uint32(unix.EIO)
+}
+
+func reasonErr(r uint32) error {
+	switch {
+	case r == reasonNone:
+		return nil
+	case r == reasonTimeout:
+		return errShutdownTimeout
+	case r == reasonAddFail:
+		return errors.New("poller: epoll registration failed")
+	default:
+		return fmt.Errorf("poller: connection: %w", syscall.Errno(r))
+	}
+}
+
+// writeFD is a non-blocking write that retries EINTR.
+func writeFD(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Write(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if n < 0 {
+			n = 0
+		}
+		return n, err
+	}
+}
+
+// writev writes iov with one system call, retrying EINTR.
+func writev(fd int, iov []unix.Iovec) (int, error) {
+	for {
+		r, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, e
+		}
+		return int(r), nil
+	}
+}
+
+// outQueue holds references to the unsent frames of one connection (never
+// copies). It exists only while bytes are unsent; it is pooled.
+type outQueue struct {
+	frames [][]byte
+	head   int // first unsent frame
+	off    int // bytes of frames[head] already written
+	n      int // unsent bytes
+}
+
+var outQueuePool = sync.Pool{New: func() any { return &outQueue{frames: make([][]byte, 0, 8)} }}
+
+// push appends b, allocating the queue if q is nil.
+func (q *outQueue) push(b []byte) *outQueue {
+	if q == nil {
+		q = outQueuePool.Get().(*outQueue)
+	}
+	if q.head > 0 && q.head == len(q.frames) {
+		q.frames, q.head = q.frames[:0], 0
+	}
+	q.frames = append(q.frames, b)
+	q.n += len(b)
+	return q
+}
+
+// pushFront puts b before everything queued (the remainder of a frame a
+// direct write sent partly, while other Sends queued behind it).
+func (q *outQueue) pushFront(b []byte) *outQueue {
+	if q == nil || q.n == 0 {
+		return q.push(b)
+	}
+	if q.off != 0 {
+		panic("poller: pushFront on a partly written queue")
+	}
+	if q.head > 0 {
+		q.head--
+		q.frames[q.head] = b
+	} else {
+		q.frames = append(q.frames, nil)
+		copy(q.frames[1:], q.frames)
+		q.frames[0] = b
+	}
+	q.n += len(b)
+	return q
+}
+
+// fill points iov at up to len(iov) unsent frames; it returns the count.
+func (q *outQueue) fill(iov []unix.Iovec) int {
+	k := 0
+	for i := q.head; i < len(q.frames) && k < len(iov); i++ {
+		b := q.frames[i]
+		if i == q.head {
+			b = b[q.off:]
+		}
+		iov[k].Base = &b[0]
+		iov[k].SetLen(len(b))
+		k++
+	}
+	return k
+}
+
+// consume drops n written bytes from the front.
+func (q *outQueue) consume(n int) {
+	q.n -= n
+	for n > 0 {
+		rem := len(q.frames[q.head]) - q.off
+		if n < rem {
+			q.off += n
+			return
+		}
+		n -= rem
+		q.frames[q.head] = nil
+		q.head++
+		q.off = 0
+	}
+	if q.head == len(q.frames) {
+		q.frames, q.head = q.frames[:0], 0
+	} else if q.head >= 32 && q.head*2 >= len(q.frames) {
+		k := copy(q.frames, q.frames[q.head:])
+		clear(q.frames[k:])
+		q.frames, q.head = q.frames[:k], 0
+	}
+}
+
+// release returns q to the pool, dropping its frame references.
+func (q *outQueue) release() {
+	clear(q.frames)
+	if cap(q.frames) > 1024 {
+		q.frames = make([][]byte, 0, 8)
+	}
+	q.frames, q.head, q.off, q.n = q.frames[:0], 0, 0, 0
+	outQueuePool.Put(q)
+}

@@ -1,0 +1,390 @@
+//go:build linux
+
+package poller
+
+import (
+	"runtime"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// evRead is the interest set of an idle connection; EPOLLOUT is added
+	// only while bytes are unsent.
+	evRead = unix.EPOLLIN | unix.EPOLLRDHUP
+	// readBufSize is the size of each loop's one shared read buffer.
+	readBufSize = 64 << 10
+	// maxIov bounds the frames one writev sends.
+	maxIov = 64
+	// maxEvents is how many events one epoll_wait returns.
+	maxEvents = 256
+)
+
+type opKind uint8
+
+const (
+	opOpen     opKind = iota + 1 // install an accepted fd
+	opClose                      // close fd (reason in the slot)
+	opShutdown                   // track fd's Shutdown deadline
+	opStop                       // close every connection and exit
+)
+
+// op is a request handed to a loop by another goroutine.
+type op struct {
+	kind opKind
+	fd   int32
+	gen  uint32
+	port uint16
+	ip   [16]byte
+}
+
+type shutEntry struct {
+	fd       int32
+	gen      uint32
+	deadline int64 // unix nanoseconds
+}
+
+// loop is one epoll event loop. It owns the connections whose fd modulo
+// the number of loops is its index: it alone installs them, reads them,
+// calls their Session and closes them.
+type loop struct {
+	p    *epollPoller
+	idx  int
+	epfd int
+	evfd int // eventfd that wakes the loop for posted ops
+
+	buf    []byte // the shared read buffer
+	events []unix.EpollEvent
+	iov    []unix.Iovec
+	shut   []shutEntry
+	ops    []op // loop-private copy of posted ops
+
+	mu      sync.Mutex // guards posted, woken, dead
+	posted  []op
+	woken   bool
+	dead    bool
+	stopped chan struct{}
+}
+
+func newLoop(p *epollPoller, idx int) (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, wrapErr("epoll_create1", err)
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, wrapErr("eventfd", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(evfd)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, wrapErr("epoll_ctl eventfd", err)
+	}
+	return &loop{
+		p: p, idx: idx, epfd: epfd, evfd: evfd,
+		buf:     make([]byte, readBufSize),
+		events:  make([]unix.EpollEvent, maxEvents),
+		iov:     make([]unix.Iovec, maxIov),
+		stopped: make(chan struct{}),
+	}, nil
+}
+
+var wakeBytes = [8]byte{1}
+
+// post hands o to the loop and wakes it. Safe from any goroutine, including
+// the loop itself and with a slot lock held (lock order: slot, then loop).
+func (l *loop) post(o op) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.dead {
+		return
+	}
+	l.posted = append(l.posted, o)
+	if !l.woken {
+		l.woken = true
+		// A full eventfd counter (EAGAIN) still wakes the loop.
+		unix.Write(l.evfd, wakeBytes[:])
+	}
+}
+
+func (l *loop) run() {
+	defer close(l.stopped)
+	for {
+		n, err := unix.EpollWait(l.epfd, l.events, l.timeout())
+		if err != nil && err != unix.EINTR {
+			// EBADF/EINVAL: the loop cannot continue.
+			l.p.log.Error("poller: epoll_wait failed; loop stops", "loop", l.idx, "err", err)
+			l.stop()
+			return
+		}
+		for i := 0; i < n; i++ {
+			ev := &l.events[i]
+			if int(ev.Fd) == l.evfd {
+				var b [8]byte
+				unix.Read(l.evfd, b[:])
+				if l.drainOps() {
+					l.stop()
+					return
+				}
+				continue
+			}
+			l.onEvent(int(ev.Fd), uint32(ev.Pad), ev.Events)
+		}
+		if len(l.shut) > 0 {
+			l.sweepShutdowns()
+		}
+	}
+}
+
+// timeout is the epoll_wait timeout: the nearest Shutdown deadline.
+func (l *loop) timeout() int {
+	if len(l.shut) == 0 {
+		return -1
+	}
+	next := l.shut[0].deadline
+	for _, e := range l.shut[1:] {
+		next = min(next, e.deadline)
+	}
+	d := time.Until(time.Unix(0, next))
+	if d <= 0 {
+		return 0
+	}
+	return int((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+// drainOps runs the posted ops; true if the loop must stop.
+func (l *loop) drainOps() bool {
+	l.mu.Lock()
+	l.ops, l.posted = l.posted, l.ops[:0]
+	l.woken = false
+	l.mu.Unlock()
+	stop := false
+	for i := range l.ops {
+		o := &l.ops[i]
+		switch o.kind {
+		case opOpen:
+			l.open(o)
+		case opClose:
+			l.closeConn(int(o.fd), o.gen, reasonNone)
+		case opShutdown:
+			l.shut = append(l.shut, shutEntry{fd: o.fd, gen: o.gen,
+				deadline: time.Now().Add(l.p.cfg.ShutdownTimeout).UnixNano()})
+		case opStop:
+			stop = true
+		}
+	}
+	clear(l.ops)
+	return stop
+}
+
+// open installs an accepted fd and asks the handler for its Session.
+func (l *loop) open(o *op) {
+	p, fd := l.p, int(o.fd)
+	sl, rf := p.slab.get(fd)
+	gen := nextGen()
+	sl.mu.Lock()
+	sl.gen = gen
+	sl.cerr = reasonNone
+	sl.ip, sl.port = o.ip, o.port
+	sl.flags.Store(fOpen)
+	sl.mu.Unlock()
+	ev := unix.EpollEvent{Events: evRead, Fd: int32(fd), Pad: int32(gen)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		p.log.Warn("poller: epoll_ctl add failed", "fd", fd, "err", err)
+		l.closeConn(fd, gen, reasonAddFail)
+		return
+	}
+	rf.sess = p.h.OnOpen(makeEconn(p.id, fd, gen))
+	if rf.sess == nil {
+		l.closeConn(fd, gen, reasonNone)
+	}
+}
+
+// onEvent handles readiness of connection fd.
+func (l *loop) onEvent(fd int, gen uint32, events uint32) {
+	sl, rf := l.p.slab.get(fd)
+	// gen is written only by this loop: reading it unlocked is safe. A
+	// mismatch is an event for an earlier connection on this fd.
+	if sl == nil || sl.gen != gen {
+		return
+	}
+	f := sl.flags.Load()
+	if f&fOpen == 0 {
+		return
+	}
+	if f&fCloseReq != 0 {
+		l.closeConn(fd, gen, reasonNone)
+		return
+	}
+	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		n, err := readFD(fd, l.buf)
+		switch {
+		case n > 0:
+			rf.sess.OnData(l.buf[:n])
+		case err == nil: // EOF: the peer hung up
+			l.closeConn(fd, gen, reasonNone)
+			return
+		case err == unix.EAGAIN:
+		default:
+			l.closeConn(fd, gen, errnoReason(err))
+			return
+		}
+	}
+	if events&unix.EPOLLOUT != 0 {
+		l.flush(fd, gen, sl, rf)
+	}
+}
+
+// flush writes queued frames with one writev.
+func (l *loop) flush(fd int, gen uint32, sl *slot, rf *refs) {
+	p := l.p
+	sl.mu.Lock()
+	f := sl.flags.Load()
+	if sl.gen != gen || f&fOpen == 0 || f&fWriting != 0 {
+		// Another writer is active; it re-arms or closes when done.
+		sl.mu.Unlock()
+		return
+	}
+	if rf.q == nil || rf.q.n == 0 {
+		p.afterWriteLocked(sl, rf, fd)
+		sl.mu.Unlock()
+		return
+	}
+	sl.flags.Store(f | fWriting)
+	k := rf.q.fill(l.iov)
+	sl.mu.Unlock()
+
+	n, err := writev(fd, l.iov[:k])
+	clear(l.iov[:k])
+
+	sl.mu.Lock()
+	sl.flags.Store(sl.flags.Load() &^ fWriting)
+	if err != nil && err != unix.EAGAIN {
+		p.requestCloseLocked(sl, fd, errnoReason(err))
+	} else if n > 0 {
+		rf.q.consume(n)
+	}
+	p.afterWriteLocked(sl, rf, fd)
+	sl.mu.Unlock()
+}
+
+// closeConn closes connection (fd, gen) if it is still open and no writer
+// is active (otherwise the writer posts the close again when done), then
+// calls OnClose. reason is used unless a close was requested earlier with
+// its own reason.
+func (l *loop) closeConn(fd int, gen uint32, reason uint32) bool {
+	p := l.p
+	sl, rf := p.slab.get(fd)
+	if sl == nil {
+		return true
+	}
+	sl.mu.Lock()
+	f := sl.flags.Load()
+	if sl.gen != gen || f&fOpen == 0 {
+		sl.mu.Unlock()
+		return true
+	}
+	if f&fCloseReq != 0 {
+		reason = sl.cerr
+	} else {
+		sl.cerr = reason
+	}
+	if f&fWriting != 0 {
+		sl.flags.Store(f | fCloseReq)
+		sl.mu.Unlock()
+		return false
+	}
+	sl.flags.Store(0)
+	q := rf.q
+	rf.q = nil
+	sl.mu.Unlock()
+
+	sess := rf.sess
+	rf.sess = nil
+	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	unix.Close(fd)
+	p.adm.Closed()
+	if q != nil {
+		q.release()
+	}
+	if sess != nil {
+		sess.OnClose(reasonErr(reason))
+	}
+	return true
+}
+
+// sweepShutdowns closes connections whose Shutdown deadline passed.
+func (l *loop) sweepShutdowns() {
+	now := time.Now().UnixNano()
+	keep := l.shut[:0]
+	for _, e := range l.shut {
+		sl, _ := l.p.slab.get(int(e.fd))
+		if sl == nil || sl.gen != e.gen || sl.flags.Load()&fOpen == 0 {
+			continue
+		}
+		if e.deadline <= now {
+			l.closeConn(int(e.fd), e.gen, reasonTimeout)
+			continue
+		}
+		keep = append(keep, e)
+	}
+	l.shut = keep
+}
+
+// stop closes every connection of this loop, then the loop's descriptors.
+func (l *loop) stop() {
+	l.mu.Lock()
+	l.dead = true
+	rest := l.posted
+	l.posted = nil
+	l.mu.Unlock()
+	// Accepted fds never installed (the acceptor has stopped).
+	for _, o := range rest {
+		if o.kind == opOpen {
+			unix.Close(int(o.fd))
+			l.p.adm.Closed()
+		}
+	}
+	s, n := l.p.slab, len(l.p.loops)
+	for pg := 0; pg < s.pages(); pg++ {
+		sp := s.slots[pg].Load()
+		if sp == nil {
+			continue
+		}
+		for i := range sp {
+			fd := pg<<slabShift | i
+			if fd%n != l.idx {
+				continue
+			}
+			sl := &sp[i]
+			for sl.flags.Load()&fOpen != 0 {
+				if l.closeConn(fd, sl.gen, reasonNone) {
+					break
+				}
+				runtime.Gosched() // a Send is mid-write; it finishes quickly
+			}
+		}
+	}
+	unix.Close(l.epfd)
+	l.mu.Lock()
+	unix.Close(l.evfd)
+	l.mu.Unlock()
+}
+
+// readFD reads once, retrying EINTR. n == 0 with a nil error is EOF.
+func readFD(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if n < 0 {
+			n = 0
+		}
+		return n, err
+	}
+}
