@@ -211,7 +211,10 @@ func (c *Conn) register() bool {
 		return false
 	}
 	c.entry = e
-	c.state.Store(stOpen)
+	if !c.state.CompareAndSwap(stHandshake, stOpen) {
+		c.hub.Remove(e) // closed meanwhile (e.g. handshake deadline)
+		return false
+	}
 	c.send(fanout.TextFrame(handshakeOK))
 	if up := c.srv.cfg.Upstream; up != nil {
 		if err := up.Send(&backplane.Event{Kind: backplane.EventConnected, Hub: c.hub.Name(), ConnID: c.id, UserID: c.user}); err != nil {
@@ -222,11 +225,9 @@ func (c *Conn) register() bool {
 }
 
 func (c *Conn) handshakeFailed(msg string) {
-	c.srv.M.closed[reasonHandshakeError].Inc()
-	c.state.Store(stClosed)
 	final := fanout.TextFrame(handshakeErrorRecord(msg))
 	final = fanout.AppendFrame(final, fanout.OpClose, closeFramePayload(CloseProtocolError, "handshake failed"))
-	c.pc.Shutdown(final)
+	c.shutdown(reasonHandshakeError, final)
 }
 
 // onRecord handles one SignalR record (without its separator).
@@ -306,8 +307,9 @@ func (c *Conn) closeWith(reason string, code CloseCode, msg string, allowReconne
 // shutdown marks the connection closed (once), counts the reason and
 // hands the final bytes to the poller.
 func (c *Conn) shutdown(reason string, final []byte) {
+	var st uint32
 	for {
-		st := c.state.Load()
+		st = c.state.Load()
 		if st == stClosed {
 			return
 		}
@@ -316,6 +318,12 @@ func (c *Conn) shutdown(reason string, final []byte) {
 		}
 	}
 	c.srv.M.closed[reason].Inc()
+	if st == stOpen {
+		// Stop deliveries now rather than when the socket finally closes
+		// (a stalled client may hold its final frames until the poller's
+		// shutdown timeout). c.entry was set before the state became open.
+		c.hub.Remove(c.entry)
+	}
 	c.pc.Shutdown(final)
 }
 
@@ -366,7 +374,7 @@ func (c *Conn) OnClose(err error) {
 		c.frag = nil
 	}
 	if c.entry != nil {
-		c.hub.Remove(c.entry)
+		c.hub.Remove(c.entry) // no-op if shutdown already removed it
 		if up := c.srv.cfg.Upstream; up != nil {
 			reason := "closed"
 			if err != nil {

@@ -185,7 +185,9 @@ func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
 	}
 	c.srv.M.httpReqs("connect", http.StatusSwitchingProtocols).Inc()
 	c.id, c.user, c.hub = encodeID(id), user, h
-	c.state.Store(stHandshake)
+	if !c.state.CompareAndSwap(stHTTP, stHandshake) {
+		return // closed meanwhile (handshake deadline)
+	}
 	c.send(out.Bytes())
 }
 

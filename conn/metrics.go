@@ -35,16 +35,16 @@ var closeReasons = []string{
 // Metrics are a Server's Prometheus metrics, in their own set registered
 // with the global VictoriaMetrics registry (so /metrics includes them).
 type Metrics struct {
-	set        *metrics.Set
-	accepted   *metrics.Counter
-	closed     map[string]*metrics.Counter
-	rejected   func(reason string) *metrics.Counter
-	messagesIn *metrics.Counter
-	ownOut     *metrics.Counter // frames the connection layer sent itself
-	ownBytes   *metrics.Counter
-	dropped    *metrics.Counter // invocations dropped: no upstream
+	set         *metrics.Set
+	accepted    *metrics.Counter
+	closed      map[string]*metrics.Counter
+	rejected    func(reason string) *metrics.Counter
+	messagesIn  *metrics.Counter
+	ownOut      *metrics.Counter // frames the connection layer sent itself
+	ownBytes    *metrics.Counter
+	dropped     *metrics.Counter // invocations dropped: no upstream
 	upstreamErr *metrics.Counter
-	httpReqs   func(route string, code int) *metrics.Counter
+	httpReqs    func(route string, code int) *metrics.Counter
 }
 
 func newMetrics(s *Server) *Metrics {

@@ -1,0 +1,215 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// jsClients runs test/compat/clients.js: unmodified @microsoft/signalr
+// clients under Node.
+type jsClients struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	mu     sync.Mutex
+	events []jsEvent
+	done   chan struct{}
+}
+
+type jsEvent struct {
+	Name         string            `json:"name"`
+	Event        string            `json:"event"`
+	ConnectionID string            `json:"connectionId"`
+	Target       string            `json:"target"`
+	Args         []json.RawMessage `json:"args"`
+	Error        *string           `json:"error"`
+}
+
+type jsClientSpec struct {
+	Name            string   `json:"name"`
+	Hub             string   `json:"hub,omitempty"`
+	SkipNegotiation bool     `json:"skipNegotiation,omitempty"`
+	AccessToken     string   `json:"accessToken,omitempty"`
+	Targets         []string `json:"targets,omitempty"`
+	Invoke          any      `json:"invoke,omitempty"`
+}
+
+func compatDir(t *testing.T) string {
+	dir, err := filepath.Abs("../compat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@microsoft", "signalr")); err != nil {
+		t.Fatalf("@microsoft/signalr is not installed in %s: run `make test` (it runs npm ci there): %v", dir, err)
+	}
+	return dir
+}
+
+func startJS(t *testing.T, base string, clients []jsClientSpec) *jsClients {
+	t.Helper()
+	spec, _ := json.Marshal(map[string]any{"base": base, "clients": clients})
+	j := &jsClients{t: t, done: make(chan struct{})}
+	j.cmd = exec.Command("node", "clients.js", string(spec))
+	j.cmd.Dir = compatDir(t)
+	j.cmd.Stderr = os.Stderr
+	out, err := j.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.stdin, _ = j.cmd.StdinPipe()
+	if err := j.cmd.Start(); err != nil {
+		t.Fatalf("start node (is Node.js installed?): %v", err)
+	}
+	go func() {
+		defer close(j.done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var e jsEvent
+			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+				t.Errorf("bad line from clients.js: %q", sc.Text())
+				continue
+			}
+			j.mu.Lock()
+			j.events = append(j.events, e)
+			j.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		j.stdin.Close()
+		select {
+		case <-j.done:
+		case <-time.After(10 * time.Second):
+			j.cmd.Process.Kill()
+		}
+		j.cmd.Wait()
+	})
+	waitFor(t, 20*time.Second, "JS clients ready", func() bool { return len(j.find("", "ready")) > 0 })
+	for _, e := range j.find("", "error") {
+		t.Fatalf("client %s failed to connect: %s", e.Name, *e.Error)
+	}
+	return j
+}
+
+func (j *jsClients) find(name, event string) []jsEvent {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var out []jsEvent
+	for _, e := range j.events {
+		if (name == "" || e.Name == name) && e.Event == event {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (j *jsClients) connID(name string) string {
+	ev := j.find(name, "connected")
+	if len(ev) != 1 {
+		j.t.Fatalf("client %s: %d connected events", name, len(ev))
+	}
+	return ev[0].ConnectionID
+}
+
+// received lists the first argument of every message a client got.
+func (j *jsClients) received(name string) []string {
+	var out []string
+	for _, e := range j.find(name, "message") {
+		var s string
+		if len(e.Args) > 0 {
+			json.Unmarshal(e.Args[0], &s)
+		}
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestCompatSignalRClient: unmodified @microsoft/signalr clients connect
+// (negotiate and skipNegotiation) and receive what the REST API sends to
+// all, a group, a user and a connection; excluded connections get nothing.
+func TestCompatSignalRClient(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, backend string) {
+		const key = "compat-access-key-0123456789"
+		n := startNode(t, backend, "--hub", "chat", "--access-key", key)
+		alice := token(t, key, map[string]any{"nameid": "alice"})
+		bob := token(t, key, map[string]any{"sub": "bob"})
+		rest := token(t, key, map[string]any{"aud": "http://" + n.admin})
+		js := startJS(t, "http://"+n.client, []jsClientSpec{
+			{Name: "a", AccessToken: alice},
+			{Name: "b", AccessToken: bob},
+			{Name: "c", AccessToken: alice, SkipNegotiation: true},
+			{Name: "d", AccessToken: bob, Invoke: map[string]any{"target": "Echo", "args": []any{"x"}}},
+		})
+		a, b := js.connID("a"), js.connID("b")
+		if a == "" || b == "" {
+			t.Fatalf("negotiated clients have no connectionId: %q %q", a, b)
+		}
+		// Without an upstream an invocation with an id gets a Completion error.
+		waitFor(t, 5*time.Second, "invoke error", func() bool { return len(js.find("d", "invokeError")) == 1 })
+		if e := *js.find("d", "invokeError")[0].Error; !strings.Contains(e, "no upstream is configured") {
+			t.Fatalf("invoke error %q", e)
+		}
+		for _, g := range []string{a, b} {
+			if c, body := n.api("PUT", "/api/hubs/chat/groups/g1/connections/"+g, "", rest); c != 200 {
+				t.Fatalf("add to group: %d %s", c, body)
+			}
+		}
+		sends := []struct{ path, msg string }{
+			{"/api/hubs/chat/:send", "all"},
+			{"/api/hubs/chat/:send?excluded=" + a + "," + b, "all-except-ab"},
+			{"/api/hubs/chat/groups/g1/:send", "group"},
+			{"/api/hubs/chat/groups/g1/:send?excluded=" + a, "group-except-a"},
+			{"/api/hubs/chat/users/alice/:send", "user-alice"},
+			{"/api/hubs/chat/connections/" + b + "/:send", "conn-b"},
+		}
+		for _, s := range sends {
+			if c, body := n.api("POST", s.path, fmt.Sprintf(`{"target":"t","arguments":[%q]}`, s.msg), rest); c != 202 {
+				t.Fatalf("POST %s: %d %s", s.path, c, body)
+			}
+		}
+		want := map[string][]string{
+			"a": {"all", "group", "user-alice"},
+			"b": {"all", "conn-b", "group", "group-except-a"},
+			"c": {"all", "all-except-ab", "user-alice"},
+			"d": {"all", "all-except-ab"},
+		}
+		// Wait for the last expected message everywhere, then a little for strays.
+		waitFor(t, 10*time.Second, "all deliveries", func() bool {
+			for name, w := range want {
+				if len(js.received(name)) < len(w) {
+					return false
+				}
+			}
+			return true
+		})
+		time.Sleep(300 * time.Millisecond)
+		for name, w := range want {
+			if got := js.received(name); strings.Join(got, ",") != strings.Join(w, ",") {
+				t.Errorf("client %s received %v, want %v", name, got, w)
+			}
+		}
+		// Group removal, and a server-side close reaches the client.
+		if c, _ := n.api("DELETE", "/api/hubs/chat/groups/g1/connections/"+a, "", rest); c != 200 {
+			t.Fatalf("remove from group: %d", c)
+		}
+		if c, _ := n.api("DELETE", "/api/hubs/chat/connections/"+b, "", rest); c != 200 {
+			t.Fatalf("close connection: %d", c)
+		}
+		waitFor(t, 10*time.Second, "b closed", func() bool { return len(js.find("b", "closed")) == 1 })
+		for _, e := range js.find("", "closed") {
+			if e.Name != "b" {
+				t.Fatalf("client %s closed unexpectedly", e.Name)
+			}
+		}
+	})
+}
