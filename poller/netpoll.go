@@ -188,13 +188,21 @@ func (p *npPoller) Close() error {
 	}
 	p.wp.stop()
 	if evl != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := evl.Shutdown(ctx)
-		cancel()
-		if err != nil {
-			slog.Warn("poller: netpoll: event loop shutdown", "err", err)
+		// Shutdown is a no-op if the Serve goroutine has not started the
+		// server yet, so repeat it until Serve returned. (The shut-down
+		// listener's HUP ends Serve too.)
+		for done := false; !done; {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			if err := evl.Shutdown(ctx); err != nil {
+				slog.Warn("poller: netpoll: event loop shutdown", "err", err)
+			}
+			cancel()
+			select {
+			case <-served:
+				done = true
+			case <-time.After(10 * time.Millisecond):
+			}
 		}
-		<-served
 		l.release()
 	}
 	if n := p.openConns(); n > 0 {

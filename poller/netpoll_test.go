@@ -271,3 +271,31 @@ func TestNetpollListenerClosedAfterClose(t *testing.T) {
 		t.Errorf("open descriptors %d before Serve, %d after Close", before, after)
 	}
 }
+
+// TestNetpollCloseRightAfterServe: Close must not hang when it races the
+// goroutine that starts netpoll's server.
+func TestNetpollCloseRightAfterServe(t *testing.T) {
+	for range 20 {
+		p, err := New("netpoll", Config{}, npEchoHandler{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Serve(ln); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- p.Close() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Close right after Serve hung")
+		}
+	}
+}
