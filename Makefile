@@ -1,0 +1,69 @@
+# edgeplane — the two commands that matter:
+#   make run    build and run one node (in-memory backplane, client port 8080, admin port 9090)
+#   make test   install what is missing, then vet, the race-enabled suite and the compatibility tests
+
+GO        ?= go
+BIN       := bin
+LISTEN    ?= 127.0.0.1:8080
+ADMIN     ?= 127.0.0.1:9090
+HUBS      ?= chat
+POLLER    ?= netpoll
+RUN_FLAGS ?=
+TEST_TIMEOUT ?= 20m
+FUZZTIME  ?= 30s
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all build run test test-long deps deps-redis deps-node vet fmt-check bench-smoke fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/edgeplane ./cmd/edgeplane
+
+run: build
+	$(BIN)/edgeplane --listen $(LISTEN) --admin $(ADMIN) $(foreach h,$(HUBS),--hub $(h)) --poller $(POLLER) $(RUN_FLAGS)
+
+# deps installs what the tests need on a fresh machine: redis-server (Debian
+# package) and the npm packages of the compatibility tests (committed lockfile).
+deps: deps-redis deps-node
+
+deps-redis:
+	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { \
+	  echo "installing redis-server (apt-get)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
+	@redis-server --version
+
+deps-node:
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+	  echo "installing nodejs and npm (apt-get)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; }
+	@[ -d test/compat/node_modules/@microsoft/signalr ] || (cd test/compat && npm ci --no-audit --no-fund)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
+
+vet:
+	$(GO) vet ./...
+
+# The whole suite: unit, integration (real binary, real redis-server) and
+# compatibility (npm @microsoft/signalr under Node) tests, with -race.
+test: deps fmt-check vet
+	$(GO) test -race -shuffle=on -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) bench-smoke
+
+# Benchmarks run briefly so they keep compiling and running.
+bench-smoke:
+	$(GO) test -run '^$$' -bench . -benchtime 20x ./fanout/ ./backplane/... ./poller/ ./conn/
+
+fuzz:
+	@for t in FuzzFrameHeader FuzzSplitRecords FuzzHandshake FuzzTokenVerify; do \
+	  echo "== conn $$t ($(FUZZTIME))"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./conn/ || exit 1; done
+	@echo "== auth FuzzVerify"; $(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./internal/auth/
+	@for t in $$($(GO) test -list '^Fuzz' ./backplane/wire/ | grep '^Fuzz'); do \
+	  echo "== wire $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./backplane/wire/ || exit 1; done
+
+clean:
+	rm -rf $(BIN)
+
+-include bench/bench.mk

@@ -1,0 +1,57 @@
+package e2e
+
+import (
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestGoroutinesFlat: the node's goroutine count does not grow with idle
+// connections (no goroutine per connection), from 100 to 5,000.
+func TestGoroutinesFlat(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, backend string) {
+		n := startNode(t, backend)
+		open := func(count int) []*rawConn {
+			conns := make([]*rawConn, count)
+			var wg sync.WaitGroup
+			sem := make(chan struct{}, 32)
+			for i := range conns {
+				wg.Add(1)
+				sem <- struct{}{}
+				go func(i int) {
+					defer wg.Done()
+					defer func() { <-sem }()
+					conns[i] = n.connect(t, "/chat")
+				}(i)
+			}
+			wg.Wait()
+			return conns
+		}
+		settle := func(want int) float64 {
+			waitFor(t, 30*time.Second, "connections registered", func() bool {
+				return n.metric(`edgeplane_connections{hub="chat"}`) == float64(want)
+			})
+			time.Sleep(500 * time.Millisecond) // let transient workers finish
+			g := n.metric("go_goroutines")
+			for i := 0; i < 10; i++ { // take the minimum of a few samples
+				time.Sleep(100 * time.Millisecond)
+				if v := n.metric("go_goroutines"); v < g {
+					g = v
+				}
+			}
+			return g
+		}
+		open(100)
+		g100 := settle(100)
+		open(4900)
+		g5000 := settle(5000)
+		t.Logf("%s: goroutines at 100 conns: %v, at 5000 conns: %v", backend, g100, g5000)
+		if g5000-g100 > 10 {
+			t.Fatalf("goroutines grew from %v to %v between 100 and 5,000 connections", g100, g5000)
+		}
+		// Everyone still receives.
+		if c, _ := n.api("POST", "/api/hubs/chat/:send", `{"target":"all","arguments":[]}`, ""); c != 202 {
+			t.Fatal("send")
+		}
+	})
+}
