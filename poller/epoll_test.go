@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -648,10 +647,15 @@ func TestEpollAcceptBackoff(t *testing.T) {
 	}
 }
 
-// TestEpollHelperProcess is the child of TestEpollAcceptBackoff; it does
-// nothing unless EPOLL_HELPER is set.
+// TestEpollHelperProcess is the child process of TestEpollAcceptBackoff
+// and BenchmarkPollerDensity; it does nothing unless EPOLL_HELPER is set.
 func TestEpollHelperProcess(t *testing.T) {
-	if os.Getenv("EPOLL_HELPER") != "emfile" {
+	switch os.Getenv("EPOLL_HELPER") {
+	case "emfile":
+	case "density":
+		densityServer()
+		os.Exit(0)
+	default:
 		return
 	}
 	defer os.Exit(0)
@@ -701,5 +705,4 @@ func TestEpollHelperProcess(t *testing.T) {
 		}
 	}
 	fmt.Printf("cpu_ms=%d wall_ms=%d rejects=%d resumed=%d\n", cpu.Milliseconds(), wall.Milliseconds(), rejects.Load(), resumed)
-	_ = strconv.Itoa
 }
