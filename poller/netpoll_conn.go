@@ -46,11 +46,16 @@ const (
 	flGone                         // close callback ran: the descriptor may be reused
 )
 
-// npFlushFrames is how many frames go into one Flush: netpoll's writev
+// npFlushFrames is the most frames that go into one Flush: netpoll's writev
 // takes at most 32 iovecs (barriercap). A bigger batch makes Flush hand the
 // rest to netpoll's poller (EPOLLOUT, 32 iovecs per event) and wait for it,
 // which measured ~10x slower for small frames than flushing every 32.
-const npFlushFrames = 32
+// npFlushBytes ends a batch early so that one writev usually fits the
+// socket buffer and Flush does not have to wait for the poller.
+const (
+	npFlushFrames = 32
+	npFlushBytes  = 64 << 10
+)
 
 // npKeepQueueCap is the largest queue backing array kept after a drain, so
 // a broadcast to a connection that was written to before allocates nothing.
@@ -214,13 +219,14 @@ func (c *npConn) drain() {
 	n := 0
 	var err error
 	for i := 0; i < len(q) && err == nil; {
-		j := min(i+npFlushFrames, len(q))
-		for _, f := range q[i:j] {
-			if err = w.WriteDirect(f, 0); err != nil {
+		j, size := i, 0
+		for ; j < len(q) && j-i < npFlushFrames && size < npFlushBytes; j++ {
+			if err = w.WriteDirect(q[j], 0); err != nil {
 				break
 			}
-			n += len(f)
+			size += len(q[j])
 		}
+		n += size
 		if err == nil {
 			err = w.Flush()
 		}
