@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/conn"
 	"github.com/edgeplane/edgeplane/internal/node"
 	"github.com/edgeplane/edgeplane/poller"
@@ -43,10 +44,16 @@ func run(args []string) int {
 		cfg      node.Config
 		hubs     listFlag
 		logLevel string
+		redisURL string
+		cluster  listFlag
+		server   string
 	)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "client address (SignalR negotiate and WebSocket)")
 	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin address: /metrics, /healthz, /readyz and the REST API")
-	fs.Var(&hubs, "hub", "hub name clients may connect to; repeat for several (default chat)")
+	fs.Var(&hubs, "hub", "hub clients may connect to, NAME or NAME=PREFIX (PREFIX: Redis channel prefix, e.g. the .NET hub type name); repeat for several (default chat)")
+	fs.StringVar(&redisURL, "redis", "", "Redis backplane URL, redis://host:port (default: in-memory backplane, single node)")
+	fs.Var(&cluster, "redis-cluster", "Redis Cluster seed addresses host:port,... (sharded pub/sub, Redis 7+)")
+	fs.StringVar(&server, "server-name", "", "unique node name on the backplane (default {hostname}_{random})")
 	fs.StringVar(&cfg.Poller, "poller", "netpoll", "event-loop backend: "+strings.Join(poller.Backends(), "|"))
 	fs.StringVar(&cfg.Conn.AccessKey, "access-key", "", "HS256 key: REST API needs a bearer JWT and clients an access token signed with it (empty: open)")
 	fs.StringVar(&cfg.Conn.TokenKey, "token-key", "", "key signing connection tokens; share it across a fleet (default: derived from --access-key, else random)")
@@ -80,7 +87,22 @@ func run(args []string) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
 	cfg.Logger = log
-	cfg.Conn.Hubs = hubs
+	prefixes, err := backplane.ParseHubPrefixes(hubs)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "edgeplane: --hub:", err)
+		return 2
+	}
+	for _, h := range hubs {
+		name, _, _ := strings.Cut(h, "=")
+		cfg.Conn.Hubs = append(cfg.Conn.Hubs, strings.TrimSpace(name))
+	}
+	if redisURL != "" && len(cluster) > 0 {
+		fmt.Fprintln(os.Stderr, "edgeplane: --redis and --redis-cluster are exclusive")
+		return 2
+	}
+	if redisURL != "" || len(cluster) > 0 {
+		cfg.Redis = &backplane.RedisConfig{URL: redisURL, ClusterAddrs: cluster, ServerName: server, Hubs: prefixes, Logger: log}
+	}
 
 	n, err := node.Start(cfg)
 	if err != nil {

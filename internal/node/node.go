@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edgeplane/edgeplane/admin"
+	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/conn"
 	"github.com/edgeplane/edgeplane/poller"
 )
@@ -30,6 +31,10 @@ type Config struct {
 	PollerConfig poller.Config
 	// Conn: hubs, keys, limits, backplane, upstream.
 	Conn conn.Config
+	// Redis, when set, makes the node use the Redis backplane (and its
+	// stream upstream, unless Conn.Upstream is set) instead of the in-memory
+	// one. Hubs not in Redis.Hubs get the default prefix (the hub name).
+	Redis *backplane.RedisConfig
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -60,6 +65,32 @@ func Start(cfg Config) (*Node, error) {
 		cfg.Logger = slog.Default()
 	}
 	cfg.Conn.Logger = cfg.Logger
+	if cfg.Redis != nil {
+		rc := *cfg.Redis
+		if rc.Logger == nil {
+			rc.Logger = cfg.Logger
+		}
+		if rc.Hubs == nil {
+			rc.Hubs = map[string]string{}
+		}
+		hubs := cfg.Conn.Hubs
+		if len(hubs) == 0 {
+			hubs = []string{"chat"}
+		}
+		for _, h := range hubs {
+			if _, ok := rc.Hubs[h]; !ok {
+				rc.Hubs[h] = ""
+			}
+		}
+		rb, err := backplane.NewRedis(rc)
+		if err != nil {
+			return nil, fmt.Errorf("redis backplane: %w", err)
+		}
+		cfg.Conn.Backplane = rb
+		if cfg.Conn.Upstream == nil {
+			cfg.Conn.Upstream = rb.Upstream()
+		}
+	}
 	srv, err := conn.New(cfg.Conn)
 	if err != nil {
 		return nil, err
