@@ -68,10 +68,14 @@ func newMetrics(s *Server) *Metrics {
 	m.httpReqs = func(route string, code int) *metrics.Counter {
 		return set.GetOrCreateCounter(fmt.Sprintf(`edgeplane_http_requests_total{route=%q,code="%d"}`, route, code))
 	}
-	stats := &s.router.Stats
-	set.NewGauge("edgeplane_messages_out_total", func() float64 { return float64(stats.Deliveries.Load()) })
-	set.NewGauge("edgeplane_bytes_out_total", func() float64 { return float64(stats.Bytes.Load()) })
-	set.NewGauge("edgeplane_fanout_messages_total", func() float64 { return float64(stats.Messages.Load()) })
+	msgsOut := set.NewCounter("edgeplane_messages_out_total")
+	bytesOut := set.NewCounter("edgeplane_bytes_out_total")
+	fanoutMsgs := set.NewCounter("edgeplane_fanout_messages_total")
+	s.router.Stats.OnDeliver = func(n, size int) {
+		fanoutMsgs.Inc()
+		msgsOut.Add(n)
+		bytesOut.Add(n * size)
+	}
 	for _, name := range s.cfg.Hubs {
 		h := s.router.Hub(name)
 		set.NewGauge(fmt.Sprintf(`edgeplane_connections{hub=%q}`, name), func() float64 { return float64(h.Len()) })

@@ -93,6 +93,10 @@ type Stats struct {
 	Deliveries atomic.Uint64
 	// Bytes is the number of frame bytes queued to recipients.
 	Bytes atomic.Uint64
+	// OnDeliver, if set before the first delivery, is called once per
+	// delivered message (not per recipient) with the recipient count and
+	// the frame size; metrics hang off it.
+	OnDeliver func(recipients, frameBytes int)
 }
 
 func newHub(name string, sub Subscriber, stats *Stats) *Hub {
@@ -320,6 +324,9 @@ func (h *Hub) Deliver(kind backplane.Kind, name string, excluded []string, frame
 		h.stats.Messages.Add(1)
 		h.stats.Deliveries.Add(uint64(n))
 		h.stats.Bytes.Add(uint64(n) * uint64(len(frame)))
+		if h.stats.OnDeliver != nil {
+			h.stats.OnDeliver(n, len(frame))
+		}
 	}
 	return n
 }
