@@ -6,6 +6,7 @@
 // Prints one JSON line per event on stdout:
 //   {"name":"a","event":"connected","connectionId":"..."}
 //   {"name":"a","event":"message","target":"t","args":[...]}
+//   {"name":"a","event":"invokeOk","args":[result]}   (the invoke's result)
 //   {"name":"a","event":"invokeError","error":"..."}
 //   {"name":"a","event":"closed","error":null}
 //   {"name":"a","event":"error","error":"..."}   (connect failed)
@@ -41,8 +42,8 @@ async function start(c) {
   out({ name: c.name, event: "connected", connectionId: conn.connectionId });
   if (c.invoke) {
     try {
-      await conn.invoke(c.invoke.target, ...(c.invoke.args || []));
-      out({ name: c.name, event: "invokeOk" });
+      const result = await conn.invoke(c.invoke.target, ...(c.invoke.args || []));
+      out({ name: c.name, event: "invokeOk", args: [result === undefined ? null : result] });
     } catch (err) {
       out({ name: c.name, event: "invokeError", error: String(err) });
     }

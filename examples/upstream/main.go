@@ -1,0 +1,268 @@
+// Command upstream is a small application server for an edgeplane hub. It
+// consumes the hub's upstream Redis Stream (P:upstream) with a consumer
+// group, logs connection lifecycle events and answers client invocations
+// through the Redis backplane:
+//
+//   - Echo(x): replies to the caller with a Completion whose result is x;
+//     the client's pending invoke resolves with x.
+//   - Broadcast(args...): sends the invocation broadcast(args...) to every
+//     client of the hub (P:all) and completes the caller's invoke.
+//   - anything else: a Completion error "unknown method …".
+//
+// Usage:
+//
+//	upstream --redis redis://127.0.0.1:6379 --hub chat [--prefix P] [--group app]
+//
+// See README.md beside this file for how it fits with edgeplane.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/edgeplane/edgeplane/backplane/wire"
+)
+
+// Config is the app's configuration (one field per flag).
+type Config struct {
+	// Redis is the URL of a single Redis server. Default redis://127.0.0.1:6379.
+	Redis string
+	// Cluster, when set, are Redis Cluster seeds (host:port); replies then
+	// go out with SPUBLISH, as edgeplane's --redis-cluster expects.
+	Cluster []string
+	// Hub is the hub name (the stream entries' hub field). Default "chat".
+	Hub string
+	// Prefix is the hub's channel prefix. Default: the hub name.
+	Prefix string
+	// Group is the consumer group. Default "app". Every app server of one
+	// group shares the work; each group sees every event.
+	Group string
+	// Consumer names this process inside its group. Default {hostname}-{pid}.
+	Consumer string
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) withDefaults() {
+	if c.Redis == "" && len(c.Cluster) == 0 {
+		c.Redis = "redis://127.0.0.1:6379"
+	}
+	if c.Hub == "" {
+		c.Hub = "chat"
+	}
+	if c.Prefix == "" {
+		c.Prefix = c.Hub
+	}
+	if c.Group == "" {
+		c.Group = "app"
+	}
+	if c.Consumer == "" {
+		host, _ := os.Hostname()
+		c.Consumer = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+func main() {
+	var cfg Config
+	var cluster string
+	fs := flag.NewFlagSet("upstream", flag.ExitOnError)
+	fs.StringVar(&cfg.Redis, "redis", "", "Redis URL (default redis://127.0.0.1:6379)")
+	fs.StringVar(&cluster, "redis-cluster", "", "Redis Cluster seeds host:port,... (instead of --redis)")
+	fs.StringVar(&cfg.Hub, "hub", "chat", "hub name")
+	fs.StringVar(&cfg.Prefix, "prefix", "", "the hub's channel prefix (default: the hub name)")
+	fs.StringVar(&cfg.Group, "group", "app", "consumer group")
+	fs.StringVar(&cfg.Consumer, "consumer", "", "consumer name in the group (default {hostname}-{pid})")
+	_ = fs.Parse(os.Args[1:])
+	if cluster != "" {
+		cfg.Cluster = strings.Split(cluster, ",")
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := Run(ctx, cfg); err != nil {
+		cfg.Logger.Error("upstream app stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+// App is a running app server.
+type App struct {
+	cfg     Config
+	log     *slog.Logger
+	rdb     redis.UniversalClient
+	stream  string
+	cluster bool
+}
+
+// Run consumes the upstream stream until ctx is cancelled.
+func Run(ctx context.Context, cfg Config) error {
+	cfg.withDefaults()
+	a := &App{cfg: cfg, log: cfg.Logger, stream: cfg.Prefix + ":upstream", cluster: len(cfg.Cluster) > 0}
+	if a.cluster {
+		a.rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: cfg.Cluster})
+	} else {
+		opt, err := redis.ParseURL(cfg.Redis)
+		if err != nil {
+			return fmt.Errorf("parse --redis %q: %w", cfg.Redis, err)
+		}
+		a.rdb = redis.NewClient(opt)
+	}
+	defer a.rdb.Close()
+
+	// "$": the group starts with events appended from now on; MKSTREAM
+	// creates the stream if no node has written to it yet. A group that
+	// exists already (another app server, or a restart) is joined as is.
+	err := a.rdb.XGroupCreateMkStream(ctx, a.stream, cfg.Group, "$").Err()
+	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		return fmt.Errorf("XGROUP CREATE %s %s: %w", a.stream, cfg.Group, err)
+	}
+	a.log.Info("consuming upstream", "stream", a.stream, "group", cfg.Group, "consumer", cfg.Consumer)
+
+	// First the entries this consumer read but never acknowledged (a crash
+	// before XACK), then new ones.
+	start := "0"
+	for {
+		streams, err := a.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
+			Group:    cfg.Group,
+			Consumer: cfg.Consumer,
+			Streams:  []string{a.stream, start},
+			Count:    100,
+			Block:    2 * time.Second,
+		}).Result()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, redis.Nil): // BLOCK timed out
+			continue
+		case err != nil:
+			a.log.Warn("XREADGROUP failed; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		n := 0
+		for _, s := range streams {
+			for _, m := range s.Messages {
+				a.handle(ctx, m)
+				n++
+				// At-least-once: acknowledged after it was handled.
+				if err := a.rdb.XAck(ctx, a.stream, cfg.Group, m.ID).Err(); err != nil {
+					a.log.Warn("XACK failed", "id", m.ID, "err", err)
+				}
+			}
+		}
+		if start == "0" && n == 0 {
+			start = ">" // nothing pending any more: new entries only
+		}
+	}
+}
+
+func field(m redis.XMessage, name string) string {
+	s, _ := m.Values[name].(string)
+	return s
+}
+
+// handle processes one stream entry (fields documented in backplane/doc.go).
+func (a *App) handle(ctx context.Context, m redis.XMessage) {
+	conn := field(m, "connectionId")
+	switch typ := field(m, "type"); typ {
+	case "connected":
+		a.log.Info("client connected", "connectionId", conn, "userId", field(m, "userId"), "server", field(m, "server"))
+	case "disconnected":
+		a.log.Info("client disconnected", "connectionId", conn, "userId", field(m, "userId"), "reason", field(m, "reason"), "server", field(m, "server"))
+	case "invocation":
+		a.invocation(ctx, m, conn)
+	default:
+		a.log.Warn("unknown upstream entry", "id", m.ID, "type", typ)
+	}
+}
+
+func (a *App) invocation(ctx context.Context, m redis.XMessage, conn string) {
+	target, invID := field(m, "target"), field(m, "invocationId")
+	var args []json.RawMessage
+	if err := json.Unmarshal([]byte(field(m, "arguments")), &args); err != nil {
+		a.log.Warn("invocation with bad arguments", "id", m.ID, "target", target, "err", err)
+		a.complete(ctx, conn, invID, nil, "bad arguments")
+		return
+	}
+	a.log.Info("invocation", "connectionId", conn, "target", target, "invocationId", invID, "arguments", len(args))
+	switch target {
+	case "Echo":
+		var result json.RawMessage // null without arguments
+		if len(args) > 0 {
+			result = args[0]
+		}
+		a.complete(ctx, conn, invID, result, "")
+	case "Broadcast":
+		rec, _ := json.Marshal(struct {
+			Type      int               `json:"type"`
+			Target    string            `json:"target"`
+			Arguments []json.RawMessage `json:"arguments"`
+		}{1, "broadcast", args})
+		if err := a.publish(ctx, a.cfg.Prefix+":all", nil, append(rec, 0x1e)); err != nil {
+			a.complete(ctx, conn, invID, nil, "broadcast failed")
+			return
+		}
+		a.complete(ctx, conn, invID, nil, "")
+	default:
+		a.complete(ctx, conn, invID, nil, "unknown method "+target)
+	}
+}
+
+// complete answers an invocation with a Completion record sent to the
+// caller's connection channel. Without an invocation id (a client "send")
+// no answer is expected and none is sent. errMsg != "" makes it an error.
+func (a *App) complete(ctx context.Context, conn, invID string, result json.RawMessage, errMsg string) {
+	if invID == "" {
+		return
+	}
+	c := struct {
+		Type         int             `json:"type"`
+		InvocationID string          `json:"invocationId"`
+		Result       json.RawMessage `json:"result,omitempty"`
+		Error        string          `json:"error,omitempty"`
+	}{Type: 3, InvocationID: invID, Error: errMsg}
+	if errMsg == "" {
+		c.Result = result
+		if c.Result == nil {
+			c.Result = json.RawMessage("null")
+		}
+	}
+	rec, _ := json.Marshal(c)
+	_ = a.publish(ctx, a.cfg.Prefix+":connection:"+conn, nil, append(rec, 0x1e))
+}
+
+// publish sends one hub-protocol record in the backplane format
+// ([[excluded], {"json": record}]), as an ASP.NET Core server would.
+func (a *App) publish(ctx context.Context, channel string, excluded []string, record []byte) error {
+	payload := wire.AppendInvocation(nil, excluded, record)
+	var err error
+	if a.cluster {
+		err = a.rdb.SPublish(ctx, channel, payload).Err()
+	} else {
+		err = a.rdb.Publish(ctx, channel, payload).Err()
+	}
+	if err != nil {
+		a.log.Warn("publish failed", "channel", channel, "err", err)
+		return fmt.Errorf("publish to %s: %w", channel, err)
+	}
+	return nil
+}
