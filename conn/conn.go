@@ -40,7 +40,9 @@ type Conn struct {
 	lastWrite atomic.Int32
 	state     atomic.Uint32
 	opened    int32
+	rate      rateWindow // inbound records per second (OnData only)
 	fragOp    byte
+	ipCounted bool        // counted in the server's per-IP table
 	gone      atomic.Bool // OnClose ran
 }
 
@@ -205,6 +207,10 @@ func indexRS(b []byte) int {
 
 // register completes the SignalR handshake: the connection joins its hub.
 func (c *Conn) register() bool {
+	if c.srv.draining.Load() {
+		c.closeWith(reasonShutdown, CloseServiceRestart, "server is restarting", true)
+		return false
+	}
 	e, ok := c.hub.Add(c, c.id, c.user)
 	if !ok {
 		c.closeWith(reasonDuplicate, ClosePolicyViolation, "connection id already connected", false)
@@ -233,6 +239,9 @@ func (c *Conn) handshakeFailed(msg string) {
 // onRecord handles one SignalR record (without its separator).
 func (c *Conn) onRecord(rec []byte) error {
 	c.srv.M.messagesIn.Inc()
+	if !c.rate.allow(int32(c.srv.wheel.Now()), c.srv.cfg.MaxMessageRate) {
+		return protoErr(ClosePolicyViolation, "message rate limit exceeded")
+	}
 	m, err := parseHubMessage(rec)
 	if err != nil {
 		return err
@@ -281,6 +290,8 @@ func (c *Conn) fail(err error) {
 	}
 	reason := reasonProtocolError
 	switch pe.Code {
+	case ClosePolicyViolation:
+		reason = reasonRateLimited
 	case CloseTooBig:
 		reason = reasonTooBig
 	case CloseInvalidPayload:
@@ -368,6 +379,9 @@ func (c *Conn) OnClose(err error) {
 		c.srv.M.closed[reasonPeerGone].Inc()
 	}
 	c.gone.Store(true)
+	if c.ipCounted {
+		c.srv.perIP.release(addrOf(c.pc.RemoteAddr()))
+	}
 	c.releasePending()
 	if c.frag != nil {
 		putBuf(c.frag)

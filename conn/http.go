@@ -64,6 +64,16 @@ func (c *Conn) route(req *http.Request, head []byte) {
 	path := strings.Trim(req.URL.Path, "/")
 	hubName, rest, _ := strings.Cut(path, "/")
 	h := c.srv.router.Hub(hubName)
+	if !originAllowed(c.srv.cfg.AllowedOrigins, req.Header.Get("Origin")) {
+		c.srv.M.Rejected("origin")
+		c.httpError("origin", http.StatusForbidden, "origin not allowed")
+		return
+	}
+	if c.srv.draining.Load() {
+		c.srv.M.httpReqs("draining", http.StatusServiceUnavailable).Inc()
+		c.shutdown(reasonShutdown, serviceUnavailable(jitteredRetryAfter(c.srv.cfg.RetryAfter), "edgeplane: server is restarting, retry later"))
+		return
+	}
 	switch {
 	case rest == "negotiate":
 		if h == nil {

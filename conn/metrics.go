@@ -23,13 +23,14 @@ const (
 	reasonServerClose      = "server_close"
 	reasonShutdown         = "shutdown"
 	reasonDuplicate        = "duplicate_id"
+	reasonRateLimited      = "rate_limited"
 )
 
 var closeReasons = []string{
 	reasonClientClose, reasonPeerGone, reasonSlowClient, reasonTimeout,
 	reasonHandshakeTimeout, reasonProtocolError, reasonTooBig, reasonInvalidUTF8,
 	reasonHandshakeError, reasonHTTPDone, reasonHTTPError, reasonServerClose,
-	reasonShutdown, reasonDuplicate,
+	reasonShutdown, reasonDuplicate, reasonRateLimited,
 }
 
 // Metrics are a Server's Prometheus metrics, in their own set registered

@@ -2,12 +2,15 @@ package conn
 
 import (
 	"context"
-	"crypto/rand"
+	crand "crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgeplane/edgeplane/backplane"
@@ -50,6 +53,26 @@ type Config struct {
 	// (invocations are counted and dropped; ones with an invocationId get
 	// a Completion error).
 	Upstream backplane.Upstream
+	// AcceptRate limits new connections per second (token bucket) so a
+	// reconnect storm cannot starve established connections; the excess
+	// gets 503 with a jittered Retry-After. Default 5000; negative disables.
+	AcceptRate float64
+	// AcceptBurst is the bucket size. Default: AcceptRate.
+	AcceptBurst int
+	// RetryAfter is the base of the jittered Retry-After (seconds, spread
+	// over [base, 2*base]) sent with accept-rate and drain 503s. Default 2.
+	RetryAfter int
+	// MaxConnsPerIP limits open connections per remote address. Default 0
+	// (off: behind a load balancer without PROXY protocol every client has
+	// the balancer's address).
+	MaxConnsPerIP int
+	// MaxMessageRate limits SignalR records a client may send per second;
+	// more closes the connection with 1008. Default 100; negative disables.
+	MaxMessageRate int
+	// AllowedOrigins, if set, restricts browsers to these Origins (exact,
+	// or patterns like "https://*.example.com"); others get 403. Requests
+	// without an Origin header (non-browser clients) are not affected.
+	AllowedOrigins []string
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -62,6 +85,8 @@ const (
 	DefaultKeepAliveInterval = 15 * time.Second
 	DefaultClientTimeout     = 30 * time.Second
 	DefaultTokenTTL          = 60 * time.Second
+	DefaultAcceptRate        = 5000
+	DefaultMaxMessageRate    = 100
 	maxBodyBytes             = 4 << 10
 )
 
@@ -86,6 +111,18 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ClientTimeout <= 0 {
 		c.ClientTimeout = DefaultClientTimeout
+	}
+	if c.AcceptRate == 0 {
+		c.AcceptRate = DefaultAcceptRate
+	}
+	if c.AcceptBurst <= 0 {
+		c.AcceptBurst = int(max(c.AcceptRate, 1))
+	}
+	if c.RetryAfter <= 0 {
+		c.RetryAfter = 2
+	}
+	if c.MaxMessageRate == 0 {
+		c.MaxMessageRate = DefaultMaxMessageRate
 	}
 	if c.Backplane == nil {
 		c.Backplane = backplane.NewMemory()
@@ -117,6 +154,10 @@ type Server struct {
 
 	handshakeSec, keepAliveSec, timeoutSec int64
 
+	accept   acceptBucket
+	perIP    perIP
+	draining atomic.Bool
+
 	usedMu sync.Mutex
 	used   map[[idLen]byte]int64 // connection ids connected recently → token expiry (unix s)
 
@@ -144,11 +185,13 @@ func New(cfg Config) (*Server, error) {
 		s.signer.key = k[:]
 	default:
 		s.signer.key = make([]byte, 32)
-		if _, err := rand.Read(s.signer.key); err != nil {
+		if _, err := crand.Read(s.signer.key); err != nil {
 			return nil, fmt.Errorf("conn: token key: %w", err)
 		}
 	}
 	s.signer.ttl = cfg.TokenTTL
+	s.accept.rate, s.accept.burst = cfg.AcceptRate, float64(cfg.AcceptBurst)
+	s.perIP.limit, s.perIP.n = cfg.MaxConnsPerIP, make(map[netip.Addr]int32)
 	for _, h := range cfg.Hubs {
 		if h == "" || h == "api" {
 			return nil, fmt.Errorf("conn: invalid hub name %q", h)
@@ -192,6 +235,17 @@ func (s *Server) Close() error {
 // OnOpen implements poller.Handler.
 func (s *Server) OnOpen(pc poller.Conn) poller.Session {
 	c := &Conn{srv: s, pc: pc}
+	switch {
+	case s.draining.Load():
+		return s.refuse(c, "draining", "server is restarting, retry later")
+	case !s.accept.allow(time.Now()):
+		return s.refuse(c, "accept_rate", "too many new connections, retry later")
+	case s.perIP.limit > 0:
+		if !s.perIP.acquire(addrOf(pc.RemoteAddr())) {
+			return s.refuse(c, "per_ip", "too many connections from your address")
+		}
+		c.ipCounted = true
+	}
 	now := s.wheel.Now()
 	c.opened = int32(now)
 	c.lastRead.Store(int32(now))
@@ -200,6 +254,48 @@ func (s *Server) OnOpen(pc poller.Conn) poller.Session {
 	s.wheel.add(c, now+s.handshakeSec)
 	return c
 }
+
+// refuse answers a just-accepted connection with 503 and a jittered
+// Retry-After and closes it; the returned session ignores everything.
+func (s *Server) refuse(c *Conn, reason, msg string) poller.Session {
+	s.M.Rejected(reason)
+	c.state.Store(stClosed)
+	c.pc.Shutdown(serviceUnavailable(jitteredRetryAfter(s.cfg.RetryAfter), "edgeplane: "+msg))
+	return c
+}
+
+// Drain closes every registered connection, paced over window in random
+// order (so reconnects spread over the fleet), each with a SignalR Close
+// (allowReconnect) and WebSocket close 1012 queued after what is already
+// queued for it. New connections and handshakes are refused from now on.
+// If ctx ends first the rest are closed at once.
+func (s *Server) Drain(ctx context.Context, window time.Duration) {
+	s.draining.Store(true)
+	var all []*Conn
+	s.router.Hubs(func(h *fanout.Hub) {
+		h.Each(func(e *fanout.Entry) {
+			if c, ok := e.Member().(*Conn); ok {
+				all = append(all, c)
+			}
+		})
+	})
+	rand.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	s.log.Info("draining", "connections", len(all), "window", window.String())
+	start := time.Now()
+	for i, c := range all {
+		at := start.Add(time.Duration(int64(window) * int64(i) / int64(len(all))))
+		if d := time.Until(at); d > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(d):
+			}
+		}
+		c.closeWith(reasonShutdown, CloseServiceRestart, "server is restarting", true)
+	}
+}
+
+// Draining reports whether Drain has started.
+func (s *Server) Draining() bool { return s.draining.Load() }
 
 // Publish sends a message through the backplane to every node.
 func (s *Server) Publish(ctx context.Context, m *backplane.Message) error {

@@ -7,6 +7,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -41,12 +42,14 @@ func main() {
 func run(args []string) int {
 	fs := flag.NewFlagSet("edgeplane", flag.ContinueOnError)
 	var (
-		cfg      node.Config
-		hubs     listFlag
-		logLevel string
-		redisURL string
-		cluster  listFlag
-		server   string
+		cfg         node.Config
+		hubs        listFlag
+		logLevel    string
+		redisURL    string
+		cluster     listFlag
+		server      string
+		origins     listFlag
+		drainWindow time.Duration
 	)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "client address (SignalR negotiate and WebSocket)")
 	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin address: /metrics, /healthz, /readyz and the REST API")
@@ -64,6 +67,12 @@ func run(args []string) int {
 	fs.DurationVar(&cfg.Conn.HandshakeTimeout, "handshake-timeout", conn.DefaultHandshakeTimeout, "time to complete the HTTP request and SignalR handshake")
 	fs.DurationVar(&cfg.Conn.KeepAliveInterval, "keepalive", conn.DefaultKeepAliveInterval, "send a Ping after this long without outbound traffic")
 	fs.DurationVar(&cfg.Conn.ClientTimeout, "client-timeout", conn.DefaultClientTimeout, "drop a client silent this long")
+	fs.Float64Var(&cfg.Conn.AcceptRate, "accept-rate", conn.DefaultAcceptRate, "new connections per second (token bucket); the excess gets 503 with a jittered Retry-After (negative: off)")
+	fs.IntVar(&cfg.Conn.AcceptBurst, "accept-burst", 0, "accept-rate bucket size (default: the rate)")
+	fs.IntVar(&cfg.Conn.MaxConnsPerIP, "max-conns-per-ip", 0, "open connections per client address (0: off; mind load balancers without PROXY protocol)")
+	fs.IntVar(&cfg.Conn.MaxMessageRate, "max-message-rate", conn.DefaultMaxMessageRate, "SignalR records a client may send per second; more closes it with 1008 (negative: off)")
+	fs.Var(&origins, "allowed-origins", "browser Origins allowed to connect, e.g. https://app.example.com,https://*.example.com (default: any)")
+	fs.DurationVar(&drainWindow, "drain-window", 30*time.Second, "on SIGTERM, close clients paced over this window (a second signal exits at once)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug|info|warn|error")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: edgeplane [flags]\n\nRuns one edgeplane node. Every flag can also be set with an environment\nvariable: EDGEPLANE_ and the flag name in upper case with - as _\n(e.g. EDGEPLANE_MAX_CONNS=19000; repeatable flags take a comma-separated list).\n\nFlags:\n")
@@ -87,6 +96,7 @@ func run(args []string) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
 	cfg.Logger = log
+	cfg.Conn.AllowedOrigins = origins
 	prefixes, err := backplane.ParseHubPrefixes(hubs)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "edgeplane: --hub:", err)
@@ -119,7 +129,7 @@ func run(args []string) int {
 		os.Exit(1)
 	}()
 	start := time.Now()
-	if err := n.Close(); err != nil {
+	if err := n.Drain(context.Background(), drainWindow); err != nil {
 		log.Error("stop", "err", err)
 		return 1
 	}

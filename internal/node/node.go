@@ -151,6 +151,33 @@ func (n *Node) Server() *conn.Server { return n.srv }
 // Conns is the number of open client connections.
 func (n *Node) Conns() int { return n.poll.Conns() }
 
+// Drain stops the node gracefully: /readyz fails at once, the listener
+// closes, connections are closed paced over window (each after what is
+// queued for it, with SignalR Close allowReconnect and WebSocket 1012),
+// then the node closes. ctx ending cuts the pacing short.
+func (n *Node) Drain(ctx context.Context, window time.Duration) error {
+	n.admin.SetDraining()
+	if err := n.poll.StopAccepting(); err != nil {
+		n.log.Warn("stop accepting", "err", err)
+	}
+	n.srv.Drain(ctx, window)
+	// Let the final frames flush; the poller closes each connection once
+	// its queue is written (or after its shutdown timeout).
+	deadline := time.Now().Add(n.shutdownTimeout() + time.Second)
+	for n.poll.Conns() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	n.log.Info("drained", "left", n.poll.Conns())
+	return n.Close()
+}
+
+func (n *Node) shutdownTimeout() time.Duration {
+	if d := n.cfg.PollerConfig.ShutdownTimeout; d > 0 {
+		return d
+	}
+	return poller.DefaultShutdownTimeout
+}
+
 // Close stops accepting, closes every connection, the admin port and the
 // backplane.
 func (n *Node) Close() error {
