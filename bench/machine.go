@@ -17,6 +17,9 @@ type Machine struct {
 	Go        string `json:"go"`
 	NoFile    uint64 `json:"nofile_limit"`
 	Somaxconn string `json:"somaxconn"`
+	// LoadAvg is /proc/loadavg when the report started: the machine is
+	// shared, and other work on it moves every absolute figure.
+	LoadAvg string `json:"loadavg"`
 }
 
 // ReadMachine describes this machine.
@@ -46,6 +49,9 @@ func ReadMachine() Machine {
 	}
 	if b, err := os.ReadFile("/proc/sys/net/core/somaxconn"); err == nil {
 		m.Somaxconn = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		m.LoadAvg = strings.TrimSpace(string(b))
 	}
 	return m
 }

@@ -32,7 +32,7 @@ func ratioStr(base, v float64) string {
 
 // WriteDensityTable prints the density report.
 func WriteDensityTable(w io.Writer, r *DensityReport) {
-	fmt.Fprintf(w, "\nDensity: idle SignalR connections (%s, %d cores, %s)\n", r.Machine.CPU, r.Machine.Cores, r.Machine.Go)
+	fmt.Fprintf(w, "\nDensity: idle SignalR connections (%s, %d cores, %s, load %s)\n", r.Machine.CPU, r.Machine.Cores, r.Machine.Go, r.Machine.LoadAvg)
 	var base *DensitySystem
 	for i := range r.Systems {
 		if r.Systems[i].Spec.Kind == KindBaseline {
@@ -93,7 +93,7 @@ func baselineOf[T any](items []T, spec func(T) SystemSpec) (T, bool) {
 
 // WriteFanoutTable prints the fanout report.
 func WriteFanoutTable(w io.Writer, r *FanoutReport) {
-	fmt.Fprintf(w, "\nFanout: %d connections in one group (%s, %d cores)\n", r.Conns, r.Machine.CPU, r.Machine.Cores)
+	fmt.Fprintf(w, "\nFanout: %d connections in one group (%s, %d cores, load %s)\n", r.Conns, r.Machine.CPU, r.Machine.Cores, r.Machine.LoadAvg)
 	base, hasBase := baselineOf(r.Systems, func(s FanoutSystem) SystemSpec { return s.Spec })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "system\tnodes\tvia\tsize\tdelivered/expected\tp50 ms\tp99 ms\tmax ms\tbroadcast p50 ms\tvs baseline\tdeliveries/s\tCPU s/M deliv\tvs baseline\tclient CPU s\tdropped\t")
@@ -187,7 +187,7 @@ func FanoutSVG(w io.Writer, r *FanoutReport) error {
 
 // WriteStormTable prints the storm report.
 func WriteStormTable(w io.Writer, r *StormReport) {
-	fmt.Fprintf(w, "\nStorm: clients connecting at once, official no-jitter retry 0/2/10/30 s (%s, %d cores)\n", r.Machine.CPU, r.Machine.Cores)
+	fmt.Fprintf(w, "\nStorm: clients connecting at once, official no-jitter retry 0/2/10/30 s (%s, %d cores, load %s)\n", r.Machine.CPU, r.Machine.Cores, r.Machine.LoadAvg)
 	base, hasBase := baselineOf(r.Systems, func(s StormResult) SystemSpec { return s.Spec })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "system\tclients\tconnected\tgiven up\ts until all\taccepted/s\tvs baseline\t503s\tfailed attempts\thandshake p50 ms\tp99 ms\tvs baseline\testablished lost\tserver alive\t")

@@ -136,6 +136,9 @@ func (c Chart) render(b *strings.Builder, ox, oy float64, w, h float64) {
 	if c.LogY {
 		for e := ymin; e <= ymax; e++ {
 			yt = append(yt, math.Pow(10, e))
+			if ymax-ymin <= 2 && e < ymax {
+				yt = append(yt, 2*math.Pow(10, e), 5*math.Pow(10, e))
+			}
 		}
 	} else {
 		yt = niceTicks(ymin, ymax, 6)
