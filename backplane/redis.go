@@ -174,6 +174,7 @@ type Redis struct {
 	downSince   time.Time
 	downCounted time.Time   // down time is added to mDownSeconds up to here
 	ready       atomic.Bool // downN == 0 && everUp; written under stateMu
+	pubFailing  atomic.Bool // the last command round trip (PING or PUBLISH) failed
 
 	ackMu   sync.Mutex
 	waiters map[int32]chan struct{}
@@ -602,7 +603,13 @@ func (r *Redis) publish(ctx context.Context, ch string, b []byte) error {
 	mPublishDuration.UpdateDuration(start)
 	if err != nil {
 		mLost.Inc()
+		if ctx.Err() != nil || !r.ready.Load() {
+			r.setPublishFailing(true, err)
+		}
 		return fmt.Errorf("backplane: publish to %s: %w: %w", ch, ErrUnavailable, err)
+	}
+	if r.pubFailing.Load() {
+		r.setPublishFailing(false, nil)
 	}
 	mPublished.Inc()
 	return nil
@@ -680,7 +687,33 @@ func (r *Redis) Ready() bool {
 	if !r.started.Load() || r.closed.Load() {
 		return false
 	}
-	return r.ready.Load()
+	return r.ready.Load() && !r.pubFailing.Load()
+}
+
+// checkPublish does a real round trip on the command connection (a PING;
+// a subscription's ping only proves the write). A Redis that is paused
+// (SIGSTOP) or unreachable without a reset turns the node not-ready within
+// one HealthInterval; the first good round trip turns it back.
+func (r *Redis) checkPublish() {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.HealthInterval)
+	defer cancel()
+	var err error
+	if r.cluster {
+		err = r.cc.Ping(ctx).Err()
+	} else {
+		err = r.sc.Ping(ctx).Err()
+	}
+	r.setPublishFailing(err != nil, err)
+}
+
+func (r *Redis) setPublishFailing(failing bool, cause error) {
+	if r.pubFailing.Swap(failing) != failing {
+		if failing {
+			r.log.Warn("redis backplane cannot publish; node not ready", "err", cause)
+		} else {
+			r.log.Info("redis backplane can publish again")
+		}
+	}
 }
 
 // updateReadyLocked recomputes r.ready. stateMu must be held.
@@ -733,6 +766,7 @@ func (r *Redis) health() {
 		r.stateMu.Lock()
 		r.accountDownLocked(time.Now())
 		r.stateMu.Unlock()
+		r.checkPublish()
 		subs = subs[:0]
 		r.subMu.Lock()
 		for _, s := range r.subs {

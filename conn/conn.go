@@ -417,7 +417,9 @@ func (c *Conn) tick(now int64) int64 {
 			c.closeWith(reasonHandshakeTimeout, ClosePolicyViolation, "handshake timed out", false)
 			return now + 1
 		}
-		return deadline
+		// Look again by the keep-alive interval at the latest, so the
+		// first Ping after a completed handshake is not late.
+		return min(deadline, now+s.keepAliveSec)
 	}
 	lr, lw := int64(c.lastRead.Load()), int64(c.lastWrite.Load())
 	if now-lr >= s.timeoutSec {

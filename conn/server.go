@@ -251,7 +251,7 @@ func (s *Server) OnOpen(pc poller.Conn) poller.Session {
 	c.lastRead.Store(int32(now))
 	c.lastWrite.Store(int32(now))
 	s.M.accepted.Inc()
-	s.wheel.add(c, now+s.handshakeSec)
+	s.wheel.add(c, now+min(s.handshakeSec, s.keepAliveSec))
 	return c
 }
 

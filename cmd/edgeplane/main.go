@@ -69,6 +69,7 @@ func run(args []string) int {
 	fs.DurationVar(&cfg.Conn.ClientTimeout, "client-timeout", conn.DefaultClientTimeout, "drop a client silent this long")
 	fs.Float64Var(&cfg.Conn.AcceptRate, "accept-rate", conn.DefaultAcceptRate, "new connections per second (token bucket); the excess gets 503 with a jittered Retry-After (negative: off)")
 	fs.IntVar(&cfg.Conn.AcceptBurst, "accept-burst", 0, "accept-rate bucket size (default: the rate)")
+	fs.IntVar(&cfg.Conn.RetryAfter, "retry-after", 2, "base seconds of the jittered Retry-After sent with accept-rate and drain 503s (spread over [base, 2*base])")
 	fs.IntVar(&cfg.Conn.MaxConnsPerIP, "max-conns-per-ip", 0, "open connections per client address (0: off; mind load balancers without PROXY protocol)")
 	fs.IntVar(&cfg.Conn.MaxMessageRate, "max-message-rate", conn.DefaultMaxMessageRate, "SignalR records a client may send per second; more closes it with 1008 (negative: off)")
 	fs.Var(&origins, "allowed-origins", "browser Origins allowed to connect, e.g. https://app.example.com,https://*.example.com (default: any)")

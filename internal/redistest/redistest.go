@@ -267,3 +267,14 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 	}
 	return c
 }
+
+// Signal sends sig to the running redis-server, e.g. SIGSTOP and SIGCONT to
+// pause it while its sockets stay open.
+func (s *Server) Signal(sig os.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return fmt.Errorf("redistest: server on port %d is not running", s.Port)
+	}
+	return s.cmd.Process.Signal(sig)
+}

@@ -83,8 +83,15 @@ var startedRE = regexp.MustCompile(`msg="edgeplane node started" listen=(\S+) ad
 // startNode runs the real binary on random loopback ports.
 func startNode(t *testing.T, backend string, args ...string) *node {
 	t.Helper()
+	return startNodeWrapped(t, nil, backend, args...)
+}
+
+// startNodeWrapped runs the binary under a wrapper command (e.g. prlimit).
+func startNodeWrapped(t *testing.T, wrapper []string, backend string, args ...string) *node {
+	t.Helper()
 	all := append([]string{"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--poller", backend, "--log-level", "debug"}, args...)
-	n := &node{t: t, cmd: exec.Command(binPath, all...), exited: make(chan struct{})}
+	argv := append(append(append([]string{}, wrapper...), binPath), all...)
+	n := &node{t: t, cmd: exec.Command(argv[0], argv[1:]...), exited: make(chan struct{})}
 	stderr, err := n.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -28,6 +28,11 @@ func TestKeepAliveAndTimeouts(t *testing.T) {
 			t.Fatalf("timeout close code %d", code)
 		}
 
+		// The first Ping comes one keep-alive interval after the handshake,
+		// whatever the (longer) handshake deadline.
+		n15 := startNode(t, backend, "--keepalive", "1s", "--handshake-timeout", "15s")
+		n15.connect(t, "/chat").expectRecord(`{"type":6}`, 3*time.Second)
+
 		// A client that pings stays.
 		alive := n.connect(t, "/chat")
 		for i := 0; i < 5; i++ {
