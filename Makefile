@@ -52,6 +52,11 @@ test: deps fmt-check vet
 	$(GO) test -race -shuffle=on -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) bench-smoke
 
+# The long variants: 15,000-client storm, 50,000 broadcasts to a stalled
+# client, 20 s Redis pause (CI runs the default suite).
+test-long: deps
+	EDGEPLANE_LONG=1 $(GO) test -count=1 -timeout 40m -run 'Drain|Storm|RedisPaused|StalledClientFlood' -v ./test/e2e/
+
 # Benchmarks run briefly so they keep compiling and running.
 bench-smoke:
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./fanout/ ./backplane/... ./poller/ ./conn/

@@ -411,3 +411,59 @@ func TestRedisPaused(t *testing.T) {
 		}
 	})
 }
+
+// TestStalledClientFlood: a client that never reads while many broadcasts
+// go out is disconnected once its queue passes the limit; a reading client
+// receives every broadcast; the node's memory stays bounded.
+func TestStalledClientFlood(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, backend string) {
+		total := sizeFor(5000, 50000)
+		n := startNode(t, backend, "--log-level", "info")
+		reader := n.connect(t, "/chat")
+		stalled := n.connect(t, "/chat")
+		stalled.c.(interface{ SetReadBuffer(int) error }).SetReadBuffer(4096)
+		rss0 := n.metric("process_resident_memory_bytes")
+		got := make(chan int, 1)
+		go func() {
+			count := 0
+			for count < total {
+				f, err := reader.readFrame(30 * time.Second)
+				if err != nil {
+					break
+				}
+				count += bytes.Count(f.payload, []byte(`"target":"flood"`))
+			}
+			got <- count
+		}()
+		body := fmt.Sprintf(`{"target":"flood","arguments":[%q]}`, strings.Repeat("y", 1000))
+		var wg sync.WaitGroup
+		var failed atomic.Int64
+		per := total / 8
+		for w := 0; w < 8; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < per; i++ {
+					if c, _ := n.api("POST", "/api/hubs/chat/:send", body, ""); c != 202 {
+						failed.Add(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if failed.Load() > 0 {
+			t.Fatalf("%d sends failed", failed.Load())
+		}
+		if c := <-got; c != per*8 {
+			t.Fatalf("reading client got %d of %d", c, per*8)
+		}
+		waitFor(t, 10*time.Second, "stalled client dropped", func() bool {
+			return n.metric(`edgeplane_closed_total{reason="slow_client"}`) == 1
+		})
+		rss1 := n.metric("process_resident_memory_bytes")
+		t.Logf("%d broadcasts of ~1 KB: RSS %0.f MB → %0.f MB", per*8, rss0/1e6, rss1/1e6)
+		if rss1-rss0 > 64<<20 {
+			t.Fatalf("RSS grew by %.0f MB: memory not bounded", (rss1-rss0)/1e6)
+		}
+	})
+}
