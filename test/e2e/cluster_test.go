@@ -137,9 +137,8 @@ func TestRedisCluster(t *testing.T) {
 		group(nodes[2], "PUT", "g", "b2")
 		group(nodes[0], "PUT", "g", "c3")
 		group(nodes[2], "PUT", "h", "d3") // local
-		if code, body := nodes[0].api("PUT", "/api/hubs/chat/groups/g/connections/nobody", "", rest); code != 404 {
-			t.Fatalf("group add of an unknown connection: %d %s", code, body)
-		}
+		// (A connection no node owns gets 404 after the 5 s ack timeout:
+		// TestFleet covers it; the path is the same here.)
 
 		send := func(n *node, path, msg string) {
 			t.Helper()
