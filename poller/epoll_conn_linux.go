@@ -66,88 +66,43 @@ func (c econn) live(sl *slot, f uint32) bool {
 	return sl.gen == c.gen() && f&fOpen != 0 && f&(fShutdown|fCloseReq) == 0
 }
 
-// Send implements Conn. If nothing is queued and no other writer is active,
-// it writes frame to the socket directly (non-blocking, with the slot lock
-// released; fWriting keeps the fd from being closed meanwhile) and queues
-// only the unsent remainder. Otherwise it appends frame to the queue, which
-// the connection's loop flushes with writev when the socket is writable.
+// Send implements Conn. It appends a reference to frame to the
+// connection's queue and, if the connection was clean, puts it on its
+// loop's dirty list; the loop writes everything queued with one writev per
+// connection per wake-up, and registers EPOLLOUT only if the socket would
+// block. Send makes no system call except, at most once per loop wake-up,
+// the eventfd write that wakes the loop.
 func (c econn) Send(frame []byte) error {
 	p, sl, rf := c.lookup()
 	if p == nil {
 		return ErrClosed
 	}
 	sl.mu.Lock()
+	defer sl.mu.Unlock()
 	f := sl.flags.Load()
 	if !c.live(sl, f) {
-		sl.mu.Unlock()
 		return ErrClosed
 	}
 	if len(frame) == 0 {
-		sl.mu.Unlock()
 		return nil
 	}
-	queued := 0
-	if rf.q != nil {
-		queued = rf.q.n
-	}
-	if queued+len(frame) > p.cfg.MaxQueueBytes {
-		sl.mu.Unlock()
+	if rf.q != nil && rf.q.n+len(frame) > p.cfg.MaxQueueBytes || len(frame) > p.cfg.MaxQueueBytes {
 		return ErrQueueFull
 	}
-	fd := c.fd()
-	if rf.q != nil || f&fWriting != 0 {
-		rf.q = rf.q.push(frame)
-		if f&(fWriting|fArmed) == 0 {
-			p.armLocked(sl, fd, true)
-		}
-		sl.mu.Unlock()
-		return nil
-	}
-	sl.flags.Store(f | fWriting)
-	sl.mu.Unlock()
-
-	n, err := writeFD(fd, frame)
-
-	sl.mu.Lock()
-	f = sl.flags.Load() &^ fWriting
-	sl.flags.Store(f)
-	switch {
-	case err != nil && err != unix.EAGAIN:
-		p.requestCloseLocked(sl, fd, errnoReason(err))
-	case n < len(frame):
-		rf.q = rf.q.pushFront(frame[n:])
-	}
-	p.afterWriteLocked(sl, rf, fd)
-	sl.mu.Unlock()
+	rf.q = rf.q.push(frame)
+	p.dirtyLocked(sl, c.fd(), f)
 	return nil
 }
 
-// afterWriteLocked restores the invariants after a writer released
-// fWriting: queued bytes mean EPOLLOUT is armed; a drained Shutdown or a
-// close requested during the write is handed to the loop.
-// Slot lock must be held.
-func (p *epollPoller) afterWriteLocked(sl *slot, rf *refs, fd int) {
-	f := sl.flags.Load()
-	if f&fCloseReq != 0 {
-		p.loopOf(fd).post(op{kind: opClose, fd: int32(fd), gen: sl.gen})
+// dirtyLocked makes sure the loop will write the connection's queue: it is
+// either already on the dirty list or waiting for EPOLLOUT, or is put on
+// the dirty list now. Slot lock must be held.
+func (p *epollPoller) dirtyLocked(sl *slot, fd int, f uint32) {
+	if f&(fDirty|fArmed) != 0 {
 		return
 	}
-	if rf.q != nil && rf.q.n > 0 {
-		if f&fArmed == 0 {
-			p.armLocked(sl, fd, true)
-		}
-		return
-	}
-	if rf.q != nil {
-		rf.q.release()
-		rf.q = nil
-	}
-	if f&fArmed != 0 {
-		p.armLocked(sl, fd, false)
-	}
-	if f&fShutdown != 0 {
-		p.requestCloseLocked(sl, fd, reasonNone)
-	}
+	sl.flags.Store(f | fDirty)
+	p.loopOf(fd).markDirty(fd, sl.gen)
 }
 
 // requestCloseLocked marks the connection for closing and asks its loop to
@@ -161,18 +116,15 @@ func (p *epollPoller) requestCloseLocked(sl *slot, fd int, reason uint32) {
 	p.loopOf(fd).post(op{kind: opClose, fd: int32(fd), gen: sl.gen})
 }
 
-// armLocked registers (on) or unregisters write readiness. Only the holder
-// of the slot lock changes fArmed. Slot lock must be held.
-func (p *epollPoller) armLocked(sl *slot, fd int, on bool) {
+// armLocked registers (on) or unregisters write readiness. Slot lock must
+// be held (and the caller is the connection's loop).
+func (p *epollPoller) armLocked(sl *slot, fd int, on bool) error {
 	ev := unix.EpollEvent{Events: evRead, Fd: int32(fd), Pad: int32(sl.gen)}
 	if on {
 		ev.Events |= unix.EPOLLOUT
 	}
 	if err := unix.EpollCtl(p.loopOf(fd).epfd, unix.EPOLL_CTL_MOD, fd, &ev); err != nil {
-		// The socket is registered while the slot is open; failing here
-		// means the connection is unusable.
-		p.requestCloseLocked(sl, fd, errnoReason(err))
-		return
+		return err
 	}
 	f := sl.flags.Load()
 	if on {
@@ -181,6 +133,7 @@ func (p *epollPoller) armLocked(sl *slot, fd int, on bool) {
 		f &^= fArmed
 	}
 	sl.flags.Store(f)
+	return nil
 }
 
 // Shutdown implements Conn.
@@ -201,18 +154,11 @@ func (c econn) Shutdown(final []byte) {
 	if len(final) > 0 {
 		rf.q = rf.q.push(final)
 	}
-	if f&fWriting != 0 {
-		// The active writer sees fShutdown when it finishes.
-		p.loopOf(fd).post(op{kind: opShutdown, fd: int32(fd), gen: sl.gen})
-		return
-	}
-	if rf.q == nil || rf.q.n == 0 {
+	if rf.q == nil {
 		p.requestCloseLocked(sl, fd, reasonNone)
 		return
 	}
-	if f&fArmed == 0 {
-		p.armLocked(sl, fd, true)
-	}
+	p.dirtyLocked(sl, fd, f)
 	p.loopOf(fd).post(op{kind: opShutdown, fd: int32(fd), gen: sl.gen})
 }
 
@@ -348,27 +294,6 @@ func (q *outQueue) push(b []byte) *outQueue {
 		q.frames, q.head = q.frames[:0], 0
 	}
 	q.frames = append(q.frames, b)
-	q.n += len(b)
-	return q
-}
-
-// pushFront puts b before everything queued (the remainder of a frame a
-// direct write sent partly, while other Sends queued behind it).
-func (q *outQueue) pushFront(b []byte) *outQueue {
-	if q == nil || q.n == 0 {
-		return q.push(b)
-	}
-	if q.off != 0 {
-		panic("poller: pushFront on a partly written queue")
-	}
-	if q.head > 0 {
-		q.head--
-		q.frames[q.head] = b
-	} else {
-		q.frames = append(q.frames, nil)
-		copy(q.frames[1:], q.frames)
-		q.frames[0] = b
-	}
 	q.n += len(b)
 	return q
 }

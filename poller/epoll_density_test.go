@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -189,4 +191,104 @@ func settledMemory() (rss, heap int64) {
 		}
 	}
 	return rss, int64(ms.HeapInuse + ms.StackInuse)
+}
+
+// BenchmarkPollerBroadcast sends one shared 64-byte frame to every one of
+// N connections per operation, on each backend, and waits until the
+// clients (in this process, one reading goroutine each) have received
+// everything. Compare backends by ns/op from the same run:
+//
+//	go test -run '^$' -bench PollerBroadcast ./poller/
+func BenchmarkPollerBroadcast(b *testing.B) {
+	names := Backends()
+	sort.Strings(names)
+	for _, backend := range names {
+		for _, n := range []int{100, 1000} {
+			b.Run(fmt.Sprintf("%s/conns=%d", backend, n), func(b *testing.B) { benchBroadcast(b, backend, n) })
+		}
+	}
+}
+
+type collectHandler struct {
+	mu    sync.Mutex
+	conns []Conn
+}
+
+func (h *collectHandler) OnOpen(c Conn) Session {
+	h.mu.Lock()
+	h.conns = append(h.conns, c)
+	h.mu.Unlock()
+	return &densityEcho{c: c}
+}
+
+func benchBroadcast(b *testing.B, backend string, n int) {
+	h := &collectHandler{}
+	p, err := New(backend, Config{MaxQueueBytes: 64 << 20}, h)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := p.Serve(ln); err != nil {
+		b.Fatal(err)
+	}
+	var received atomic.Int64
+	var wg sync.WaitGroup
+	clients := make([]net.Conn, n)
+	for i := range clients {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		clients[i] = c
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 4096)
+			for {
+				k, err := c.Read(buf)
+				received.Add(int64(k))
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+		wg.Wait()
+	}()
+	var conns []Conn
+	for deadline := time.Now().Add(10 * time.Second); len(conns) < n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d connections open", len(conns), n)
+		}
+		h.mu.Lock() // Conns counts at admission, before OnOpen: wait for OnOpen
+		conns = h.conns
+		h.mu.Unlock()
+	}
+	frame := make([]byte, 64)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(frame) * n))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, c := range conns {
+			if err := c.Send(frame); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	want := int64(b.N) * int64(len(frame)*n)
+	for deadline := time.Now().Add(30 * time.Second); received.Load() < want; time.Sleep(50 * time.Microsecond) {
+		if time.Now().After(deadline) {
+			b.Fatalf("received %d of %d bytes", received.Load(), want)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/recipient")
 }

@@ -28,12 +28,13 @@ import (
 // registers it (EPOLLIN|EPOLLRDHUP, level-triggered) and calls
 // Handler.OnOpen. Per-connection state is described in epoll_slab_linux.go.
 //
-// Writes: Send writes directly when nothing is queued and no other writer
-// is active; the unsent remainder is queued (frame references only) and
-// EPOLLOUT registered until the loop has flushed it with writev. A writer
-// holds the slot's fWriting flag, not its lock, during the system call;
-// the loop defers closing a connection while fWriting is set, so a write
-// never reaches a reused fd.
+// Writes: Send appends a frame reference to the connection's queue and,
+// if the connection was clean, puts it on its loop's dirty list (waking the
+// loop with its eventfd only if the loop is asleep). The loop writes each
+// dirty connection's queue with one writev, so frames sent while it was
+// busy go out together, and registers EPOLLOUT only when a write would
+// block, until the queue is drained. Only the owning loop touches the
+// socket, so no write can reach an fd reused by a later connection.
 func init() {
 	Register("epoll", newEpoll)
 }

@@ -3,7 +3,6 @@
 package poller
 
 import (
-	"runtime"
 	"sync"
 	"time"
 
@@ -40,6 +39,12 @@ type op struct {
 	ip   [16]byte
 }
 
+// connRef names one connection: fd and generation.
+type connRef struct {
+	fd  int32
+	gen uint32
+}
+
 type shutEntry struct {
 	fd       int32
 	gen      uint32
@@ -59,11 +64,13 @@ type loop struct {
 	events []unix.EpollEvent
 	iov    []unix.Iovec
 	shut   []shutEntry
-	ops    []op // loop-private copy of posted ops
+	ops    []op      // loop-private copy of posted ops
+	dirtyQ []connRef // loop-private copy of dirty
 
-	mu      sync.Mutex // guards posted, woken, dead
+	mu      sync.Mutex // guards posted, dirty, woken, dead
 	posted  []op
-	woken   bool
+	dirty   []connRef // connections with bytes queued and no write pending
+	woken   bool      // the loop is awake or an eventfd write is pending
 	dead    bool
 	stopped chan struct{}
 }
@@ -104,6 +111,23 @@ func (l *loop) post(o op) {
 		return
 	}
 	l.posted = append(l.posted, o)
+	l.wakeLocked()
+}
+
+// markDirty puts a connection on the dirty list. Like post.
+func (l *loop) markDirty(fd int, gen uint32) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.dead {
+		return
+	}
+	l.dirty = append(l.dirty, connRef{fd: int32(fd), gen: gen})
+	l.wakeLocked()
+}
+
+// wakeLocked writes the eventfd unless the loop is awake (it drains before
+// sleeping) or a wake-up is already pending. l.mu must be held.
+func (l *loop) wakeLocked() {
 	if !l.woken {
 		l.woken = true
 		// A full eventfd counter (EAGAIN) still wakes the loop.
@@ -114,25 +138,36 @@ func (l *loop) post(o op) {
 func (l *loop) run() {
 	defer close(l.stopped)
 	for {
-		n, err := unix.EpollWait(l.epfd, l.events, l.timeout())
+		l.mu.Lock()
+		pending := len(l.posted) > 0 || len(l.dirty) > 0
+		l.woken = pending // asleep from here unless there is work
+		l.mu.Unlock()
+		timeout := 0
+		if !pending {
+			timeout = l.timeout()
+		}
+		n, err := unix.EpollWait(l.epfd, l.events, timeout)
 		if err != nil && err != unix.EINTR {
 			// EBADF/EINVAL: the loop cannot continue.
 			l.p.log.Error("poller: epoll_wait failed; loop stops", "loop", l.idx, "err", err)
 			l.stop()
 			return
 		}
+		l.mu.Lock()
+		l.woken = true
+		l.mu.Unlock()
 		for i := 0; i < n; i++ {
 			ev := &l.events[i]
 			if int(ev.Fd) == l.evfd {
 				var b [8]byte
 				unix.Read(l.evfd, b[:])
-				if l.drainOps() {
-					l.stop()
-					return
-				}
 				continue
 			}
 			l.onEvent(int(ev.Fd), uint32(ev.Pad), ev.Events)
+		}
+		if l.drain() {
+			l.stop()
+			return
 		}
 		if len(l.shut) > 0 {
 			l.sweepShutdowns()
@@ -156,11 +191,12 @@ func (l *loop) timeout() int {
 	return int((d + time.Millisecond - 1) / time.Millisecond)
 }
 
-// drainOps runs the posted ops; true if the loop must stop.
-func (l *loop) drainOps() bool {
+// drain runs the posted ops and flushes the dirty connections; true if
+// the loop must stop.
+func (l *loop) drain() bool {
 	l.mu.Lock()
 	l.ops, l.posted = l.posted, l.ops[:0]
-	l.woken = false
+	l.dirtyQ, l.dirty = l.dirty, l.dirtyQ[:0]
 	l.mu.Unlock()
 	stop := false
 	for i := range l.ops {
@@ -178,6 +214,9 @@ func (l *loop) drainOps() bool {
 		}
 	}
 	clear(l.ops)
+	for _, d := range l.dirtyQ {
+		l.flush(int(d.fd), d.gen)
+	}
 	return stop
 }
 
@@ -235,68 +274,88 @@ func (l *loop) onEvent(fd int, gen uint32, events uint32) {
 		}
 	}
 	if events&unix.EPOLLOUT != 0 {
-		l.flush(fd, gen, sl, rf)
+		l.flush(fd, gen)
 	}
 }
 
-// flush writes queued frames with one writev.
-func (l *loop) flush(fd int, gen uint32, sl *slot, rf *refs) {
+// flushBudget bounds the bytes one flush writes before other connections
+// get their turn (the rest waits for EPOLLOUT).
+const flushBudget = 256 << 10
+
+// flush writes the connection's queue with writev until it is empty, the
+// socket would block, or flushBudget is spent; it registers EPOLLOUT while
+// bytes remain and closes a drained Shutdown.
+func (l *loop) flush(fd int, gen uint32) {
 	p := l.p
+	sl, rf := p.slab.get(fd)
 	sl.mu.Lock()
 	f := sl.flags.Load()
-	if sl.gen != gen || f&fOpen == 0 || f&fWriting != 0 {
-		// Another writer is active; it re-arms or closes when done.
+	if sl.gen != gen || f&fOpen == 0 {
 		sl.mu.Unlock()
 		return
 	}
-	if rf.q == nil || rf.q.n == 0 {
-		p.afterWriteLocked(sl, rf, fd)
-		sl.mu.Unlock()
-		return
-	}
-	sl.flags.Store(f | fWriting)
-	k := rf.q.fill(l.iov)
-	sl.mu.Unlock()
-
-	n, err := writev(fd, l.iov[:k])
-	clear(l.iov[:k])
-
-	sl.mu.Lock()
-	sl.flags.Store(sl.flags.Load() &^ fWriting)
-	if err != nil && err != unix.EAGAIN {
-		p.requestCloseLocked(sl, fd, errnoReason(err))
-	} else if n > 0 {
+	sl.flags.Store(f &^ fDirty)
+	reason, written := reasonNone, 0
+	for rf.q != nil && rf.q.n > 0 && written < flushBudget {
+		k := rf.q.fill(l.iov)
+		sl.mu.Unlock() // Sends may queue meanwhile; only this loop dequeues
+		n, err := writev(fd, l.iov[:k])
+		clear(l.iov[:k])
+		sl.mu.Lock()
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil {
+			reason = errnoReason(err)
+			break
+		}
 		rf.q.consume(n)
+		written += n
 	}
-	p.afterWriteLocked(sl, rf, fd)
+	f = sl.flags.Load()
+	closeNow := false
+	switch {
+	case reason != reasonNone:
+		closeNow = true
+	case rf.q != nil && rf.q.n > 0:
+		if f&fArmed == 0 {
+			if err := p.armLocked(sl, fd, true); err != nil {
+				reason, closeNow = errnoReason(err), true
+			}
+		}
+	default:
+		if rf.q != nil {
+			rf.q.release()
+			rf.q = nil
+		}
+		if f&fArmed != 0 {
+			p.armLocked(sl, fd, false)
+		}
+		closeNow = f&fShutdown != 0
+	}
 	sl.mu.Unlock()
+	if closeNow {
+		l.closeConn(fd, gen, reason)
+	}
 }
 
-// closeConn closes connection (fd, gen) if it is still open and no writer
-// is active (otherwise the writer posts the close again when done), then
-// calls OnClose. reason is used unless a close was requested earlier with
-// its own reason.
-func (l *loop) closeConn(fd int, gen uint32, reason uint32) bool {
+// closeConn closes connection (fd, gen) if it is still open and calls
+// OnClose. reason is used unless a close was requested earlier with its
+// own reason.
+func (l *loop) closeConn(fd int, gen uint32, reason uint32) {
 	p := l.p
 	sl, rf := p.slab.get(fd)
 	if sl == nil {
-		return true
+		return
 	}
 	sl.mu.Lock()
 	f := sl.flags.Load()
 	if sl.gen != gen || f&fOpen == 0 {
 		sl.mu.Unlock()
-		return true
+		return
 	}
 	if f&fCloseReq != 0 {
 		reason = sl.cerr
-	} else {
-		sl.cerr = reason
-	}
-	if f&fWriting != 0 {
-		sl.flags.Store(f | fCloseReq)
-		sl.mu.Unlock()
-		return false
 	}
 	sl.flags.Store(0)
 	q := rf.q
@@ -314,7 +373,6 @@ func (l *loop) closeConn(fd int, gen uint32, reason uint32) bool {
 	if sess != nil {
 		sess.OnClose(reasonErr(reason))
 	}
-	return true
 }
 
 // sweepShutdowns closes connections whose Shutdown deadline passed.
@@ -360,12 +418,8 @@ func (l *loop) stop() {
 			if fd%n != l.idx {
 				continue
 			}
-			sl := &sp[i]
-			for sl.flags.Load()&fOpen != 0 {
-				if l.closeConn(fd, sl.gen, reasonNone) {
-					break
-				}
-				runtime.Gosched() // a Send is mid-write; it finishes quickly
+			if sl := &sp[i]; sl.flags.Load()&fOpen != 0 {
+				l.closeConn(fd, sl.gen, reasonNone)
 			}
 		}
 	}

@@ -35,20 +35,20 @@ const (
 
 // Slot flags.
 const (
-	fOpen      uint32 = 1 << iota // installed, not yet closed
-	fWriting                      // a writer owns the socket's send side (lock released during the syscall)
-	fArmed                        // EPOLLOUT is registered
-	fShutdown                     // Shutdown called: no more Sends, close when drained
-	fCloseReq                     // close requested; the loop closes once no writer is active
-	fClosePost                    // a close op is already posted to the loop
+	fOpen     uint32 = 1 << iota // installed, not yet closed
+	fDirty                       // on its loop's dirty list: bytes queued, a write attempt pending
+	fArmed                       // EPOLLOUT is registered (the last write would have blocked)
+	fShutdown                    // Shutdown called: no more Sends, close when drained
+	fCloseReq                    // close requested; the loop closes it
 )
 
 // slot is the pointer-free part of a connection's state.
 //
-// Lock order: slot.mu, then loop.mu (post). Nothing else is taken under
-// slot.mu; the only syscalls made under it are epoll_ctl(MOD), shutdown(2)
-// and getpeername-free bookkeeping: reads and writes happen with the lock
-// released, protected by fWriting / loop ownership from being closed.
+// Lock order: slot.mu, then loop.mu (post, markDirty). Only the owning loop
+// reads, writes or closes the socket, so a write can never reach a reused
+// fd; other goroutines only queue frame references and set flags under
+// slot.mu. The loop releases slot.mu during read and writev; the only
+// system calls made under it are epoll_ctl(MOD) and the eventfd wake-up.
 type slot struct {
 	mu sync.Mutex
 	// flags is modified only with mu held; it is read without the lock by
