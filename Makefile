@@ -62,7 +62,7 @@ bench-smoke:
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./fanout/ ./backplane/... ./poller/ ./conn/
 
 fuzz:
-	@for t in FuzzFrameHeader FuzzSplitRecords FuzzHandshake FuzzTokenVerify; do \
+	@for t in FuzzFrameHeader FuzzSplitRecords FuzzHandshake FuzzTokenVerify FuzzClientBytes; do \
 	  echo "== conn $$t ($(FUZZTIME))"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./conn/ || exit 1; done
 	@echo "== auth FuzzVerify"; $(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./internal/auth/
 	@for t in $$($(GO) test -list '^Fuzz' ./backplane/wire/ | grep '^Fuzz'); do \

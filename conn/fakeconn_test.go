@@ -1,0 +1,144 @@
+package conn
+
+import (
+	"bufio"
+	"bytes"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/edgeplane/edgeplane/poller"
+)
+
+// fakeConn is an in-memory poller.Conn: it records what the connection
+// layer sends, so the state machine can be driven without sockets.
+type fakeConn struct {
+	mu       sync.Mutex
+	out      bytes.Buffer
+	shutdown bool
+	closed   bool
+	limit    int
+}
+
+func (f *fakeConn) Send(frame []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.shutdown || f.closed {
+		return poller.ErrClosed
+	}
+	if f.limit > 0 && f.out.Len()+len(frame) > f.limit {
+		return poller.ErrQueueFull
+	}
+	f.out.Write(frame)
+	return nil
+}
+
+func (f *fakeConn) Shutdown(final []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.shutdown && !f.closed {
+		f.out.Write(final)
+	}
+	f.shutdown = true
+}
+
+func (f *fakeConn) Close() error         { f.mu.Lock(); f.closed = true; f.mu.Unlock(); return nil }
+func (f *fakeConn) QueuedBytes() int     { f.mu.Lock(); defer f.mu.Unlock(); return f.out.Len() }
+func (f *fakeConn) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
+
+func (f *fakeConn) output() []byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]byte(nil), f.out.Bytes()...)
+}
+
+func newTestServer(tb testing.TB, cfg Config) *Server {
+	tb.Helper()
+	if cfg.AcceptRate == 0 {
+		cfg.AcceptRate = -1
+	}
+	s, err := New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestHTTPStateMachine drives negotiate and upgrade through OnData with
+// every split of the request into two reads.
+func TestHTTPStateMachine(t *testing.T) {
+	s := newTestServer(t, Config{})
+	reqs := []struct {
+		name, req string
+		status    int
+	}{
+		{"negotiate", "POST /chat/negotiate?negotiateVersion=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 200},
+		{"upgrade", "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", 101},
+		{"unknown hub", "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 404},
+	}
+	for _, tc := range reqs {
+		for split := 0; split <= len(tc.req); split++ {
+			fc := &fakeConn{}
+			sess := s.OnOpen(fc)
+			// The poller's read buffer is reused: hand over copies.
+			sess.OnData([]byte(tc.req[:split]))
+			sess.OnData([]byte(tc.req[split:]))
+			resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(fc.output())), nil)
+			if err != nil {
+				t.Fatalf("%s split %d: no response: %v (%q)", tc.name, split, err, fc.output())
+			}
+			if resp.StatusCode != tc.status {
+				t.Fatalf("%s split %d: status %d, want %d", tc.name, split, resp.StatusCode, tc.status)
+			}
+			sess.OnClose(nil)
+		}
+	}
+}
+
+// FuzzClientBytes feeds arbitrary bytes, split in two reads, to a fresh
+// connection (HTTP negotiate/upgrade, then WebSocket frames and SignalR
+// records). It must never panic, and whatever it answers first must be a
+// parseable HTTP response.
+func FuzzClientBytes(f *testing.F) {
+	up := "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	hs := []byte(`{"protocol":"json","version":1}` + "\x1e")
+	frame := append([]byte{0x81, 0x80 | byte(len(hs)), 1, 2, 3, 4}, hs...)
+	for i := range hs {
+		frame[6+i] ^= []byte{1, 2, 3, 4}[i&3]
+	}
+	for _, seed := range []string{
+		"POST /chat/negotiate?negotiateVersion=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+		"POST /chat/negotiate HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+		"OPTIONS /chat/negotiate HTTP/1.1\r\nHost: x\r\nOrigin: http://a\r\n\r\n",
+		up,
+		up + string(frame),
+		up + string(frame) + "\x81\x85\x00\x00\x00\x00{\"ty",
+		"GET /chat?id=AAAA HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET / HTTP/1.0\r\n\r\n",
+		"\x00\x01\x02\r\n\r\n",
+	} {
+		f.Add([]byte(seed), uint16(len(seed)/2))
+	}
+	s := newTestServer(f, Config{MaxMessageBytes: 1024, MaxHeaderBytes: 2048})
+	f.Fuzz(func(t *testing.T, data []byte, split uint16) {
+		fc := &fakeConn{limit: 1 << 20}
+		sess := s.OnOpen(fc)
+		k := int(split) % (len(data) + 1)
+		sess.OnData(append([]byte(nil), data[:k]...))
+		sess.OnData(append([]byte(nil), data[k:]...))
+		sess.OnClose(nil)
+		out := fc.output()
+		if len(out) == 0 {
+			return // incomplete request: nothing answered yet
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(out)), nil)
+		if err != nil {
+			t.Fatalf("answer is not an HTTP response: %v: %q", err, out)
+		}
+		if resp.StatusCode < 100 || resp.StatusCode > 599 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	})
+}
