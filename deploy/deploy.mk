@@ -11,16 +11,22 @@ GO   ?= go
 BIN  ?= bin
 SUDO ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL = $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends
+# The Debian packages start their daemons on install where systemd runs
+# (prometheus listens on :9090, edgeplane's default admin port; nginx on
+# :80): only the tools are wanted here.
+NO_DAEMONS = { ! command -v systemctl >/dev/null || $(SUDO) systemctl disable --now $(1) >/dev/null 2>&1 || true; }
 
 .PHONY: deps-promtool deploy-deps deploy-check
 
 deps-promtool:
-	@command -v promtool >/dev/null || { echo "installing promtool (apt-get: prometheus)"; $(APT_INSTALL) prometheus >/dev/null; }
+	@command -v promtool >/dev/null || { echo "installing promtool (apt-get: prometheus)"; $(APT_INSTALL) prometheus >/dev/null; \
+	  $(call NO_DAEMONS,prometheus); }
 	@promtool --version 2>&1 | head -1
 
 deploy-deps: deps-promtool
 	@command -v haproxy >/dev/null && command -v nginx >/dev/null && command -v systemd-analyze >/dev/null && command -v openssl >/dev/null || { \
-	  echo "installing haproxy nginx systemd openssl (apt-get)"; $(APT_INSTALL) haproxy nginx systemd openssl >/dev/null; }
+	  echo "installing haproxy nginx systemd openssl (apt-get)"; $(APT_INSTALL) haproxy nginx systemd openssl >/dev/null; \
+	  $(call NO_DAEMONS,haproxy nginx); }
 
 deploy-check: deploy-deps
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
