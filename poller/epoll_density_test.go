@@ -32,6 +32,10 @@ import (
 // EDGEPLANE_DENSITY_HEAPPROFILE=/path/prefix each server also writes an
 // exact heap profile (MemProfileRate 1) to prefix.BACKEND.pprof.
 func BenchmarkPollerDensity(b *testing.B) {
+	if os.Getenv("EPOLL_HELPER") == "density" {
+		densityServer()
+		os.Exit(0)
+	}
 	n := 9000
 	if v, err := strconv.Atoi(os.Getenv("EDGEPLANE_DENSITY_N")); err == nil && v > 0 {
 		n = v
@@ -60,7 +64,7 @@ type densityResult struct {
 }
 
 func runDensity(b *testing.B, backend string, n int) densityResult {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestEpollHelperProcess$")
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^BenchmarkPollerDensity$", "-test.benchtime=1x")
 	cmd.Env = append(os.Environ(), "EPOLL_HELPER=density", "EPOLL_BACKEND="+backend, "EPOLL_N="+strconv.Itoa(n))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -79,11 +83,10 @@ func runDensity(b *testing.B, backend string, n int) densityResult {
 		cmd.Wait()
 	}()
 	r := bufio.NewReader(stdout)
-	line, err := r.ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "addr=") {
-		b.Fatalf("server said %q, %v", line, err)
+	addr, err := readPrefixed(r, "addr=")
+	if err != nil {
+		b.Fatal(err)
 	}
-	addr := strings.TrimSpace(strings.TrimPrefix(line, "addr="))
 
 	conns := make([]net.Conn, 0, n)
 	defer func() {
@@ -104,13 +107,13 @@ func runDensity(b *testing.B, backend string, n int) densityResult {
 		time.Sleep(20 * time.Millisecond)
 	}
 	fmt.Fprintln(stdin, "dialed")
-	line, err = r.ReadString('\n')
+	line, err := readPrefixed(r, "conns=")
 	if err != nil {
-		b.Fatalf("server: %v", err)
+		b.Fatal(err)
 	}
 	var res densityResult
 	var rss0, rss1, heap0, heap1 int64
-	if _, err := fmt.Sscanf(line, "conns=%d rss0=%d rss1=%d heap0=%d heap1=%d goroutines=%d",
+	if _, err := fmt.Sscanf(line, "%d rss0=%d rss1=%d heap0=%d heap1=%d goroutines=%d",
 		&res.conns, &rss0, &rss1, &heap0, &heap1, &res.goroutines); err != nil {
 		b.Fatalf("server said %q: %v", line, err)
 	}

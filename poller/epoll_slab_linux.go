@@ -56,7 +56,7 @@ type slot struct {
 	flags atomic.Uint32
 	// gen is written only by the owning loop, with mu held.
 	gen uint32
-	// cerr is the reason for a deferred close (closeReason).
+	// cerr is the reason of a requested close (reasonNone, an errno, ...).
 	cerr uint32
 	port uint16
 	_    [2]byte

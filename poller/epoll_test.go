@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -598,11 +600,15 @@ func TestEpollGoroutinesFlat(t *testing.T) {
 	}
 }
 
-// TestEpollAcceptBackoff runs a child process whose descriptors run out
-// (lowered RLIMIT_NOFILE) while clients keep connecting, and checks that
-// the failing accept loop does not spin a core.
+// TestEpollAcceptBackoff runs itself as a child process whose descriptors
+// run out (lowered RLIMIT_NOFILE) while clients keep connecting, and checks
+// that the failing accept loop does not spin a core and recovers.
 func TestEpollAcceptBackoff(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestEpollHelperProcess$")
+	if os.Getenv("EPOLL_HELPER") == "emfile" {
+		emfileChild()
+		os.Exit(0)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestEpollAcceptBackoff$")
 	cmd.Env = append(os.Environ(), "EPOLL_HELPER=emfile")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -614,11 +620,10 @@ func TestEpollAcceptBackoff(t *testing.T) {
 	}
 	defer cmd.Process.Kill()
 	r := bufio.NewReader(out)
-	line, err := r.ReadString('\n')
+	addr, err := readPrefixed(r, "addr=")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := strings.TrimSpace(strings.TrimPrefix(line, "addr="))
 	for i := 0; i < 20; i++ { // more than the child has descriptors for
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -626,13 +631,13 @@ func TestEpollAcceptBackoff(t *testing.T) {
 		}
 		defer c.Close()
 	}
-	line, err = r.ReadString('\n')
+	line, err := readPrefixed(r, "cpu_ms=")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd.Wait()
 	var cpuMS, wallMS, rejects, resumed int
-	if _, err := fmt.Sscanf(line, "cpu_ms=%d wall_ms=%d rejects=%d resumed=%d", &cpuMS, &wallMS, &rejects, &resumed); err != nil {
+	if _, err := fmt.Sscanf(line, "%d wall_ms=%d rejects=%d resumed=%d", &cpuMS, &wallMS, &rejects, &resumed); err != nil {
 		t.Fatalf("child said %q: %v", line, err)
 	}
 	t.Logf("EMFILE for %d ms: %d ms CPU, %d accept errors, accepting again: %d", wallMS, cpuMS, rejects, resumed)
@@ -647,18 +652,25 @@ func TestEpollAcceptBackoff(t *testing.T) {
 	}
 }
 
-// TestEpollHelperProcess is the child process of TestEpollAcceptBackoff
-// and BenchmarkPollerDensity; it does nothing unless EPOLL_HELPER is set.
-func TestEpollHelperProcess(t *testing.T) {
-	switch os.Getenv("EPOLL_HELPER") {
-	case "emfile":
-	case "density":
-		densityServer()
-		os.Exit(0)
-	default:
-		return
+// readPrefixed reads lines from a child process until one starts with
+// prefix (the test framework may print its own lines first) and returns
+// the rest of it.
+func readPrefixed(r *bufio.Reader, prefix string) (string, error) {
+	for {
+		line, err := r.ReadString('\n')
+		if strings.HasPrefix(line, prefix) {
+			return strings.TrimSpace(strings.TrimPrefix(line, prefix)), nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("child exited before printing %q: %w", prefix, err)
+		}
 	}
-	defer os.Exit(0)
+}
+
+// emfileChild is the child side of TestEpollAcceptBackoff: it serves with
+// RLIMIT_NOFILE just above its open descriptors, measures its CPU time
+// while accept fails, then restores the limit and checks accepting resumes.
+func emfileChild() {
 	var rejects atomic.Int32
 	h := newRecHandler()
 	p, err := New("epoll", Config{FDReserve: -1, Loops: 1, OnReject: func(r RejectReason) {
@@ -705,4 +717,44 @@ func TestEpollHelperProcess(t *testing.T) {
 		}
 	}
 	fmt.Printf("cpu_ms=%d wall_ms=%d rejects=%d resumed=%d\n", cpu.Milliseconds(), wall.Milliseconds(), rejects.Load(), resumed)
+}
+
+// TestEpollStateSize pins the per-connection cost stated in
+// epoll_slab_linux.go, and that the slot and the handle hold no pointers
+// (so the GC does not scan them).
+func TestEpollStateSize(t *testing.T) {
+	if s := unsafe.Sizeof(slot{}); s != 40 {
+		t.Errorf("slot is %d bytes, documented 40", s)
+	}
+	if s := unsafe.Sizeof(refs{}); s != 24 {
+		t.Errorf("refs is %d bytes, documented 24", s)
+	}
+	if s := unsafe.Sizeof(econn(0)); s != 8 {
+		t.Errorf("econn is %d bytes, documented 8", s)
+	}
+	for _, v := range []any{slot{}, econn(0)} {
+		if p := pointerPath(reflect.TypeOf(v), ""); p != "" {
+			t.Errorf("%T holds a pointer at %s", v, p)
+		}
+	}
+}
+
+// pointerPath returns the path of the first pointer-holding field of t, or "".
+func pointerPath(t reflect.Type, path string) string {
+	switch t.Kind() {
+	case reflect.Pointer, reflect.UnsafePointer, reflect.Map, reflect.Chan, reflect.Func,
+		reflect.Interface, reflect.Slice, reflect.String:
+		return path + " (" + t.String() + ")"
+	case reflect.Array:
+		if t.Len() > 0 {
+			return pointerPath(t.Elem(), path+"[]")
+		}
+	case reflect.Struct:
+		for i := 0; i < t.NumField(); i++ {
+			if p := pointerPath(t.Field(i).Type, path+"."+t.Field(i).Name); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
 }
