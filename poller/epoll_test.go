@@ -296,6 +296,7 @@ func TestEpollQueueFullOnEAGAIN(t *testing.T) {
 		t.Fatal("received bytes differ from the accepted frames")
 	}
 	checkFor(t, 5*time.Second, "queue drained", func() bool { return s.c.QueuedBytes() == 0 })
+	checkIdle(t, p, s.c)
 	if err := s.c.Send([]byte("more")); err != nil {
 		t.Fatalf("Send after drain = %v", err)
 	}
@@ -303,6 +304,18 @@ func TestEpollQueueFullOnEAGAIN(t *testing.T) {
 	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "more" {
 		t.Fatalf("read after drain = %q, %v", buf, err)
 	}
+}
+
+// checkIdle waits until c's loop has settled after its queue drained:
+// EPOLLOUT unregistered, not dirty, and no queue held.
+func checkIdle(t *testing.T, p Poller, c Conn) {
+	t.Helper()
+	sl, rf := p.(*epollPoller).slab.get(c.(econn).fd())
+	checkFor(t, 5*time.Second, "idle connection state", func() bool {
+		sl.mu.Lock()
+		defer sl.mu.Unlock()
+		return sl.flags.Load() == fOpen && rf.q == nil
+	})
 }
 
 func TestEpollOneByteReader(t *testing.T) {
@@ -372,6 +385,7 @@ func TestEpollOneByteReader(t *testing.T) {
 		t.Error("nothing was ever queued: the test did not exercise EAGAIN")
 	}
 	checkFor(t, 5*time.Second, "queue drained", func() bool { return s.c.QueuedBytes() == 0 })
+	checkIdle(t, p, s.c)
 }
 
 func TestEpollHangupWithQueuedData(t *testing.T) {
