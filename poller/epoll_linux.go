@@ -222,7 +222,10 @@ func (p *epollPoller) admit(nfd int, sa unix.Sockaddr) {
 		o.ip = a.Addr
 		o.port = uint16(a.Port)
 	}
-	p.loopOf(nfd).post(o)
+	if !p.loopOf(nfd).post(o) { // the loop has stopped
+		unix.Close(nfd)
+		p.adm.Closed()
+	}
 }
 
 // reject answers a connection admission turned away and closes it before

@@ -102,16 +102,18 @@ func newLoop(p *epollPoller, idx int) (*loop, error) {
 
 var wakeBytes = [8]byte{1}
 
-// post hands o to the loop and wakes it. Safe from any goroutine, including
-// the loop itself and with a slot lock held (lock order: slot, then loop).
-func (l *loop) post(o op) {
+// post hands o to the loop and wakes it; false if the loop has stopped.
+// Safe from any goroutine, including the loop itself and with a slot lock
+// held (lock order: slot, then loop).
+func (l *loop) post(o op) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.dead {
-		return
+		return false
 	}
 	l.posted = append(l.posted, o)
 	l.wakeLocked()
+	return true
 }
 
 // markDirty puts a connection on the dirty list. Like post.
