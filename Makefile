@@ -26,7 +26,7 @@ run: build
 
 # deps installs what the tests need on a fresh machine: redis-server (Debian
 # package) and the npm packages of the compatibility tests (committed lockfile).
-deps: deps-redis deps-node
+deps: deps-redis deps-node deps-promtool
 
 deps-redis:
 	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { \
@@ -72,3 +72,4 @@ clean:
 	rm -rf $(BIN)
 
 -include bench/bench.mk
+-include deploy/deploy.mk

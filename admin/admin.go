@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -72,13 +73,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.Serv
 
 func (h *Handler) metrics(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	metrics.WritePrometheus(w, true)
-	metrics.WriteFDMetrics(w) // process_open_fds, process_max_fds
+	var buf bytes.Buffer
+	metrics.WritePrometheus(&buf, true)
+	metrics.WriteFDMetrics(&buf) // process_open_fds, process_max_fds
 	if open := poller.CountOpenFDs(); open >= 0 {
 		if limit := fdLimit(); limit > 0 {
-			metrics.WriteGaugeUint64(w, "edgeplane_fd_headroom", uint64(max(limit-int64(open), 0)))
+			metrics.WriteGaugeUint64(&buf, "edgeplane_fd_headroom", uint64(max(limit-int64(open), 0)))
 		}
 	}
+	withHelp(w, buf.Bytes())
 }
 
 func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {

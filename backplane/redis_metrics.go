@@ -22,7 +22,7 @@ var (
 	mSubscribeCmds = metrics.NewCounter(`edgeplane_backplane_subscribe_commands_total`)
 
 	mPublished       = metrics.NewCounter(`edgeplane_backplane_published_total`)
-	mPublishDuration = metrics.NewHistogram(`edgeplane_backplane_publish_duration_seconds`)
+	mPublishDuration = metrics.NewPrometheusHistogram(`edgeplane_backplane_publish_duration_seconds`)
 	// Messages published while the backplane was down: pub/sub keeps
 	// nothing, so they are lost.
 	mLost = metrics.NewCounter(`edgeplane_backplane_lost_total`)

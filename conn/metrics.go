@@ -2,6 +2,7 @@ package conn
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/edgeplane/edgeplane/fanout"
@@ -72,7 +73,9 @@ func newMetrics(s *Server) *Metrics {
 	msgsOut := set.NewCounter("edgeplane_messages_out_total")
 	bytesOut := set.NewCounter("edgeplane_bytes_out_total")
 	fanoutMsgs := set.NewCounter("edgeplane_fanout_messages_total")
-	s.router.Stats.OnDeliver = func(n, size int) {
+	fanoutDur := set.NewPrometheusHistogram("edgeplane_fanout_duration_seconds")
+	s.router.Stats.OnDeliver = func(n, size int, took time.Duration) {
+		fanoutDur.Update(took.Seconds())
 		fanoutMsgs.Inc()
 		msgsOut.Add(n)
 		bytesOut.Add(n * size)

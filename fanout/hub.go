@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/edgeplane/edgeplane/backplane"
 )
@@ -96,7 +97,7 @@ type Stats struct {
 	// OnDeliver, if set before the first delivery, is called once per
 	// delivered message (not per recipient) with the recipient count and
 	// the frame size; metrics hang off it.
-	OnDeliver func(recipients, frameBytes int)
+	OnDeliver func(recipients, frameBytes int, took time.Duration)
 }
 
 func newHub(name string, sub Subscriber, stats *Stats) *Hub {
@@ -282,6 +283,7 @@ var snapPool = sync.Pool{New: func() any { s := make([]*Entry, 0, 256); return &
 // Deliver queues frame to the local recipients of (kind, name), skipping
 // the excluded connection ids. It returns the number of recipients.
 func (h *Hub) Deliver(kind backplane.Kind, name string, excluded []string, frame []byte) int {
+	start := time.Now()
 	sp := snapPool.Get().(*[]*Entry)
 	snap := (*sp)[:0]
 	n := 0
@@ -325,7 +327,7 @@ func (h *Hub) Deliver(kind backplane.Kind, name string, excluded []string, frame
 		h.stats.Deliveries.Add(uint64(n))
 		h.stats.Bytes.Add(uint64(n) * uint64(len(frame)))
 		if h.stats.OnDeliver != nil {
-			h.stats.OnDeliver(n, len(frame))
+			h.stats.OnDeliver(n, len(frame), time.Since(start))
 		}
 	}
 	return n
