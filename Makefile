@@ -58,8 +58,11 @@ test-long: deps
 	EDGEPLANE_LONG=1 $(GO) test -count=1 -timeout 40m -run 'Drain|Storm|RedisPaused|StalledClientFlood' -v ./test/e2e/
 
 # Benchmarks run briefly so they keep compiling and running.
+# (The poller density benchmarks open thousands of connections: they run
+# with make bench-density, not here.)
 bench-smoke:
-	$(GO) test -run '^$$' -bench . -benchtime 20x ./fanout/ ./backplane/... ./poller/ ./conn/
+	$(GO) test -run '^$$' -bench . -benchtime 20x ./fanout/ ./backplane/...
+	$(GO) test -run '^$$' -bench '^Benchmark(Send|Broadcast)$$' -benchtime 20x ./poller/
 
 fuzz:
 	@for t in FuzzFrameHeader FuzzSplitRecords FuzzHandshake FuzzTokenVerify FuzzClientBytes; do \
