@@ -85,11 +85,29 @@ func (c *recordCollector) wasClosed() bool {
 	return c.closed
 }
 
+// shardSubscribers is the number of shard-channel subscribers of ch over
+// every master.
+func shardSubscribers(t *testing.T, cl *redistest.Cluster, ch string) int64 {
+	t.Helper()
+	var n int64
+	for _, addr := range cl.Addrs() {
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		m, err := c.PubSubShardNumSub(context.Background(), ch).Result()
+		c.Close()
+		if err != nil {
+			t.Fatalf("PUBSUB SHARDNUMSUB on %s: %v", addr, err)
+		}
+		n += m[ch]
+	}
+	return n
+}
+
 // TestRedisCluster: nodes on a 3-master Redis Cluster (sharded pub/sub)
 // behave as one: broadcasts, group sends with members on every node (group
 // changes made from nodes that do not own the connection), user and
 // connection sends, exclusions, and an SPUBLISH from outside the fleet
-// reach exactly the right clients.
+// reach exactly the right clients; the example app server answers an
+// invocation through the cluster.
 func TestRedisCluster(t *testing.T) {
 	start := time.Now()
 	cl := redistest.StartCluster(t, 3)
@@ -104,6 +122,8 @@ func TestRedisCluster(t *testing.T) {
 		for i, n := range nodes {
 			waitFor(t, 10*time.Second, fmt.Sprintf("node %d ready", i+1), func() bool { c, _ := n.api("GET", "/readyz", "", ""); return c == 200 })
 		}
+		// The example app server on the cluster: the stream and SPUBLISH.
+		startApp(t, "--redis-cluster", seeds, "--hub", "chat", "--group", "app")
 
 		// Clients: name → (node, user).
 		type spec struct {
@@ -189,6 +209,23 @@ func TestRedisCluster(t *testing.T) {
 			if cols[name].wasClosed() {
 				t.Errorf("%s was closed", name)
 			}
+		}
+
+		// An invocation goes up the stream on the cluster and its Completion
+		// comes back through sharded pub/sub.
+		neg := nodes[2].negotiate(t, "chat", tok("eve"))
+		e := nodes[2].connect(t, "/chat?id="+neg.ConnectionToken, "Authorization: Bearer "+tok("eve"))
+		// Known race (reported): the node's SSUBSCRIBE to the new
+		// connection's channel is asynchronous, and on a cluster it may need
+		// a new per-slot connection; an invocation sent right after the
+		// handshake can be answered before it lands and the Completion is
+		// lost. Wait until the subscription is in place.
+		waitFor(t, 10*time.Second, "the node subscribed to the connection's channel", func() bool {
+			return shardSubscribers(t, cl, "chat:connection:"+neg.ConnectionID) == 1
+		})
+		e.sendText(`{"type":1,"invocationId":"7","target":"Echo","arguments":["up and back"]}` + "\x1e")
+		if got := e.expectRecord(`"type":3`, 10*time.Second); got != `{"type":3,"invocationId":"7","result":"up and back"}`+"\x1e" {
+			t.Errorf("completion %q", got)
 		}
 	})
 }
