@@ -219,12 +219,13 @@ func TestUpstreamExampleApp(t *testing.T) {
 		})
 		users := map[string]string{"echo": "alice", "echoObj": "alice", "bc": "bob", "bad": "carol"}
 		for name, id := range ids {
-			base := map[string]string{"type": "*", "hub": "chat", "connectionId": id, "userId": users[name], "server": server}
+			base := map[string]string{"type": "connected", "hub": "chat", "connectionId": id, "userId": users[name], "server": server}
 			checkFields(t, name+" connected", entryFor(entries["connected"], id), base)
 			dis := map[string]string{"reason": "*"}
 			for k, v := range base {
 				dis[k] = v
 			}
+			dis["type"] = "disconnected"
 			d := entryFor(entries["disconnected"], id)
 			checkFields(t, name+" disconnected", d, dis)
 			if d != nil {
