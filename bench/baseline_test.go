@@ -181,3 +181,35 @@ func TestDensityBaselineTiny(t *testing.T) {
 		t.Fatalf("table:\n%s", buf.String())
 	}
 }
+
+func TestFanoutBaselineTiny(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := RunFanout(context.Background(), FanoutConfig{
+		Conns: 40, Sizes: []int{64}, Messages: 2, Interval: 50 * time.Millisecond,
+		Systems: []SystemSpec{{Name: "baseline", Kind: KindBaseline}, {Name: "baseline2", Kind: KindBaseline}},
+		Self:    self,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Interleaved || len(rep.Systems) != 2 {
+		t.Fatalf("report: %+v", rep)
+	}
+	for _, s := range rep.Systems {
+		if s.Error != "" || s.Members != 40 || len(s.Cases) != 1 {
+			t.Fatalf("system %s: error %q members %d cases %d", s.Spec.Name, s.Error, s.Members, len(s.Cases))
+		}
+		c := s.Cases[0]
+		if c.Error != "" || c.Delivered != 80 || c.Expected != 80 || c.Completion.N != 2 || c.Latency.N != 80 {
+			t.Fatalf("case: %+v", c)
+		}
+	}
+	var buf bytes.Buffer
+	WriteFanoutTable(&buf, rep)
+	if err := FanoutSVG(&buf, rep); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -23,9 +23,9 @@ type FanoutConfig struct {
 	Sizes []int
 	// Messages per (path, size) case; default 10.
 	Messages int
-	// Interval between messages; default 2 s, so that one broadcast has
-	// reached everyone before the next starts (end-to-end time of one
-	// broadcast, not queueing behind the previous one).
+	// Interval is the least time between two broadcasts' starts; each
+	// broadcast also waits until every member has it, so broadcasts never
+	// queue behind one another. Default 1 s.
 	Interval time.Duration
 	// Via: "rest" (POST …/groups/{g}/:send) and/or "redis" (PUBLISH on
 	// {hub}:group:{g} in the backplane wire format, needs Redis).
@@ -34,12 +34,15 @@ type FanoutConfig struct {
 	Redis string
 	// Nodes per system; default 1 (more than one needs Redis).
 	Nodes int
-	// Group name; default "bench".
+	// Group name prefix; each system uses "<Group>-<system name>"; default "bench".
 	Group   string
 	Systems []SystemSpec
 	// Edgeplane and Self are the binaries (see ServerConfig).
 	Edgeplane, Self string
-	// Drain bounds the wait for deliveries after the last send; default 15 s.
+	// Sequential runs one system after the other instead of all at once
+	// with alternating messages (the default, fairer on a shared machine).
+	Sequential bool
+	// Drain bounds the wait for one broadcast's deliveries; default 15 s.
 	Drain         time.Duration
 	Log, Progress io.Writer
 	ServerArgs    map[Kind][]string
@@ -83,10 +86,12 @@ type FanoutSystem struct {
 
 // FanoutReport is the result of RunFanout.
 type FanoutReport struct {
-	Machine Machine        `json:"machine"`
-	When    time.Time      `json:"when"`
-	Conns   int            `json:"conns"`
-	Systems []FanoutSystem `json:"systems"`
+	Machine Machine   `json:"machine"`
+	When    time.Time `json:"when"`
+	Conns   int       `json:"conns"`
+	// Interleaved: all systems were up at once and messages alternated.
+	Interleaved bool           `json:"interleaved"`
+	Systems     []FanoutSystem `json:"systems"`
 }
 
 // RunFanout measures group broadcast latency and cost for every system.
@@ -98,7 +103,7 @@ func RunFanout(ctx context.Context, cfg FanoutConfig) (*FanoutReport, error) {
 		cfg.Messages = 10
 	}
 	if cfg.Interval <= 0 {
-		cfg.Interval = 2 * time.Second
+		cfg.Interval = time.Second
 	}
 	if len(cfg.Via) == 0 {
 		cfg.Via = []string{"rest"}
@@ -122,35 +127,92 @@ func RunFanout(ctx context.Context, cfg FanoutConfig) (*FanoutReport, error) {
 			}
 		}
 	}
-	rep := &FanoutReport{Machine: ReadMachine(), When: time.Now(), Conns: cfg.Conns}
-	for _, spec := range cfg.Systems {
-		sys, err := fanoutOne(ctx, cfg, spec)
+	rep := &FanoutReport{Machine: ReadMachine(), When: time.Now(), Conns: cfg.Conns, Interleaved: !cfg.Sequential}
+	var rdb *redis.Client
+	if cfg.Redis != "" {
+		opt, err := redis.ParseURL(cfg.Redis)
 		if err != nil {
-			sys.Error = err.Error()
+			return nil, fmt.Errorf("bench: redis url: %w", err)
 		}
-		rep.Systems = append(rep.Systems, sys)
-		if ctx.Err() != nil {
-			return rep, ctx.Err()
-		}
+		rdb = redis.NewClient(opt)
+		defer rdb.Close()
 	}
-	return rep, nil
-}
-
-func fanoutOne(ctx context.Context, cfg FanoutConfig, spec SystemSpec) (FanoutSystem, error) {
-	sys := FanoutSystem{Spec: spec, Nodes: cfg.Nodes}
-	var servers []*Server
+	if cfg.Sequential {
+		for _, spec := range cfg.Systems {
+			rg, err := setupRig(ctx, cfg, spec)
+			if err == nil {
+				runCases(ctx, cfg, []*rig{rg}, rdb)
+			} else {
+				rg.sys.Error = err.Error()
+			}
+			rg.close()
+			rep.Systems = append(rep.Systems, rg.sys)
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
+		}
+		return rep, nil
+	}
+	// Interleaved: every system is up at once and the messages alternate
+	// between them, so that whatever else loads the machine falls on all of
+	// them alike.
+	var rigs, ok []*rig
 	defer func() {
-		for _, s := range servers {
-			s.Stop()
+		for _, rg := range rigs {
+			rg.close()
 		}
 	}()
+	for _, spec := range cfg.Systems {
+		rg, err := setupRig(ctx, cfg, spec)
+		rigs = append(rigs, rg)
+		if err != nil {
+			rg.sys.Error = err.Error()
+			continue
+		}
+		ok = append(ok, rg)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if ctx.Err() == nil && len(ok) > 0 {
+		runCases(ctx, cfg, ok, rdb)
+	}
+	for _, rg := range rigs {
+		rep.Systems = append(rep.Systems, rg.sys)
+	}
+	return rep, ctx.Err()
+}
+
+// rig is one system under fanout test: its servers and its clients.
+type rig struct {
+	sys     FanoutSystem
+	servers []*Server
+	fleet   *Fleet
+	group   string
+	client  *http.Client
+}
+
+func (rg *rig) close() {
+	if rg.fleet != nil {
+		rg.fleet.Close()
+	}
+	for _, s := range rg.servers {
+		s.Stop()
+	}
+}
+
+func setupRig(ctx context.Context, cfg FanoutConfig, spec SystemSpec) (*rig, error) {
+	// Every system has its own group name: in interleaved mode several
+	// systems may share one Redis.
+	rg := &rig{sys: FanoutSystem{Spec: spec, Nodes: cfg.Nodes}, group: cfg.Group + "-" + spec.Name,
+		client: &http.Client{Timeout: 10 * time.Second}}
 	var addrs []string
 	for i := 0; i < cfg.Nodes; i++ {
 		s, err := StartServer(ctx, ServerConfig{Spec: spec, Edgeplane: cfg.Edgeplane, Self: cfg.Self, Redis: cfg.Redis, Stderr: cfg.Log, ExtraArgs: cfg.ServerArgs[spec.Kind]})
 		if err != nil {
-			return sys, err
+			return rg, err
 		}
-		servers = append(servers, s)
+		rg.servers = append(rg.servers, s)
 		addrs = append(addrs, s.Listen)
 	}
 	perChild := MaxPerChild
@@ -160,44 +222,164 @@ func fanoutOne(ctx context.Context, cfg FanoutConfig, spec SystemSpec) (FanoutSy
 	f, err := StartFleet(FleetConfig{Self: cfg.Self, Addrs: addrs, Conns: cfg.Conns, PerChild: perChild, Concurrency: 256,
 		Retry: []time.Duration{0, time.Second, 2 * time.Second, 5 * time.Second}, Stderr: cfg.Log})
 	if err != nil {
-		return sys, err
+		return rg, err
 	}
-	defer f.Close()
+	rg.fleet = f
 	bar := NewBar(cfg.Progress, spec.Name+" connect", cfg.Conns)
 	p, err := f.WaitSettled(ctx, 3*time.Minute, bar)
 	bar.Done(p.Open, fmt.Sprintf("fail %d", p.Failures))
 	if err != nil {
-		return sys, err
+		return rg, err
 	}
 	ids, err := f.IDs()
 	if err != nil {
-		return sys, err
+		return rg, err
 	}
-	members, err := joinGroup(ctx, servers, ids, cfg.Group, cfg.Progress, spec.Name)
-	sys.Members = members
-	if err != nil {
-		return sys, err
-	}
-	var rdb *redis.Client
-	if cfg.Redis != "" {
-		opt, err := redis.ParseURL(cfg.Redis)
-		if err != nil {
-			return sys, fmt.Errorf("bench: redis url: %w", err)
-		}
-		rdb = redis.NewClient(opt)
-		defer rdb.Close()
-	}
+	rg.sys.Members, err = joinGroup(ctx, rg.servers, ids, rg.group, cfg.Progress, spec.Name)
+	return rg, err
+}
+
+// caseRun accumulates one (path, size) case of one rig.
+type caseRun struct {
+	c       FanoutCase
+	sent    []int64
+	cpu     float64 // server CPU during the broadcasts, idle rate removed
+	ccpu    float64
+	dropped int
+	idlePct float64
+}
+
+func runCases(ctx context.Context, cfg FanoutConfig, rigs []*rig, rdb *redis.Client) {
 	time.Sleep(time.Second)
 	for _, via := range cfg.Via {
 		for _, size := range cfg.Sizes {
-			c := fanoutCase(ctx, cfg, servers, f, rdb, via, size, members, spec.Name)
-			sys.Cases = append(sys.Cases, c)
+			runs := make([]*caseRun, len(rigs))
+			for i, rg := range rigs {
+				runs[i] = &caseRun{c: FanoutCase{Via: via, Size: size, Messages: cfg.Messages,
+					Expected: uint64(rg.sys.Members) * uint64(cfg.Messages)}, sent: make([]int64, cfg.Messages)}
+				if err := rg.fleet.Reset(); err != nil {
+					runs[i].c.Error = err.Error()
+				}
+				runs[i].dropped = rg.fleet.Progress().Dropped
+			}
+			// Idle rates (keep-alives) over the same 2 s for every rig, so
+			// that the cost per delivery counts the broadcasts only.
+			idle0 := make([]float64, len(rigs))
+			at := time.Now()
+			for i, rg := range rigs {
+				idle0[i] = serversCPU(rg.servers)
+			}
+			time.Sleep(2 * time.Second)
+			for i, rg := range rigs {
+				runs[i].idlePct = 100 * (serversCPU(rg.servers) - idle0[i]) / time.Since(at).Seconds()
+			}
+			total := len(rigs) * cfg.Messages
+			bar := NewBar(cfg.Progress, fmt.Sprintf("%s %dB", via, size), total)
+			for seq := 0; seq < cfg.Messages && ctx.Err() == nil; seq++ {
+				for k := range rigs {
+					// Rotate the order so no system always goes first.
+					i := (k + seq) % len(rigs)
+					if runs[i].c.Error == "" {
+						broadcastOnce(ctx, cfg, rigs[i], runs[i], rdb, via, size, seq)
+					}
+					bar.Update(seq*len(rigs)+k+1, "")
+				}
+			}
+			bar.Done(total, "")
+			for i, rg := range rigs {
+				rg.sys.Cases = append(rg.sys.Cases, finishCase(rg, runs[i]))
+			}
 			if ctx.Err() != nil {
-				return sys, ctx.Err()
+				return
 			}
 		}
 	}
-	return sys, nil
+}
+
+// broadcastOnce publishes message seq to rg's group, waits until every
+// member has it (or cfg.Drain), then pauses for the rest of cfg.Interval.
+func broadcastOnce(ctx context.Context, cfg FanoutConfig, rg *rig, run *caseRun, rdb *redis.Client, via string, size, seq int) {
+	start := time.Now()
+	cpu0, ccpu0 := serversCPU(rg.servers), rg.fleet.CPUSec()
+	now := start.UnixNano()
+	run.sent[seq] = now
+	args := InvocationArgs("bench", int64(seq), now, size)
+	var err error
+	switch via {
+	case "rest":
+		body := `{"target":"bench","arguments":` + args + `}`
+		var resp *http.Response
+		resp, err = rg.client.Post("http://"+rg.servers[0].Admin+"/api/hubs/chat/groups/"+rg.group+"/:send", "application/json", bytes.NewBufferString(body))
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode/100 != 2 {
+				err = fmt.Errorf("bench: REST send: status %d", resp.StatusCode)
+			}
+		}
+	case "redis":
+		rec := []byte(`{"type":1,"target":"bench","arguments":` + args + "}\x1e")
+		err = rdb.Publish(ctx, "chat:group:"+rg.group, EncodeInvocation(nil, nil, rec)).Err()
+	default:
+		err = fmt.Errorf("bench: unknown fanout path %q", via)
+	}
+	if err != nil {
+		run.c.Error = err.Error()
+		return
+	}
+	want := uint64(rg.sys.Members) * uint64(seq+1)
+	deadline := start.Add(cfg.Drain)
+	for rg.fleet.Progress().Deliveries < want && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	window := time.Since(start).Seconds()
+	run.cpu += serversCPU(rg.servers) - cpu0 - run.idlePct/100*window
+	run.ccpu += rg.fleet.CPUSec() - ccpu0
+	if rest := cfg.Interval - time.Since(start); rest > 0 {
+		time.Sleep(rest)
+	}
+}
+
+func finishCase(rg *rig, run *caseRun) FanoutCase {
+	c := run.c
+	c.ServerIdleCPUPct = run.idlePct
+	c.ServerCPUSec = run.cpu
+	c.ClientCPUSec = run.ccpu
+	if c.Error != "" {
+		return c
+	}
+	st, err := rg.fleet.Stats()
+	if err != nil {
+		c.Error = err.Error()
+		return c
+	}
+	c.Delivered = st.Deliveries
+	c.Dropped = st.Dropped - run.dropped
+	if st.Latency != nil {
+		c.Latency = st.Latency.Summary()
+		c.Hist = st.Latency
+	}
+	var comp Hist
+	var last int64
+	for seq, sent := range run.sent {
+		t, ok := st.SeqLast[strconv.Itoa(seq)]
+		if !ok || sent == 0 {
+			continue
+		}
+		comp.Record(time.Duration(t - sent))
+		last = max(last, t)
+	}
+	c.Completion = comp.Summary()
+	if last > run.sent[0] {
+		c.OfferedPerSec = float64(c.Delivered) / (float64(last-run.sent[0]) / 1e9)
+	}
+	if c.Completion.P50ms > 0 {
+		c.DeliveriesPerSec = float64(rg.sys.Members) / (c.Completion.P50ms / 1000)
+	}
+	if c.Delivered > 0 {
+		c.CPUSecPerMillion = c.ServerCPUSec / float64(c.Delivered) * 1e6
+	}
+	return c
 }
 
 // joinGroup PUTs every connection into the group on the node it is
@@ -261,101 +443,4 @@ func serversCPU(servers []*Server) float64 {
 		}
 	}
 	return t
-}
-
-func fanoutCase(ctx context.Context, cfg FanoutConfig, servers []*Server, f *Fleet, rdb *redis.Client, via string, size, members int, name string) FanoutCase {
-	c := FanoutCase{Via: via, Size: size, Messages: cfg.Messages, Expected: uint64(members) * uint64(cfg.Messages)}
-	if err := f.Reset(); err != nil {
-		c.Error = err.Error()
-		return c
-	}
-	dropped0 := f.Progress().Dropped
-	client := &http.Client{Timeout: 10 * time.Second}
-	sent := make([]int64, cfg.Messages)
-	// Idle rate first (keep-alives), so that the cost per delivery counts
-	// the broadcasts only.
-	idleA, idleAt := serversCPU(servers), time.Now()
-	time.Sleep(2 * time.Second)
-	c.ServerIdleCPUPct = 100 * (serversCPU(servers) - idleA) / time.Since(idleAt).Seconds()
-	cpu0, ccpu0, start := serversCPU(servers), f.CPUSec(), time.Now()
-	bar := NewBar(cfg.Progress, fmt.Sprintf("%s %s %dB", name, via, size), int(c.Expected))
-	tick := time.NewTicker(cfg.Interval)
-	defer tick.Stop()
-	for seq := 0; seq < cfg.Messages; seq++ {
-		if seq > 0 {
-			<-tick.C
-		}
-		now := time.Now().UnixNano()
-		sent[seq] = now
-		args := InvocationArgs("bench", int64(seq), now, size)
-		var err error
-		switch via {
-		case "rest":
-			body := `{"target":"bench","arguments":` + args + `}`
-			var resp *http.Response
-			resp, err = client.Post("http://"+servers[0].Admin+"/api/hubs/chat/groups/"+cfg.Group+"/:send", "application/json", bytes.NewBufferString(body))
-			if err == nil {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode/100 != 2 {
-					err = fmt.Errorf("bench: REST send: status %d", resp.StatusCode)
-				}
-			}
-		case "redis":
-			rec := []byte(`{"type":1,"target":"bench","arguments":` + args + "}\x1e")
-			err = rdb.Publish(ctx, "chat:group:"+cfg.Group, EncodeInvocation(nil, nil, rec)).Err()
-		default:
-			err = fmt.Errorf("bench: unknown fanout path %q", via)
-		}
-		if err != nil {
-			c.Error = err.Error()
-			return c
-		}
-		bar.Update(int(f.Progress().Deliveries), "")
-	}
-	deadline := time.Now().Add(cfg.Drain)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		d := f.Progress().Deliveries
-		bar.Update(int(d), "")
-		if d >= c.Expected {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	time.Sleep(300 * time.Millisecond) // one more progress round from every child
-	c.ServerCPUSec = serversCPU(servers) - cpu0 - c.ServerIdleCPUPct/100*time.Since(start).Seconds()
-	c.ClientCPUSec = f.CPUSec() - ccpu0
-	st, err := f.Stats()
-	if err != nil {
-		c.Error = err.Error()
-		return c
-	}
-	bar.Done(int(st.Deliveries), "")
-	c.Delivered = st.Deliveries
-	c.Dropped = st.Dropped - dropped0
-	if st.Latency != nil {
-		c.Latency = st.Latency.Summary()
-		c.Hist = st.Latency
-	}
-	var comp Hist
-	var last int64
-	for seq := 0; seq < cfg.Messages; seq++ {
-		t, ok := st.SeqLast[strconv.Itoa(seq)]
-		if !ok {
-			continue
-		}
-		comp.Record(time.Duration(t - sent[seq]))
-		last = max(last, t)
-	}
-	c.Completion = comp.Summary()
-	if last > sent[0] {
-		c.OfferedPerSec = float64(c.Delivered) / (float64(last-sent[0]) / 1e9)
-	}
-	if c.Completion.P50ms > 0 {
-		c.DeliveriesPerSec = float64(members) / (c.Completion.P50ms / 1000)
-	}
-	if c.Delivered > 0 {
-		c.CPUSecPerMillion = c.ServerCPUSec / float64(c.Delivered) * 1e6
-	}
-	return c
 }

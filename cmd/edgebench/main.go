@@ -220,7 +220,8 @@ func runFanout(ctx context.Context, args []string) error {
 	conns := fs.Int("conns", 19000, "connections, all in one group")
 	sizes := fs.String("sizes", "64,4096", "message sizes in bytes")
 	msgs := fs.Int("messages", 10, "messages per case")
-	interval := fs.Duration("interval", 2*time.Second, "interval between messages (shorter than a broadcast's completion measures queueing)")
+	interval := fs.Duration("interval", time.Second, "least time between broadcast starts (each also waits for all its deliveries)")
+	sequential := fs.Bool("sequential", false, "run the systems one after the other instead of all up at once with alternating messages")
 	via := fs.String("via", "rest", "publish paths, comma separated: rest,redis")
 	redisURL := fs.String("redis", "", "redis://host:port (every server runs with it; needed for via redis and --nodes > 1)")
 	nodes := fs.Int("nodes", 1, "nodes per system (more than one needs --redis)")
@@ -238,7 +239,7 @@ func runFanout(ctx context.Context, args []string) error {
 	defer closeLog()
 	rep, err := bench.RunFanout(ctx, bench.FanoutConfig{
 		Conns: *conns, Sizes: ns, Messages: *msgs, Interval: *interval, Via: strings.Split(*via, ","),
-		Redis: *redisURL, Nodes: *nodes, Systems: c.systems(), Edgeplane: c.edgeplane, Self: self,
+		Redis: *redisURL, Nodes: *nodes, Systems: c.systems(), Edgeplane: c.edgeplane, Self: self, Sequential: *sequential,
 		Log: log, Progress: progress,
 	})
 	if rep != nil {
