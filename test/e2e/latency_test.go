@@ -190,7 +190,11 @@ func TestLatencyRedisToClient(t *testing.T) {
 		}
 
 		all := make([]int64, 0, clients*msgs)
-		last := make([]int64, msgs) // per message: the slowest recipient
+		last := make([]int64, msgs)  // per message: the slowest recipient
+		first := make([]int64, msgs) // and the fastest
+		for i := range first {
+			first[i] = 1<<63 - 1
+		}
 		missing := 0
 		for range conns {
 			res := <-results
@@ -204,6 +208,7 @@ func TestLatencyRedisToClient(t *testing.T) {
 				}
 				all = append(all, l)
 				last[seq] = max(last[seq], l)
+				first[seq] = min(first[seq], l)
 			}
 		}
 		if missing > 0 {
@@ -212,10 +217,12 @@ func TestLatencyRedisToClient(t *testing.T) {
 		t.Logf("load average after: %s", loadAvg())
 		slices.Sort(all)
 		slices.Sort(last)
+		slices.Sort(first)
 		t.Logf("%s: %d clients on %d nodes, %d messages every %v: PUBLISH→client receipt p50 %v p99 %v max %v; "+
-			"last recipient of a message p50 %v p99 %v max %v",
+			"first recipient of a message p50 %v p99 %v; last recipient p50 %v p99 %v max %v",
 			backend, clients, len(nodes), msgs, interval,
 			latencyPercentile(all, 0.50), latencyPercentile(all, 0.99), latencyPercentile(all, 1),
+			latencyPercentile(first, 0.50), latencyPercentile(first, 0.99),
 			latencyPercentile(last, 0.50), latencyPercentile(last, 0.99), latencyPercentile(last, 1))
 	})
 }
