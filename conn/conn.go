@@ -2,6 +2,7 @@ package conn
 
 import (
 	"errors"
+	"sync"
 	"sync/atomic"
 	"unicode/utf8"
 
@@ -28,23 +29,49 @@ const (
 type Conn struct {
 	srv   *Server
 	pc    poller.Conn
-	hub   *fanout.Hub
-	entry *fanout.Entry
-	id    string // connection id (set at upgrade)
-	user  string
+	hub   *fanout.Hub  // set at upgrade
+	entry fanout.Entry // registry entry, embedded; id and user set at upgrade
+	bufs  *connBufs    // partial input, nil while idle
 
-	pending []byte // partial frame or request (pooled), nil when idle
-	frag    []byte // fragmented message being assembled (pooled)
-
-	lastRead  atomic.Int32 // wheel seconds
-	lastWrite atomic.Int32
-	state     atomic.Uint32
-	opened    int32
-	rate      rateWindow // inbound records per second (OnData only)
-	fragOp    byte
-	ipCounted bool        // counted in the server's per-IP table
-	gone      atomic.Bool // OnClose ran
+	lastRead   atomic.Int32 // wheel seconds
+	lastWrite  atomic.Int32
+	state      atomic.Uint32
+	opened     int32
+	rate       rateWindow  // inbound records per second (OnData only)
+	ipCounted  bool        // counted in the server's per-IP table
+	gone       atomic.Bool // OnClose ran
+	registered atomic.Bool // inserted in the hub (upstream saw "connected")
 }
+
+// connBufs holds the rare partial input of a connection; it exists only
+// while a frame, request or fragmented message is incomplete.
+type connBufs struct {
+	pending []byte // partial frame or request (pooled)
+	frag    []byte // fragmented message being assembled (pooled)
+	fragOp  byte
+}
+
+var connBufsPool = sync.Pool{New: func() any { return new(connBufs) }}
+
+func (c *Conn) buffers() *connBufs {
+	if c.bufs == nil {
+		c.bufs = connBufsPool.Get().(*connBufs)
+	}
+	return c.bufs
+}
+
+// releaseBufs returns the buffers once nothing is pending.
+func (c *Conn) releaseBufs() {
+	b := c.bufs
+	if b == nil || b.pending != nil || b.frag != nil {
+		return
+	}
+	c.bufs = nil
+	connBufsPool.Put(b)
+}
+
+// ID is the connection id.
+func (c *Conn) ID() string { return c.entry.ID() }
 
 // OnData implements poller.Session.
 func (c *Conn) OnData(data []byte) {
@@ -55,9 +82,9 @@ func (c *Conn) OnData(data []byte) {
 		c.lastRead.Store(now)
 	}
 	buf := data
-	if len(c.pending) > 0 {
-		c.pending = appendPooled(c.pending, data)
-		buf = c.pending
+	if c.bufs != nil && len(c.bufs.pending) > 0 {
+		c.bufs.pending = appendPooled(c.bufs.pending, data)
+		buf = c.bufs.pending
 	}
 	n, err := c.process(buf)
 	if err != nil {
@@ -69,18 +96,20 @@ func (c *Conn) OnData(data []byte) {
 	switch {
 	case len(rest) == 0 || c.state.Load() == stClosed:
 		c.releasePending()
-	case len(c.pending) > 0:
-		c.pending = c.pending[:copy(c.pending, rest)]
+	case c.bufs != nil && len(c.bufs.pending) > 0:
+		c.bufs.pending = c.bufs.pending[:copy(c.bufs.pending, rest)]
 	default:
-		c.pending = append(getBuf(len(rest)), rest...)
+		b := c.buffers()
+		b.pending = append(getBuf(len(rest)), rest...)
 	}
 }
 
 func (c *Conn) releasePending() {
-	if c.pending != nil {
-		putBuf(c.pending)
-		c.pending = nil
+	if c.bufs != nil && c.bufs.pending != nil {
+		putBuf(c.bufs.pending)
+		c.bufs.pending = nil
 	}
+	c.releaseBufs()
 }
 
 // process consumes as much of buf as forms complete units and returns how
@@ -128,27 +157,29 @@ func (c *Conn) handleFrame(b []byte) (int, error) {
 	case opClose:
 		return total, c.onCloseFrame(payload)
 	case opText, opBinary:
-		if c.frag != nil {
+		if c.bufs != nil && c.bufs.frag != nil {
 			return 0, protoErr(CloseProtocolError, "new data frame inside a fragmented message")
 		}
 		if h.fin {
 			return total, c.onMessage(h.op, payload)
 		}
-		c.fragOp = h.op
-		c.frag = append(getBuf(len(payload)), payload...)
+		b := c.buffers()
+		b.fragOp = h.op
+		b.frag = append(getBuf(len(payload)), payload...)
 	case opContinuation:
-		if c.frag == nil {
+		if c.bufs == nil || c.bufs.frag == nil {
 			return 0, protoErr(CloseProtocolError, "continuation frame without a message")
 		}
-		if len(c.frag)+len(payload) > c.srv.cfg.MaxMessageBytes {
+		b := c.bufs
+		if len(b.frag)+len(payload) > c.srv.cfg.MaxMessageBytes {
 			return 0, protoErr(CloseTooBig, "message too big")
 		}
-		c.frag = appendPooled(c.frag, payload)
+		b.frag = appendPooled(b.frag, payload)
 		if h.fin {
-			msg := c.frag
-			err := c.onMessage(c.fragOp, msg)
+			msg := b.frag
+			err := c.onMessage(b.fragOp, msg)
 			putBuf(msg)
-			c.frag = nil
+			b.frag = nil
 			return total, err
 		}
 	}
@@ -211,19 +242,18 @@ func (c *Conn) register() bool {
 		c.closeWith(reasonShutdown, CloseServiceRestart, "server is restarting", true)
 		return false
 	}
-	e, ok := c.hub.Add(c, c.id, c.user)
-	if !ok {
+	if !c.hub.Insert(&c.entry) {
 		c.closeWith(reasonDuplicate, ClosePolicyViolation, "connection id already connected", false)
 		return false
 	}
-	c.entry = e
 	if !c.state.CompareAndSwap(stHandshake, stOpen) {
-		c.hub.Remove(e) // closed meanwhile (e.g. handshake deadline)
+		c.hub.Remove(&c.entry) // closed meanwhile (e.g. handshake deadline)
 		return false
 	}
+	c.registered.Store(true)
 	c.send(fanout.TextFrame(handshakeOK))
 	if up := c.srv.cfg.Upstream; up != nil {
-		if err := up.Send(&backplane.Event{Kind: backplane.EventConnected, Hub: c.hub.Name(), ConnID: c.id, UserID: c.user}); err != nil {
+		if err := up.Send(&backplane.Event{Kind: backplane.EventConnected, Hub: c.hub.Name(), ConnID: c.entry.ID(), UserID: c.entry.User()}); err != nil {
 			c.srv.M.upstreamErr.Inc()
 		}
 	}
@@ -265,7 +295,7 @@ func (c *Conn) invoke(m *hubMessage) {
 		err = backplane.ErrNoUpstream
 	} else {
 		err = up.Send(&backplane.Event{
-			Kind: backplane.EventInvocation, Hub: c.hub.Name(), ConnID: c.id, UserID: c.user,
+			Kind: backplane.EventInvocation, Hub: c.hub.Name(), ConnID: c.entry.ID(), UserID: c.entry.User(),
 			InvocationID: m.InvocationID, Target: m.Target, Arguments: m.Arguments,
 		})
 		if err != nil {
@@ -332,8 +362,9 @@ func (c *Conn) shutdown(reason string, final []byte) {
 	if st == stOpen {
 		// Stop deliveries now rather than when the socket finally closes
 		// (a stalled client may hold its final frames until the poller's
-		// shutdown timeout). c.entry was set before the state became open.
-		c.hub.Remove(c.entry)
+		// shutdown timeout). The entry was inserted before the state
+		// became open.
+		c.hub.Remove(&c.entry)
 	}
 	c.pc.Shutdown(final)
 }
@@ -375,26 +406,28 @@ func (c *Conn) slow() {
 
 // OnClose implements poller.Session.
 func (c *Conn) OnClose(err error) {
-	if st := c.state.Swap(stClosed); st != stClosed {
+	st := c.state.Swap(stClosed)
+	if st != stClosed {
 		c.srv.M.closed[reasonPeerGone].Inc()
 	}
+	registered := c.registered.Load()
 	c.gone.Store(true)
 	if c.ipCounted {
 		c.srv.perIP.release(addrOf(c.pc.RemoteAddr()))
 	}
-	c.releasePending()
-	if c.frag != nil {
-		putBuf(c.frag)
-		c.frag = nil
+	if c.bufs != nil && c.bufs.frag != nil {
+		putBuf(c.bufs.frag)
+		c.bufs.frag = nil
 	}
-	if c.entry != nil {
-		c.hub.Remove(c.entry) // no-op if shutdown already removed it
+	c.releasePending()
+	if registered {
+		c.hub.Remove(&c.entry) // no-op if shutdown already removed it
 		if up := c.srv.cfg.Upstream; up != nil {
 			reason := "closed"
 			if err != nil {
 				reason = err.Error()
 			}
-			if e := up.Send(&backplane.Event{Kind: backplane.EventDisconnected, Hub: c.hub.Name(), ConnID: c.id, UserID: c.user, Reason: reason}); e != nil {
+			if e := up.Send(&backplane.Event{Kind: backplane.EventDisconnected, Hub: c.hub.Name(), ConnID: c.entry.ID(), UserID: c.entry.User(), Reason: reason}); e != nil {
 				c.srv.M.upstreamErr.Inc()
 			}
 		}

@@ -194,7 +194,8 @@ func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
 		return
 	}
 	c.srv.M.httpReqs("connect", http.StatusSwitchingProtocols).Inc()
-	c.id, c.user, c.hub = encodeID(id), user, h
+	c.entry.Init(c, encodeID(id), user)
+	c.hub = h
 	if !c.state.CompareAndSwap(stHTTP, stHandshake) {
 		return // closed meanwhile (handshake deadline)
 	}

@@ -312,12 +312,7 @@ func (s *Server) CloseConnection(hub, id, reason string) bool {
 	if h == nil {
 		return false
 	}
-	var found *Conn
-	h.Each(func(e *fanout.Entry) {
-		if e.ID() == id {
-			found, _ = e.Member().(*Conn)
-		}
-	})
+	found, _ := h.Member(id).(*Conn)
 	if found == nil {
 		return false
 	}

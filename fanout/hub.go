@@ -123,15 +123,27 @@ func (h *Hub) shardOf(key string) int {
 	return int(maphash.String(h.seed, key) % numShards)
 }
 
+// Init sets a caller-owned entry's member, connection id and user before
+// Insert (a connection can embed its Entry: no separate allocation).
+func (e *Entry) Init(m Member, id, user string) { e.m, e.id, e.user = m, id, user }
+
 // Add registers m under connection id (unique on this node) and user (may
 // be ""). It reports false, registering nothing, if id is taken.
 func (h *Hub) Add(m Member, id, user string) (*Entry, bool) {
-	e := &Entry{m: m, id: id, user: user}
+	e := &Entry{}
+	e.Init(m, id, user)
+	return e, h.Insert(e)
+}
+
+// Insert registers an entry prepared with Init. It reports false,
+// registering nothing, if its id is taken.
+func (h *Hub) Insert(e *Entry) bool {
+	id, user := e.id, e.user
 	s := &h.conns[h.shardOf(id)]
 	s.mu.Lock()
 	if _, dup := s.byID[id]; dup {
 		s.mu.Unlock()
-		return nil, false
+		return false
 	}
 	s.byID[id] = e
 	e.idx = int32(len(s.list))
@@ -142,7 +154,7 @@ func (h *Hub) Add(m Member, id, user string) (*Entry, bool) {
 	}
 	s.mu.Unlock()
 	h.count.Add(1)
-	return e, true
+	return true
 }
 
 // Remove unregisters e from the hub, its groups and its user.
@@ -170,6 +182,17 @@ func (h *Hub) Remove(e *Entry) {
 	}
 	s.mu.Unlock()
 	h.count.Add(-1)
+}
+
+// Member returns the member registered under connection id, or nil.
+func (h *Hub) Member(id string) Member {
+	s := &h.conns[h.shardOf(id)]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if e, ok := s.byID[id]; ok {
+		return e.m
+	}
+	return nil
 }
 
 // Lookup reports whether connection id is registered on this node.
