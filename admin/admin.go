@@ -22,6 +22,12 @@ import (
 	"github.com/edgeplane/edgeplane/poller"
 )
 
+// subscriptionWaiter is implemented by backplanes whose subscriptions take
+// effect asynchronously (Redis).
+type subscriptionWaiter interface {
+	WaitSubscribed(ctx context.Context, hub string, kind backplane.Kind, name string) error
+}
+
 // maxBody bounds a REST request body.
 const maxBody = 1 << 20
 
@@ -178,6 +184,18 @@ func (h *Handler) group(action backplane.GroupAction) func(http.ResponseWriter, 
 			ok = hub.RemoveFromGroup(id, group)
 		}
 		if ok {
+			// Like ASP.NET's AddToGroupAsync, an add completes once this
+			// node's subscription to the group is confirmed, so a send
+			// right after it reaches the new member.
+			if sw, isWaiter := h.srv.Backplane().(subscriptionWaiter); isWaiter && action == backplane.GroupAdd {
+				ctx, cancel := context.WithTimeout(r.Context(), h.RemoteGroupTimeout)
+				err := sw.WaitSubscribed(ctx, hubName, backplane.Group, group)
+				cancel()
+				if err != nil {
+					apiError(w, http.StatusServiceUnavailable, "group subscription not confirmed by the backplane: "+err.Error())
+					return
+				}
+			}
 			w.WriteHeader(http.StatusOK)
 			return
 		}

@@ -127,9 +127,10 @@ const (
 
 // route is what a channel name stands for.
 type route struct {
-	hub  string
-	kind chanKind
-	name string
+	hub       string
+	kind      chanKind
+	confirmed bool // Redis confirmed the subscription (guarded by r.mu)
+	name      string
 }
 
 // Redis is the Redis pub/sub backplane, in the ASP.NET Core SignalR Redis
@@ -153,15 +154,16 @@ type Redis struct {
 	wg      sync.WaitGroup
 
 	// mu guards the subscription state below.
-	mu      sync.RWMutex
-	hubs    map[string]struct{}
-	routes  map[string]route // channels subscribed or about to be
-	pending map[string]bool  // channel → subscribe (true) / unsubscribe (false), not yet sent
-	active  map[string]struct{}
-	gen     uint64 // changes queued
-	doneGen uint64 // changes written
-	flushed chan struct{}
-	kick    chan struct{}
+	mu        sync.RWMutex
+	hubs      map[string]struct{}
+	routes    map[string]route // channels subscribed or about to be
+	pending   map[string]bool  // channel → subscribe (true) / unsubscribe (false), not yet sent
+	active    map[string]struct{}
+	gen       uint64 // changes queued
+	doneGen   uint64 // changes written
+	flushed   chan struct{}
+	confirmed chan struct{} // closed and replaced when a subscription is confirmed
+	kick      chan struct{}
 
 	// subMu guards subs (written by the flusher only).
 	subMu sync.Mutex
@@ -190,6 +192,11 @@ type Redis struct {
 type ackReq struct {
 	channel string
 	id      int32
+	// wait, if set, is the group channel whose subscription must be
+	// confirmed before the ack (an add completes once the node can
+	// receive the group's messages).
+	hub, group string
+	add        bool
 }
 
 // NewRedis validates cfg and creates the client. Nothing is connected until
@@ -197,18 +204,19 @@ type ackReq struct {
 func NewRedis(cfg RedisConfig) (*Redis, error) {
 	cfg = cfg.withDefaults()
 	r := &Redis{
-		cfg:     cfg,
-		name:    cfg.ServerName,
-		hubs:    make(map[string]struct{}),
-		routes:  make(map[string]route),
-		pending: make(map[string]bool),
-		active:  make(map[string]struct{}),
-		flushed: make(chan struct{}),
-		kick:    make(chan struct{}, 1),
-		subs:    make(map[uint16]*subscriber),
-		waiters: make(map[int32]chan struct{}),
-		acks:    make(chan ackReq, ackQueue),
-		stop:    make(chan struct{}),
+		cfg:       cfg,
+		name:      cfg.ServerName,
+		hubs:      make(map[string]struct{}),
+		routes:    make(map[string]route),
+		pending:   make(map[string]bool),
+		active:    make(map[string]struct{}),
+		flushed:   make(chan struct{}),
+		confirmed: make(chan struct{}),
+		kick:      make(chan struct{}, 1),
+		subs:      make(map[uint16]*subscriber),
+		waiters:   make(map[int32]chan struct{}),
+		acks:      make(chan ackReq, ackQueue),
+		stop:      make(chan struct{}),
 	}
 	r.log = cfg.Logger.With("component", "backplane", "server", r.name)
 	r.errLog.every = time.Second
@@ -447,6 +455,43 @@ func (r *Redis) waitFlushed(ctx context.Context) error {
 	}
 }
 
+// confirm records Redis's confirmation of a (s)subscribe and wakes
+// WaitSubscribed callers.
+func (r *Redis) confirm(ch string) {
+	r.mu.Lock()
+	if rt, ok := r.routes[ch]; ok && !rt.confirmed {
+		rt.confirmed = true
+		r.routes[ch] = rt
+		close(r.confirmed)
+		r.confirmed = make(chan struct{})
+	}
+	r.mu.Unlock()
+}
+
+// WaitSubscribed waits until Redis has confirmed this node's subscription
+// to the channel of (hub, kind, name), so that a reply published to it from
+// now on is delivered. It returns at once if the node has not asked for
+// that subscription, and ctx's error on time-out.
+func (r *Redis) WaitSubscribed(ctx context.Context, hub string, kind Kind, name string) error {
+	ch := r.Channel(hub, kind, name)
+	for {
+		r.mu.RLock()
+		rt, ok := r.routes[ch]
+		wake := r.confirmed
+		r.mu.RUnlock()
+		if !ok || rt.confirmed {
+			return nil // not subscribed (nothing to wait for), or confirmed
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.stop:
+			return ErrClosed
+		}
+	}
+}
+
 // flusher writes queued subscription changes: everything queued while the
 // previous batch was being written goes out in one command per slot.
 func (r *Redis) flusher() {
@@ -673,6 +718,13 @@ func (r *Redis) ackSender() {
 	for {
 		select {
 		case a := <-r.acks:
+			if a.add {
+				ctx, cancel := context.WithTimeout(context.Background(), r.cfg.PublishTimeout)
+				if err := r.WaitSubscribed(ctx, a.hub, Group, a.group); err != nil {
+					r.errLog.warn(r.log, "group subscription not confirmed before ack", "group", a.group, "err", err)
+				}
+				cancel()
+			}
 			if err := r.publish(context.Background(), a.channel, wire.AppendAck(nil, a.id)); err != nil {
 				r.errLog.warn(r.log, "ack not published", "channel", a.channel, "err", err)
 			}
@@ -853,7 +905,8 @@ func (r *Redis) handle(s *subscriber, channel, payload string) {
 		}
 		if r.recv.ApplyGroup(rt.hub, GroupAction(c.Action), c.Group, c.ConnectionID) {
 			select {
-			case r.acks <- ackReq{channel: r.Prefix(rt.hub) + ":internal:ack:" + c.ServerName, id: c.ID}:
+			case r.acks <- ackReq{channel: r.Prefix(rt.hub) + ":internal:ack:" + c.ServerName, id: c.ID,
+				hub: rt.hub, group: c.Group, add: GroupAction(c.Action) == GroupAdd}:
 			default:
 				mAcksDropped.Inc()
 				r.errLog.warn(r.log, "ack queue full; ack dropped", "channel", channel)

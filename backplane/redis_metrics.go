@@ -36,9 +36,10 @@ var (
 	mAckTimeouts   = metrics.NewCounter(`edgeplane_backplane_ack_timeouts_total`)
 	mAcksDropped   = metrics.NewCounter(`edgeplane_backplane_acks_dropped_total`)
 
-	mUpstreamSent    = metrics.NewCounter(`edgeplane_backplane_upstream_sent_total`)
-	mUpstreamDropped = metrics.NewCounter(`edgeplane_backplane_upstream_dropped_total`)
-	mUpstreamErrors  = metrics.NewCounter(`edgeplane_backplane_upstream_errors_total`)
+	mUpstreamSent        = metrics.NewCounter(`edgeplane_backplane_upstream_sent_total`)
+	mUpstreamDropped     = metrics.NewCounter(`edgeplane_backplane_upstream_dropped_total`)
+	mUpstreamErrors      = metrics.NewCounter(`edgeplane_backplane_upstream_errors_total`)
+	mUpstreamUnconfirmed = metrics.NewCounter(`edgeplane_backplane_upstream_unconfirmed_total`)
 )
 
 func receivedCounter(k chanKind) *metrics.Counter {

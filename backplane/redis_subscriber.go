@@ -116,8 +116,13 @@ func (s *subscriber) loop() {
 		if s.down.Load() {
 			r.setDown(s, false, nil)
 		}
-		if m, ok := msg.(*redis.Message); ok {
+		switch m := msg.(type) {
+		case *redis.Message:
 			r.handle(s, m.Channel, m.Payload)
+		case *redis.Subscription:
+			if m.Kind == "subscribe" || m.Kind == "ssubscribe" {
+				r.confirm(m.Channel)
+			}
 		}
 	}
 }

@@ -111,6 +111,23 @@ func (u *RedisUpstream) loop() {
 func (u *RedisUpstream) write(batch []Event) {
 	ctx, cancel := context.WithTimeout(context.Background(), u.r.cfg.PublishTimeout)
 	defer cancel()
+	// An app answers a connected event or an invocation by publishing to
+	// P:connection:{id}: make sure this node's subscription to it is
+	// confirmed first, or the reply could arrive before it and be lost
+	// (likely on a cluster, where the channel's slot may need a new
+	// connection). Bounded by the publish time-out.
+	wctx, wcancel := context.WithTimeout(ctx, u.r.cfg.PublishTimeout/2)
+	defer wcancel()
+	for i := range batch {
+		e := &batch[i]
+		if e.ConnID == "" || e.Kind == EventDisconnected {
+			continue
+		}
+		if err := u.r.WaitSubscribed(wctx, e.Hub, Connection, e.ConnID); err != nil {
+			mUpstreamUnconfirmed.Inc()
+			break // write anyway: late is better than never
+		}
+	}
 	pipe := u.r.client.Pipeline()
 	for i := range batch {
 		e := &batch[i]
