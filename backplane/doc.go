@@ -75,7 +75,11 @@
 //	invocationId  invocation: present when the client expects a completion
 //	target        invocation: the hub method called
 //	arguments     invocation: the JSON array of arguments, as sent
-//	reason        disconnected: why ("" for a normal close)
+//	reason        disconnected: why: "" for a normal close by the client,
+//	              else the node's close reason (slow_client, timeout,
+//	              server_close, shutdown, protocol_error, too_big,
+//	              invalid_utf8, rate_limited, …) or peer_gone when the
+//	              socket went away without a close
 //	server        name of the node that holds the connection
 //
 // The entry id gives the time. To answer an invocation, publish a

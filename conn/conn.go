@@ -37,10 +37,11 @@ type Conn struct {
 	lastWrite  atomic.Int32
 	state      atomic.Uint32
 	opened     int32
-	rate       rateWindow  // inbound records per second (OnData only)
-	ipCounted  bool        // counted in the server's per-IP table
-	gone       atomic.Bool // OnClose ran
-	registered atomic.Bool // inserted in the hub (upstream saw "connected")
+	rate       rateWindow    // inbound records per second (OnData only)
+	ipCounted  bool          // counted in the server's per-IP table
+	gone       atomic.Bool   // OnClose ran
+	registered atomic.Bool   // inserted in the hub (upstream saw "connected")
+	reason     atomic.Uint32 // why it was closed: index into closeReasons + 1
 }
 
 // connBufs holds the rare partial input of a connection; it exists only
@@ -359,6 +360,7 @@ func (c *Conn) shutdown(reason string, final []byte) {
 		}
 	}
 	c.srv.M.closed[reason].Inc()
+	c.reason.Store(reasonIndex[reason])
 	if st == stOpen {
 		// Stop deliveries now rather than when the socket finally closes
 		// (a stalled client may hold its final frames until the poller's
@@ -423,10 +425,7 @@ func (c *Conn) OnClose(err error) {
 	if registered {
 		c.hub.Remove(&c.entry) // no-op if shutdown already removed it
 		if up := c.srv.cfg.Upstream; up != nil {
-			reason := "closed"
-			if err != nil {
-				reason = err.Error()
-			}
+			reason := disconnectReason(c.reason.Load(), err)
 			if e := up.Send(&backplane.Event{Kind: backplane.EventDisconnected, Hub: c.hub.Name(), ConnID: c.entry.ID(), UserID: c.entry.User(), Reason: reason}); e != nil {
 				c.srv.M.upstreamErr.Inc()
 			}

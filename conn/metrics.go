@@ -34,6 +34,30 @@ var closeReasons = []string{
 	reasonShutdown, reasonDuplicate, reasonRateLimited,
 }
 
+var reasonIndex = func() map[string]uint32 {
+	m := make(map[string]uint32, len(closeReasons))
+	for i, r := range closeReasons {
+		m[r] = uint32(i + 1)
+	}
+	return m
+}()
+
+// disconnectReason is the reason given upstream for a disconnect: "" for a
+// normal close by the client, the close reason the node chose, or
+// peer_gone (with the I/O error, if any) when the socket just went away.
+func disconnectReason(idx uint32, err error) string {
+	if idx > 0 && int(idx) <= len(closeReasons) {
+		if r := closeReasons[idx-1]; r != reasonClientClose {
+			return r
+		}
+		return ""
+	}
+	if err != nil {
+		return reasonPeerGone + ": " + err.Error()
+	}
+	return reasonPeerGone
+}
+
 // Metrics are a Server's Prometheus metrics, in their own set registered
 // with the global VictoriaMetrics registry (so /metrics includes them).
 type Metrics struct {

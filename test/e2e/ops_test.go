@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -80,6 +81,7 @@ func TestSlowClient(t *testing.T) {
 		payload := strings.Repeat("x", 30000)
 		const msgs = 600 // 18 MB: more than socket buffers + the queue limit
 		got := make(chan int, 1)
+		var read atomic.Int64
 		go func() {
 			count := 0
 			for count < msgs {
@@ -89,12 +91,16 @@ func TestSlowClient(t *testing.T) {
 				}
 				if strings.Contains(string(f.payload), `"target":"big"`) {
 					count++
+					read.Store(int64(count))
 				}
 			}
 			got <- count
 		}()
 		body := fmt.Sprintf(`{"target":"big","arguments":[%q]}`, payload)
 		for i := 0; i < msgs; i++ {
+			// The reading client must never fall a queue's worth behind
+			// (it would be a slow client too on a loaded machine).
+			waitFor(t, 20*time.Second, "reader to keep up", func() bool { return read.Load() >= int64(i-4) })
 			if c, b := n.api("POST", "/api/hubs/chat/:send", body, ""); c != 202 {
 				t.Fatalf("send %d: %d %s", i, c, b)
 			}

@@ -424,6 +424,7 @@ func TestStalledClientFlood(t *testing.T) {
 		stalled.c.(interface{ SetReadBuffer(int) error }).SetReadBuffer(4096)
 		rss0 := n.metric("process_resident_memory_bytes")
 		got := make(chan int, 1)
+		var read, sent atomic.Int64
 		go func() {
 			count := 0
 			for count < total {
@@ -432,6 +433,7 @@ func TestStalledClientFlood(t *testing.T) {
 					break
 				}
 				count += bytes.Count(f.payload, []byte(`"target":"flood"`))
+				read.Store(int64(count))
 			}
 			got <- count
 		}()
@@ -444,9 +446,14 @@ func TestStalledClientFlood(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for i := 0; i < per; i++ {
+					// Keep the reading client within ~256 KB of the sends.
+					for sent.Load()-read.Load() > 256 {
+						time.Sleep(time.Millisecond)
+					}
 					if c, _ := n.api("POST", "/api/hubs/chat/:send", body, ""); c != 202 {
 						failed.Add(1)
 					}
+					sent.Add(1)
 				}
 			}()
 		}
