@@ -42,6 +42,8 @@ type Conn struct {
 	gone       atomic.Bool   // OnClose ran
 	registered atomic.Bool   // inserted in the hub (upstream saw "connected")
 	reason     atomic.Uint32 // why it was closed: index into closeReasons + 1
+	tokenExp   int32         // negotiated token's expiry, seconds after srv.epoch (0: none)
+	idBuf      [22]byte      // the connection id's characters; entry's id points here
 }
 
 // connBufs holds the rare partial input of a connection; it exists only
@@ -422,6 +424,12 @@ func (c *Conn) OnClose(err error) {
 		c.bufs.frag = nil
 	}
 	c.releasePending()
+	if c.tokenExp != 0 {
+		var id [idLen]byte
+		if _, err := b64.Decode(id[:], c.idBuf[:]); err == nil {
+			c.srv.markUsed(id, c.srv.epoch+int64(c.tokenExp))
+		}
+	}
 	if registered {
 		c.hub.Remove(&c.entry) // no-op if shutdown already removed it
 		if up := c.srv.cfg.Upstream; up != nil {

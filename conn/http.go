@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/gobwas/ws"
 
@@ -159,15 +160,18 @@ func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
 	}
 	h := c.srv.router.Hub(hubName)
 	var id [idLen]byte
+	var exp time.Time
 	if tok := req.URL.Query().Get("id"); tok != "" {
-		var exp time.Time
 		var err error
 		id, exp, err = c.srv.signer.verify(hubName, tok, time.Now())
 		if err != nil {
 			c.httpError("connect", http.StatusNotFound, "No Connection with that ID: "+err.Error())
 			return
 		}
-		if h.Lookup(encodeID(id)) || !c.srv.markUsed(id, exp) {
+		// Live ids are in the registry; ids that disconnected within their
+		// token's lifetime are in the used set. (Two upgrades racing with
+		// one token: the second fails to register, duplicate_id.)
+		if h.Lookup(b64.EncodeToString(id[:])) || c.srv.wasUsed(id) {
 			c.httpError("connect", http.StatusConflict, ErrTokenReused.Error())
 			return
 		}
@@ -194,7 +198,11 @@ func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
 		return
 	}
 	c.srv.M.httpReqs("connect", http.StatusSwitchingProtocols).Inc()
-	c.entry.Init(c, encodeID(id), user)
+	b64.Encode(c.idBuf[:], id[:])
+	c.entry.Init(c, unsafe.String(&c.idBuf[0], len(c.idBuf)), user)
+	if !exp.IsZero() {
+		c.tokenExp = int32(exp.Unix() - c.srv.epoch)
+	}
 	c.hub = h
 	if !c.state.CompareAndSwap(stHTTP, stHandshake) {
 		return // closed meanwhile (handshake deadline)

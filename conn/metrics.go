@@ -123,6 +123,9 @@ func newMetrics(s *Server) *Metrics {
 	return m
 }
 
+// Accepted is the number of connections admitted so far.
+func (m *Metrics) Accepted() uint64 { return m.accepted.Get() }
+
 // Rejected counts a connection or request turned away (poller admission
 // reasons and HTTP-level ones).
 func (m *Metrics) Rejected(reason string) { m.rejected(reason).Inc() }

@@ -162,6 +162,7 @@ type Server struct {
 	used   map[[idLen]byte]int64 // connection ids connected recently → token expiry (unix s)
 
 	closeOnce sync.Once
+	epoch     int64 // unix seconds at start; Conn.tokenExp is relative to it
 }
 
 // New builds a Server and starts its backplane and timing wheel.
@@ -190,6 +191,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	s.signer.ttl = cfg.TokenTTL
+	s.epoch = time.Now().Unix()
 	s.accept.rate, s.accept.burst = cfg.AcceptRate, float64(cfg.AcceptBurst)
 	s.perIP.limit, s.perIP.n = cfg.MaxConnsPerIP, make(map[netip.Addr]int32)
 	for _, h := range cfg.Hubs {
@@ -320,16 +322,24 @@ func (s *Server) CloseConnection(hub, id, reason string) bool {
 	return true
 }
 
-// markUsed records that connection id connected; it reports false if it
-// already did within the token's lifetime (a reused token).
-func (s *Server) markUsed(id [idLen]byte, exp time.Time) bool {
+// wasUsed reports whether connection id connected and left within its
+// token's lifetime (a reused token).
+func (s *Server) wasUsed(id [idLen]byte) bool {
 	s.usedMu.Lock()
 	defer s.usedMu.Unlock()
-	if _, ok := s.used[id]; ok {
-		return false
+	_, ok := s.used[id]
+	return ok
+}
+
+// markUsed records that a negotiated connection id is gone, until its
+// token expires (unix seconds), so the token cannot connect again.
+func (s *Server) markUsed(id [idLen]byte, exp int64) {
+	if exp < time.Now().Unix() {
+		return
 	}
-	s.used[id] = exp.Unix()
-	return true
+	s.usedMu.Lock()
+	s.used[id] = exp
+	s.usedMu.Unlock()
 }
 
 func (s *Server) sweepUsed() {

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -49,6 +50,7 @@ func run(args []string) int {
 		cluster     listFlag
 		server      string
 		origins     listFlag
+		gcPercent   int
 		drainWindow time.Duration
 	)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "client address (SignalR negotiate and WebSocket)")
@@ -74,6 +76,8 @@ func run(args []string) int {
 	fs.IntVar(&cfg.Conn.MaxMessageRate, "max-message-rate", conn.DefaultMaxMessageRate, "SignalR records a client may send per second; more closes it with 1008 (negative: off)")
 	fs.Var(&origins, "allowed-origins", "browser Origins allowed to connect, e.g. https://app.example.com,https://*.example.com (default: any)")
 	fs.DurationVar(&drainWindow, "drain-window", 30*time.Second, "on SIGTERM, close clients paced over this window (a second signal exits at once)")
+	fs.BoolVar(&cfg.NoTrim, "no-trim", false, "do not return freed memory to the OS after connection bursts")
+	fs.IntVar(&gcPercent, "gc-percent", 25, "Go GC target percentage (GOGC): lower packs long-lived connection state more densely after connection bursts at some CPU during them; the GOGC environment variable, if set, wins")
 	fs.StringVar(&logLevel, "log-level", "info", "debug|info|warn|error")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: edgeplane [flags]\n\nRuns one edgeplane node. Every flag can also be set with an environment\nvariable: EDGEPLANE_ and the flag name in upper case with - as _\n(e.g. EDGEPLANE_MAX_CONNS=19000; repeatable flags take a comma-separated list).\n\nFlags:\n")
@@ -97,6 +101,9 @@ func run(args []string) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
 	cfg.Logger = log
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(gcPercent)
+	}
 	cfg.Conn.AllowedOrigins = origins
 	prefixes, err := backplane.ParseHubPrefixes(hubs)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/edgeplane/edgeplane/admin"
@@ -35,6 +36,9 @@ type Config struct {
 	// stream upstream, unless Conn.Upstream is set) instead of the in-memory
 	// one. Hubs not in Redis.Hubs get the default prefix (the hub name).
 	Redis *backplane.RedisConfig
+	// NoTrim disables returning freed memory to the OS after connection
+	// bursts (see trim.go).
+	NoTrim bool
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -48,6 +52,9 @@ type Node struct {
 	admin   *admin.Handler
 	adminLn net.Listener
 	http    *http.Server
+
+	trimStop, trimDone chan struct{}
+	stopTrim           sync.Once
 }
 
 // Start starts a node.
@@ -131,6 +138,12 @@ func Start(cfg Config) (*Node, error) {
 			n.log.Error("admin server stopped", "err", err)
 		}
 	}()
+	n.trimStop, n.trimDone = make(chan struct{}), make(chan struct{})
+	if cfg.NoTrim {
+		close(n.trimDone)
+	} else {
+		go n.trimLoop()
+	}
 	if cfg.Conn.AccessKey == "" {
 		n.log.Warn("no access key configured: client connections and the REST API are open to anyone who can reach them")
 	}
@@ -182,6 +195,8 @@ func (n *Node) shutdownTimeout() time.Duration {
 // backplane.
 func (n *Node) Close() error {
 	n.admin.SetDraining()
+	n.stopTrim.Do(func() { close(n.trimStop) })
+	<-n.trimDone
 	err := n.poll.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
