@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"bytes"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -274,6 +275,9 @@ func (c *Conn) onRecord(rec []byte) error {
 	c.srv.M.messagesIn.Inc()
 	if !c.rate.allow(int32(c.srv.wheel.Now()), c.srv.cfg.MaxMessageRate) {
 		return protoErr(ClosePolicyViolation, "message rate limit exceeded")
+	}
+	if bytes.Equal(rec, pingRecord[:len(pingRecord)-1]) {
+		return nil // keep-alive Ping, the most common record: no JSON decode
 	}
 	m, err := parseHubMessage(rec)
 	if err != nil {
