@@ -3,6 +3,8 @@ package conn
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"sync"
@@ -158,5 +160,43 @@ func TestDisconnectReason(t *testing.T) {
 		if got := disconnectReason(reasonIndex[tc.reason], tc.err); got != tc.want {
 			t.Errorf("disconnectReason(%q, %v) = %q, want %q", tc.reason, tc.err, got, tc.want)
 		}
+	}
+}
+
+// TestAcceptRateSparesNegotiatedUpgrade: the accept-rate limit applies to
+// new SignalR connections (negotiate, skipNegotiation upgrade), never to
+// the upgrade that completes a negotiate.
+func TestAcceptRateSparesNegotiatedUpgrade(t *testing.T) {
+	s := newTestServer(t, Config{AcceptRate: 0.001, AcceptBurst: 1})
+	do := func(req string) *http.Response {
+		t.Helper()
+		fc := &fakeConn{}
+		sess := s.OnOpen(fc)
+		sess.OnData([]byte(req))
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(fc.output())), nil)
+		if err != nil {
+			t.Fatalf("no response: %v", err)
+		}
+		sess.OnClose(nil)
+		return resp
+	}
+	neg := "POST /chat/negotiate?negotiateVersion=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+	resp := do(neg)
+	if resp.StatusCode != 200 {
+		t.Fatalf("first negotiate: %d", resp.StatusCode)
+	}
+	var body struct{ ConnectionToken string }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	if r := do(neg); r.StatusCode != 503 || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("second negotiate: %d, want 503 with Retry-After", r.StatusCode)
+	}
+	up := "GET /chat%s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if r := do(fmt.Sprintf(up, "")); r.StatusCode != 503 {
+		t.Fatalf("skipNegotiation upgrade over the limit: %d, want 503", r.StatusCode)
+	}
+	if r := do(fmt.Sprintf(up, "?id="+body.ConnectionToken)); r.StatusCode != 101 {
+		t.Fatalf("negotiated upgrade: %d, want 101", r.StatusCode)
 	}
 }

@@ -83,6 +83,9 @@ func (c *Conn) route(req *http.Request, head []byte) {
 		}
 		switch req.Method {
 		case http.MethodPost:
+			if !c.admitRate() {
+				return
+			}
 			c.negotiate(req, hubName)
 		case http.MethodOptions:
 			c.respond("negotiate", http.StatusNoContent, "", nil, corsHeaders(req, true))
@@ -176,6 +179,9 @@ func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
 			return
 		}
 	} else {
+		if !c.admitRate() {
+			return
+		}
 		id = newConnID() // skipNegotiation
 	}
 	var out bytes.Buffer
@@ -208,6 +214,18 @@ func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
 		return // closed meanwhile (handshake deadline)
 	}
 	c.send(out.Bytes())
+}
+
+// admitRate applies the accept-rate limit to a new SignalR connection
+// (negotiate, or skipNegotiation upgrade); false means it was answered 503.
+func (c *Conn) admitRate() bool {
+	if c.srv.accept.allow(time.Now()) {
+		return true
+	}
+	c.srv.M.Rejected("accept_rate")
+	c.srv.M.httpReqs("accept_rate", http.StatusServiceUnavailable).Inc()
+	c.shutdown(reasonHTTPError, serviceUnavailable(jitteredRetryAfter(c.srv.cfg.RetryAfter), "edgeplane: too many new connections, retry later"))
+	return false
 }
 
 func corsHeaders(req *http.Request, preflight bool) string {

@@ -53,9 +53,12 @@ type Config struct {
 	// (invocations are counted and dropped; ones with an invocationId get
 	// a Completion error).
 	Upstream backplane.Upstream
-	// AcceptRate limits new connections per second (token bucket) so a
-	// reconnect storm cannot starve established connections; the excess
-	// gets 503 with a jittered Retry-After. Default 5000; negative disables.
+	// AcceptRate limits new SignalR connections per second (token bucket)
+	// so a reconnect storm cannot starve established connections; the
+	// excess gets 503 with a jittered Retry-After. A negotiate spends a
+	// token, and so does a skipNegotiation upgrade; the upgrade that follows
+	// a negotiate (valid token) does not, so a client is never refused
+	// halfway. Default 5000; negative disables.
 	AcceptRate float64
 	// AcceptBurst is the bucket size. Default: AcceptRate.
 	AcceptBurst int
@@ -240,8 +243,6 @@ func (s *Server) OnOpen(pc poller.Conn) poller.Session {
 	switch {
 	case s.draining.Load():
 		return s.refuse(c, "draining", "server is restarting, retry later")
-	case !s.accept.allow(time.Now()):
-		return s.refuse(c, "accept_rate", "too many new connections, retry later")
 	case s.perIP.limit > 0:
 		if !s.perIP.acquire(addrOf(pc.RemoteAddr())) {
 			return s.refuse(c, "per_ip", "too many connections from your address")
