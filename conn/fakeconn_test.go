@@ -200,3 +200,83 @@ func TestAcceptRateSparesNegotiatedUpgrade(t *testing.T) {
 		t.Fatalf("negotiated upgrade: %d, want 101", r.StatusCode)
 	}
 }
+
+// clientFrame builds a masked client frame.
+func clientFrame(b0 byte, payload []byte) []byte {
+	key := [4]byte{9, 8, 7, 6}
+	out := []byte{b0, 0x80 | byte(len(payload))}
+	out = append(out, key[:]...)
+	for i, c := range payload {
+		out = append(out, c^key[i&3])
+	}
+	return out
+}
+
+// serverFrames splits unmasked server frames (payloads < 126 bytes).
+func serverFrames(t *testing.T, b []byte) (ops []byte, payloads []string) {
+	t.Helper()
+	for len(b) > 0 {
+		if len(b) < 2 || b[1]&0x80 != 0 || int(b[1]&0x7f) > 125 || len(b) < 2+int(b[1]&0x7f) {
+			t.Fatalf("bad server frame bytes %q", b)
+		}
+		n := int(b[1] & 0x7f)
+		ops = append(ops, b[0])
+		payloads = append(payloads, string(b[2:2+n]))
+		b = b[2+n:]
+	}
+	return ops, payloads
+}
+
+func TestWebSocketFramesThroughOnData(t *testing.T) {
+	s := newTestServer(t, Config{})
+	fc := &fakeConn{}
+	sess := s.OnOpen(fc)
+	up := "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	sess.OnData([]byte(up))
+	resp := fc.output()
+	if !bytes.HasPrefix(resp, []byte("HTTP/1.1 101")) {
+		t.Fatalf("upgrade: %q", resp)
+	}
+	fc.mu.Lock()
+	fc.out.Reset()
+	fc.mu.Unlock()
+
+	// The handshake in three fragments, the middle one with a ping between
+	// fragments (control frames may interleave), each written byte by byte.
+	hs := []byte(`{"protocol":"json","version":1}` + "\x1e")
+	var in []byte
+	in = append(in, clientFrame(0x01, hs[:5])...)
+	in = append(in, clientFrame(0x89, []byte("hi"))...)
+	in = append(in, clientFrame(0x00, hs[5:20])...)
+	in = append(in, clientFrame(0x80, hs[20:])...)
+	for i := range in {
+		sess.OnData([]byte{in[i]})
+	}
+	ops, payloads := serverFrames(t, fc.output())
+	if len(ops) != 2 || ops[0] != 0x8A || payloads[0] != "hi" || ops[1] != 0x81 || payloads[1] != "{}\x1e" {
+		t.Fatalf("got ops %x payloads %q, want pong \"hi\" then the handshake response", ops, payloads)
+	}
+	if s.Router().Hub("chat").Len() != 1 {
+		t.Fatal("connection not registered after the handshake")
+	}
+	fc.mu.Lock()
+	fc.out.Reset()
+	fc.mu.Unlock()
+
+	// Close handshake: the server echoes the code and closes.
+	sess.OnData(clientFrame(0x88, []byte{0x03, 0xE8, 'b', 'y', 'e'}))
+	ops, payloads = serverFrames(t, fc.output())
+	if len(ops) != 1 || ops[0] != 0x88 || payloads[0][:2] != "\x03\xe8" {
+		t.Fatalf("close echo: ops %x payloads %q", ops, payloads)
+	}
+	fc.mu.Lock()
+	shut := fc.shutdown
+	fc.mu.Unlock()
+	if !shut {
+		t.Fatal("connection not shut down after the close handshake")
+	}
+	if s.Router().Hub("chat").Len() != 0 {
+		t.Fatal("closed connection still registered")
+	}
+	sess.OnClose(nil)
+}
