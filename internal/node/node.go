@@ -20,13 +20,14 @@ import (
 )
 
 // Config is a node's configuration. The zero value works: client port
-// 127.0.0.1:8080, admin port 127.0.0.1:9090, hub "chat", netpoll backend.
+// 127.0.0.1:8080, admin port 127.0.0.1:9090, hub "chat", epoll backend.
 type Config struct {
 	// Listen is the client address. Default 127.0.0.1:8080.
 	Listen string
 	// Admin is the admin/REST address. Default 127.0.0.1:9090.
 	Admin string
-	// Poller is the backend name. Default "netpoll".
+	// Poller is the backend name. Default "epoll" (our own loop: ~7× denser
+	// than "netpoll" at 19,000 idle connections, see BENCHMARKS.md).
 	Poller string
 	// PollerConfig: admission and queue limits.
 	PollerConfig poller.Config
@@ -66,7 +67,7 @@ func Start(cfg Config) (*Node, error) {
 		cfg.Admin = "127.0.0.1:9090"
 	}
 	if cfg.Poller == "" {
-		cfg.Poller = "netpoll"
+		cfg.Poller = "epoll"
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
