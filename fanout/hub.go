@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"hash/maphash"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -207,43 +208,38 @@ func (h *Hub) Lookup(id string) bool {
 // AddToGroup adds connection id to group. It reports false if id is not a
 // local connection. Adding twice is a no-op.
 func (h *Hub) AddToGroup(id, group string) bool {
-	s := &h.conns[h.shardOf(id)]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.byID[id]
-	if !ok {
-		return false
-	}
-	for _, g := range e.groups {
-		if g == group {
-			return true
+	return h.withEntry(id, func(e *Entry) {
+		if !slices.Contains(e.groups, group) {
+			e.groups = append(e.groups, group)
+			h.group.add(h, group, e)
 		}
-	}
-	e.groups = append(e.groups, group)
-	h.group.add(h, group, e)
-	return true
+	})
 }
 
 // RemoveFromGroup removes connection id from group. It reports false if id
 // is not a local connection.
 func (h *Hub) RemoveFromGroup(id, group string) bool {
-	s := &h.conns[h.shardOf(id)]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.byID[id]
-	if !ok {
-		return false
-	}
-	for i, g := range e.groups {
-		if g == group {
+	return h.withEntry(id, func(e *Entry) {
+		if i := slices.Index(e.groups, group); i >= 0 {
 			last := len(e.groups) - 1
 			e.groups[i] = e.groups[last]
 			e.groups = e.groups[:last]
 			h.group.remove(h, group, e)
-			break
 		}
+	})
+}
+
+// withEntry runs fn with the entry of connection id under its shard's
+// write lock; false if id is not registered.
+func (h *Hub) withEntry(id string, fn func(e *Entry)) bool {
+	s := &h.conns[h.shardOf(id)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.byID[id]
+	if ok {
+		fn(e)
 	}
-	return true
+	return ok
 }
 
 // GroupLen is the number of local members of group.

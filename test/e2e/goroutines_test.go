@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"sync"
 	"testing"
 	"time"
 )
@@ -11,22 +10,6 @@ import (
 func TestGoroutinesFlat(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
 		n := startNode(t, backend)
-		open := func(count int) []*rawConn {
-			conns := make([]*rawConn, count)
-			var wg sync.WaitGroup
-			sem := make(chan struct{}, 32)
-			for i := range conns {
-				wg.Add(1)
-				sem <- struct{}{}
-				go func(i int) {
-					defer wg.Done()
-					defer func() { <-sem }()
-					conns[i] = n.connect(t, "/chat")
-				}(i)
-			}
-			wg.Wait()
-			return conns
-		}
 		settle := func(want int) float64 {
 			waitFor(t, 30*time.Second, "connections registered", func() bool {
 				return n.metric(`edgeplane_connections{hub="chat"}`) == float64(want)
@@ -41,9 +24,9 @@ func TestGoroutinesFlat(t *testing.T) {
 			}
 			return g
 		}
-		open(100)
+		openConns(t, n, 100)
 		g100 := settle(100)
-		open(4900)
+		openConns(t, n, 4900)
 		g5000 := settle(5000)
 		t.Logf("%s: goroutines at 100 conns: %v, at 5000 conns: %v", backend, g100, g5000)
 		if g5000-g100 > 10 {
