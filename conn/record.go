@@ -42,27 +42,33 @@ func splitRecords(msg []byte, fn func(rec []byte) error) error {
 	return nil
 }
 
-// handshakeRequest is the client's first record.
-type handshakeRequest struct {
-	Protocol *string `json:"protocol"`
-	Version  *int    `json:"version"`
-}
-
 // parseHandshake validates a handshake record and returns the error text
-// to send back to the client, or "" if the handshake is accepted.
+// to send back to the client, or "" if the handshake is accepted. Property
+// names match exactly, as ASP.NET Core's handshake reader does
+// (encoding/json alone would also accept "Protocol" or "PROTOCOL").
 func parseHandshake(rec []byte) string {
-	var h handshakeRequest
-	if err := json.Unmarshal(rec, &h); err != nil {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(rec, &fields); err != nil {
 		return "Error parsing handshake request: " + err.Error()
 	}
-	if h.Protocol == nil || h.Version == nil {
+	var protocol string
+	var version int
+	rawP, okP := fields["protocol"]
+	rawV, okV := fields["version"]
+	if !okP || !okV || string(rawP) == "null" || string(rawV) == "null" {
 		return "Handshake request is missing protocol or version."
 	}
-	if *h.Protocol != "json" {
-		return fmt.Sprintf("The protocol '%s' is not supported.", *h.Protocol)
+	if err := json.Unmarshal(rawP, &protocol); err != nil {
+		return "Error parsing handshake request: protocol must be a string."
 	}
-	if *h.Version != 1 {
-		return fmt.Sprintf("The server does not support version %d of the '%s' protocol.", *h.Version, *h.Protocol)
+	if err := json.Unmarshal(rawV, &version); err != nil {
+		return "Error parsing handshake request: version must be an integer."
+	}
+	if protocol != "json" {
+		return fmt.Sprintf("The protocol '%s' is not supported.", protocol)
+	}
+	if version != 1 {
+		return fmt.Sprintf("The server does not support version %d of the '%s' protocol.", version, protocol)
 	}
 	return ""
 }
