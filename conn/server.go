@@ -4,7 +4,6 @@ import (
 	"context"
 	crand "crypto/rand"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -362,4 +361,3 @@ func (s *Server) sweepUsed() {
 	}
 }
 
-var errShutdown = errors.New("server shutting down")
