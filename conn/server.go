@@ -360,4 +360,3 @@ func (s *Server) sweepUsed() {
 		}
 	}
 }
-
