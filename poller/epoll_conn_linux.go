@@ -263,7 +263,11 @@ func writeFD(fd int, b []byte) (int, error) {
 // writev writes iov with one system call, retrying EINTR.
 func writev(fd int, iov []unix.Iovec) (int, error) {
 	for {
-		r, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		// RawSyscall: the socket is non-blocking, so writev never blocks; at
+		// ~10 µs per loopback write, Syscall's entersyscall/exitsyscall let
+		// sysmon take the P mid-write and cost a slow reacquire on return
+		// (netpoll's sendmsg is a RawSyscall too).
+		r, _, e := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
 		if e == unix.EINTR {
 			continue
 		}

@@ -5,6 +5,7 @@ package poller
 import (
 	"sync"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -433,14 +434,18 @@ func (l *loop) stop() {
 
 // readFD reads once, retrying EINTR. n == 0 with a nil error is EOF.
 func readFD(fd int, b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
 	for {
-		n, err := unix.Read(fd, b)
-		if err == unix.EINTR {
+		// RawSyscall: the socket is non-blocking (see writev).
+		r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		if e == unix.EINTR {
 			continue
 		}
-		if n < 0 {
-			n = 0
+		if e != 0 {
+			return 0, e
 		}
-		return n, err
+		return int(r), nil
 	}
 }

@@ -197,9 +197,19 @@ func (l *npListener) release() {
 		slog.Warn("poller: netpoll: keeping listener descriptor for netpoll's accept retry", "fd", l.fd)
 		return
 	}
-	unix.Close(l.fd)
+	// netpoll handles the listener's hang-up and detach on its poller
+	// goroutine, possibly after Shutdown returned. Closing the number now
+	// would let the next listener reuse it, and a late EPOLL_CTL_DEL would
+	// then remove the new listener from epoll (seen as a poller that never
+	// accepts). Keep the number occupied for a grace period.
+	fd := l.fd
 	l.fd = -1
+	time.AfterFunc(listenerCloseGrace, func() { unix.Close(fd) })
 }
+
+// listenerCloseGrace is how long a closed listener's descriptor stays
+// open so that netpoll's late detach cannot hit a reused number.
+const listenerCloseGrace = 2 * time.Second
 
 // Addr implements net.Listener.
 func (l *npListener) Addr() net.Addr { return l.addr }
