@@ -20,7 +20,6 @@ func WriteJSONFile(path string, v any) error {
 	return nil
 }
 
-func kib(b float64) string { return fmt.Sprintf("%.1f KiB", b/1024) }
 func mib(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
 
 func ratioStr(base, v float64) string {

@@ -74,9 +74,6 @@ func (c *Conn) releaseBufs() {
 	connBufsPool.Put(b)
 }
 
-// ID is the connection id.
-func (c *Conn) ID() string { return c.entry.ID() }
-
 // OnData implements poller.Session.
 func (c *Conn) OnData(data []byte) {
 	if c.state.Load() == stClosed {

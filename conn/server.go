@@ -296,9 +296,6 @@ func (s *Server) Drain(ctx context.Context, window time.Duration) {
 	}
 }
 
-// Draining reports whether Drain has started.
-func (s *Server) Draining() bool { return s.draining.Load() }
-
 // Publish sends a message through the backplane to every node.
 func (s *Server) Publish(ctx context.Context, m *backplane.Message) error {
 	if s.router.Hub(m.Hub) == nil {

@@ -86,18 +86,11 @@ type Hub struct {
 	stats *Stats
 }
 
-// Stats are delivery counters shared by a Router's hubs.
+// Stats is the delivery hook shared by a Router's hubs.
 type Stats struct {
-	// Messages is the number of messages delivered to at least zero local
-	// recipients (one per Deliver call that reached this node).
-	Messages atomic.Uint64
-	// Deliveries is the number of (message, recipient) pairs queued.
-	Deliveries atomic.Uint64
-	// Bytes is the number of frame bytes queued to recipients.
-	Bytes atomic.Uint64
 	// OnDeliver, if set before the first delivery, is called once per
-	// delivered message (not per recipient) with the recipient count and
-	// the frame size; metrics hang off it.
+	// delivered message (not per recipient) with the recipient count, the
+	// frame size and how long queuing took; metrics hang off it.
 	OnDeliver func(recipients, frameBytes int, took time.Duration)
 }
 
@@ -341,13 +334,8 @@ func (h *Hub) Deliver(kind backplane.Kind, name string, excluded []string, frame
 		*sp = snap[:0]
 		snapPool.Put(sp)
 	}
-	if h.stats != nil {
-		h.stats.Messages.Add(1)
-		h.stats.Deliveries.Add(uint64(n))
-		h.stats.Bytes.Add(uint64(n) * uint64(len(frame)))
-		if h.stats.OnDeliver != nil {
-			h.stats.OnDeliver(n, len(frame), time.Since(start))
-		}
+	if h.stats != nil && h.stats.OnDeliver != nil {
+		h.stats.OnDeliver(n, len(frame), time.Since(start))
 	}
 	return n
 }

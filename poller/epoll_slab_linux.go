@@ -128,17 +128,6 @@ func (s *slab) ensure(fd int) bool {
 // pages is the number of page-table entries (fds below pages*slabPage).
 func (s *slab) pages() int { return len(s.slots) }
 
-// setAddr stores the peer address compactly.
-func (sl *slot) setAddr(ip net.IP, port int) {
-	sl.ip = [16]byte{}
-	if ip4 := ip.To4(); ip4 != nil {
-		copy(sl.ip[:], net.IPv4(ip4[0], ip4[1], ip4[2], ip4[3]).To16())
-	} else {
-		copy(sl.ip[:], ip.To16())
-	}
-	sl.port = uint16(port)
-}
-
 func (sl *slot) addr() *net.TCPAddr {
 	ip := net.IP(append([]byte(nil), sl.ip[:]...))
 	if ip4 := ip.To4(); ip4 != nil {

@@ -83,8 +83,8 @@ func runBaseline(ctx context.Context, args []string) error {
 
 // common holds the flags every experiment shares.
 type common struct {
-	edgeplane, self, pollers, jsonPath, svgPath, logPath string
-	noBaseline, noEdgeplane, quiet                       bool
+	edgeplane, pollers, jsonPath, svgPath, logPath string
+	noBaseline, noEdgeplane, quiet                 bool
 }
 
 func (c *common) register(fs *flag.FlagSet, name string) {
