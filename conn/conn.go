@@ -45,7 +45,10 @@ type Conn struct {
 	reason     atomic.Uint32 // why it was closed: index into closeReasons + 1
 	tokenExp   int32         // negotiated token's expiry, seconds after srv.epoch (0: none)
 	idBuf      [22]byte      // the connection id's characters; entry's id points here
+	wl         wheelLinks[Conn]
 }
+
+func (c *Conn) links() *wheelLinks[Conn] { return &c.wl }
 
 // connBufs holds the rare partial input of a connection; it exists only
 // while a frame, request or fragmented message is incomplete.
@@ -417,6 +420,10 @@ func (c *Conn) OnClose(err error) {
 	}
 	registered := c.registered.Load()
 	c.gone.Store(true)
+	// Off the wheel now: nothing else refers to a closed connection, so
+	// it and its poller state are garbage at once, not when its slot
+	// comes round (up to the handshake time-out later).
+	c.srv.wheel.remove(c)
 	if c.ipCounted {
 		c.srv.perIP.release(addrOf(c.pc.RemoteAddr()))
 	}

@@ -280,3 +280,25 @@ func TestWebSocketFramesThroughOnData(t *testing.T) {
 	}
 	sess.OnClose(nil)
 }
+
+// TestClosedConnLeavesWheel: OnClose takes the connection off the timing
+// wheel at once, so a closed connection (a finished negotiate, say) and
+// its poller state are garbage immediately, not when the handshake
+// deadline's slot is swept seconds later.
+func TestClosedConnLeavesWheel(t *testing.T) {
+	s := newTestServer(t, Config{})
+	base := s.wheel.len()
+	var sess []poller.Session
+	for range 10 {
+		sess = append(sess, s.OnOpen(&fakeConn{}))
+	}
+	if got := s.wheel.len(); got != base+10 {
+		t.Fatalf("wheel holds %d items after 10 opens, want %d", got, base+10)
+	}
+	for i, se := range sess {
+		se.OnClose(nil)
+		if got := s.wheel.len(); got != base+10-i-1 {
+			t.Fatalf("wheel holds %d items after %d closes, want %d", got, i+1, base+10-i-1)
+		}
+	}
+}

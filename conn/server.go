@@ -151,7 +151,7 @@ type Server struct {
 	router *fanout.Router
 	bp     backplane.Backplane
 	signer tokenSigner
-	wheel  *wheel
+	wheel  *wheel[Conn, *Conn]
 	M      *Metrics
 
 	handshakeSec, keepAliveSec, timeoutSec int64
@@ -174,7 +174,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:          cfg,
 		log:          cfg.Logger,
 		bp:           cfg.Backplane,
-		wheel:        newWheel(),
+		wheel:        newWheel[Conn](),
 		used:         make(map[[idLen]byte]int64),
 		handshakeSec: secs(cfg.HandshakeTimeout),
 		keepAliveSec: secs(cfg.KeepAliveInterval),

@@ -21,7 +21,10 @@ type recItem struct {
 	mu    sync.Mutex
 	ticks []tickRec
 	fired chan tickRec // one send per tick (buffered)
+	wl    wheelLinks[recItem]
 }
+
+func (it *recItem) links() *wheelLinks[recItem] { return &it.wl }
 
 func newRecItem(next func(now int64, n int) int64) *recItem {
 	return &recItem{next: next, fired: make(chan tickRec, 64)}
@@ -58,8 +61,8 @@ func (it *recItem) wait(t *testing.T) tickRec {
 func once(int64, int) int64 { return 0 }
 
 // runWheel starts a wheel and stops it when the test ends.
-func runWheel(t *testing.T) *wheel {
-	w := newWheel()
+func runWheel[T any, P wheelItem[T]](t *testing.T) *wheel[T, P] {
+	w := newWheel[T, P]()
 	go w.run()
 	t.Cleanup(w.close)
 	return w
@@ -67,7 +70,7 @@ func runWheel(t *testing.T) *wheel {
 
 // checkDeadline: a tick for deadline at came in second at (or, on a busy
 // machine, the one after) and not before the wall-clock second began.
-func checkDeadline(t *testing.T, w *wheel, r tickRec, at int64) {
+func checkDeadline(t *testing.T, w *wheel[recItem, *recItem], r tickRec, at int64) {
 	t.Helper()
 	if r.now < at {
 		t.Fatalf("ticked in second %d, before its deadline %d", r.now, at)
@@ -83,12 +86,12 @@ func checkDeadline(t *testing.T, w *wheel, r tickRec, at int64) {
 func TestWheelStatic(t *testing.T) {
 	t.Parallel()
 	t.Run("clock starts at 1", func(t *testing.T) {
-		if n := newWheel().Now(); n != 1 {
+		if n := newWheel[recItem]().Now(); n != 1 {
 			t.Fatalf("Now() = %d", n)
 		}
 	})
 	t.Run("slots, len and horizon clamping", func(t *testing.T) {
-		w := newWheel()           // not running: swept stays 1
+		w := newWheel[recItem]()  // not running: swept stays 1
 		items := map[int64]int64{ // deadline → slot second
 			-5:   2, // past → next second
 			0:    2,
@@ -102,16 +105,16 @@ func TestWheelStatic(t *testing.T) {
 			1e12: 64, // clamped
 		}
 		for at, sec := range items {
-			before := len(w.slots[sec%wheelSlots])
+			before := w.slotLen(sec)
 			w.add(newRecItem(once), at)
-			if got := len(w.slots[sec%wheelSlots]); got != before+1 {
+			if got := w.slotLen(sec); got != before+1 {
 				t.Fatalf("deadline %d: slot of second %d has %d items, want %d", at, sec, got, before+1)
 			}
 		}
 		if got := w.len(); got != len(items) {
 			t.Fatalf("len() = %d, want %d", got, len(items))
 		}
-		if n := len(w.slots[1]); n != 0 {
+		if n := w.slotLen(1); n != 0 {
 			t.Fatalf("the swept slot (second 1) holds %d items", n)
 		}
 	})
@@ -122,7 +125,7 @@ func TestWheelRunning(t *testing.T) {
 
 	t.Run("fires at deadline", func(t *testing.T) {
 		t.Parallel()
-		w := runWheel(t)
+		w := runWheel[recItem](t)
 		base := w.Now()
 		var its [3]*recItem
 		for d := range its {
@@ -152,7 +155,7 @@ func TestWheelRunning(t *testing.T) {
 
 	t.Run("reschedule and add from tick", func(t *testing.T) {
 		t.Parallel()
-		w := runWheel(t)
+		w := runWheel[recItem](t)
 		at := w.Now() + 1
 		added := newRecItem(once)
 		var addedAt atomic.Int64
@@ -178,7 +181,7 @@ func TestWheelRunning(t *testing.T) {
 
 	t.Run("past deadline fires next second", func(t *testing.T) {
 		t.Parallel()
-		w := runWheel(t)
+		w := runWheel[recItem](t)
 		now := w.Now()
 		a, b := newRecItem(once), newRecItem(once)
 		w.add(a, 0)
@@ -194,7 +197,7 @@ func TestWheelRunning(t *testing.T) {
 
 	t.Run("concurrent adds", func(t *testing.T) {
 		t.Parallel()
-		w := runWheel(t)
+		w := runWheel[countItem](t)
 		const goroutines, each = 8, 100
 		var fired atomic.Int64
 		var wg sync.WaitGroup
@@ -235,7 +238,7 @@ func TestWheelRunning(t *testing.T) {
 		t.Parallel()
 		// Pretend the wheel started 62 s ago: its first tick is second 64
 		// and sweeps seconds 2..64 at once.
-		w := newWheel()
+		w := newWheel[recItem]()
 		w.start = w.start.Add(-62 * time.Second)
 		const far = 1000
 		it := newRecItem(func(now int64, n int) int64 {
@@ -259,10 +262,7 @@ func TestWheelRunning(t *testing.T) {
 		}
 		// Re-added at the new horizon, r.now+63.
 		waitFor(t, func() bool { return w.len() == 1 })
-		w.mu.Lock()
-		slot := len(w.slots[(r.now+wheelSlots-1)%wheelSlots])
-		w.mu.Unlock()
-		if slot != 1 {
+		if slot := w.slotLen(r.now + wheelSlots - 1); slot != 1 {
 			t.Fatalf("rescheduled item not in the horizon slot (second %d)", r.now+wheelSlots-1)
 		}
 	})
@@ -272,7 +272,10 @@ func TestWheelRunning(t *testing.T) {
 type countItem struct {
 	n     atomic.Int32
 	fired *atomic.Int64
+	wl    wheelLinks[countItem]
 }
+
+func (c *countItem) links() *wheelLinks[countItem] { return &c.wl }
 
 func (c *countItem) tick(int64) int64 {
 	c.n.Add(1)
@@ -288,5 +291,91 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached in 10 s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestWheelRemoveAndMove(t *testing.T) {
+	t.Parallel()
+	t.Run("remove from head, middle and tail", func(t *testing.T) {
+		w := newWheel[recItem]() // not running
+		var its [5]*recItem
+		for i := range its {
+			its[i] = newRecItem(once)
+			w.add(its[i], 10)
+		}
+		// The list is in reverse order of adding: 4 3 2 1 0.
+		for _, i := range []int{4, 2, 0} {
+			w.remove(its[i])
+			if its[i].wl.slot != 0 || its[i].wl.prev != nil || its[i].wl.next != nil {
+				t.Fatalf("item %d still linked after remove: %+v", i, its[i].wl)
+			}
+		}
+		if n := w.slotLen(10); n != 2 {
+			t.Fatalf("slot holds %d items after 3 of 5 removed", n)
+		}
+		if n := w.len(); n != 2 {
+			t.Fatalf("len() = %d, want 2", n)
+		}
+		w.remove(its[0]) // twice: a no-op
+		if n := w.len(); n != 2 {
+			t.Fatalf("len() = %d after a repeated remove", n)
+		}
+		// The survivors are 3 then 1, linked both ways.
+		if w.heads[10] != its[3] || its[3].wl.next != its[1] || its[1].wl.prev != its[3] || its[1].wl.next != nil {
+			t.Fatal("survivors not linked 3 <-> 1")
+		}
+	})
+	t.Run("add moves a scheduled item", func(t *testing.T) {
+		w := newWheel[recItem]()
+		it := newRecItem(once)
+		w.add(it, 10)
+		w.add(it, 20)
+		if w.slotLen(10) != 0 || w.slotLen(20) != 1 || w.len() != 1 {
+			t.Fatalf("after a move: slot 10 has %d, slot 20 has %d, len %d", w.slotLen(10), w.slotLen(20), w.len())
+		}
+	})
+	t.Run("remove during tick wins over the tick's result", func(t *testing.T) {
+		t.Parallel()
+		w := runWheel[recItem](t)
+		var it *recItem
+		it = newRecItem(func(now int64, n int) int64 {
+			w.remove(it) // as OnClose does when a tick closes the connection
+			return now + 1
+		})
+		w.add(it, w.Now()+1)
+		it.wait(t)
+		// The sweep's reschedule is done once the next item added after
+		// it has ticked; it must not have put the removed item back.
+		probe := newRecItem(once)
+		w.add(probe, w.Now()+1)
+		probe.wait(t)
+		if n := w.len(); n != 0 {
+			t.Fatalf("len() = %d: the removed item was rescheduled", n)
+		}
+		select {
+		case r := <-it.fired:
+			t.Fatalf("removed item ticked again in second %d", r.now)
+		case <-time.After(1500 * time.Millisecond):
+		}
+	})
+}
+
+// Not parallel: AllocsPerRun refuses to run beside parallel tests.
+func TestWheelSchedulingAllocatesNothing(t *testing.T) {
+	w := newWheel[recItem]()
+	its := make([]*recItem, 100)
+	for i := range its {
+		its[i] = newRecItem(once)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		for i, it := range its {
+			w.add(it, int64(2+i%60))
+		}
+		for _, it := range its {
+			w.remove(it)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("add+remove of 100 items allocated %.1f times", allocs)
 	}
 }

@@ -82,13 +82,22 @@ type npPoller struct {
 	conns   *npConn       // registry of open connections (intrusive list)
 	closing bool
 	closed  bool
+
+	// shutTimers holds the deadline timer of each connection in Shutdown,
+	// stopped by its close callback: a pending timer would keep a closed
+	// connection (and netpoll's state for it) alive until it fires, and a
+	// burst of short-lived connections (negotiates) would then die all at
+	// once seconds later, leaving the heap riddled with holes.
+	shutMu     sync.Mutex
+	shutTimers map[*npConn]*time.Timer
 }
 
 func newNetpoll(cfg Config, h Handler) (Poller, error) {
 	if h == nil {
 		return nil, fmt.Errorf("poller: netpoll: nil Handler")
 	}
-	p := &npPoller{cfg: cfg, h: h, adm: NewAdmission(cfg), rejects: map[RejectReason][]byte{}}
+	p := &npPoller{cfg: cfg, h: h, adm: NewAdmission(cfg), rejects: map[RejectReason][]byte{},
+		shutTimers: map[*npConn]*time.Timer{}}
 	for _, r := range []RejectReason{RejectMaxConns, RejectFDReserve, RejectAcceptRate, RejectAcceptError} {
 		p.rejects[r] = RejectResponse(cfg.RetryAfter, r)
 	}
@@ -273,6 +282,35 @@ func (p *npPoller) onRequest(ctx context.Context, nc netpoll.Connection) error {
 }
 
 // remove unlinks c from the registry.
+// startShutdownTimer closes c if it is still open after ShutdownTimeout.
+func (p *npPoller) startShutdownTimer(c *npConn) {
+	p.shutMu.Lock()
+	defer p.shutMu.Unlock()
+	// Created under shutMu: the callback's stopShutdownTimer waits for
+	// the map entry to exist.
+	p.shutTimers[c] = time.AfterFunc(p.cfg.ShutdownTimeout, func() {
+		p.stopShutdownTimer(c)
+		c.closeNow(nil)
+	})
+}
+
+// stopShutdownTimer stops and forgets c's Shutdown timer, if any.
+func (p *npPoller) stopShutdownTimer(c *npConn) {
+	p.shutMu.Lock()
+	if t, ok := p.shutTimers[c]; ok {
+		t.Stop()
+		delete(p.shutTimers, c)
+	}
+	p.shutMu.Unlock()
+}
+
+// shutdownTimers is the number of pending Shutdown timers (for tests).
+func (p *npPoller) shutdownTimers() int {
+	p.shutMu.Lock()
+	defer p.shutMu.Unlock()
+	return len(p.shutTimers)
+}
+
 func (p *npPoller) remove(c *npConn) {
 	p.mu.Lock()
 	if c.prevAll != nil {

@@ -115,11 +115,12 @@ func (c *npConn) Shutdown(final []byte) {
 	} else if sched {
 		c.state |= flScheduled
 	}
+	// Under mu: onGone, which stops the timer, cannot run before it exists.
+	c.p.startShutdownTimer(c)
 	c.mu.Unlock()
 	if sched {
 		c.p.wp.push(c)
 	}
-	time.AfterFunc(c.p.cfg.ShutdownTimeout, func() { c.closeNow(nil) })
 }
 
 // Close implements Conn. It shuts the socket down at once; netpoll's
@@ -184,7 +185,11 @@ func (c *npConn) onGone(netpoll.Connection) error {
 	c.dropQueueLocked()
 	c.queue = nil
 	s, err := c.sess, c.err
+	shut := c.state&flShutdown != 0
 	c.mu.Unlock()
+	if shut {
+		c.p.stopShutdownTimer(c)
+	}
 	c.p.remove(c)
 	c.p.adm.Closed()
 	if s != nil {

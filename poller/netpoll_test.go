@@ -299,3 +299,66 @@ func TestNetpollCloseRightAfterServe(t *testing.T) {
 		}
 	}
 }
+
+// npByeHandler answers the first bytes with Shutdown("bye") and reports
+// each OnClose.
+type npByeHandler struct{ closed chan error }
+
+type npByeSession struct {
+	c Conn
+	h *npByeHandler
+}
+
+func (h *npByeHandler) OnOpen(c Conn) Session { return &npByeSession{c: c, h: h} }
+func (s *npByeSession) OnData([]byte)         { s.c.Shutdown([]byte("bye")) }
+func (s *npByeSession) OnClose(err error)     { s.h.closed <- err }
+
+// TestNetpollShutdownTimerStopped: a connection that closes after Shutdown
+// (a negotiate: answer, then the client hangs up) must not leave its
+// deadline timer pending. A pending timer keeps the closed connection and
+// netpoll's state for it reachable for the whole ShutdownTimeout; after a
+// burst of negotiates they all die at once, long after the burst, and
+// leave holes across the heap that RSS never gives back.
+func TestNetpollShutdownTimerStopped(t *testing.T) {
+	h := &npByeHandler{closed: make(chan error, 16)}
+	pp, err := New("netpoll", Config{ShutdownTimeout: time.Minute}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pp.Serve(ln); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pp.Close() })
+	p := pp.(*npPoller)
+	const conns = 5
+	for i := range conns {
+		c, err := net.Dial("tcp", pp.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write([]byte("hi")); err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(c) // "bye", then the server's FIN
+		if string(b) != "bye" || err != nil {
+			t.Fatalf("conn %d: read %q, %v; want \"bye\" and EOF", i, b, err)
+		}
+		c.Close()
+		select {
+		case err := <-h.closed:
+			if err != nil {
+				t.Fatalf("conn %d: OnClose(%v), want nil for an orderly Shutdown", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("conn %d: no OnClose", i)
+		}
+	}
+	if n := p.shutdownTimers(); n != 0 {
+		t.Fatalf("%d Shutdown timers still pending after %d connections closed", n, conns)
+	}
+}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"runtime"
 	"runtime/debug"
 	"time"
 )
@@ -11,8 +12,10 @@ import (
 // no GC comes to clean up. RSS would stay at the burst's high-water mark.
 // The trimmer waits until the accept rate has been quiet for one interval
 // after at least max(trimMinAccepts, 10% of open connections) connects,
-// then runs one debug.FreeOSMemory
-// (a GC plus returning free pages): idle RSS then tracks the live heap.
+// then runs a GC and one debug.FreeOSMemory (a second GC plus returning
+// free pages; the first GC only moves sync.Pool contents, such as buffers
+// freed by the burst's closed connections, to the victim cache, which the
+// second frees): idle RSS then tracks the live heap.
 const (
 	trimInterval   = 5 * time.Second
 	trimMinAccepts = 1000
@@ -41,6 +44,7 @@ func (n *Node) trimLoop() {
 			enough := sinceTrim >= uint64(max(trimMinAccepts, n.poll.Conns()/10))
 			if enough && quiet && now.Sub(lastTrim) >= trimMinGap {
 				start := time.Now()
+				runtime.GC()
 				debug.FreeOSMemory()
 				n.log.Debug("returned free memory to the OS after a connection burst",
 					"accepts", sinceTrim, "took", time.Since(start).String())
