@@ -45,10 +45,12 @@ type Conn struct {
 	reason     atomic.Uint32 // why it was closed: index into closeReasons + 1
 	tokenExp   int32         // negotiated token's expiry, seconds after srv.epoch (0: none)
 	idBuf      [22]byte      // the connection id's characters; entry's id points here
+	wslot      uint8         // timing wheel slot (in idBuf's padding)
 	wl         wheelLinks[Conn]
 }
 
 func (c *Conn) links() *wheelLinks[Conn] { return &c.wl }
+func (c *Conn) slot() *uint8             { return &c.wslot }
 
 // connBufs holds the rare partial input of a connection; it exists only
 // while a frame, request or fragmented message is incomplete.

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/edgeplane/edgeplane/poller"
 )
 
 // acceptBucket is a token bucket over accepted connections: after a node
@@ -75,15 +77,7 @@ func (p *perIP) release(a netip.Addr) {
 }
 
 func addrOf(a net.Addr) netip.Addr {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		ip, _ := netip.AddrFromSlice(ta.IP)
-		return ip.Unmap()
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
+	return poller.AddrPortOf(a).Addr()
 }
 
 // jitteredRetryAfter spreads retries over [base, 2*base] seconds.

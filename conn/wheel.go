@@ -12,7 +12,6 @@ import (
 // kept alive until its slot comes round).
 type wheelLinks[T any] struct {
 	prev, next *T
-	slot       uint8 // 0: not on the wheel; 1..wheelSlots: slot+1; slotTicking
 }
 
 // slotTicking marks an item taken off its slot by a sweep and being ticked.
@@ -27,6 +26,10 @@ type wheelItem[T any] interface {
 	tick(now int64) int64
 	// links returns the item's embedded wheelLinks.
 	links() *wheelLinks[T]
+	// slot returns where the item keeps its slot number (a separate byte,
+	// so an item can put it in padding): 0 when not on the wheel,
+	// 1..wheelSlots for slot+1, slotTicking while a sweep ticks it.
+	slot() *uint8
 }
 
 const (
@@ -77,11 +80,11 @@ func (w *wheel[T, P]) add(it P, at int64) {
 // tick, the tick's result is then ignored.
 func (w *wheel[T, P]) remove(it P) {
 	w.mu.Lock()
-	l := it.links()
-	switch {
-	case l.slot == slotTicking:
-		l.slot = 0
-	case l.slot != 0:
+	switch sl := it.slot(); *sl {
+	case 0:
+	case slotTicking:
+		*sl = 0
+	default:
 		w.unlinkLocked(it)
 	}
 	w.mu.Unlock()
@@ -95,32 +98,32 @@ func (w *wheel[T, P]) addLocked(it P, at int64) {
 	if at > w.swept+wheelSlots-1 {
 		at = w.swept + wheelSlots - 1
 	}
-	l := it.links()
-	if l.slot != 0 && l.slot != slotTicking {
+	if sl := *it.slot(); sl != 0 && sl != slotTicking {
 		w.unlinkLocked(it)
 	}
 	i := at % wheelSlots
+	l := it.links()
 	l.prev, l.next = nil, w.heads[i]
 	if h := w.heads[i]; h != nil {
 		P(h).links().prev = (*T)(it)
 	}
 	w.heads[i] = (*T)(it)
-	l.slot = uint8(i + 1)
+	*it.slot() = uint8(i + 1)
 	w.n++
 }
 
 // unlinkLocked takes it off its slot list. Lock must be held.
 func (w *wheel[T, P]) unlinkLocked(it P) {
-	l := it.links()
+	l, sl := it.links(), it.slot()
 	if l.prev != nil {
 		P(l.prev).links().next = l.next
 	} else {
-		w.heads[l.slot-1] = l.next
+		w.heads[*sl-1] = l.next
 	}
 	if l.next != nil {
 		P(l.next).links().prev = l.prev
 	}
-	l.prev, l.next, l.slot = nil, nil, 0
+	l.prev, l.next, *sl = nil, nil, 0
 	w.n--
 }
 
@@ -157,7 +160,7 @@ func (w *wheel[T, P]) run() {
 					for ; k < sweepBatch && w.heads[i] != nil; k++ {
 						it := P(w.heads[i])
 						w.unlinkLocked(it)
-						it.links().slot = slotTicking
+						*it.slot() = slotTicking
 						batch[k] = it
 					}
 					w.mu.Unlock()
@@ -170,8 +173,8 @@ func (w *wheel[T, P]) run() {
 					w.mu.Lock()
 					for j := range k {
 						it := batch[j]
-						if l := it.links(); l.slot == slotTicking {
-							l.slot = 0
+						if sl := it.slot(); *sl == slotTicking {
+							*sl = 0
 							if next[j] > 0 {
 								w.addLocked(it, next[j])
 							}

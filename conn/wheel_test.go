@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // tickRec is one call of an item's tick.
@@ -22,9 +23,11 @@ type recItem struct {
 	ticks []tickRec
 	fired chan tickRec // one send per tick (buffered)
 	wl    wheelLinks[recItem]
+	ws    uint8
 }
 
 func (it *recItem) links() *wheelLinks[recItem] { return &it.wl }
+func (it *recItem) slot() *uint8                { return &it.ws }
 
 func newRecItem(next func(now int64, n int) int64) *recItem {
 	return &recItem{next: next, fired: make(chan tickRec, 64)}
@@ -273,9 +276,11 @@ type countItem struct {
 	n     atomic.Int32
 	fired *atomic.Int64
 	wl    wheelLinks[countItem]
+	ws    uint8
 }
 
 func (c *countItem) links() *wheelLinks[countItem] { return &c.wl }
+func (c *countItem) slot() *uint8                  { return &c.ws }
 
 func (c *countItem) tick(int64) int64 {
 	c.n.Add(1)
@@ -306,7 +311,7 @@ func TestWheelRemoveAndMove(t *testing.T) {
 		// The list is in reverse order of adding: 4 3 2 1 0.
 		for _, i := range []int{4, 2, 0} {
 			w.remove(its[i])
-			if its[i].wl.slot != 0 || its[i].wl.prev != nil || its[i].wl.next != nil {
+			if its[i].ws != 0 || its[i].wl.prev != nil || its[i].wl.next != nil {
 				t.Fatalf("item %d still linked after remove: %+v", i, its[i].wl)
 			}
 		}
@@ -377,5 +382,14 @@ func TestWheelSchedulingAllocatesNothing(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("add+remove of 100 items allocated %.1f times", allocs)
+	}
+}
+
+// TestConnSize keeps a connection's own state in the 208-byte size class:
+// the wheel's links and slot number are part of it (the slot sits in the
+// id buffer's padding).
+func TestConnSize(t *testing.T) {
+	if n := unsafe.Sizeof(Conn{}); n > 208 {
+		t.Fatalf("conn.Conn grew to %d bytes, budget 208", n)
 	}
 }

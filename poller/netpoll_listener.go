@@ -239,13 +239,13 @@ func (a *acceptedFD) SetReadDeadline(time.Time) error  { return nil }
 func (a *acceptedFD) SetWriteDeadline(time.Time) error { return nil }
 
 // sockaddrToAddr never returns nil: netpoll formats the remote address
-// into its timeout errors.
+// into its timeout errors. TCP addresses are the compact kind (addr.go).
 func sockaddrToAddr(sa unix.Sockaddr) net.Addr {
 	switch a := sa.(type) {
 	case *unix.SockaddrInet4:
-		return &net.TCPAddr{IP: append(net.IP(nil), a.Addr[:]...), Port: a.Port}
+		return newInet4Addr(a.Addr, a.Port)
 	case *unix.SockaddrInet6:
-		return &net.TCPAddr{IP: append(net.IP(nil), a.Addr[:]...), Port: a.Port}
+		return newInet6Addr(a.Addr, a.Port)
 	case *unix.SockaddrUnix:
 		return &net.UnixAddr{Name: a.Name, Net: "unix"}
 	}
