@@ -1,7 +1,7 @@
 package poller
 
 import (
-	"os"
+	"encoding/binary"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -97,22 +97,43 @@ func (a *Admission) Headroom() int64 {
 }
 
 // CountOpenFDs counts this process's open file descriptors (-1 if unknown).
+// It reads /proc/self/fd with getdents into one pooled buffer and allocates
+// nothing per descriptor: a metrics scrape of a node holding 19,000
+// connections would otherwise make a megabyte of garbage (a string per
+// descriptor) that an idle node keeps as RSS until the next GC.
 func CountOpenFDs() int {
-	f, err := os.Open("/proc/self/fd")
+	fd, err := unix.Open("/proc/self/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1
 	}
-	defer f.Close()
+	defer unix.Close(fd)
+	bp := direntPool.Get().(*[8192]byte)
+	defer direntPool.Put(bp)
 	n := 0
 	for {
-		names, err := f.Readdirnames(4096)
-		n += len(names)
-		if err != nil || len(names) == 0 {
+		k, err := unix.Getdents(fd, bp[:])
+		if err != nil {
+			return -1
+		}
+		if k <= 0 {
 			break
+		}
+		// linux_dirent64: ino u64, off s64, reclen u16, type u8, name.
+		for off := 0; off+19 < k; {
+			reclen := int(binary.NativeEndian.Uint16(bp[off+16:]))
+			if reclen == 0 {
+				return -1
+			}
+			if name := bp[off+19:]; !(name[0] == '.' && (name[1] == 0 || name[1] == '.' && name[2] == 0)) {
+				n++
+			}
+			off += reclen
 		}
 	}
 	return n - 1 // the directory's own descriptor
 }
+
+var direntPool = sync.Pool{New: func() any { return new([8192]byte) }}
 
 // RejectResponse is the complete HTTP response written to a connection
 // that admission turned away.
