@@ -3,6 +3,7 @@
 package poller
 
 import (
+	"runtime"
 	"sync"
 	"time"
 	"unsafe"
@@ -145,11 +146,20 @@ func (l *loop) run() {
 		pending := len(l.posted) > 0 || len(l.dirty) > 0
 		l.woken = pending // asleep from here unless there is work
 		l.mu.Unlock()
-		timeout := 0
-		if !pending {
-			timeout = l.timeout()
+		// Poll without blocking first, and once more after letting other
+		// goroutines run, before sleeping in epoll_wait (as netpoll does):
+		// a blocking system call hands the P to another thread and the
+		// return takes it back, two context switches that a busy loop
+		// (a broadcast, a burst of pings) would pay again and again.
+		n, err := epollWaitNow(l.epfd, l.events)
+		if n == 0 && err == nil && !pending {
+			if timeout := l.timeout(); timeout != 0 {
+				runtime.Gosched()
+				if n, err = epollWaitNow(l.epfd, l.events); n == 0 && err == nil {
+					n, err = unix.EpollWait(l.epfd, l.events, timeout)
+				}
+			}
 		}
-		n, err := unix.EpollWait(l.epfd, l.events, timeout)
 		if err != nil && err != unix.EINTR {
 			// EBADF/EINVAL: the loop cannot continue.
 			l.p.log.Error("poller: epoll_wait failed; loop stops", "loop", l.idx, "err", err)
@@ -430,6 +440,16 @@ func (l *loop) stop() {
 	l.mu.Lock()
 	unix.Close(l.evfd)
 	l.mu.Unlock()
+}
+
+// epollWaitNow is epoll_wait with a zero timeout: it never blocks, so it
+// is a RawSyscall (no hand-off of the P).
+func epollWaitNow(epfd int, events []unix.EpollEvent) (int, error) {
+	r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
 }
 
 // readFD reads once, retrying EINTR. n == 0 with a nil error is EOF.
