@@ -3,53 +3,117 @@ package node
 import (
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"time"
 )
 
 // Trimming: a burst of connects leaves garbage (HTTP parsing, handshakes)
-// up to the GC goal, about twice the live heap, and the runtime returns
-// freed pages to the OS only slowly; idle connections allocate nothing, so
-// no GC comes to clean up. RSS would stay at the burst's high-water mark.
-// The trimmer waits until the accept rate has been quiet for one interval
-// after at least max(trimMinAccepts, 10% of open connections) connects,
-// then runs a GC and one debug.FreeOSMemory (a second GC plus returning
-// free pages; the first GC only moves sync.Pool contents, such as buffers
-// freed by the burst's closed connections, to the victim cache, which the
-// second frees): idle RSS then tracks the live heap.
+// up to the GC goal, and the runtime returns freed pages to the OS only
+// slowly; idle connections allocate little, so no GC comes to clean up.
+// RSS would stay at the burst's high-water mark. The trimmer waits until
+// the accept rate has been quiet for one interval after at least
+// max(trimMinAccepts, 10% of open connections) connects, then runs a GC
+// and one debug.FreeOSMemory (a second GC plus returning free pages; the
+// first GC only moves sync.Pool contents, such as buffers freed by the
+// burst's closed connections, to the victim cache, which the second
+// frees): idle RSS then tracks the live heap.
+//
+// An idle node still makes a little garbage (the netpoll backend
+// allocates per read, so every keep-alive Ping costs some); left to the
+// GC goal it would hold up to GOGC% of the live heap more. So while the
+// accept rate stays quiet the trimmer also trims once the heap has grown
+// by trimIdleGrowth of the live heap (and at least trimIdleMinBytes) since
+// the last trim, at most every trimMinGap: a GC of the live heap every
+// few seconds at most, and never on a node that makes no garbage (the
+// epoll backend's idle connections allocate nothing).
 const (
-	trimInterval   = 5 * time.Second
-	trimMinAccepts = 1000
-	trimMinGap     = 10 * time.Second
+	trimInterval     = 5 * time.Second
+	trimMinAccepts   = 1000
+	trimMinGap       = 10 * time.Second
+	trimIdleGrowth   = 0.02
+	trimIdleMinBytes = 1 << 20
 )
+
+// trimmer decides when to trim; it holds no locks and does no I/O.
+type trimmer struct {
+	lastAccepted uint64
+	sinceTrim    uint64    // accepts since the last trim
+	lastTrim     time.Time // zero: never
+	liveAtTrim   uint64    // live heap right after the last trim (0: never)
+}
+
+// trimReason says why decide wants a trim.
+type trimReason int
+
+const (
+	noTrim trimReason = iota
+	trimAfterBurst
+	trimIdleGarbage
+)
+
+// decide is called every trimInterval with the accept counter, the open
+// connections and the heap's object bytes (live and not yet swept).
+func (t *trimmer) decide(now time.Time, accepted uint64, conns int, heapObjects uint64) trimReason {
+	churn := accepted - t.lastAccepted
+	t.lastAccepted = accepted
+	t.sinceTrim += churn
+	quiet := churn < uint64(max(100, conns/100))
+	if !quiet || (!t.lastTrim.IsZero() && now.Sub(t.lastTrim) < trimMinGap) {
+		return noTrim
+	}
+	if t.sinceTrim >= uint64(max(trimMinAccepts, conns/10)) {
+		return trimAfterBurst
+	}
+	if t.liveAtTrim > 0 && heapObjects > t.liveAtTrim &&
+		heapObjects-t.liveAtTrim >= max(uint64(trimIdleMinBytes), uint64(float64(t.liveAtTrim)*trimIdleGrowth)) {
+		return trimIdleGarbage
+	}
+	return noTrim
+}
+
+// trimmed records a trim done at now that left liveHeap bytes live.
+func (t *trimmer) trimmed(now time.Time, liveHeap uint64) {
+	t.sinceTrim, t.lastTrim, t.liveAtTrim = 0, now, liveHeap
+}
+
+// heapBytes reads the heap's object bytes (live plus not yet swept) and
+// the live heap as of the last GC, without stopping the world.
+func heapBytes() (objects, live uint64) {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		objects = s[0].Value.Uint64()
+	}
+	if s[1].Value.Kind() == metrics.KindUint64 {
+		live = s[1].Value.Uint64()
+	}
+	return objects, live
+}
 
 func (n *Node) trimLoop() {
 	defer close(n.trimDone)
-	t := time.NewTicker(trimInterval)
-	defer t.Stop()
-	var (
-		lastAccepted = n.srv.M.Accepted()
-		sinceTrim    uint64
-		lastTrim     time.Time
-	)
+	tk := time.NewTicker(trimInterval)
+	defer tk.Stop()
+	t := trimmer{lastAccepted: n.srv.M.Accepted()}
 	for {
 		select {
 		case <-n.trimStop:
 			return
-		case now := <-t.C:
-			acc := n.srv.M.Accepted()
-			churn := acc - lastAccepted
-			lastAccepted = acc
-			sinceTrim += churn
-			quiet := churn < uint64(max(100, n.poll.Conns()/100))
-			enough := sinceTrim >= uint64(max(trimMinAccepts, n.poll.Conns()/10))
-			if enough && quiet && now.Sub(lastTrim) >= trimMinGap {
-				start := time.Now()
-				runtime.GC()
-				debug.FreeOSMemory()
-				n.log.Debug("returned free memory to the OS after a connection burst",
-					"accepts", sinceTrim, "took", time.Since(start).String())
-				sinceTrim, lastTrim = 0, now
+		case now := <-tk.C:
+			objects, _ := heapBytes()
+			why := t.decide(now, n.srv.M.Accepted(), n.poll.Conns(), objects)
+			if why == noTrim {
+				continue
 			}
+			start := time.Now()
+			accepts := t.sinceTrim
+			runtime.GC()
+			debug.FreeOSMemory()
+			_, live := heapBytes()
+			t.trimmed(now, live)
+			n.log.Debug("returned free memory to the OS",
+				"after", map[trimReason]string{trimAfterBurst: "connection burst", trimIdleGarbage: "idle garbage"}[why],
+				"accepts", accepts, "live_bytes", live, "took", time.Since(start).String())
 		}
 	}
 }
