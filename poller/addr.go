@@ -53,9 +53,7 @@ func AddrPortOf(a net.Addr) netip.AddrPort {
 	switch t := a.(type) {
 	case nil:
 		return ap
-	case interface{ AddrPort() netip.AddrPort }:
-		ap = t.AddrPort()
-	case *net.TCPAddr:
+	case interface{ AddrPort() netip.AddrPort }: // ours and *net.TCPAddr
 		ap = t.AddrPort()
 	default:
 		var err error
