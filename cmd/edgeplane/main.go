@@ -76,7 +76,7 @@ func run(args []string) int {
 	fs.IntVar(&cfg.Conn.MaxMessageRate, "max-message-rate", conn.DefaultMaxMessageRate, "SignalR records a client may send per second; more closes it with 1008 (negative: off)")
 	fs.Var(&origins, "allowed-origins", "browser Origins allowed to connect, e.g. https://app.example.com,https://*.example.com (default: any)")
 	fs.DurationVar(&drainWindow, "drain-window", 30*time.Second, "on SIGTERM, close clients paced over this window (a second signal exits at once)")
-	fs.BoolVar(&cfg.NoTrim, "no-trim", false, "do not return freed memory to the OS after connection bursts or once an idle node's garbage reaches 2% of its live heap")
+	fs.BoolVar(&cfg.NoTrim, "no-trim", false, "do not return freed memory to the OS after connection bursts or once the garbage of an idle node (no GC for a minute) reaches 2% of its live heap")
 	fs.IntVar(&gcPercent, "gc-percent", 25, "Go GC target percentage (GOGC): lower packs long-lived connection state more densely after connection bursts at some CPU during them; the GOGC environment variable, if set, wins")
 	fs.StringVar(&logLevel, "log-level", "info", "debug|info|warn|error")
 	fs.Usage = func() {

@@ -25,13 +25,16 @@ import (
 // by trimIdleGrowth of the live heap (and at least trimIdleMinBytes) since
 // the last trim, at most every trimMinGap: a GC of the live heap every
 // few seconds at most, and never on a node that makes no garbage (the
-// epoll backend's idle connections allocate nothing).
+// epoll backend's idle connections allocate nothing). Only an idle node:
+// one whose GC has not run by itself for trimIdleAfterGC. A node busy
+// enough to reach its GC goal is left to the GC.
 const (
 	trimInterval     = 5 * time.Second
 	trimMinAccepts   = 1000
 	trimMinGap       = 10 * time.Second
 	trimIdleGrowth   = 0.02
 	trimIdleMinBytes = 1 << 20
+	trimIdleAfterGC  = time.Minute
 )
 
 // trimmer decides when to trim; it holds no locks and does no I/O.
@@ -40,6 +43,8 @@ type trimmer struct {
 	sinceTrim    uint64    // accepts since the last trim
 	lastTrim     time.Time // zero: never
 	liveAtTrim   uint64    // live heap right after the last trim (0: never)
+	autoGCs      uint64    // automatic GC cycles so far
+	lastAutoGC   time.Time // when autoGCs last changed (or the trimmer started)
 }
 
 // trimReason says why decide wants a trim.
@@ -52,8 +57,12 @@ const (
 )
 
 // decide is called every trimInterval with the accept counter, the open
-// connections and the heap's object bytes (live and not yet swept).
-func (t *trimmer) decide(now time.Time, accepted uint64, conns int, heapObjects uint64) trimReason {
+// connections, the heap's object bytes (live and not yet swept) and the
+// count of automatic GC cycles.
+func (t *trimmer) decide(now time.Time, accepted uint64, conns int, heapObjects, autoGCs uint64) trimReason {
+	if autoGCs != t.autoGCs || t.lastAutoGC.IsZero() {
+		t.autoGCs, t.lastAutoGC = autoGCs, now
+	}
 	churn := accepted - t.lastAccepted
 	t.lastAccepted = accepted
 	t.sinceTrim += churn
@@ -64,7 +73,7 @@ func (t *trimmer) decide(now time.Time, accepted uint64, conns int, heapObjects 
 	if t.sinceTrim >= uint64(max(trimMinAccepts, conns/10)) {
 		return trimAfterBurst
 	}
-	if t.liveAtTrim > 0 && heapObjects > t.liveAtTrim &&
+	if t.liveAtTrim > 0 && now.Sub(t.lastAutoGC) >= trimIdleAfterGC && heapObjects > t.liveAtTrim &&
 		heapObjects-t.liveAtTrim >= max(uint64(trimIdleMinBytes), uint64(float64(t.liveAtTrim)*trimIdleGrowth)) {
 		return trimIdleGarbage
 	}
@@ -76,18 +85,19 @@ func (t *trimmer) trimmed(now time.Time, liveHeap uint64) {
 	t.sinceTrim, t.lastTrim, t.liveAtTrim = 0, now, liveHeap
 }
 
-// heapBytes reads the heap's object bytes (live plus not yet swept) and
-// the live heap as of the last GC, without stopping the world.
-func heapBytes() (objects, live uint64) {
-	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
+// heapBytes reads the heap's object bytes (live plus not yet swept), the
+// live heap as of the last GC and the automatic GC cycles so far, without
+// stopping the world.
+func heapBytes() (objects, live, autoGCs uint64) {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}, {Name: "/gc/cycles/automatic:gc-cycles"}}
 	metrics.Read(s)
-	if s[0].Value.Kind() == metrics.KindUint64 {
-		objects = s[0].Value.Uint64()
+	u := func(i int) uint64 {
+		if s[i].Value.Kind() == metrics.KindUint64 {
+			return s[i].Value.Uint64()
+		}
+		return 0
 	}
-	if s[1].Value.Kind() == metrics.KindUint64 {
-		live = s[1].Value.Uint64()
-	}
-	return objects, live
+	return u(0), u(1), u(2)
 }
 
 func (n *Node) trimLoop() {
@@ -100,8 +110,8 @@ func (n *Node) trimLoop() {
 		case <-n.trimStop:
 			return
 		case now := <-tk.C:
-			objects, _ := heapBytes()
-			why := t.decide(now, n.srv.M.Accepted(), n.poll.Conns(), objects)
+			objects, _, gcs := heapBytes()
+			why := t.decide(now, n.srv.M.Accepted(), n.poll.Conns(), objects, gcs)
 			if why == noTrim {
 				continue
 			}
@@ -109,7 +119,7 @@ func (n *Node) trimLoop() {
 			accepts := t.sinceTrim
 			runtime.GC()
 			debug.FreeOSMemory()
-			_, live := heapBytes()
+			_, live, _ := heapBytes()
 			t.trimmed(now, live)
 			n.log.Debug("returned free memory to the OS",
 				"after", map[trimReason]string{trimAfterBurst: "connection burst", trimIdleGarbage: "idle garbage"}[why],
