@@ -3,7 +3,6 @@
 package poller
 
 import (
-	"runtime"
 	"sync"
 	"time"
 	"unsafe"
@@ -146,19 +145,17 @@ func (l *loop) run() {
 		pending := len(l.posted) > 0 || len(l.dirty) > 0
 		l.woken = pending // asleep from here unless there is work
 		l.mu.Unlock()
-		// Poll without blocking first, and once more after letting other
-		// goroutines run, before sleeping in epoll_wait (as netpoll does):
-		// a blocking system call hands the P to another thread and the
-		// return takes it back, two context switches that a busy loop
-		// (a broadcast, a burst of pings) would pay again and again.
-		n, err := epollWaitNow(l.epfd, l.events)
-		if n == 0 && err == nil && !pending {
-			if timeout := l.timeout(); timeout != 0 {
-				runtime.Gosched()
-				if n, err = epollWaitNow(l.epfd, l.events); n == 0 && err == nil {
-					n, err = unix.EpollWait(l.epfd, l.events, timeout)
-				}
-			}
+		// With work pending, poll without blocking through RawSyscall (no
+		// hand-off of the P, as netpoll does); otherwise sleep in
+		// epoll_wait. (Polling once more after Gosched before sleeping, as
+		// netpoll also does, cost ~0.8 points of idle CPU at 19k
+		// connections and made no measurable difference to broadcasts.)
+		var n int
+		var err error
+		if pending {
+			n, err = epollWaitNow(l.epfd, l.events)
+		} else {
+			n, err = unix.EpollWait(l.epfd, l.events, l.timeout())
 		}
 		if err != nil && err != unix.EINTR {
 			// EBADF/EINVAL: the loop cannot continue.
