@@ -141,19 +141,7 @@ func checkFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 // startEpoll runs an epoll poller on a random loopback port.
 func startEpoll(t testing.TB, cfg Config, h Handler) Poller {
 	t.Helper()
-	p, err := New("epoll", cfg, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Serve(ln); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	return p
+	return startBackend(t, "epoll", cfg, h)
 }
 
 func dial(t testing.TB, addr net.Addr, rcvbuf int) *net.TCPConn {

@@ -321,18 +321,7 @@ func (s *npByeSession) OnClose(err error)     { s.h.closed <- err }
 // leave holes across the heap that RSS never gives back.
 func TestNetpollShutdownTimerStopped(t *testing.T) {
 	h := &npByeHandler{closed: make(chan error, 16)}
-	pp, err := New("netpoll", Config{ShutdownTimeout: time.Minute}, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pp.Serve(ln); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pp.Close() })
+	pp := startBackend(t, "netpoll", Config{ShutdownTimeout: time.Minute}, h)
 	p := pp.(*npPoller)
 	const conns = 5
 	for i := range conns {
@@ -361,4 +350,23 @@ func TestNetpollShutdownTimerStopped(t *testing.T) {
 	if n := p.shutdownTimers(); n != 0 {
 		t.Fatalf("%d Shutdown timers still pending after %d connections closed", n, conns)
 	}
+}
+
+// startBackend runs a poller of the named backend on a random loopback
+// port and closes it when the test ends.
+func startBackend(t testing.TB, backend string, cfg Config, h Handler) Poller {
+	t.Helper()
+	p, err := New(backend, cfg, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Serve(ln); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
 }

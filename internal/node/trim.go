@@ -21,9 +21,9 @@ import (
 // An idle node still makes a little garbage (the netpoll backend
 // allocates per read, so every keep-alive Ping costs some); left to the
 // GC goal it would hold up to GOGC% of the live heap more. So while the
-// accept rate stays quiet the trimmer also trims once the heap has grown
-// by trimIdleGrowth of the live heap (and at least trimIdleMinBytes) since
-// the last trim, at most every trimMinGap: a GC of the live heap every
+// accept rate stays quiet the trimmer also trims once the heap holds
+// trimIdleGrowth of the live heap (and at least trimIdleMinBytes) more
+// than the last GC left live, at most every trimMinGap: a GC of the live heap every
 // few seconds at most, and never on a node that makes no garbage (the
 // epoll backend's idle connections allocate nothing). Only an idle node:
 // one whose GC has not run by itself for trimIdleAfterGC. A node busy
@@ -42,8 +42,7 @@ type trimmer struct {
 	lastAccepted uint64
 	sinceTrim    uint64    // accepts since the last trim
 	lastTrim     time.Time // zero: never
-	liveAtTrim   uint64    // live heap right after the last trim (0: never)
-	autoGCs      uint64    // automatic GC cycles so far
+	autoGCs      uint64    // automatic GC cycles seen
 	lastAutoGC   time.Time // when autoGCs last changed (or the trimmer started)
 }
 
@@ -56,12 +55,41 @@ const (
 	trimIdleGarbage
 )
 
+func (r trimReason) String() string {
+	switch r {
+	case trimAfterBurst:
+		return "connection burst"
+	case trimIdleGarbage:
+		return "idle garbage"
+	}
+	return "none"
+}
+
+// heapStats is what the trimmer reads of the runtime, without stopping
+// the world: the heap's object bytes (live plus not yet swept), the live
+// heap as of the last GC (the trimmer's or an automatic one) and the
+// automatic GC cycles so far.
+type heapStats struct {
+	objects, live, autoGCs uint64
+}
+
+func readHeapStats() heapStats {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}, {Name: "/gc/cycles/automatic:gc-cycles"}}
+	metrics.Read(s)
+	u := func(i int) uint64 {
+		if s[i].Value.Kind() == metrics.KindUint64 {
+			return s[i].Value.Uint64()
+		}
+		return 0
+	}
+	return heapStats{objects: u(0), live: u(1), autoGCs: u(2)}
+}
+
 // decide is called every trimInterval with the accept counter, the open
-// connections, the heap's object bytes (live and not yet swept) and the
-// count of automatic GC cycles.
-func (t *trimmer) decide(now time.Time, accepted uint64, conns int, heapObjects, autoGCs uint64) trimReason {
-	if autoGCs != t.autoGCs || t.lastAutoGC.IsZero() {
-		t.autoGCs, t.lastAutoGC = autoGCs, now
+// connections and the heap.
+func (t *trimmer) decide(now time.Time, accepted uint64, conns int, h heapStats) trimReason {
+	if h.autoGCs != t.autoGCs || t.lastAutoGC.IsZero() {
+		t.autoGCs, t.lastAutoGC = h.autoGCs, now
 	}
 	churn := accepted - t.lastAccepted
 	t.lastAccepted = accepted
@@ -73,31 +101,16 @@ func (t *trimmer) decide(now time.Time, accepted uint64, conns int, heapObjects,
 	if t.sinceTrim >= uint64(max(trimMinAccepts, conns/10)) {
 		return trimAfterBurst
 	}
-	if t.liveAtTrim > 0 && now.Sub(t.lastAutoGC) >= trimIdleAfterGC && heapObjects > t.liveAtTrim &&
-		heapObjects-t.liveAtTrim >= max(uint64(trimIdleMinBytes), uint64(float64(t.liveAtTrim)*trimIdleGrowth)) {
+	if now.Sub(t.lastAutoGC) >= trimIdleAfterGC && h.objects > h.live &&
+		h.objects-h.live >= max(uint64(trimIdleMinBytes), uint64(float64(h.live)*trimIdleGrowth)) {
 		return trimIdleGarbage
 	}
 	return noTrim
 }
 
-// trimmed records a trim done at now that left liveHeap bytes live.
-func (t *trimmer) trimmed(now time.Time, liveHeap uint64) {
-	t.sinceTrim, t.lastTrim, t.liveAtTrim = 0, now, liveHeap
-}
-
-// heapBytes reads the heap's object bytes (live plus not yet swept), the
-// live heap as of the last GC and the automatic GC cycles so far, without
-// stopping the world.
-func heapBytes() (objects, live, autoGCs uint64) {
-	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}, {Name: "/gc/cycles/automatic:gc-cycles"}}
-	metrics.Read(s)
-	u := func(i int) uint64 {
-		if s[i].Value.Kind() == metrics.KindUint64 {
-			return s[i].Value.Uint64()
-		}
-		return 0
-	}
-	return u(0), u(1), u(2)
+// trimmed records a trim done at now.
+func (t *trimmer) trimmed(now time.Time) {
+	t.sinceTrim, t.lastTrim = 0, now
 }
 
 func (n *Node) trimLoop() {
@@ -110,8 +123,7 @@ func (n *Node) trimLoop() {
 		case <-n.trimStop:
 			return
 		case now := <-tk.C:
-			objects, _, gcs := heapBytes()
-			why := t.decide(now, n.srv.M.Accepted(), n.poll.Conns(), objects, gcs)
+			why := t.decide(now, n.srv.M.Accepted(), n.poll.Conns(), readHeapStats())
 			if why == noTrim {
 				continue
 			}
@@ -119,11 +131,9 @@ func (n *Node) trimLoop() {
 			accepts := t.sinceTrim
 			runtime.GC()
 			debug.FreeOSMemory()
-			_, live, _ := heapBytes()
-			t.trimmed(now, live)
-			n.log.Debug("returned free memory to the OS",
-				"after", map[trimReason]string{trimAfterBurst: "connection burst", trimIdleGarbage: "idle garbage"}[why],
-				"accepts", accepts, "live_bytes", live, "took", time.Since(start).String())
+			t.trimmed(now)
+			n.log.Debug("returned free memory to the OS", "after", why.String(),
+				"accepts", accepts, "live_bytes", readHeapStats().live, "took", time.Since(start).String())
 		}
 	}
 }
