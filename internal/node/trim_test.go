@@ -10,7 +10,9 @@ func TestTrimmerDecide(t *testing.T) {
 	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
 	const conns = 19000
 	const mb = 1 << 20
-	heap := func(objects, live, gcs uint64) heapStats { return heapStats{objects: objects, live: live, autoGCs: gcs} }
+	heap := func(objects, live, gcs uint64) heapStats {
+		return heapStats{objects: objects, live: live, autoGCs: gcs}
+	}
 
 	var tr trimmer
 	// A burst: accepts keep coming and the GC runs; no trim while they do.
