@@ -34,19 +34,41 @@ type Conn struct {
 	entry fanout.Entry // registry entry, embedded; id and user set at upgrade
 	bufs  *connBufs    // partial input, nil while idle
 
-	lastRead   atomic.Int32 // wheel seconds
-	lastWrite  atomic.Int32
-	state      atomic.Uint32
-	opened     int32
-	rate       rateWindow    // inbound records per second (OnData only)
-	ipCounted  bool          // counted in the server's per-IP table
-	gone       atomic.Bool   // OnClose ran
-	registered atomic.Bool   // inserted in the hub (upstream saw "connected")
-	reason     atomic.Uint32 // why it was closed: index into closeReasons + 1
-	tokenExp   int32         // negotiated token's expiry, seconds after srv.epoch (0: none)
-	idBuf      [22]byte      // the connection id's characters; entry's id points here
-	wslot      uint8         // timing wheel slot (in idBuf's padding)
-	wl         wheelLinks[Conn]
+	lastRead  atomic.Int32 // wheel seconds
+	lastWrite atomic.Int32
+	state     atomic.Uint32
+	opened    int32
+	rate      rateWindow    // inbound records per second (OnData only)
+	flags     atomic.Uint32 // fl* bits, and the close reason (flReasonShift)
+	tokenExp  int32         // negotiated token's expiry, seconds after srv.epoch (0: none)
+	idBuf     [22]byte      // the connection id's characters; entry's id points here
+	wslot     uint8         // timing wheel slot (in idBuf's padding)
+	wl        wheelLinks[Conn]
+}
+
+// Conn.flags bits. One word instead of three flags and a reason field:
+// 12 bytes per connection.
+const (
+	flGone       uint32 = 1 << iota // OnClose ran
+	flRegistered                    // inserted in the hub (upstream saw "connected")
+	flIPCounted                     // counted in the server's per-IP table
+
+	flReasonShift = 8 // bits 8-15: why it was closed, index into closeReasons + 1
+	flReasonMask  = 0xff << flReasonShift
+)
+
+func (c *Conn) has(f uint32) bool { return c.flags.Load()&f != 0 }
+
+// reason is the close reason's index into closeReasons + 1 (0: none).
+func (c *Conn) reason() uint32 { return c.flags.Load() & flReasonMask >> flReasonShift }
+
+func (c *Conn) setReason(idx uint32) {
+	for {
+		old := c.flags.Load()
+		if c.flags.CompareAndSwap(old, old&^flReasonMask|idx<<flReasonShift&flReasonMask) {
+			return
+		}
+	}
 }
 
 func (c *Conn) links() *wheelLinks[Conn] { return &c.wl }
@@ -256,7 +278,7 @@ func (c *Conn) register() bool {
 		c.hub.Remove(&c.entry) // closed meanwhile (e.g. handshake deadline)
 		return false
 	}
-	c.registered.Store(true)
+	c.flags.Or(flRegistered)
 	c.send(fanout.TextFrame(handshakeOK))
 	if up := c.srv.cfg.Upstream; up != nil {
 		if err := up.Send(&backplane.Event{Kind: backplane.EventConnected, Hub: c.hub.Name(), ConnID: c.entry.ID(), UserID: c.entry.User()}); err != nil {
@@ -368,7 +390,7 @@ func (c *Conn) shutdown(reason string, final []byte) {
 		}
 	}
 	c.srv.M.closed[reason].Inc()
-	c.reason.Store(reasonIndex[reason])
+	c.setReason(reasonIndex[reason])
 	if st == stOpen {
 		// Stop deliveries now rather than when the socket finally closes
 		// (a stalled client may hold its final frames until the poller's
@@ -420,13 +442,12 @@ func (c *Conn) OnClose(err error) {
 	if st != stClosed {
 		c.srv.M.closed[reasonPeerGone].Inc()
 	}
-	registered := c.registered.Load()
-	c.gone.Store(true)
+	registered := c.flags.Or(flGone)&flRegistered != 0
 	// Off the wheel now: nothing else refers to a closed connection, so
 	// it and its poller state are garbage at once, not when its slot
 	// comes round (up to the handshake time-out later).
 	c.srv.wheel.remove(c)
-	if c.ipCounted {
+	if c.has(flIPCounted) {
 		c.srv.perIP.release(addrOf(c.pc.RemoteAddr()))
 	}
 	if c.bufs != nil && c.bufs.frag != nil {
@@ -443,7 +464,7 @@ func (c *Conn) OnClose(err error) {
 	if registered {
 		c.hub.Remove(&c.entry) // no-op if shutdown already removed it
 		if up := c.srv.cfg.Upstream; up != nil {
-			reason := disconnectReason(c.reason.Load(), err)
+			reason := disconnectReason(c.reason(), err)
 			if e := up.Send(&backplane.Event{Kind: backplane.EventDisconnected, Hub: c.hub.Name(), ConnID: c.entry.ID(), UserID: c.entry.User(), Reason: reason}); e != nil {
 				c.srv.M.upstreamErr.Inc()
 			}
@@ -457,7 +478,7 @@ func (c *Conn) tick(now int64) int64 {
 	s := c.srv
 	switch c.state.Load() {
 	case stClosed:
-		if c.gone.Load() {
+		if c.has(flGone) {
 			return 0
 		}
 		return now + 1 + s.handshakeSec // keep watching until the poller closes it

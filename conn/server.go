@@ -246,7 +246,7 @@ func (s *Server) OnOpen(pc poller.Conn) poller.Session {
 		if !s.perIP.acquire(addrOf(pc.RemoteAddr())) {
 			return s.refuse(c, "per_ip", "too many connections from your address")
 		}
-		c.ipCounted = true
+		c.flags.Or(flIPCounted)
 	}
 	now := s.wheel.Now()
 	c.opened = int32(now)

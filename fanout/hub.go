@@ -38,12 +38,24 @@ const numShards = 64
 
 // Entry is a registered member. It is returned by Add and passed back to
 // Remove; callers treat it as opaque.
+//
+// Every connection embeds one, so its size counts per connection: 64 B on
+// 64-bit platforms (TestEntrySize). The groups joined, which few
+// connections have, are behind a pointer allocated on the first join.
 type Entry struct {
 	m      Member
 	id     string
 	user   string
-	idx    int32    // position in its connShard.list; guarded by that shard's mu
-	groups []string // groups joined; guarded by the conn shard's mu
+	idx    int32     // position in its connShard.list; guarded by that shard's mu
+	groups *[]string // groups joined, nil if none; guarded by the conn shard's mu
+}
+
+// joined is the groups e has joined. The conn shard's mu must be held.
+func (e *Entry) joined() []string {
+	if e.groups == nil {
+		return nil
+	}
+	return *e.groups
 }
 
 // ID is the member's connection id.
@@ -52,10 +64,15 @@ func (e *Entry) ID() string { return e.id }
 // User is the member's user id ("" if anonymous).
 func (e *Entry) User() string { return e.user }
 
+// connShard is one shard of a hub's connections: a dense list, for
+// broadcasts (slices, not maps, in the loop), and a compact open-addressing
+// index of it by connection id instead of a map (see index.go). mu guards
+// both.
 type connShard struct {
-	mu   sync.RWMutex
-	byID map[string]*Entry
-	list []*Entry // dense, for broadcasts (slices, not maps, in the loop)
+	mu    sync.RWMutex
+	list  []*Entry
+	slots []int32      // index of list by id: position+1, 0 empty
+	seed  maphash.Seed // the hub's seed (the index hashes ids with it)
 }
 
 // memberSet is a group's or a user's members: a dense slice plus positions.
@@ -97,7 +114,7 @@ type Stats struct {
 func newHub(name string, sub Subscriber, stats *Stats) *Hub {
 	h := &Hub{name: name, sub: sub, seed: maphash.MakeSeed(), stats: stats}
 	for i := range h.conns {
-		h.conns[i].byID = make(map[string]*Entry)
+		h.conns[i].seed = h.seed // index tables are allocated on first insert
 	}
 	h.group.kind, h.users.kind = backplane.Group, backplane.User
 	for i := 0; i < numShards; i++ {
@@ -117,6 +134,13 @@ func (h *Hub) shardOf(key string) int {
 	return int(maphash.String(h.seed, key) % numShards)
 }
 
+// connShardOf returns the conn shard of id and id's hash, which the
+// shard's index takes too (it uses the bits the shard choice does not).
+func (h *Hub) connShardOf(id string) (*connShard, uint64) {
+	hv := maphash.String(h.seed, id)
+	return &h.conns[hv%numShards], hv
+}
+
 // Init sets a caller-owned entry's member, connection id and user before
 // Insert (a connection can embed its Entry: no separate allocation).
 func (e *Entry) Init(m Member, id, user string) { e.m, e.id, e.user = m, id, user }
@@ -133,15 +157,12 @@ func (h *Hub) Add(m Member, id, user string) (*Entry, bool) {
 // registering nothing, if its id is taken.
 func (h *Hub) Insert(e *Entry) bool {
 	id, user := e.id, e.user
-	s := &h.conns[h.shardOf(id)]
+	s, hv := h.connShardOf(id)
 	s.mu.Lock()
-	if _, dup := s.byID[id]; dup {
+	if !s.insert(e, hv) {
 		s.mu.Unlock()
 		return false
 	}
-	s.byID[id] = e
-	e.idx = int32(len(s.list))
-	s.list = append(s.list, e)
 	h.sub.Subscribe(h.name, backplane.Connection, id)
 	if user != "" {
 		h.users.add(h, user, e)
@@ -153,21 +174,14 @@ func (h *Hub) Insert(e *Entry) bool {
 
 // Remove unregisters e from the hub, its groups and its user.
 func (h *Hub) Remove(e *Entry) {
-	s := &h.conns[h.shardOf(e.id)]
+	s, hv := h.connShardOf(e.id)
 	s.mu.Lock()
-	if cur, ok := s.byID[e.id]; !ok || cur != e {
+	if !s.remove(e, hv) {
 		s.mu.Unlock()
 		return
 	}
-	delete(s.byID, e.id)
-	last := len(s.list) - 1
-	moved := s.list[last]
-	s.list[e.idx] = moved
-	moved.idx = e.idx
-	s.list[last] = nil
-	s.list = s.list[:last]
 	h.sub.Unsubscribe(h.name, backplane.Connection, e.id)
-	for _, g := range e.groups {
+	for _, g := range e.joined() {
 		h.group.remove(h, g, e)
 	}
 	e.groups = nil
@@ -180,10 +194,10 @@ func (h *Hub) Remove(e *Entry) {
 
 // Member returns the member registered under connection id, or nil.
 func (h *Hub) Member(id string) Member {
-	s := &h.conns[h.shardOf(id)]
+	s, hv := h.connShardOf(id)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if e, ok := s.byID[id]; ok {
+	if e := s.get(id, hv); e != nil {
 		return e.m
 	}
 	return nil
@@ -191,9 +205,9 @@ func (h *Hub) Member(id string) Member {
 
 // Lookup reports whether connection id is registered on this node.
 func (h *Hub) Lookup(id string) bool {
-	s := &h.conns[h.shardOf(id)]
+	s, hv := h.connShardOf(id)
 	s.mu.RLock()
-	_, ok := s.byID[id]
+	ok := s.get(id, hv) != nil
 	s.mu.RUnlock()
 	return ok
 }
@@ -202,10 +216,15 @@ func (h *Hub) Lookup(id string) bool {
 // local connection. Adding twice is a no-op.
 func (h *Hub) AddToGroup(id, group string) bool {
 	return h.withEntry(id, func(e *Entry) {
-		if !slices.Contains(e.groups, group) {
-			e.groups = append(e.groups, group)
-			h.group.add(h, group, e)
+		if slices.Contains(e.joined(), group) {
+			return
 		}
+		if e.groups == nil {
+			e.groups = &[]string{group}
+		} else {
+			*e.groups = append(*e.groups, group)
+		}
+		h.group.add(h, group, e)
 	})
 }
 
@@ -213,26 +232,34 @@ func (h *Hub) AddToGroup(id, group string) bool {
 // is not a local connection.
 func (h *Hub) RemoveFromGroup(id, group string) bool {
 	return h.withEntry(id, func(e *Entry) {
-		if i := slices.Index(e.groups, group); i >= 0 {
-			last := len(e.groups) - 1
-			e.groups[i] = e.groups[last]
-			e.groups = e.groups[:last]
-			h.group.remove(h, group, e)
+		gs := e.joined()
+		i := slices.Index(gs, group)
+		if i < 0 {
+			return
 		}
+		last := len(gs) - 1
+		gs[i] = gs[last]
+		gs[last] = ""
+		if last == 0 {
+			e.groups = nil // the last group left: drop the allocation
+		} else {
+			*e.groups = gs[:last]
+		}
+		h.group.remove(h, group, e)
 	})
 }
 
 // withEntry runs fn with the entry of connection id under its shard's
 // write lock; false if id is not registered.
 func (h *Hub) withEntry(id string, fn func(e *Entry)) bool {
-	s := &h.conns[h.shardOf(id)]
+	s, hv := h.connShardOf(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.byID[id]
-	if ok {
+	e := s.get(id, hv)
+	if e != nil {
 		fn(e)
 	}
-	return ok
+	return e != nil
 }
 
 // GroupLen is the number of local members of group.
@@ -321,9 +348,9 @@ func (h *Hub) Deliver(kind backplane.Kind, name string, excluded []string, frame
 		s.mu.RUnlock()
 		n = deliver(snap, excluded, frame)
 	case backplane.Connection:
-		s := &h.conns[h.shardOf(name)]
+		s, hv := h.connShardOf(name)
 		s.mu.RLock()
-		if e, ok := s.byID[name]; ok {
+		if e := s.get(name, hv); e != nil {
 			snap = append(snap, e)
 		}
 		s.mu.RUnlock()

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -78,8 +80,8 @@ type npPoller struct {
 	mu      sync.Mutex
 	ln      *npListener
 	evl     netpoll.EventLoop
-	served  chan struct{} // closed when EventLoop.Serve returned
-	conns   *npConn       // registry of open connections (intrusive list)
+	served  chan struct{}     // closed when EventLoop.Serve returned
+	errs    map[*npConn]error // why we closed a connection, until its OnClose
 	closing bool
 	closed  bool
 
@@ -96,8 +98,11 @@ func newNetpoll(cfg Config, h Handler) (Poller, error) {
 	if h == nil {
 		return nil, fmt.Errorf("poller: netpoll: nil Handler")
 	}
+	if cfg.MaxQueueBytes > math.MaxInt32 {
+		return nil, fmt.Errorf("poller: netpoll: MaxQueueBytes %d is over the limit of %d", cfg.MaxQueueBytes, math.MaxInt32)
+	}
 	p := &npPoller{cfg: cfg, h: h, adm: NewAdmission(cfg), rejects: map[RejectReason][]byte{},
-		shutTimers: map[*npConn]*time.Timer{}}
+		errs: map[*npConn]error{}, shutTimers: map[*npConn]*time.Timer{}}
 	for _, r := range []RejectReason{RejectMaxConns, RejectFDReserve, RejectAcceptRate, RejectAcceptError} {
 		p.rejects[r] = RejectResponse(cfg.RetryAfter, r)
 	}
@@ -179,11 +184,8 @@ func (p *npPoller) Close() error {
 	}
 	p.closed, p.closing = true, true
 	l, evl, served := p.ln, p.evl, p.served
-	var all []*npConn
-	for c := p.conns; c != nil; c = c.nextAll {
-		all = append(all, c)
-	}
 	p.mu.Unlock()
+	all := npFDs.of(p)
 
 	if l != nil {
 		l.Close()
@@ -220,15 +222,7 @@ func (p *npPoller) Close() error {
 	return nil
 }
 
-func (p *npPoller) openConns() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for c := p.conns; c != nil; c = c.nextAll {
-		n++
-	}
-	return n
-}
+func (p *npPoller) openConns() int { return len(npFDs.of(p)) }
 
 // onPrepare runs on netpoll's poller goroutine for each admitted
 // connection, before it is registered for reads. The returned context is
@@ -236,13 +230,9 @@ func (p *npPoller) openConns() int {
 // onConnect and onRequest find it without a map or a context.WithValue.
 func (p *npPoller) onPrepare(nc netpoll.Connection) context.Context {
 	c := &npConn{nc: nc, p: p, fd: int32(nc.(interface{ Fd() int }).Fd())}
-	nc.AddCloseCallback(c.onGone)
+	npFDs.put(int(c.fd), c)
+	nc.AddCloseCallback(npOnGone)
 	p.mu.Lock()
-	c.nextAll = p.conns
-	if p.conns != nil {
-		p.conns.prevAll = c
-	}
-	p.conns = c
 	closing := p.closing
 	p.mu.Unlock()
 	if closing {
@@ -311,16 +301,86 @@ func (p *npPoller) shutdownTimers() int {
 	return len(p.shutTimers)
 }
 
-func (p *npPoller) remove(c *npConn) {
+// setErr records why c was closed, for its OnClose. c.mu is held.
+func (p *npPoller) setErr(c *npConn, err error) {
 	p.mu.Lock()
-	if c.prevAll != nil {
-		c.prevAll.nextAll = c.nextAll
-	} else if p.conns == c {
-		p.conns = c.nextAll
-	}
-	if c.nextAll != nil {
-		c.nextAll.prevAll = c.prevAll
-	}
-	c.prevAll, c.nextAll = nil, nil
+	p.errs[c] = err
 	p.mu.Unlock()
+}
+
+// remove drops c from the registry and returns the error it was closed
+// with, if any.
+func (p *npPoller) remove(c *npConn) error {
+	npFDs.remove(int(c.fd), c)
+	p.mu.Lock()
+	err, ok := p.errs[c]
+	if ok {
+		delete(p.errs, c)
+	}
+	p.mu.Unlock()
+	return err
+}
+
+// npFDs is the registry of open netpoll connections of the process, by
+// descriptor number: 8 B per descriptor instead of list links (16 B) and
+// a close-callback method value (16 B) in every npConn. A connection is
+// put in before netpoll registers it for reads and removed by its close
+// callback, which runs before netpoll closes the descriptor: a number is
+// never reused while its slot is taken.
+var npFDs fdTable
+
+type fdTable struct {
+	mu    sync.Mutex
+	conns []*npConn // by descriptor number
+	n     int       // non-nil entries
+}
+
+func (t *fdTable) put(fd int, c *npConn) {
+	t.mu.Lock()
+	if fd >= len(t.conns) {
+		t.conns = slices.Grow(t.conns, fd+1-len(t.conns))
+		t.conns = t.conns[:cap(t.conns)]
+	}
+	if t.conns[fd] == nil {
+		t.n++
+	}
+	t.conns[fd] = c
+	t.mu.Unlock()
+}
+
+func (t *fdTable) get(fd int) *npConn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if fd < 0 || fd >= len(t.conns) {
+		return nil
+	}
+	return t.conns[fd]
+}
+
+// remove clears fd's slot if it still holds c, and gives the table's
+// memory back once it is mostly empty.
+func (t *fdTable) remove(fd int, c *npConn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if fd < 0 || fd >= len(t.conns) || t.conns[fd] != c {
+		return
+	}
+	t.conns[fd] = nil
+	t.n--
+	if t.n == 0 && len(t.conns) > 1024 {
+		t.conns = nil
+	}
+}
+
+// of returns p's open connections.
+func (t *fdTable) of(p *npPoller) []*npConn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []*npConn
+	for _, c := range t.conns {
+		if c != nil && c.p == p {
+			out = append(out, c)
+		}
+	}
+	return out
 }

@@ -19,23 +19,22 @@ import (
 // output buffer with WriteDirect (no copy, no per-connection output node),
 // flushing every npFlushFrames frames (one writev each).
 //
-// Per connection this struct is 128 bytes on amd64 (see
-// TestNetpollConnSize); the queue's backing array (kept only up to
-// npKeepQueueCap entries) comes on top once the connection was written to.
+// Per connection this struct is 96 bytes on amd64 (see
+// TestNetpollConnSize), plus its 8 B slot in npFDs; the queue's backing
+// array (kept only up to npKeepQueueCap entries) comes on top once the
+// connection was written to. The rare close error lives in npPoller.errs.
 type npConn struct {
 	nc   netpoll.Connection
 	p    *npPoller
 	sess Session
-	err  error // why we closed it; nil for an orderly close
 
 	mu     sync.Mutex
 	fd     int32
 	state  uint32   // fl* bits
 	queue  [][]byte // frames not yet handed to netpoll; under mu
-	queued int      // bytes queued and not yet written (incl. in flight)
+	queued int32    // bytes queued and not yet written (incl. in flight); Config caps MaxQueueBytes
 
-	next             *npConn // writerPool run queue
-	prevAll, nextAll *npConn // npPoller registry
+	next *npConn // writerPool run queue
 }
 
 const (
@@ -68,7 +67,7 @@ func (c *npConn) Send(frame []byte) error {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if c.queued+len(frame) > c.p.cfg.MaxQueueBytes {
+	if int(c.queued)+len(frame) > c.p.cfg.MaxQueueBytes {
 		c.mu.Unlock()
 		return ErrQueueFull
 	}
@@ -88,7 +87,7 @@ func (c *npConn) Send(frame []byte) error {
 // run queue. c.mu is held.
 func (c *npConn) enqueueLocked(frame []byte) bool {
 	c.queue = append(c.queue, frame)
-	c.queued += len(frame)
+	c.queued += int32(len(frame))
 	if c.state&(flScheduled|flWriting) != 0 {
 		return false
 	}
@@ -142,7 +141,9 @@ func (c *npConn) closeNow(err error) {
 		return
 	}
 	c.state |= flClosing
-	c.err = err
+	if err != nil {
+		c.p.setErr(c, err)
+	}
 	c.dropQueueLocked()
 	_ = unix.Shutdown(int(c.fd), unix.SHUT_RDWR)
 }
@@ -160,17 +161,27 @@ func (c *npConn) dropQueueLocked() {
 func (c *npConn) QueuedBytes() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.queued
+	return int(c.queued)
 }
 
 // RemoteAddr implements Conn.
 func (c *npConn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 
-// onGone is netpoll's close callback. netpoll runs it exactly once, after
-// any running onConnect/onRequest returned and never before one (its
-// per-connection processing lock), and before its own callback that closes
-// the descriptor and frees the buffers. So OnClose comes last, once.
-func (c *npConn) onGone(netpoll.Connection) error {
+// npOnGone is the close callback of every connection: a plain function,
+// where a method value would cost 16 B per connection. netpoll runs it
+// exactly once, after any running onConnect/onRequest returned and never
+// before one (its per-connection processing lock), and before its own
+// callback that closes the descriptor and frees the buffers: the
+// descriptor number is still ours, so npFDs finds the right npConn.
+func npOnGone(nc netpoll.Connection) error {
+	if c := npFDs.get(nc.(interface{ Fd() int }).Fd()); c != nil && c.nc == nc {
+		c.onGone()
+	}
+	return nil
+}
+
+// onGone runs OnClose last, once.
+func (c *npConn) onGone() {
 	c.mu.Lock()
 	c.state |= flGone
 	// netpoll does not lock its output buffer against WriteDirect: wait
@@ -184,18 +195,17 @@ func (c *npConn) onGone(netpoll.Connection) error {
 	}
 	c.dropQueueLocked()
 	c.queue = nil
-	s, err := c.sess, c.err
+	s := c.sess
 	shut := c.state&flShutdown != 0
 	c.mu.Unlock()
 	if shut {
 		c.p.stopShutdownTimer(c)
 	}
-	c.p.remove(c)
+	err := c.p.remove(c)
 	c.p.adm.Closed()
 	if s != nil {
 		s.OnClose(err)
 	}
-	return nil
 }
 
 // drain runs on a writer goroutine: it hands c's whole queue to netpoll
@@ -245,7 +255,7 @@ func (c *npConn) drain() {
 		c.mu.Unlock()
 		return
 	}
-	c.queued -= n
+	c.queued -= int32(n)
 	if len(c.queue) == 0 && cap(q) <= npKeepQueueCap {
 		c.queue = q[:0]
 	}
