@@ -383,7 +383,7 @@ func TestFDTable(t *testing.T) {
 	tb.put(5, a)
 	tb.put(3000, b)
 	tb.put(7, c)
-	if tb.get(5) != a || tb.get(3000) != b || tb.get(7) != c || tb.get(6) != nil || tb.get(-1) != nil || tb.get(1 << 20) != nil {
+	if tb.get(5) != a || tb.get(3000) != b || tb.get(7) != c || tb.get(6) != nil || tb.get(-1) != nil || tb.get(1<<20) != nil {
 		t.Fatal("get returned the wrong connection")
 	}
 	if got := tb.of(p1); len(got) != 2 {
