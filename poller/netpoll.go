@@ -20,9 +20,9 @@ import (
 // StopAccepting) and our own bounded pool of writer goroutines.
 //
 // Goroutines: netpoll's poller goroutine(s) (global), netpoll's gopool
-// workers (only while callbacks run), one goroutine blocked in
-// EventLoop.Serve per Poller, and netpollWriters writer goroutines per Poller.
-// None per connection.
+// workers (only while callbacks run), one accept goroutine per Poller
+// (parked in the runtime poller), netpollWriters writer goroutines and one
+// write watchdog per Poller. None per connection.
 
 func init() {
 	// 256 B input nodes instead of netpoll's 4 KiB/8 KiB defaults: measured
@@ -79,8 +79,7 @@ type npPoller struct {
 
 	mu      sync.Mutex
 	ln      *npListener
-	evl     netpoll.EventLoop
-	served  chan struct{}     // closed when EventLoop.Serve returned
+	served  chan struct{}     // closed when the accept goroutine returned
 	errs    map[*npConn]error // why we closed a connection, until its OnClose
 	closing bool
 	closed  bool
@@ -110,8 +109,9 @@ func newNetpoll(cfg Config, h Handler) (Poller, error) {
 	return p, nil
 }
 
-// Serve implements Poller. netpoll takes over ln: ln itself is closed and
-// the listening socket lives on as a duplicate descriptor owned by p.
+// Serve implements Poller. p takes over ln: ln itself is closed and the
+// listening socket lives on as a duplicate descriptor owned by p, accepted
+// from by one goroutine (npListener.run).
 func (p *npPoller) Serve(ln net.Listener) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -122,29 +122,11 @@ func (p *npPoller) Serve(ln net.Listener) error {
 	if err != nil {
 		return fmt.Errorf("poller: netpoll: %w", err)
 	}
-	npln, err := netpoll.ConvertListener(l) // returns l itself: it implements netpoll.Listener
-	if err != nil {
-		l.Close()
-		l.release()
-		return fmt.Errorf("poller: netpoll: convert listener: %w", err)
-	}
-	evl, err := netpoll.NewEventLoop(p.onRequest,
-		netpoll.WithOnPrepare(p.onPrepare),
-		netpoll.WithOnConnect(p.onConnect),
-		netpoll.WithWriteTimeout(netpollWriteTimeout),
-	)
-	if err != nil {
-		l.Close()
-		l.release()
-		return fmt.Errorf("poller: netpoll: event loop: %w", err)
-	}
-	p.ln, p.evl, p.served = l, evl, make(chan struct{})
+	p.ln, p.served = l, make(chan struct{})
 	p.wp.start(netpollWriters())
 	go func() {
 		defer close(p.served)
-		if err := evl.Serve(npln); err != nil && !l.isClosed() {
-			slog.Error("poller: netpoll: serve ended", "addr", l.Addr(), "err", err)
-		}
+		l.run()
 	}()
 	return nil
 }
@@ -175,7 +157,7 @@ func (p *npPoller) StopAccepting() error {
 }
 
 // Close implements Poller: stop accepting, close every connection, wait
-// (bounded) for their OnClose, stop the writers and the event loop.
+// (bounded) for their OnClose, stop the writers.
 func (p *npPoller) Close() error {
 	p.mu.Lock()
 	if p.closed {
@@ -183,14 +165,14 @@ func (p *npPoller) Close() error {
 		return nil
 	}
 	p.closed, p.closing = true, true
-	l, evl, served := p.ln, p.evl, p.served
+	l, served := p.ln, p.served
 	p.mu.Unlock()
-	all := npFDs.of(p)
 
 	if l != nil {
 		l.Close()
+		<-served // no connection is being opened any more
 	}
-	for _, c := range all {
+	for _, c := range npFDs.of(p) {
 		c.closeNow(nil)
 	}
 	deadline := time.Now().Add(netpollCloseWait)
@@ -198,24 +180,6 @@ func (p *npPoller) Close() error {
 		time.Sleep(time.Millisecond)
 	}
 	p.wp.stop()
-	if evl != nil {
-		// Shutdown is a no-op if the Serve goroutine has not started the
-		// server yet, so repeat it until Serve returned. (The shut-down
-		// listener's HUP ends Serve too.)
-		for done := false; !done; {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			if err := evl.Shutdown(ctx); err != nil {
-				slog.Warn("poller: netpoll: event loop shutdown", "err", err)
-			}
-			cancel()
-			select {
-			case <-served:
-				done = true
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-		l.release()
-	}
 	if n := p.openConns(); n > 0 {
 		return fmt.Errorf("poller: netpoll: %d connections still open after %v", n, netpollCloseWait)
 	}
@@ -224,13 +188,20 @@ func (p *npPoller) Close() error {
 
 func (p *npPoller) openConns() int { return len(npFDs.of(p)) }
 
-// onPrepare runs on netpoll's poller goroutine for each admitted
-// connection, before it is registered for reads. The returned context is
-// the npConn itself (it implements context.Context), which is how
-// onConnect and onRequest find it without a map or a context.WithValue.
-func (p *npPoller) onPrepare(nc netpoll.Connection) context.Context {
-	c := &npConn{nc: nc, p: p, fd: int32(nc.(interface{ Fd() int }).Fd())}
-	npFDs.put(int(c.fd), c)
+// open makes an accepted, admitted descriptor a netpoll connection; it
+// runs on the accept goroutine. netpoll registers the descriptor for reads
+// at once but holds what arrives until SetOnRequest, which comes after
+// OnOpen: no data reaches a session before OnOpen returned.
+func (p *npPoller) open(fd int, raddr net.Addr) {
+	nc, err := netpoll.NewFDConnection(fd)
+	if err != nil {
+		// netpoll closed the descriptor (its registration failed).
+		p.adm.Closed()
+		slog.Warn("poller: netpoll: new connection", "remote", raddr, "err", err)
+		return
+	}
+	c := &npConn{nc: nc, p: p, fd: int32(fd), raddr: raddr}
+	npFDs.put(fd, c)
 	nc.AddCloseCallback(npOnGone)
 	p.mu.Lock()
 	closing := p.closing
@@ -238,26 +209,29 @@ func (p *npPoller) onPrepare(nc netpoll.Connection) context.Context {
 	if closing {
 		c.closeNow(nil)
 	}
-	return c
-}
-
-// onConnect runs on a netpoll worker, serialized with onRequest and the
-// close callback by netpoll's per-connection processing lock.
-func (p *npPoller) onConnect(ctx context.Context, _ netpoll.Connection) context.Context {
-	c := ctx.(*npConn)
 	s := p.h.OnOpen(c)
 	c.mu.Lock()
 	c.sess = s
 	c.mu.Unlock()
-	return ctx
+	nc.SetOnRequest(npOnRequest)
+	// A hang-up seen before SetOnRequest (the peer left, or OnOpen closed
+	// the connection) leaves netpoll waiting for us to close it: its close
+	// callbacks, and so OnClose, run on Close then. After SetOnRequest its
+	// poller runs them itself, and a second Close is a no-op.
+	if !nc.IsActive() {
+		nc.Close()
+	}
 }
 
-// onRequest consumes everything readable: netpoll calls it again and again
-// while unread input remains, so nothing may be left behind.
-func (p *npPoller) onRequest(ctx context.Context, nc netpoll.Connection) error {
-	c := ctx.(*npConn)
+// npOnRequest consumes everything readable: netpoll calls it again and
+// again while unread input remains, so nothing may be left behind. It
+// runs on a netpoll worker, serialized with the close callback by
+// netpoll's per-connection processing lock, so the descriptor number is
+// still this connection's.
+func npOnRequest(_ context.Context, nc netpoll.Connection) error {
 	r := nc.Reader()
-	if n := r.Len(); n > 0 {
+	c := npFDs.get(nc.(interface{ Fd() int }).Fd())
+	if n := r.Len(); n > 0 && c != nil && c.nc == nc {
 		data, err := r.Next(n)
 		if err == nil {
 			c.mu.Lock()
@@ -267,11 +241,12 @@ func (p *npPoller) onRequest(ctx context.Context, nc netpoll.Connection) error {
 				s.OnData(data)
 			}
 		}
+	} else if n > 0 {
+		_ = r.Skip(n)
 	}
 	return r.Release()
 }
 
-// remove unlinks c from the registry.
 // startShutdownTimer closes c if it is still open after ShutdownTimeout.
 func (p *npPoller) startShutdownTimer(c *npConn) {
 	p.shutMu.Lock()

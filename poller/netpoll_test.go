@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -24,12 +25,12 @@ import (
 
 // TestNetpollConnSize keeps our own per-connection state small: the node
 // budget is 4.0 KB per idle connection, netpoll itself takes ~3.6 KB.
-// 96 B is a size class: one more field costs 16 B per connection.
+// 112 B is a size class: one more field costs 16 B per connection.
 func TestNetpollConnSize(t *testing.T) {
 	size := unsafe.Sizeof(npConn{})
 	t.Logf("npConn: %d bytes", size)
-	if size > 96 {
-		t.Fatalf("npConn grew to %d bytes, budget 96", size)
+	if size > 112 {
+		t.Fatalf("npConn grew to %d bytes, budget 112", size)
 	}
 }
 
@@ -408,5 +409,76 @@ func TestNetpollRejectsHugeQueueLimit(t *testing.T) {
 	cfg := Config{MaxQueueBytes: math.MaxInt32 + 1}
 	if _, err := newNetpoll(cfg, npEchoHandler{}); err == nil || !strings.Contains(err.Error(), "MaxQueueBytes") {
 		t.Fatalf("newNetpoll with MaxQueueBytes over 2 GiB: err = %v", err)
+	}
+}
+
+// npFloodHandler hands each session to the test and reports OnClose.
+type npFloodHandler struct {
+	opened chan Conn
+	closed chan error
+}
+
+type npFloodSession struct{ h *npFloodHandler }
+
+func (h *npFloodHandler) OnOpen(c Conn) Session { h.opened <- c; return &npFloodSession{h} }
+func (s *npFloodSession) OnData([]byte)         {}
+func (s *npFloodSession) OnClose(err error)     { s.h.closed <- err }
+
+// TestNetpollWriteTimeout: a client that stops reading blocks its writer
+// in Flush; with a queue limit too large to trip first, the write
+// watchdog must close it after the write timeout, with an error saying
+// so, and the other writers keep serving.
+func TestNetpollWriteTimeout(t *testing.T) {
+	h := &npFloodHandler{opened: make(chan Conn, 2), closed: make(chan error, 2)}
+	p, err := newNetpoll(Config{MaxQueueBytes: 256 << 20}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.(*npPoller).wp.timeout = 400 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Serve(ln); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	stalled, err := d.Dial("tcp", p.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	sc := <-h.opened
+	frame := bytes.Repeat([]byte("x"), 64<<10)
+	for range 64 { // 4 MiB: far more than the socket buffers take
+		if err := sc.Send(frame); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+	}
+	// A healthy client is still served meanwhile.
+	ok, err := net.Dial("tcp", p.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ok.Close()
+	oc := <-h.opened
+	if err := oc.Send([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	ok.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, err := io.ReadAll(io.LimitReader(ok, 5)); string(b) != "hello" {
+		t.Fatalf("healthy client read %q, %v", b, err)
+	}
+	select {
+	case err := <-h.closed:
+		if !errors.Is(err, netpoll.ErrWriteTimeout) {
+			t.Fatalf("stalled client closed with %v, want a write timeout", err)
+		}
+		t.Logf("stalled client closed: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("stalled client not closed; %d bytes still queued", sc.QueuedBytes())
 	}
 }
