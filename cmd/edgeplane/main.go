@@ -77,7 +77,7 @@ func run(args []string) int {
 	fs.Var(&origins, "allowed-origins", "browser Origins allowed to connect, e.g. https://app.example.com,https://*.example.com (default: any)")
 	fs.DurationVar(&drainWindow, "drain-window", 30*time.Second, "on SIGTERM, close clients paced over this window (a second signal exits at once)")
 	fs.BoolVar(&cfg.NoTrim, "no-trim", false, "do not return freed memory to the OS after connection bursts or once the garbage of an idle node (no GC for a minute) reaches 2% of its live heap")
-	fs.IntVar(&gcPercent, "gc-percent", 10, "Go GC target percentage (GOGC): lower packs long-lived connection state more densely after connection bursts at some CPU during them (10 vs 25: ~100 B less per idle netpoll connection, ~10-20% more CPU for a burst of connects); the GOGC environment variable, if set, wins")
+	fs.IntVar(&gcPercent, "gc-percent", 25, "Go GC target percentage (GOGC): lower packs long-lived connection state more densely after connection bursts at more CPU during them (10 instead of 25: ~70-100 B less per idle netpoll connection, but ~2x the GC CPU of a connect burst); the GOGC environment variable, if set, wins")
 	fs.StringVar(&logLevel, "log-level", "info", "debug|info|warn|error")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: edgeplane [flags]\n\nRuns one edgeplane node. Every flag can also be set with an environment\nvariable: EDGEPLANE_ and the flag name in upper case with - as _\n(e.g. EDGEPLANE_MAX_CONNS=19000; repeatable flags take a comma-separated list).\n\nFlags:\n")
