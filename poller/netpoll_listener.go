@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,8 +38,7 @@ type npListener struct {
 	f    *os.File // our duplicate of the listening socket, in the Go poller
 	rc   syscall.RawConn
 
-	mu     sync.Mutex
-	closed bool // StopAccepting/Close called
+	closed atomic.Bool // StopAccepting/Close called
 
 	spare   int           // reserved descriptor for EMFILE shedding; -1 if none (accept goroutine only)
 	backoff time.Duration // current accept back-off (accept goroutine only)
@@ -207,25 +206,20 @@ func (l *npListener) reject(nfd int, r RejectReason) {
 }
 
 // Close stops listening: new connects are refused, and the accept
-// goroutine, woken by the runtime poller, returns.
+// goroutine, woken by the runtime poller, returns. No lock may be held
+// across f.Close: it waits for an accept callback in progress, which reads
+// closed.
 func (l *npListener) Close() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
+	if !l.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	l.closed = true
 	if err := l.f.Close(); err != nil {
 		return fmt.Errorf("poller: netpoll: stop listening: %w", err)
 	}
 	return nil
 }
 
-func (l *npListener) isClosed() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.closed
-}
+func (l *npListener) isClosed() bool { return l.closed.Load() }
 
 // Addr is the listening address.
 func (l *npListener) Addr() net.Addr { return l.addr }
