@@ -385,11 +385,10 @@ func TestWheelSchedulingAllocatesNothing(t *testing.T) {
 	}
 }
 
-// TestConnSize keeps a connection's own state in the 208-byte size class:
-// the wheel's links and slot number are part of it (the slot sits in the
-// id buffer's padding).
-// TestConnSize: 176 B is a size class; one more field costs 16 B per
-// connection (the netpoll node's budget is 4.0 KB per idle connection).
+// TestConnSize keeps a connection's own state in the 176-byte size class
+// (the netpoll node's budget is 4.0 KB per idle connection): the wheel's
+// links and slot number are part of it (the slot sits in the id buffer's
+// padding). Past 176 B each connection costs 16 B more.
 func TestConnSize(t *testing.T) {
 	n := unsafe.Sizeof(Conn{})
 	t.Logf("conn.Conn: %d bytes", n)

@@ -12,7 +12,7 @@
 // (linear probing, backward-shift deletion) instead of a map: ~16-20 B per
 // connection for both rather than ~52-60 B with map[string]*Entry. The
 // table and the slice shrink again after a mass disconnect. Each
-// connection embeds its Entry (64 B); the groups it joined, which are rare,
+// connection embeds its Entry (56 B); the groups it joined, which are rare,
 // sit behind a pointer. See index.go.
 //
 //	r := fanout.NewRouter([]string{"chat"}, backplane)

@@ -39,14 +39,14 @@ const numShards = 64
 // Entry is a registered member. It is returned by Add and passed back to
 // Remove; callers treat it as opaque.
 //
-// Every connection embeds one, so its size counts per connection: 64 B on
-// 64-bit platforms (TestEntrySize). The groups joined, which few
+// Every connection embeds one, so its size counts per connection: 56 B on
+// 64-bit platforms (TestEntrySize). Its position in the shard's list is
+// the index's business (index.go), not the entry's. The groups joined, which few
 // connections have, are behind a pointer allocated on the first join.
 type Entry struct {
 	m      Member
 	id     string
 	user   string
-	idx    int32     // position in its connShard.list; guarded by that shard's mu
 	groups *[]string // groups joined, nil if none; guarded by the conn shard's mu
 }
 

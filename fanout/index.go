@@ -32,7 +32,7 @@ import (
 // its capacity, so a mass disconnect gives the memory back.
 //
 // list stays dense: remove moves the last entry into the hole and points
-// that entry's slot at its new position. Entry.idx mirrors the position.
+// that entry's slot at its new position.
 //
 // All of it is guarded by the shard's mu (the methods assume it is held).
 
@@ -92,7 +92,6 @@ func (s *connShard) insert(e *Entry, hv uint64) bool {
 	if n > cap(s.list) {
 		s.growList()
 	}
-	e.idx = int32(n - 1)
 	s.list = append(s.list, e)
 	s.slots[slot] = int32(n)
 	return true
@@ -112,7 +111,6 @@ func (s *connShard) remove(e *Entry, hv uint64) bool {
 		moved := s.list[last]
 		s.slots[s.slotOf(s.hash(moved.id), last)] = int32(pos + 1)
 		s.list[pos] = moved
-		moved.idx = int32(pos)
 	}
 	s.list[last] = nil
 	s.list = s.list[:last]
