@@ -7,9 +7,9 @@ import (
 	"math"
 	"net"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudwego/netpoll"
@@ -299,51 +299,63 @@ func (p *npPoller) remove(c *npConn) error {
 // npFDs is the registry of open netpoll connections of the process, by
 // descriptor number: 8 B per descriptor instead of list links (16 B) and
 // a close-callback method value (16 B) in every npConn. A connection is
-// put in before netpoll registers it for reads and removed by its close
+// put in before netpoll can run its callbacks and removed by its close
 // callback, which runs before netpoll closes the descriptor: a number is
 // never reused while its slot is taken.
+//
+// Lookups (every read event, every close) take no lock: the slots are
+// atomic and the slice is replaced, never resized in place, when it
+// grows. A lookup that raced a growth may read the old slice; the slot it
+// wants was filled before netpoll could call back for that descriptor,
+// and a stale slot is caught by the callers' nc check.
 var npFDs fdTable
 
 type fdTable struct {
-	mu    sync.Mutex
-	conns []*npConn // by descriptor number
-	n     int       // non-nil entries
+	mu    sync.Mutex // serializes put and remove
+	slots atomic.Pointer[[]atomic.Pointer[npConn]]
+	n     int // non-nil entries; under mu
 }
 
 func (t *fdTable) put(fd int, c *npConn) {
 	t.mu.Lock()
-	if fd >= len(t.conns) {
-		t.conns = slices.Grow(t.conns, fd+1-len(t.conns))
-		t.conns = t.conns[:cap(t.conns)]
+	defer t.mu.Unlock()
+	var cur []atomic.Pointer[npConn]
+	if p := t.slots.Load(); p != nil {
+		cur = *p
 	}
-	if t.conns[fd] == nil {
+	if fd >= len(cur) {
+		grown := make([]atomic.Pointer[npConn], max(2*len(cur), fd+1, 1024))
+		for i := range cur {
+			grown[i].Store(cur[i].Load())
+		}
+		t.slots.Store(&grown)
+		cur = grown
+	}
+	if cur[fd].Swap(c) == nil {
 		t.n++
 	}
-	t.conns[fd] = c
-	t.mu.Unlock()
 }
 
 func (t *fdTable) get(fd int) *npConn {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if fd < 0 || fd >= len(t.conns) {
+	p := t.slots.Load()
+	if p == nil || fd < 0 || fd >= len(*p) {
 		return nil
 	}
-	return t.conns[fd]
+	return (*p)[fd].Load()
 }
 
 // remove clears fd's slot if it still holds c, and gives the table's
-// memory back once it is mostly empty.
+// memory back once it is empty.
 func (t *fdTable) remove(fd int, c *npConn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if fd < 0 || fd >= len(t.conns) || t.conns[fd] != c {
+	p := t.slots.Load()
+	if p == nil || fd < 0 || fd >= len(*p) || !(*p)[fd].CompareAndSwap(c, nil) {
 		return
 	}
-	t.conns[fd] = nil
 	t.n--
-	if t.n == 0 && len(t.conns) > 1024 {
-		t.conns = nil
+	if t.n == 0 && len(*p) > 1024 {
+		t.slots.Store(nil)
 	}
 }
 
@@ -352,9 +364,11 @@ func (t *fdTable) of(p *npPoller) []*npConn {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []*npConn
-	for _, c := range t.conns {
-		if c != nil && c.p == p {
-			out = append(out, c)
+	if sp := t.slots.Load(); sp != nil {
+		for i := range *sp {
+			if c := (*sp)[i].Load(); c != nil && c.p == p {
+				out = append(out, c)
+			}
 		}
 	}
 	return out

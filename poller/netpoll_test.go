@@ -276,20 +276,10 @@ func TestNetpollListenerClosedAfterClose(t *testing.T) {
 }
 
 // TestNetpollCloseRightAfterServe: Close must not hang when it races the
-// goroutine that starts netpoll's server.
+// accept goroutine Serve starts.
 func TestNetpollCloseRightAfterServe(t *testing.T) {
 	for range 20 {
-		p, err := New("netpoll", Config{}, npEchoHandler{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := p.Serve(ln); err != nil {
-			t.Fatal(err)
-		}
+		p := startBackend(t, "netpoll", Config{}, npEchoHandler{})
 		done := make(chan error, 1)
 		go func() { done <- p.Close() }()
 		select {
@@ -363,6 +353,13 @@ func startBackend(t testing.TB, backend string, cfg Config, h Handler) Poller {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveLoopback(t, p)
+}
+
+// serveLoopback serves p on a random loopback port and closes it when the
+// test ends (a no-op if the test closed it already).
+func serveLoopback(t testing.TB, p Poller) Poller {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -400,8 +397,64 @@ func TestFDTable(t *testing.T) {
 		t.Fatalf("after removes: slot 5 = %v, n = %d", tb.get(5), tb.n)
 	}
 	tb.remove(3000, b)
-	if tb.n != 0 || tb.conns != nil {
-		t.Fatalf("empty table kept %d slots (n %d)", len(tb.conns), tb.n)
+	if sp := tb.slots.Load(); tb.n != 0 || sp != nil {
+		t.Fatalf("empty table kept its slots (n %d)", tb.n)
+	}
+}
+
+// TestFDTableConcurrent: lookups take no lock while connections come and
+// go and the table grows; a lookup never sees another descriptor's
+// connection, and one whose connection is registered always finds it.
+func TestFDTableConcurrent(t *testing.T) {
+	var tb fdTable
+	p := &npPoller{}
+	const fds = 5000
+	conns := make([]*npConn, fds)
+	for i := range conns {
+		conns[i] = &npConn{p: p, fd: int32(i)}
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i = (i + 7) % fds {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if c := tb.get(i); c != nil && c != conns[i] {
+					t.Errorf("get(%d) returned the connection of descriptor %d", i, c.fd)
+					return
+				}
+			}
+		}()
+	}
+	// Stable descriptors, registered first and never removed, must be
+	// found throughout while others churn and grow the table.
+	for i := 0; i < fds; i += 100 {
+		tb.put(i, conns[i])
+	}
+	open := fds / 100
+	for i := range fds {
+		if i%100 != 0 {
+			tb.put(i, conns[i])
+			open++
+		}
+		if c := tb.get(i - i%100); c != conns[i-i%100] {
+			t.Fatalf("stable descriptor %d lost while putting %d", i-i%100, i)
+		}
+		if i%100 != 0 && i%3 == 0 {
+			tb.remove(i, conns[i])
+			open--
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if got := len(tb.of(p)); got != open || tb.n != open {
+		t.Fatalf("of(p) = %d connections, n = %d, want %d", got, tb.n, open)
 	}
 }
 
@@ -435,14 +488,7 @@ func TestNetpollWriteTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.(*npPoller).wp.timeout = 400 * time.Millisecond
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Serve(ln); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	serveLoopback(t, p)
 	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
 	}}
