@@ -324,7 +324,9 @@ func (t *fdTable) put(fd int, c *npConn) {
 		cur = *p
 	}
 	if fd >= len(cur) {
-		grown := make([]atomic.Pointer[npConn], max(2*len(cur), fd+1, 1024))
+		// By a quarter, as append grows large slices: descriptors are
+		// dense, and doubling would leave up to half the table unused.
+		grown := make([]atomic.Pointer[npConn], max(len(cur)+len(cur)/4, fd+1, 1024))
 		for i := range cur {
 			grown[i].Store(cur[i].Load())
 		}
