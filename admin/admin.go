@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,12 +13,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-
 	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/conn"
+	"github.com/edgeplane/edgeplane/fanout"
 	"github.com/edgeplane/edgeplane/internal/auth"
-	"github.com/edgeplane/edgeplane/poller"
+	"github.com/edgeplane/edgeplane/internal/metricset"
 )
 
 // subscriptionWaiter is implemented by backplanes whose subscriptions take
@@ -31,24 +29,60 @@ type subscriptionWaiter interface {
 // maxBody bounds a REST request body.
 const maxBody = 1 << 20
 
+// ConnCloser closes a connection held by this node.
+type ConnCloser interface {
+	// CloseConnection closes connection id of hub with reason; false if
+	// it is not connected here.
+	CloseConnection(hub, id, reason string) bool
+}
+
+// Config is what the admin port serves. Router, Backplane and Conns are
+// required; the node assembles them.
+type Config struct {
+	// Router is the node's registry: which hubs exist, who is connected.
+	Router *fanout.Router
+	// Backplane carries REST sends and remote group changes to every node.
+	Backplane backplane.Backplane
+	// Conns closes local connections (REST DELETE).
+	Conns ConnCloser
+	// Metrics is written on /metrics. Nil: an empty registry (process
+	// metrics only).
+	Metrics *metricset.Registry
+	// AccessKey, when set, makes the REST API require a bearer HS256 JWT
+	// signed with it. Empty: open.
+	AccessKey string
+	// RemoteGroupTimeout bounds a group change: waiting for the owning
+	// node's ack, or for this node's subscription. Default
+	// backplane.DefaultAckTimeout.
+	RemoteGroupTimeout time.Duration
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+}
+
 // Handler serves the admin port: /metrics, /healthz, /readyz and the REST
 // API in the Azure SignalR data-plane shape.
 type Handler struct {
-	srv      *conn.Server
+	cfg      Config
 	log      *slog.Logger
 	mux      *http.ServeMux
 	draining atomic.Bool
-	// RemoteGroupTimeout bounds a group change for a connection on another
-	// node (waiting for its ack). Default 5s.
-	RemoteGroupTimeout time.Duration
 }
 
-// New builds the admin handler for srv.
-func New(srv *conn.Server, log *slog.Logger) *Handler {
-	if log == nil {
-		log = slog.Default()
+// New builds the admin handler.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Router == nil || cfg.Backplane == nil || cfg.Conns == nil {
+		return nil, errors.New("admin: Config needs Router, Backplane and Conns")
 	}
-	h := &Handler{srv: srv, log: log, mux: http.NewServeMux(), RemoteGroupTimeout: 5 * time.Second}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metricset.NewRegistry()
+	}
+	if cfg.RemoteGroupTimeout <= 0 {
+		cfg.RemoteGroupTimeout = backplane.DefaultAckTimeout
+	}
+	h := &Handler{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
 	h.mux.HandleFunc("GET /metrics", h.metrics)
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	h.mux.HandleFunc("GET /readyz", h.readyz)
@@ -69,7 +103,7 @@ func New(srv *conn.Server, log *slog.Logger) *Handler {
 	api("HEAD /api/hubs/{hub}/groups/{group}", h.exists(existsGroup))
 	api("HEAD /api/hubs/{hub}/users/{user}", h.exists(existsUser))
 	api("DELETE /api/hubs/{hub}/connections/{id}", h.closeConn)
-	return h
+	return h, nil
 }
 
 // SetDraining makes /readyz fail (the node is shutting down).
@@ -79,29 +113,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.Serv
 
 func (h *Handler) metrics(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	var buf bytes.Buffer
-	metrics.WritePrometheus(&buf, true)
-	// process_open_fds and process_max_fds are written here, not with
-	// metrics.WriteFDMetrics: that reads /proc/self/fd as a string per
-	// descriptor, a megabyte of garbage per scrape at 19,000 connections.
-	open, limit := poller.CountOpenFDs(), fdLimit()
-	if open >= 0 {
-		metrics.WriteGaugeUint64(&buf, "process_open_fds", uint64(open))
-	}
-	if limit > 0 {
-		metrics.WriteGaugeUint64(&buf, "process_max_fds", uint64(limit))
-	}
-	if open >= 0 && limit > 0 {
-		metrics.WriteGaugeUint64(&buf, "edgeplane_fd_headroom", uint64(max(limit-int64(open), 0)))
-	}
-	withHelp(w, buf.Bytes())
+	h.cfg.Metrics.WritePrometheus(w)
 }
 
 func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
 	switch {
 	case h.draining.Load():
 		http.Error(w, "draining", http.StatusServiceUnavailable)
-	case !h.srv.Backplane().Ready():
+	case !h.cfg.Backplane.Ready():
 		http.Error(w, "backplane not ready", http.StatusServiceUnavailable)
 	default:
 		io.WriteString(w, "ready\n")
@@ -112,7 +131,7 @@ func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
 // requires a bearer HS256 JWT signed with it, and it checks the hub.
 func (h *Handler) authorized(fn func(http.ResponseWriter, *http.Request)) func(http.ResponseWriter, *http.Request) {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if key := h.srv.AccessKey(); key != "" {
+		if key := h.cfg.AccessKey; key != "" {
 			tok := auth.FromRequest(r.Header.Get("Authorization"), "")
 			if tok == "" {
 				apiError(w, http.StatusUnauthorized, "missing bearer token")
@@ -123,7 +142,7 @@ func (h *Handler) authorized(fn func(http.ResponseWriter, *http.Request)) func(h
 				return
 			}
 		}
-		if h.srv.Router().Hub(r.PathValue("hub")) == nil {
+		if h.cfg.Router.Hub(r.PathValue("hub")) == nil {
 			apiError(w, http.StatusNotFound, fmt.Sprintf("unknown hub %q", r.PathValue("hub")))
 			return
 		}
@@ -168,7 +187,7 @@ func (h *Handler) send(kind backplane.Kind, nameVar string) func(http.ResponseWr
 				}
 			}
 		}
-		if err := h.srv.Publish(r.Context(), m); err != nil {
+		if err := h.cfg.Backplane.Publish(r.Context(), m); err != nil {
 			code := http.StatusInternalServerError
 			if errors.Is(err, backplane.ErrUnavailable) || errors.Is(err, backplane.ErrClosed) {
 				code = http.StatusServiceUnavailable
@@ -183,7 +202,7 @@ func (h *Handler) send(kind backplane.Kind, nameVar string) func(http.ResponseWr
 func (h *Handler) group(action backplane.GroupAction) func(http.ResponseWriter, *http.Request) {
 	return func(w http.ResponseWriter, r *http.Request) {
 		hubName, group, id := r.PathValue("hub"), r.PathValue("group"), r.PathValue("id")
-		hub := h.srv.Router().Hub(hubName)
+		hub := h.cfg.Router.Hub(hubName)
 		var ok bool
 		if action == backplane.GroupAdd {
 			ok = hub.AddToGroup(id, group)
@@ -194,8 +213,8 @@ func (h *Handler) group(action backplane.GroupAction) func(http.ResponseWriter, 
 			// Like ASP.NET's AddToGroupAsync, an add completes once this
 			// node's subscription to the group is confirmed, so a send
 			// right after it reaches the new member.
-			if sw, isWaiter := h.srv.Backplane().(subscriptionWaiter); isWaiter && action == backplane.GroupAdd {
-				ctx, cancel := context.WithTimeout(r.Context(), h.RemoteGroupTimeout)
+			if sw, isWaiter := h.cfg.Backplane.(subscriptionWaiter); isWaiter && action == backplane.GroupAdd {
+				ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RemoteGroupTimeout)
 				err := sw.WaitSubscribed(ctx, hubName, backplane.Group, group)
 				cancel()
 				if err != nil {
@@ -206,9 +225,9 @@ func (h *Handler) group(action backplane.GroupAction) func(http.ResponseWriter, 
 			w.WriteHeader(http.StatusOK)
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), h.RemoteGroupTimeout)
+		ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RemoteGroupTimeout)
 		defer cancel()
-		err := h.srv.Backplane().RemoteGroup(ctx, hubName, action, group, id)
+		err := h.cfg.Backplane.RemoteGroup(ctx, hubName, action, group, id)
 		switch {
 		case err == nil:
 			w.WriteHeader(http.StatusOK)
@@ -229,7 +248,7 @@ const (
 // exists answers HEAD checks for what is connected to this node.
 func (h *Handler) exists(what int) func(http.ResponseWriter, *http.Request) {
 	return func(w http.ResponseWriter, r *http.Request) {
-		hub := h.srv.Router().Hub(r.PathValue("hub"))
+		hub := h.cfg.Router.Hub(r.PathValue("hub"))
 		var ok bool
 		switch what {
 		case existsConn:
@@ -252,7 +271,7 @@ func (h *Handler) closeConn(w http.ResponseWriter, r *http.Request) {
 	if reason == "" {
 		reason = "closed by the server"
 	}
-	if h.srv.CloseConnection(r.PathValue("hub"), r.PathValue("id"), reason) {
+	if h.cfg.Conns.CloseConnection(r.PathValue("hub"), r.PathValue("id"), reason) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}

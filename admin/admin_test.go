@@ -9,9 +9,31 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeplane/edgeplane/conn"
+	"github.com/edgeplane/edgeplane/backplane"
+	"github.com/edgeplane/edgeplane/fanout"
 	"github.com/edgeplane/edgeplane/internal/auth"
+	"github.com/edgeplane/edgeplane/internal/metricset"
+	"github.com/edgeplane/edgeplane/internal/testutil"
 )
+
+func TestMain(m *testing.M) { testutil.Main(m) }
+
+// closer records REST closes; it knows the connections in ids.
+type closer struct {
+	mu     sync.Mutex
+	ids    map[string]bool
+	closed []string
+}
+
+func (c *closer) CloseConnection(hub, id, reason string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.ids[id] {
+		return false
+	}
+	c.closed = append(c.closed, hub+"/"+id+": "+reason)
+	return true
+}
 
 type member struct {
 	mu     sync.Mutex
@@ -29,16 +51,31 @@ func (m *member) got() []string {
 	return append([]string(nil), m.frames...)
 }
 
-func setup(t *testing.T, key string) (*httptest.Server, *conn.Server) {
+type fixture struct {
+	ts      *httptest.Server
+	h       *Handler
+	router  *fanout.Router
+	closer  *closer
+	metrics *metricset.Registry
+}
+
+func setup(t *testing.T, key string) *fixture {
 	t.Helper()
-	srv, err := conn.New(conn.Config{Hubs: []string{"chat"}, AccessKey: key})
+	bp := backplane.NewMemory()
+	router := fanout.NewRouter([]string{"chat"}, bp)
+	if err := bp.Start(router); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bp.Close() })
+	f := &fixture{router: router, closer: &closer{ids: map[string]bool{"a": true}}, metrics: metricset.NewRegistry()}
+	h, err := New(Config{Router: router, Backplane: bp, Conns: f.closer, Metrics: f.metrics, AccessKey: key})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { srv.Close() })
-	ts := httptest.NewServer(New(srv, nil))
-	t.Cleanup(ts.Close)
-	return ts, srv
+	f.h = h
+	f.ts = httptest.NewServer(h)
+	t.Cleanup(f.ts.Close)
+	return f
 }
 
 func do(t *testing.T, method, url, body, tok string) (int, string) {
@@ -57,8 +94,9 @@ func do(t *testing.T, method, url, body, tok string) (int, string) {
 }
 
 func TestSendAndGroups(t *testing.T) {
-	ts, srv := setup(t, "")
-	h := srv.Router().Hub("chat")
+	f := setup(t, "")
+	ts := f.ts
+	h := f.router.Hub("chat")
 	a, b := &member{}, &member{}
 	h.Add(a, "a", "alice")
 	h.Add(b, "b", "")
@@ -101,7 +139,7 @@ func TestSendAndGroups(t *testing.T) {
 }
 
 func TestAuth(t *testing.T) {
-	ts, _ := setup(t, "k")
+	ts := setup(t, "k").ts
 	good, _ := auth.Sign(map[string]any{"exp": time.Now().Add(time.Minute).Unix()}, []byte("k"))
 	bad, _ := auth.Sign(map[string]any{}, []byte("other"))
 	if c, _ := do(t, "POST", ts.URL+"/api/hubs/chat/:send", `{"target":"t"}`, ""); c != 401 {
@@ -119,16 +157,48 @@ func TestAuth(t *testing.T) {
 }
 
 func TestReadyzDraining(t *testing.T) {
-	srv, err := conn.New(conn.Config{})
-	if err != nil {
-		t.Fatal(err)
+	f := setup(t, "")
+	if c, _ := do(t, "GET", f.ts.URL+"/readyz", "", ""); c != 200 {
+		t.Fatalf("readyz before draining: %d", c)
 	}
-	defer srv.Close()
-	h := New(srv, nil)
-	ts := httptest.NewServer(h)
-	defer ts.Close()
-	h.SetDraining()
-	if c, _ := do(t, "GET", ts.URL+"/readyz", "", ""); c != 503 {
+	f.h.SetDraining()
+	if c, _ := do(t, "GET", f.ts.URL+"/readyz", "", ""); c != 503 {
 		t.Fatalf("readyz while draining: %d", c)
+	}
+}
+
+func TestCloseConnection(t *testing.T) {
+	f := setup(t, "")
+	if c, body := do(t, "DELETE", f.ts.URL+"/api/hubs/chat/connections/a?reason=bye", "", ""); c != 200 {
+		t.Fatalf("DELETE known: %d %s", c, body)
+	}
+	if c, body := do(t, "DELETE", f.ts.URL+"/api/hubs/chat/connections/zz", "", ""); c != 404 || !strings.Contains(body, `"code":404`) {
+		t.Fatalf("DELETE unknown: %d %s", c, body)
+	}
+	if c, _ := do(t, "DELETE", f.ts.URL+"/api/hubs/chat/connections/a", "", ""); c != 200 {
+		t.Fatalf("DELETE without reason: %d", c)
+	}
+	f.closer.mu.Lock()
+	defer f.closer.mu.Unlock()
+	want := []string{"chat/a: bye", "chat/a: closed by the server"}
+	if strings.Join(f.closer.closed, "|") != strings.Join(want, "|") {
+		t.Fatalf("closed %q, want %q", f.closer.closed, want)
+	}
+}
+
+func TestMetricsWritesTheRegistry(t *testing.T) {
+	f := setup(t, "")
+	set := metricset.New()
+	set.Counter("edgeplane_admin_test_total", "A counter of the test.").Add(4)
+	f.metrics.Register(set)
+	c, body := do(t, "GET", f.ts.URL+"/metrics", "", "")
+	if c != 200 || !strings.Contains(body, "# HELP edgeplane_admin_test_total A counter of the test.\nedgeplane_admin_test_total 4\n") {
+		t.Fatalf("/metrics: %d\n%s", c, body)
+	}
+}
+
+func TestNewNeedsItsParts(t *testing.T) {
+	if _, err := New(Config{}); err == nil {
+		t.Fatal("New accepted a config without router, backplane and closer")
 	}
 }

@@ -1,7 +1,7 @@
 // Package admin serves an edgeplane node's admin port with net/http:
-// Prometheus metrics (/metrics, VictoriaMetrics/metrics with process
-// metrics and edgeplane gauges and counters), /healthz, /readyz, and the
-// REST API in the Azure SignalR data-plane shape:
+// Prometheus metrics (/metrics: the node's metricset.Registry, every
+// part's families with HELP lines, plus process metrics), /healthz,
+// /readyz, and the REST API in the Azure SignalR data-plane shape:
 //
 //	POST   /api/hubs/{hub}/:send                       {"target","arguments"} → 202 (?excluded=id,id)
 //	POST   /api/hubs/{hub}/groups/{g}/:send            → 202
@@ -15,4 +15,11 @@
 //
 // With an access key the API requires "Authorization: Bearer <HS256 JWT>".
 // Sends go through the backplane, so they reach every node.
+//
+// admin depends on the node's parts through its Config, not on conn: the
+// fanout.Router (hubs, local membership), the backplane (publish, remote
+// group commands, readiness) and a one-method ConnCloser.
+//
+//	h, err := admin.New(admin.Config{Router: r, Backplane: bp, Conns: srv, Metrics: reg})
+//	http.Serve(ln, h)
 package admin

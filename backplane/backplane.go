@@ -3,7 +3,13 @@ package backplane
 import (
 	"context"
 	"errors"
+	"time"
 )
+
+// DefaultAckTimeout bounds a group change for a connection on another node
+// (RemoteGroup waiting for the owner's ack) and, in the REST API, waiting
+// for this node's own group subscription: one remote-group timeout.
+const DefaultAckTimeout = 5 * time.Second
 
 // Sentinel errors.
 var (

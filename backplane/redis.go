@@ -62,7 +62,7 @@ type RedisConfig struct {
 }
 
 const (
-	defaultAckTimeout     = 5 * time.Second
+	defaultAckTimeout     = DefaultAckTimeout
 	defaultPublishTimeout = 2 * time.Second
 	defaultHealthInterval = 2 * time.Second
 	defaultUpstreamMaxLen = 100_000

@@ -15,7 +15,13 @@
 // UTF-8, 1009 messages over MaxMessageBytes, 1008 slow clients and
 // handshake time-outs; malformed HTTP gets 400.
 //
-//	srv, err := conn.New(conn.Config{Hubs: []string{"chat"}})
-//	p, err := poller.New("netpoll", poller.Config{}, srv)
+// conn owns client policy only: the handler, the timing wheel, connection
+// tokens, the accept bucket, the per-IP table, drain and close. It
+// registers connections in a fanout.Router and hands invocations to an
+// Upstream that it is given; internal/node builds those and the backplane.
+//
+//	router := fanout.NewRouter([]string{"chat"}, backplane)
+//	srv, err := conn.New(conn.Config{}, router)
+//	p, err := poller.New("epoll", poller.Config{}, srv)
 //	err = p.Serve(ln)
 package conn

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/edgeplane/edgeplane/fanout"
 	"github.com/edgeplane/edgeplane/poller"
 )
 
@@ -60,7 +61,7 @@ func newTestServer(tb testing.TB, cfg Config) *Server {
 	if cfg.AcceptRate == 0 {
 		cfg.AcceptRate = -1
 	}
-	s, err := New(cfg)
+	s, err := New(cfg, fanout.NewRouter([]string{"chat"}, nil))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -256,7 +257,7 @@ func TestWebSocketFramesThroughOnData(t *testing.T) {
 	if len(ops) != 2 || ops[0] != 0x8A || payloads[0] != "hi" || ops[1] != 0x81 || payloads[1] != "{}\x1e" {
 		t.Fatalf("got ops %x payloads %q, want pong \"hi\" then the handshake response", ops, payloads)
 	}
-	if s.Router().Hub("chat").Len() != 1 {
+	if s.router.Hub("chat").Len() != 1 {
 		t.Fatal("connection not registered after the handshake")
 	}
 	fc.mu.Lock()
@@ -275,7 +276,7 @@ func TestWebSocketFramesThroughOnData(t *testing.T) {
 	if !shut {
 		t.Fatal("connection not shut down after the close handshake")
 	}
-	if s.Router().Hub("chat").Len() != 0 {
+	if s.router.Hub("chat").Len() != 0 {
 		t.Fatal("closed connection still registered")
 	}
 	sess.OnClose(nil)

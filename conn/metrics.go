@@ -1,11 +1,12 @@
 package conn
 
 import (
-	"fmt"
-	"time"
+	"strconv"
 
 	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/edgeplane/edgeplane/fanout"
+	"github.com/edgeplane/edgeplane/internal/metricset"
 )
 
 // Close reasons (metric label values of edgeplane_closed_total).
@@ -58,10 +59,10 @@ func disconnectReason(idx uint32, err error) string {
 	return reasonPeerGone
 }
 
-// Metrics are a Server's Prometheus metrics, in their own set registered
-// with the global VictoriaMetrics registry (so /metrics includes them).
+// Metrics are a Server's metrics, declared with their help on their own
+// set; the node registers it.
 type Metrics struct {
-	set         *metrics.Set
+	set         *metricset.Set
 	accepted    *metrics.Counter
 	closed      map[string]*metrics.Counter
 	rejected    func(reason string) *metrics.Counter
@@ -74,41 +75,25 @@ type Metrics struct {
 }
 
 func newMetrics(s *Server) *Metrics {
-	set := metrics.NewSet()
+	set := metricset.New()
+	closed := set.CounterVec("edgeplane_closed_total", "reason", "Client connections closed, by reason.")
 	m := &Metrics{
 		set:         set,
-		accepted:    set.NewCounter("edgeplane_accepted_total"),
+		accepted:    set.Counter("edgeplane_accepted_total", "Client connections admitted by the poller."),
 		closed:      make(map[string]*metrics.Counter, len(closeReasons)),
-		messagesIn:  set.NewCounter("edgeplane_messages_in_total"),
-		ownOut:      set.NewCounter("edgeplane_control_frames_out_total"),
-		ownBytes:    set.NewCounter("edgeplane_control_bytes_out_total"),
-		dropped:     set.NewCounter("edgeplane_invocations_dropped_total"),
-		upstreamErr: set.NewCounter("edgeplane_upstream_errors_total"),
+		rejected:    set.CounterVec("edgeplane_rejected_total", "reason", "Connections or requests turned away, by reason."),
+		messagesIn:  set.Counter("edgeplane_messages_in_total", "SignalR records received from clients."),
+		ownOut:      set.Counter("edgeplane_control_frames_out_total", "Frames the connection layer sent itself (handshake, pings, completions)."),
+		ownBytes:    set.Counter("edgeplane_control_bytes_out_total", "Bytes of frames the connection layer sent itself."),
+		dropped:     set.Counter("edgeplane_invocations_dropped_total", "Client invocations with nowhere to go (no upstream or upstream refused)."),
+		upstreamErr: set.Counter("edgeplane_upstream_errors_total", "Upstream events the upstream refused."),
 	}
 	for _, r := range closeReasons {
-		m.closed[r] = set.NewCounter(fmt.Sprintf(`edgeplane_closed_total{reason=%q}`, r))
+		m.closed[r] = closed(r)
 	}
-	m.rejected = func(reason string) *metrics.Counter {
-		return set.GetOrCreateCounter(fmt.Sprintf(`edgeplane_rejected_total{reason=%q}`, reason))
-	}
-	m.httpReqs = func(route string, code int) *metrics.Counter {
-		return set.GetOrCreateCounter(fmt.Sprintf(`edgeplane_http_requests_total{route=%q,code="%d"}`, route, code))
-	}
-	msgsOut := set.NewCounter("edgeplane_messages_out_total")
-	bytesOut := set.NewCounter("edgeplane_bytes_out_total")
-	fanoutMsgs := set.NewCounter("edgeplane_fanout_messages_total")
-	fanoutDur := set.NewPrometheusHistogram("edgeplane_fanout_duration_seconds")
-	s.router.Stats.OnDeliver = func(n, size int, took time.Duration) {
-		fanoutDur.Update(took.Seconds())
-		fanoutMsgs.Inc()
-		msgsOut.Add(n)
-		bytesOut.Add(n * size)
-	}
-	for _, name := range s.cfg.Hubs {
-		h := s.router.Hub(name)
-		set.NewGauge(fmt.Sprintf(`edgeplane_connections{hub=%q}`, name), func() float64 { return float64(h.Len()) })
-	}
-	set.NewGauge("edgeplane_queue_bytes", func() float64 {
+	httpReqs := set.Counters("edgeplane_http_requests_total", "Client-port HTTP answers, by route and status code.", "route", "code")
+	m.httpReqs = func(route string, code int) *metrics.Counter { return httpReqs(route, strconv.Itoa(code)) }
+	set.Gauge("edgeplane_queue_bytes", "Outbound bytes queued but not yet written, all connections.", func() float64 {
 		var n int
 		s.router.Hubs(func(h *fanout.Hub) {
 			h.Each(func(e *fanout.Entry) {
@@ -119,7 +104,6 @@ func newMetrics(s *Server) *Metrics {
 		})
 		return float64(n)
 	})
-	metrics.RegisterSet(set)
 	return m
 }
 
@@ -129,5 +113,3 @@ func (m *Metrics) Accepted() uint64 { return m.accepted.Get() }
 // Rejected counts a connection or request turned away (poller admission
 // reasons and HTTP-level ones).
 func (m *Metrics) Rejected(reason string) { m.rejected(reason).Inc() }
-
-func (m *Metrics) unregister() { metrics.UnregisterSet(m.set, true) }

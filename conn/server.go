@@ -4,6 +4,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -14,14 +15,13 @@ import (
 
 	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/fanout"
+	"github.com/edgeplane/edgeplane/internal/metricset"
 	"github.com/edgeplane/edgeplane/poller"
 )
 
-// Config configures the client-facing protocol. The zero value works: one
-// hub named "chat", open access, default limits.
+// Config configures the client-facing protocol. The zero value works: open
+// access, default limits. The hubs clients may connect to are the Router's.
 type Config struct {
-	// Hubs are the hub names clients may connect to. Default ["chat"].
-	Hubs []string
 	// AccessKey, when set, makes client connections require an HS256 access
 	// token signed with it (query access_token or Authorization: Bearer);
 	// its nameid or sub claim becomes the user id. Empty: open access.
@@ -46,8 +46,6 @@ type Config struct {
 	KeepAliveInterval time.Duration
 	// ClientTimeout: a client silent this long is dropped. Default 30s.
 	ClientTimeout time.Duration
-	// Backplane carries messages between nodes. Default: in-memory.
-	Backplane backplane.Backplane
 	// Upstream receives client invocations and lifecycle events. Nil: none
 	// (invocations are counted and dropped; ones with an invocationId get
 	// a Completion error).
@@ -62,7 +60,8 @@ type Config struct {
 	// AcceptBurst is the bucket size. Default: AcceptRate.
 	AcceptBurst int
 	// RetryAfter is the base of the jittered Retry-After (seconds, spread
-	// over [base, 2*base]) sent with accept-rate and drain 503s. Default 2.
+	// over [base, 2*base]) sent with accept-rate and drain 503s. Default
+	// DefaultRetryAfter.
 	RetryAfter int
 	// MaxConnsPerIP limits open connections per remote address. Default 0
 	// (off: behind a load balancer without PROXY protocol every client has
@@ -89,13 +88,12 @@ const (
 	DefaultTokenTTL          = 60 * time.Second
 	DefaultAcceptRate        = 5000
 	DefaultMaxMessageRate    = 100
+	DefaultRetryAfter        = 2
 	maxBodyBytes             = 4 << 10
 )
 
-func (c Config) withDefaults() Config {
-	if len(c.Hubs) == 0 {
-		c.Hubs = []string{"chat"}
-	}
+// WithDefaults returns c with every unset field at its default.
+func (c Config) WithDefaults() Config {
 	if c.TokenTTL <= 0 {
 		c.TokenTTL = DefaultTokenTTL
 	}
@@ -121,13 +119,10 @@ func (c Config) withDefaults() Config {
 		c.AcceptBurst = int(max(c.AcceptRate, 1))
 	}
 	if c.RetryAfter <= 0 {
-		c.RetryAfter = 2
+		c.RetryAfter = DefaultRetryAfter
 	}
 	if c.MaxMessageRate == 0 {
 		c.MaxMessageRate = DefaultMaxMessageRate
-	}
-	if c.Backplane == nil {
-		c.Backplane = backplane.NewMemory()
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -144,12 +139,13 @@ func secs(d time.Duration) int64 {
 }
 
 // Server speaks HTTP, WebSocket and the SignalR JSON hub protocol to the
-// connections a poller hands it. It implements poller.Handler.
+// connections a poller hands it. It implements poller.Handler. It registers
+// connections in a fanout.Router and hands their invocations to the
+// Upstream; it does not own either.
 type Server struct {
 	cfg    Config
 	log    *slog.Logger
 	router *fanout.Router
-	bp     backplane.Backplane
 	signer tokenSigner
 	wheel  *wheel[Conn, *Conn]
 	M      *Metrics
@@ -167,13 +163,17 @@ type Server struct {
 	epoch     int64 // unix seconds at start; Conn.tokenExp is relative to it
 }
 
-// New builds a Server and starts its backplane and timing wheel.
-func New(cfg Config) (*Server, error) {
-	cfg = cfg.withDefaults()
+// New builds a Server that registers its connections in router (whose
+// hubs are the ones clients may connect to) and starts its timing wheel.
+func New(cfg Config, router *fanout.Router) (*Server, error) {
+	if router == nil {
+		return nil, errors.New("conn: New needs a fanout.Router")
+	}
+	cfg = cfg.WithDefaults()
 	s := &Server{
 		cfg:          cfg,
 		log:          cfg.Logger,
-		bp:           cfg.Backplane,
+		router:       router,
 		wheel:        newWheel[Conn](),
 		used:         make(map[[idLen]byte]int64),
 		handshakeSec: secs(cfg.HandshakeTimeout),
@@ -196,44 +196,28 @@ func New(cfg Config) (*Server, error) {
 	s.epoch = time.Now().Unix()
 	s.accept.rate, s.accept.burst = cfg.AcceptRate, float64(cfg.AcceptBurst)
 	s.perIP.limit, s.perIP.n = cfg.MaxConnsPerIP, make(map[netip.Addr]int32)
-	for _, h := range cfg.Hubs {
-		if h == "" || h == "api" {
-			return nil, fmt.Errorf("conn: invalid hub name %q", h)
+	var bad error
+	router.Hubs(func(h *fanout.Hub) {
+		if name := h.Name(); name == "" || name == "api" {
+			bad = fmt.Errorf("conn: invalid hub name %q", name)
 		}
+	})
+	if bad != nil {
+		return nil, bad
 	}
-	s.router = fanout.NewRouter(cfg.Hubs, s.bp)
 	s.M = newMetrics(s)
-	if err := s.bp.Start(s.router); err != nil {
-		s.M.unregister()
-		return nil, fmt.Errorf("conn: start backplane: %w", err)
-	}
 	go s.wheel.run()
 	go s.sweepUsed()
 	return s, nil
 }
 
-// Router is the node's local registry and delivery path.
-func (s *Server) Router() *fanout.Router { return s.router }
+// Metrics are the Server's metrics, for the node's registry.
+func (s *Server) Metrics() *metricset.Set { return s.M.set }
 
-// Backplane is the node's backplane.
-func (s *Server) Backplane() backplane.Backplane { return s.bp }
-
-// AccessKey is the configured access key ("" when open).
-func (s *Server) AccessKey() string { return s.cfg.AccessKey }
-
-// Hubs lists the configured hub names.
-func (s *Server) Hubs() []string { return s.cfg.Hubs }
-
-// Close stops the timing wheel and the backplane. Connections are closed by
-// the poller.
+// Close stops the timing wheel. Connections are closed by the poller.
 func (s *Server) Close() error {
-	var err error
-	s.closeOnce.Do(func() {
-		s.wheel.close()
-		err = s.bp.Close()
-		s.M.unregister()
-	})
-	return err
+	s.closeOnce.Do(s.wheel.close)
+	return nil
 }
 
 // OnOpen implements poller.Handler.
@@ -296,16 +280,9 @@ func (s *Server) Drain(ctx context.Context, window time.Duration) {
 	}
 }
 
-// Publish sends a message through the backplane to every node.
-func (s *Server) Publish(ctx context.Context, m *backplane.Message) error {
-	if s.router.Hub(m.Hub) == nil {
-		return fmt.Errorf("%w %q", ErrUnknownHub, m.Hub)
-	}
-	return s.bp.Publish(ctx, m)
-}
-
-// CloseConnection closes a local connection (REST DELETE). It reports
-// whether the connection was local.
+// CloseConnection closes a local connection (REST DELETE) with a SignalR
+// Close carrying reason and WebSocket 1000. It reports whether the
+// connection was local.
 func (s *Server) CloseConnection(hub, id, reason string) bool {
 	h := s.router.Hub(hub)
 	if h == nil {

@@ -1,7 +1,11 @@
 package fanout
 
 import (
+	"slices"
+	"sync"
+
 	"github.com/edgeplane/edgeplane/backplane"
+	"github.com/edgeplane/edgeplane/internal/metricset"
 )
 
 // Router holds the hubs of a node and is the backplane's Receiver: each
@@ -10,6 +14,9 @@ import (
 type Router struct {
 	hubs  map[string]*Hub
 	Stats Stats
+
+	metricsOnce sync.Once
+	metrics     *metricset.Set
 }
 
 // NewRouter builds the registries of the named hubs. sub is told about
@@ -27,6 +34,16 @@ func NewRouter(hubs []string, sub Subscriber) *Router {
 
 // Hub returns the named hub's registry, or nil if it is not configured.
 func (r *Router) Hub(name string) *Hub { return r.hubs[name] }
+
+// HubNames lists the hubs' names, sorted.
+func (r *Router) HubNames() []string {
+	names := make([]string, 0, len(r.hubs))
+	for name := range r.hubs {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
 
 // Hubs calls fn for each hub.
 func (r *Router) Hubs(fn func(*Hub)) {

@@ -71,7 +71,7 @@ func run(args []string) int {
 	fs.DurationVar(&cfg.Conn.ClientTimeout, "client-timeout", conn.DefaultClientTimeout, "drop a client silent this long")
 	fs.Float64Var(&cfg.Conn.AcceptRate, "accept-rate", conn.DefaultAcceptRate, "new connections per second (token bucket); the excess gets 503 with a jittered Retry-After (negative: off)")
 	fs.IntVar(&cfg.Conn.AcceptBurst, "accept-burst", 0, "accept-rate bucket size (default: the rate)")
-	fs.IntVar(&cfg.Conn.RetryAfter, "retry-after", 2, "base seconds of the jittered Retry-After sent with accept-rate and drain 503s (spread over [base, 2*base])")
+	fs.IntVar(&cfg.RetryAfter, "retry-after", conn.DefaultRetryAfter, "base seconds of the Retry-After sent with every 503 (admission, descriptor shedding, accept rate, drain; jittered over [base, 2*base] where the answer is built per request)")
 	fs.IntVar(&cfg.Conn.MaxConnsPerIP, "max-conns-per-ip", 0, "open connections per client address (0: off; mind load balancers without PROXY protocol)")
 	fs.IntVar(&cfg.Conn.MaxMessageRate, "max-message-rate", conn.DefaultMaxMessageRate, "SignalR records a client may send per second; more closes it with 1008 (negative: off)")
 	fs.Var(&origins, "allowed-origins", "browser Origins allowed to connect, e.g. https://app.example.com,https://*.example.com (default: any)")
@@ -94,6 +94,7 @@ func run(args []string) int {
 		return 2
 	}
 	var level slog.Level
+	var err error
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		fmt.Fprintln(os.Stderr, "edgeplane: --log-level:", err)
 		return 2
@@ -105,21 +106,16 @@ func run(args []string) int {
 		debug.SetGCPercent(gcPercent)
 	}
 	cfg.Conn.AllowedOrigins = origins
-	prefixes, err := backplane.ParseHubPrefixes(hubs)
-	if err != nil {
+	if cfg.Hubs, err = parseHubs(hubs); err != nil {
 		fmt.Fprintln(os.Stderr, "edgeplane: --hub:", err)
 		return 2
-	}
-	for _, h := range hubs {
-		name, _, _ := strings.Cut(h, "=")
-		cfg.Conn.Hubs = append(cfg.Conn.Hubs, strings.TrimSpace(name))
 	}
 	if redisURL != "" && len(cluster) > 0 {
 		fmt.Fprintln(os.Stderr, "edgeplane: --redis and --redis-cluster are exclusive")
 		return 2
 	}
 	if redisURL != "" || len(cluster) > 0 {
-		cfg.Redis = &backplane.RedisConfig{URL: redisURL, ClusterAddrs: cluster, ServerName: server, Hubs: prefixes, Logger: log}
+		cfg.Redis = &backplane.RedisConfig{URL: redisURL, ClusterAddrs: cluster, ServerName: server}
 	}
 
 	n, err := node.Start(cfg)
@@ -143,6 +139,26 @@ func run(args []string) int {
 	}
 	log.Info("stopped", "took", time.Since(start).String())
 	return 0
+}
+
+// parseHubs turns --hub values, NAME or NAME=PREFIX, into the node's hubs.
+// NAME alone keeps the default prefix (the hub name).
+func parseHubs(specs []string) ([]node.Hub, error) {
+	var hubs []node.Hub
+	seen := make(map[string]bool, len(specs))
+	for _, spec := range specs {
+		name, prefix, _ := strings.Cut(spec, "=")
+		name, prefix = strings.TrimSpace(name), strings.TrimSpace(prefix)
+		if name == "" {
+			return nil, fmt.Errorf("hub %q: want NAME or NAME=PREFIX", spec)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("hub %q given twice", name)
+		}
+		seen[name] = true
+		hubs = append(hubs, node.Hub{Name: name, Prefix: prefix})
+	}
+	return hubs, nil
 }
 
 // applyEnv sets flags from EDGEPLANE_* environment variables; command-line

@@ -43,3 +43,15 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		t.Errorf("--help exit %d", code)
 	}
 }
+
+func TestParseHubs(t *testing.T) {
+	got, err := parseHubs([]string{"chat=MyApp.Hubs.ChatHub", " news "})
+	if err != nil || len(got) != 2 || got[0].Name != "chat" || got[0].Prefix != "MyApp.Hubs.ChatHub" || got[1].Name != "news" || got[1].Prefix != "" {
+		t.Fatalf("parseHubs = %+v, %v", got, err)
+	}
+	for _, bad := range [][]string{{"=x"}, {"a", "a=b"}, {" "}} {
+		if _, err := parseHubs(bad); err == nil {
+			t.Errorf("parseHubs(%q) accepted", bad)
+		}
+	}
+}

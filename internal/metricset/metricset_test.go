@@ -17,6 +17,7 @@ func TestRegistryWritesHelpOncePerFamily(t *testing.T) {
 	vec := s.CounterVec("edgeplane_closed_total", "reason", "Closed, by reason.")
 	vec("timeout").Inc()
 	vec("slow_client").Add(2)
+	s.Counters("edgeplane_http_requests_total", "Answers.", "route", "code")("connect", "101").Inc()
 	s.Histogram("edgeplane_took_seconds", "Time taken.").Update(0.01)
 	s.Gauge("edgeplane_g", "A gauge.", func() float64 { return 7 })
 
@@ -38,6 +39,7 @@ func TestRegistryWritesHelpOncePerFamily(t *testing.T) {
 		`edgeplane_closed_total{reason="slow_client"} 2`,
 		"# HELP edgeplane_took_seconds Time taken.\n# TYPE edgeplane_took_seconds histogram\n",
 		"edgeplane_took_seconds_count 1",
+		`edgeplane_http_requests_total{route="connect",code="101"} 1`,
 		"# HELP edgeplane_g A gauge.\nedgeplane_g 7\n",
 		"# HELP process_open_fds Open file descriptors.\nprocess_open_fds 12\n",
 	} {

@@ -3,6 +3,8 @@ package metricset
 import (
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -58,6 +60,32 @@ func (s *Set) CounterVec(family, label, help string) func(value string) *metrics
 	s.describe(family, help)
 	return func(value string) *metrics.Counter {
 		return s.vm.GetOrCreateCounter(fmt.Sprintf(`%s{%s=%q}`, family, label, value))
+	}
+}
+
+// Counters declares a counter family with several labels; the returned
+// function takes one value per label, in order, and gives the counter,
+// creating it on first use.
+func (s *Set) Counters(family, help string, labels ...string) func(values ...string) *metrics.Counter {
+	s.describe(family, help)
+	return func(values ...string) *metrics.Counter {
+		var b strings.Builder
+		b.WriteString(family)
+		b.WriteByte('{')
+		for i, l := range labels {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			v := ""
+			if i < len(values) {
+				v = values[i]
+			}
+			b.WriteString(l)
+			b.WriteByte('=')
+			b.WriteString(strconv.Quote(v))
+		}
+		b.WriteByte('}')
+		return s.vm.GetOrCreateCounter(b.String())
 	}
 }
 

@@ -1,26 +1,40 @@
-// Package node assembles an edgeplane node: poller, connection server,
-// backplane and admin port. cmd/edgeplane maps flags onto Config; tests
-// start nodes with it too.
 package node
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 
+	vmetrics "github.com/VictoriaMetrics/metrics"
+
 	"github.com/edgeplane/edgeplane/admin"
 	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/conn"
+	"github.com/edgeplane/edgeplane/fanout"
+	"github.com/edgeplane/edgeplane/internal/metricset"
 	"github.com/edgeplane/edgeplane/poller"
 )
 
+// Hub is a hub clients may connect to.
+type Hub struct {
+	// Name is the hub's path on the client port (/{name}, /{name}/negotiate)
+	// and in the REST API.
+	Name string
+	// Prefix is its backplane channel prefix. Empty: the name. Set it to
+	// the .NET hub type's full name to share an ASP.NET Core app's Redis
+	// backplane.
+	Prefix string
+}
+
 // Config is a node's configuration. The zero value works: client port
-// 127.0.0.1:8080, admin port 127.0.0.1:9090, hub "chat", epoll backend.
+// 127.0.0.1:8080, admin port 127.0.0.1:9090, hub "chat", epoll backend,
+// in-memory backplane. WithDefaults says each default.
 type Config struct {
 	// Listen is the client address. Default 127.0.0.1:8080.
 	Listen string
@@ -29,14 +43,24 @@ type Config struct {
 	// Poller is the backend name. Default "epoll" (our own loop: ~7× denser
 	// than "netpoll" at 19,000 idle connections, see BENCHMARKS.md).
 	Poller string
+	// Hubs clients may connect to. Default: one hub, "chat".
+	Hubs []Hub
 	// PollerConfig: admission and queue limits.
 	PollerConfig poller.Config
-	// Conn: hubs, keys, limits, backplane, upstream.
+	// Conn: keys, limits, upstream.
 	Conn conn.Config
 	// Redis, when set, makes the node use the Redis backplane (and its
 	// stream upstream, unless Conn.Upstream is set) instead of the in-memory
-	// one. Hubs not in Redis.Hubs get the default prefix (the hub name).
+	// one. Its Hubs are filled from Hubs.
 	Redis *backplane.RedisConfig
+	// RetryAfter is the one Retry-After base (seconds) of every 503 the
+	// node sends: poller admission and descriptor shedding, accept rate,
+	// drain. Default conn.DefaultRetryAfter.
+	RetryAfter int
+	// RemoteGroupTimeout is the one bound on a group change for a
+	// connection on another node and on a REST group add's subscription.
+	// Default backplane.DefaultAckTimeout.
+	RemoteGroupTimeout time.Duration
 	// NoTrim disables returning freed memory to the OS after connection
 	// bursts (see trim.go).
 	NoTrim bool
@@ -44,12 +68,59 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Node is a running node.
+// WithDefaults returns c with every unset field at its default and the
+// shared knobs (logger, retry-after, remote-group timeout, hub prefixes)
+// copied into the parts' configurations.
+func (c Config) WithDefaults() Config {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8080"
+	}
+	if c.Admin == "" {
+		c.Admin = "127.0.0.1:9090"
+	}
+	if c.Poller == "" {
+		c.Poller = "epoll"
+	}
+	if len(c.Hubs) == 0 {
+		c.Hubs = []Hub{{Name: "chat"}}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.RetryAfter <= 0 {
+		c.RetryAfter = conn.DefaultRetryAfter
+	}
+	if c.RemoteGroupTimeout <= 0 {
+		c.RemoteGroupTimeout = backplane.DefaultAckTimeout
+	}
+	c.Conn.Logger = c.Logger
+	c.Conn.RetryAfter = c.RetryAfter
+	c.PollerConfig.RetryAfter = c.RetryAfter
+	if c.Redis != nil {
+		rc := *c.Redis
+		if rc.Logger == nil {
+			rc.Logger = c.Logger
+		}
+		rc.AckTimeout = c.RemoteGroupTimeout
+		rc.Hubs = make(map[string]string, len(c.Hubs))
+		for _, h := range c.Hubs {
+			rc.Hubs[h.Name] = h.Prefix
+		}
+		c.Redis = &rc
+	}
+	return c
+}
+
+// Node is a running node. It owns every part and is the only place that
+// wires them together.
 type Node struct {
 	cfg     Config
 	log     *slog.Logger
+	bp      backplane.Backplane
+	router  *fanout.Router
 	srv     *conn.Server
 	poll    poller.Poller
+	metrics *metricset.Registry
 	admin   *admin.Handler
 	adminLn net.Listener
 	http    *http.Server
@@ -58,81 +129,89 @@ type Node struct {
 	stopTrim           sync.Once
 }
 
-// Start starts a node.
+// Start assembles and starts a node: backplane, fanout router, connection
+// server, poller on the client port, admin on its port. Close takes them
+// down in the opposite order.
 func Start(cfg Config) (*Node, error) {
-	if cfg.Listen == "" {
-		cfg.Listen = "127.0.0.1:8080"
-	}
-	if cfg.Admin == "" {
-		cfg.Admin = "127.0.0.1:9090"
-	}
-	if cfg.Poller == "" {
-		cfg.Poller = "epoll"
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	cfg.Conn.Logger = cfg.Logger
-	if cfg.Redis != nil {
-		rc := *cfg.Redis
-		if rc.Logger == nil {
-			rc.Logger = cfg.Logger
-		}
-		if rc.Hubs == nil {
-			rc.Hubs = map[string]string{}
-		}
-		hubs := cfg.Conn.Hubs
-		if len(hubs) == 0 {
-			hubs = []string{"chat"}
-		}
-		for _, h := range hubs {
-			if _, ok := rc.Hubs[h]; !ok {
-				rc.Hubs[h] = ""
+	cfg = cfg.WithDefaults()
+	n := &Node{cfg: cfg, log: cfg.Logger, metrics: metricset.NewRegistry()}
+	// Undo whatever was started if a later step fails.
+	var (
+		err     error
+		undo    []func()
+		started bool
+	)
+	defer func() {
+		if !started {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
 			}
 		}
-		rb, err := backplane.NewRedis(rc)
+	}()
+
+	names := make([]string, len(cfg.Hubs))
+	for i, h := range cfg.Hubs {
+		names[i] = h.Name
+	}
+	if cfg.Redis != nil {
+		rb, err := backplane.NewRedis(*cfg.Redis)
 		if err != nil {
 			return nil, fmt.Errorf("redis backplane: %w", err)
 		}
-		cfg.Conn.Backplane = rb
+		n.bp = rb
 		if cfg.Conn.Upstream == nil {
 			cfg.Conn.Upstream = rb.Upstream()
 		}
+	} else {
+		n.bp = backplane.NewMemory()
 	}
-	srv, err := conn.New(cfg.Conn)
-	if err != nil {
+	n.router = fanout.NewRouter(names, n.bp)
+	if n.srv, err = conn.New(cfg.Conn, n.router); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, srv: srv}
+	undo = append(undo, func() { n.srv.Close() })
+	if err := n.bp.Start(n.router); err != nil {
+		return nil, fmt.Errorf("start backplane: %w", err)
+	}
+	undo = append(undo, func() { n.bp.Close() })
+	n.registerMetrics()
+
 	userReject := cfg.PollerConfig.OnReject
 	cfg.PollerConfig.OnReject = func(r poller.RejectReason) {
-		srv.M.Rejected(string(r))
+		n.srv.M.Rejected(string(r))
 		if userReject != nil {
 			userReject(r)
 		}
 	}
-	n.poll, err = poller.New(cfg.Poller, cfg.PollerConfig, srv)
-	if err != nil {
-		srv.Close()
+	if n.poll, err = poller.New(cfg.Poller, cfg.PollerConfig, n.srv); err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		srv.Close()
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	if err := n.poll.Serve(ln); err != nil {
 		ln.Close()
-		srv.Close()
 		return nil, fmt.Errorf("serve %s: %w", cfg.Listen, err)
 	}
-	n.adminLn, err = net.Listen("tcp", cfg.Admin)
-	if err != nil {
-		n.poll.Close()
-		srv.Close()
+	undo = append(undo, func() { n.poll.Close() })
+
+	if n.adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
 		return nil, fmt.Errorf("listen admin %s: %w", cfg.Admin, err)
 	}
-	n.admin = admin.New(srv, cfg.Logger)
+	n.admin, err = admin.New(admin.Config{
+		Router:             n.router,
+		Backplane:          n.bp,
+		Conns:              n.srv,
+		Metrics:            n.metrics,
+		AccessKey:          cfg.Conn.AccessKey,
+		RemoteGroupTimeout: cfg.RemoteGroupTimeout,
+		Logger:             cfg.Logger,
+	})
+	if err != nil {
+		n.adminLn.Close()
+		return nil, err
+	}
 	n.http = &http.Server{Handler: n.admin, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
 	go func() {
 		if err := n.http.Serve(n.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -149,8 +228,21 @@ func Start(cfg Config) (*Node, error) {
 		n.log.Warn("no access key configured: client connections and the REST API are open to anyone who can reach them")
 	}
 	n.log.Info("edgeplane node started", "listen", n.Addr().String(), "admin", n.AdminAddr().String(),
-		"poller", cfg.Poller, "hubs", srv.Hubs())
+		"poller", cfg.Poller, "hubs", names)
+	started = true
 	return n, nil
+}
+
+// registerMetrics puts every part's metrics in the node's registry.
+func (n *Node) registerMetrics() {
+	n.metrics.Register(n.srv.Metrics(), n.router.Metrics())
+	if m, ok := n.bp.(interface{ Metrics() *metricset.Set }); ok {
+		n.metrics.Register(m.Metrics())
+	}
+	n.metrics.RegisterWriter(fdMetrics)
+	// The Redis backplane's metrics still live in VictoriaMetrics' default
+	// set until it declares them on a set of its own.
+	n.metrics.RegisterWriter(metricset.Writer{Write: func(w io.Writer) { vmetrics.GetDefaultSet().WritePrometheus(w) }})
 }
 
 // Addr is the client address.
@@ -161,6 +253,12 @@ func (n *Node) AdminAddr() net.Addr { return n.adminLn.Addr() }
 
 // Server is the connection server.
 func (n *Node) Server() *conn.Server { return n.srv }
+
+// Router is the node's registry of local connections, groups and users.
+func (n *Node) Router() *fanout.Router { return n.router }
+
+// Backplane is the node's backplane.
+func (n *Node) Backplane() backplane.Backplane { return n.bp }
 
 // Conns is the number of open client connections.
 func (n *Node) Conns() int { return n.poll.Conns() }
@@ -192,7 +290,8 @@ func (n *Node) shutdownTimeout() time.Duration {
 	return poller.DefaultShutdownTimeout
 }
 
-// Close stops accepting, closes every connection, the admin port and the
+// Close takes the node down in order: the poller (stops accepting, closes
+// every connection), the admin port, the connection server's timers, the
 // backplane.
 func (n *Node) Close() error {
 	n.admin.SetDraining()
@@ -203,5 +302,8 @@ func (n *Node) Close() error {
 	defer cancel()
 	n.http.Shutdown(ctx)
 	n.srv.Close()
+	if bpErr := n.bp.Close(); err == nil {
+		err = bpErr
+	}
 	return err
 }

@@ -1,0 +1,39 @@
+package fanout
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/edgeplane/edgeplane/internal/metricset"
+)
+
+// Metrics declares the router's metrics (deliveries, registered
+// connections per hub) on a set of their own, built on the first call, and
+// hooks them to Stats.OnDeliver (after a hook already set there, which
+// keeps being called). Call it before the first delivery.
+func (r *Router) Metrics() *metricset.Set {
+	r.metricsOnce.Do(func() {
+		set := metricset.New()
+		msgsOut := set.Counter("edgeplane_messages_out_total", "(message, recipient) deliveries queued.")
+		bytesOut := set.Counter("edgeplane_bytes_out_total", "Frame bytes queued to recipients.")
+		fanoutMsgs := set.Counter("edgeplane_fanout_messages_total", "Messages delivered to this node's local recipients.")
+		fanoutDur := set.Histogram("edgeplane_fanout_duration_seconds", "Time to queue one message to all its local recipients.")
+		prev := r.Stats.OnDeliver
+		r.Stats.OnDeliver = func(n, size int, took time.Duration) {
+			fanoutDur.Update(took.Seconds())
+			fanoutMsgs.Inc()
+			msgsOut.Add(n)
+			bytesOut.Add(n * size)
+			if prev != nil {
+				prev(n, size, took)
+			}
+		}
+		for _, name := range r.HubNames() {
+			h := r.hubs[name]
+			set.Gauge(fmt.Sprintf(`edgeplane_connections{hub=%q}`, name), "Registered (handshake done) client connections, by hub.",
+				func() float64 { return float64(h.Len()) })
+		}
+		r.metrics = set
+	})
+	return r.metrics
+}

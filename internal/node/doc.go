@@ -1,0 +1,18 @@
+// Package node assembles an edgeplane node, the one place that wires the
+// parts together:
+//
+//	backplane (Redis or in-memory)
+//	  → fanout.Router (hubs; the backplane's Receiver; encodes once, queues to recipients)
+//	  → conn.Server (client policy; registers connections in the router)
+//	  → poller (event loop on the client port; hands bytes to conn.Server)
+//	  → admin (REST API, /metrics, health, on its own port)
+//
+// and closes them in the opposite order: poller, admin HTTP, conn, backplane.
+// Every part's metrics go into the node's metricset.Registry, which the
+// admin port writes. cmd/edgeplane maps flags onto Config; integration
+// tests start nodes in process with it too:
+//
+//	n, err := node.Start(node.Config{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0"})
+//	...
+//	defer n.Close()
+package node
