@@ -244,20 +244,6 @@ func reasonErr(r uint32) error {
 	}
 }
 
-// writeFD is a non-blocking write that retries EINTR.
-func writeFD(fd int, b []byte) (int, error) {
-	for {
-		n, err := unix.Write(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if n < 0 {
-			n = 0
-		}
-		return n, err
-	}
-}
-
 // writev writes iov with one system call, retrying EINTR.
 func writev(fd int, iov []unix.Iovec) (int, error) {
 	for {

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"reflect"
 	"runtime"
 	"strings"
@@ -600,58 +599,6 @@ func TestEpollGoroutinesFlat(t *testing.T) {
 	}
 }
 
-// TestEpollAcceptBackoff runs itself as a child process whose descriptors
-// run out (lowered RLIMIT_NOFILE) while clients keep connecting, and checks
-// that the failing accept loop does not spin a core and recovers.
-func TestEpollAcceptBackoff(t *testing.T) {
-	if os.Getenv("EPOLL_HELPER") == "emfile" {
-		emfileChild()
-		os.Exit(0)
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestEpollAcceptBackoff$")
-	cmd.Env = append(os.Environ(), "EPOLL_HELPER=emfile")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	r := bufio.NewReader(out)
-	addr, err := readPrefixed(r, "addr=")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 20; i++ { // more than the child has descriptors for
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-	}
-	line, err := readPrefixed(r, "cpu_ms=")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Wait()
-	var cpuMS, wallMS, rejects, resumed int
-	if _, err := fmt.Sscanf(line, "%d wall_ms=%d rejects=%d resumed=%d", &cpuMS, &wallMS, &rejects, &resumed); err != nil {
-		t.Fatalf("child said %q: %v", line, err)
-	}
-	t.Logf("EMFILE for %d ms: %d ms CPU, %d accept errors, accepting again: %d", wallMS, cpuMS, rejects, resumed)
-	if rejects == 0 {
-		t.Fatal("the child never hit EMFILE")
-	}
-	if cpuMS*4 > wallMS { // a spinning acceptor burns ~100%
-		t.Fatalf("acceptor used %d ms CPU in %d ms of EMFILE", cpuMS, wallMS)
-	}
-	if resumed != 1 {
-		t.Fatal("accepting did not resume after descriptors were freed")
-	}
-}
-
 // readPrefixed reads lines from a child process until one starts with
 // prefix (the test framework may print its own lines first) and returns
 // the rest of it.
@@ -665,58 +612,6 @@ func readPrefixed(r *bufio.Reader, prefix string) (string, error) {
 			return "", fmt.Errorf("child exited before printing %q: %w", prefix, err)
 		}
 	}
-}
-
-// emfileChild is the child side of TestEpollAcceptBackoff: it serves with
-// RLIMIT_NOFILE just above its open descriptors, measures its CPU time
-// while accept fails, then restores the limit and checks accepting resumes.
-func emfileChild() {
-	var rejects atomic.Int32
-	h := newRecHandler()
-	p, err := New("epoll", Config{FDReserve: -1, Loops: 1, OnReject: func(r RejectReason) {
-		if r == RejectAcceptError {
-			rejects.Add(1)
-		}
-	}}, h)
-	if err != nil {
-		fmt.Println("error", err)
-		return
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fmt.Println("error", err)
-		return
-	}
-	var old unix.Rlimit
-	unix.Getrlimit(unix.RLIMIT_NOFILE, &old)
-	low := old
-	low.Cur = uint64(CountOpenFDs() + 4)
-	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
-		fmt.Println("error", err)
-		return
-	}
-	p.Serve(ln)
-	fmt.Printf("addr=%s\n", ln.Addr())
-	for rejects.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	var ru0, ru1 unix.Rusage
-	unix.Getrusage(unix.RUSAGE_SELF, &ru0)
-	start := time.Now()
-	time.Sleep(1500 * time.Millisecond)
-	unix.Getrusage(unix.RUSAGE_SELF, &ru1)
-	wall := time.Since(start)
-	cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
-	before := p.Conns()
-	unix.Setrlimit(unix.RLIMIT_NOFILE, &old)
-	resumed := 0
-	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if p.Conns() > before {
-			resumed = 1
-			break
-		}
-	}
-	fmt.Printf("cpu_ms=%d wall_ms=%d rejects=%d resumed=%d\n", cpu.Milliseconds(), wall.Milliseconds(), rejects.Load(), resumed)
 }
 
 // TestEpollStateSize pins the per-connection cost stated in
