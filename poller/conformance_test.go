@@ -14,7 +14,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"runtime"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,42 +21,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeplane/edgeplane/internal/testutil"
 	"github.com/edgeplane/edgeplane/poller"
 )
-
-// backends returns the registered backends in a stable order; the suite
-// fails if there are none.
-func backends(t testing.TB) []string {
-	names := poller.Backends()
-	if len(names) == 0 {
-		t.Fatal("no poller backend registered")
-	}
-	sort.Strings(names)
-	return names
-}
-
-// forEachBackend runs f as a subtest per backend.
-func forEachBackend(t *testing.T, f func(t *testing.T, backend string)) {
-	for _, b := range backends(t) {
-		t.Run(b, func(t *testing.T) { f(t, b) })
-	}
-}
-
-// checkFor polls cond until it holds or d passes.
-func checkFor(t testing.TB, d time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %v: %v", d, err)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
 
 // testSession records what the poller does to one connection and flags
 // contract violations: OnData or OnClose running concurrently, OnData after
@@ -141,6 +107,7 @@ func (s *testSession) waitClosed(t testing.TB, d time.Duration) {
 
 type testHandler struct {
 	onData func(s *testSession, b []byte)
+	onOpen func(c poller.Conn) // if set, called first by OnOpen
 	opened chan *testSession
 
 	mu         sync.Mutex
@@ -153,6 +120,9 @@ func newTestHandler(onData func(*testSession, []byte)) *testHandler {
 }
 
 func (h *testHandler) OnOpen(c poller.Conn) poller.Session {
+	if h.onOpen != nil {
+		h.onOpen(c)
+	}
 	s := &testSession{h: h, c: c, closed: make(chan struct{})}
 	h.mu.Lock()
 	h.all = append(h.all, s)
@@ -184,6 +154,58 @@ func (h *testHandler) next(t testing.TB) *testSession {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no OnOpen within 10s")
 		return nil
+	}
+}
+
+// dial connects a client to addr and returns it with its session.
+func (h *testHandler) dial(t testing.TB, addr string) (*net.TCPConn, *testSession) {
+	t.Helper()
+	c := testutil.Dial(t, addr)
+	return c, h.next(t)
+}
+
+// dialSmallWindow is dial with a 4 KiB receive buffer (dialSmallWindow).
+func (h *testHandler) dialSmallWindow(t testing.TB, addr string) (*net.TCPConn, *testSession) {
+	t.Helper()
+	c := dialSmallWindow(t, addr)
+	return c, h.next(t)
+}
+
+// waitReceived waits until s has received exactly want.
+func waitReceived(t testing.TB, s *testSession, want []byte) {
+	t.Helper()
+	testutil.WaitNoError(t, 10*time.Second, func() error {
+		if got := s.received(); !bytes.Equal(got, want) {
+			return fmt.Errorf("received %d of %d bytes (or different bytes)", len(got), len(want))
+		}
+		return nil
+	})
+}
+
+// waitConns waits until p counts n open connections.
+func waitConns(t testing.TB, p poller.Poller, n int) {
+	t.Helper()
+	testutil.WaitNoError(t, 20*time.Second, func() error {
+		if got := p.Conns(); got != n {
+			return fmt.Errorf("Conns() = %d, want %d", got, n)
+		}
+		return nil
+	})
+}
+
+// sendWhenRoom sends f on c, retrying while its queue is full. On any
+// other error it fails t and returns false; it may run on any goroutine.
+func sendWhenRoom(t testing.TB, c poller.Conn, f []byte) bool {
+	for {
+		err := c.Send(f)
+		if err == nil {
+			return true
+		}
+		if !errors.Is(err, poller.ErrQueueFull) {
+			t.Errorf("Send: %v", err)
+			return false
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -220,14 +242,41 @@ func startPoller(t testing.TB, backend string, cfg poller.Config, h *testHandler
 	return p, addr
 }
 
-func dial(t testing.TB, addr string) *net.TCPConn {
+// dialSmallWindow dials addr with a 4 KiB receive buffer, so that what
+// the server sends backs up after a few kilobytes when the client does not
+// read; it is closed when the test ends.
+func dialSmallWindow(t testing.TB, addr string) *net.TCPConn {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c.(*net.TCPConn)
+}
+
+// warmUp serves one connection on a poller of backend and closes it, so
+// that process-wide machinery started once (netpoll's pollers) exists
+// before a test counts goroutines or descriptors.
+func warmUp(t *testing.T, backend string) {
+	t.Helper()
+	h := newTestHandler(nil)
+	p, addr := startPoller(t, backend, poller.Config{}, h)
+	c, _ := h.dial(t, addr)
+	if err := p.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	expectEOF(t, c)
+	c.Close()
 }
 
 // readN reads exactly n bytes with a deadline.
@@ -253,7 +302,7 @@ func expectEOF(t testing.TB, c net.Conn) []byte {
 }
 
 func TestConformanceDataArrives(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		h := newTestHandler(nil)
 		_, addr := startPoller(t, backend, poller.Config{}, h)
 
@@ -264,20 +313,14 @@ func TestConformanceDataArrives(t *testing.T) {
 		}
 
 		t.Run("one write", func(t *testing.T) {
-			c := dial(t, addr)
-			s := h.next(t)
+			c, s := h.dial(t, addr)
 			if _, err := c.Write(big); err != nil {
 				t.Fatal(err)
 			}
-			checkFor(t, 10*time.Second, func() error {
-				if got := s.received(); !bytes.Equal(got, big) {
-					return fmt.Errorf("received %d of %d bytes (or different bytes)", len(got), len(big))
-				}
-				return nil
-			})
+			waitReceived(t, s, big)
 		})
 		t.Run("many small pieces", func(t *testing.T) {
-			c := dial(t, addr)
+			c := testutil.Dial(t, addr)
 			c.SetNoDelay(true)
 			s := h.next(t)
 			want := big[:20000]
@@ -291,23 +334,17 @@ func TestConformanceDataArrives(t *testing.T) {
 					time.Sleep(100 * time.Microsecond)
 				}
 			}
-			checkFor(t, 10*time.Second, func() error {
-				if got := s.received(); !bytes.Equal(got, want) {
-					return fmt.Errorf("received %d of %d bytes (or different bytes)", len(got), len(want))
-				}
-				return nil
-			})
+			waitReceived(t, s, want)
 			t.Logf("%d bytes in %d OnData calls", len(want), s.dataOps)
 		})
 	})
 }
 
 func TestConformanceEcho(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		h := newTestHandler(echo)
 		_, addr := startPoller(t, backend, poller.Config{}, h)
-		c := dial(t, addr)
-		s := h.next(t)
+		c, s := h.dial(t, addr)
 		if s.c.RemoteAddr() == nil || s.c.RemoteAddr().String() != c.LocalAddr().String() {
 			t.Fatalf("RemoteAddr() = %v, want %v", s.c.RemoteAddr(), c.LocalAddr())
 		}
@@ -320,6 +357,13 @@ func TestConformanceEcho(t *testing.T) {
 				t.Fatalf("echo %q, want %q", got, msg)
 			}
 		}
+		// More than one read and one socket buffer, echoed while it is
+		// still being written.
+		big := bytes.Repeat([]byte("0123456789abcdef"), 16<<10)
+		go c.Write(big)
+		if got := readN(t, c, len(big)); !bytes.Equal(got, big) {
+			t.Fatal("echo of 256 KiB differs")
+		}
 	})
 }
 
@@ -327,14 +371,13 @@ func TestConformanceEcho(t *testing.T) {
 // goroutine and incoming data: OnClose exactly once, never concurrently
 // with OnData, never followed by OnData.
 func TestConformanceCloseOnce(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		h := newTestHandler(echo)
 		p, addr := startPoller(t, backend, poller.Config{}, h)
 		const n = 60
 		var wg sync.WaitGroup
 		for i := range n {
-			c := dial(t, addr)
-			s := h.next(t)
+			c, s := h.dial(t, addr)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -364,12 +407,7 @@ func TestConformanceCloseOnce(t *testing.T) {
 				t.Errorf("Send after close = %v, want ErrClosed", err)
 			}
 		}
-		checkFor(t, 5*time.Second, func() error {
-			if got := p.Conns(); got != 0 {
-				return fmt.Errorf("Conns() = %d, want 0", got)
-			}
-			return nil
-		})
+		waitConns(t, p, 0)
 		time.Sleep(50 * time.Millisecond) // a late second OnClose would show now
 		for _, s := range all {
 			if got := s.closeCount(); got != 1 {
@@ -380,34 +418,27 @@ func TestConformanceCloseOnce(t *testing.T) {
 }
 
 func TestConformancePeerHangup(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		h := newTestHandler(nil)
 		p, addr := startPoller(t, backend, poller.Config{}, h)
-		c := dial(t, addr)
-		s := h.next(t)
+		c, s := h.dial(t, addr)
 		c.Write([]byte("last words"))
 		c.Close()
 		s.waitClosed(t, 10*time.Second)
 		if got := string(s.received()); got != "last words" {
 			t.Errorf("received %q before close, want %q", got, "last words")
 		}
-		checkFor(t, 5*time.Second, func() error {
-			if got := p.Conns(); got != 0 {
-				return fmt.Errorf("Conns() = %d after hang-up", got)
-			}
-			return nil
-		})
+		waitConns(t, p, 0)
 	})
 }
 
 // TestConformanceSendOrder: frames Sent from many goroutines arrive whole,
 // and each goroutine's frames arrive in the order it sent them.
 func TestConformanceSendOrder(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		h := newTestHandler(nil)
 		_, addr := startPoller(t, backend, poller.Config{}, h)
-		c := dial(t, addr)
-		s := h.next(t)
+		c, s := h.dial(t, addr)
 
 		const senders, perSender, frameLen = 16, 300, 24
 		var wg sync.WaitGroup
@@ -420,16 +451,8 @@ func TestConformanceSendOrder(t *testing.T) {
 					binary.BigEndian.PutUint32(f[0:], uint32(g))
 					binary.BigEndian.PutUint32(f[4:], uint32(i))
 					copy(f[8:], "0123456789abcdef")
-					for {
-						err := s.c.Send(f)
-						if err == nil {
-							break
-						}
-						if !errors.Is(err, poller.ErrQueueFull) {
-							t.Errorf("Send: %v", err)
-							return
-						}
-						time.Sleep(time.Millisecond)
+					if !sendWhenRoom(t, s.c, f) {
+						return
 					}
 				}
 			}()
@@ -452,7 +475,7 @@ func TestConformanceSendOrder(t *testing.T) {
 			next[g]++
 		}
 		wg.Wait()
-		checkFor(t, 5*time.Second, func() error {
+		testutil.WaitNoError(t, 5*time.Second, func() error {
 			if q := s.c.QueuedBytes(); q != 0 {
 				return fmt.Errorf("QueuedBytes() = %d after everything arrived", q)
 			}
@@ -465,11 +488,10 @@ func TestConformanceSendOrder(t *testing.T) {
 // intact; the client needs far fewer reads than frames when the backend
 // coalesces (logged, not asserted: timing-dependent).
 func TestConformanceCoalesce(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		h := newTestHandler(nil)
 		_, addr := startPoller(t, backend, poller.Config{}, h)
-		c := dial(t, addr)
-		s := h.next(t)
+		c, s := h.dial(t, addr)
 		const frames = 5000
 		var want bytes.Buffer
 		for i := range frames {
@@ -499,21 +521,11 @@ func TestConformanceCoalesce(t *testing.T) {
 }
 
 func TestConformanceQueueFull(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		h := newTestHandler(nil)
 		const limit = 64 << 10
 		_, addr := startPoller(t, backend, poller.Config{MaxQueueBytes: limit}, h)
-		// A client that never reads, with a small receive window.
-		d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
-			return rc.Control(func(fd uintptr) {
-				syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-			})
-		}}
-		c, err := d.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		dialSmallWindow(t, addr) // a client that never reads
 		s := h.next(t)
 
 		frame := bytes.Repeat([]byte("x"), 16<<10)
@@ -552,12 +564,11 @@ func TestConformanceQueueFull(t *testing.T) {
 }
 
 func TestConformanceShutdown(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		t.Run("final frame then EOF", func(t *testing.T) {
 			h := newTestHandler(nil)
 			_, addr := startPoller(t, backend, poller.Config{}, h)
-			c := dial(t, addr)
-			s := h.next(t)
+			c, s := h.dial(t, addr)
 			big := bytes.Repeat([]byte("z"), 300<<10) // more than one socket buffer's worth
 			if err := s.c.Send(big); err != nil {
 				t.Fatal(err)
@@ -584,8 +595,7 @@ func TestConformanceShutdown(t *testing.T) {
 		t.Run("nil final", func(t *testing.T) {
 			h := newTestHandler(nil)
 			_, addr := startPoller(t, backend, poller.Config{}, h)
-			c := dial(t, addr)
-			s := h.next(t)
+			c, s := h.dial(t, addr)
 			s.c.Send([]byte("only"))
 			s.c.Shutdown(nil)
 			if got := string(expectEOF(t, c)); got != "only" {
@@ -596,7 +606,7 @@ func TestConformanceShutdown(t *testing.T) {
 		t.Run("timeout when peer does not read", func(t *testing.T) {
 			h := newTestHandler(nil)
 			_, addr := startPoller(t, backend, poller.Config{ShutdownTimeout: 200 * time.Millisecond, MaxQueueBytes: 64 << 20}, h)
-			dial(t, addr) // never reads
+			testutil.Dial(t, addr) // never reads
 			s := h.next(t)
 			frame := bytes.Repeat([]byte("q"), 1<<20)
 			for range 40 { // far more than the socket buffers hold
@@ -611,11 +621,10 @@ func TestConformanceShutdown(t *testing.T) {
 }
 
 func TestConformanceCloseDrops(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		h := newTestHandler(nil)
 		p, addr := startPoller(t, backend, poller.Config{}, h)
-		c := dial(t, addr)
-		s := h.next(t)
+		c, s := h.dial(t, addr)
 		if err := s.c.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
 		}
@@ -629,12 +638,7 @@ func TestConformanceCloseDrops(t *testing.T) {
 		if s.err != nil {
 			t.Errorf("OnClose(%v), want nil after Close", s.err)
 		}
-		checkFor(t, 5*time.Second, func() error {
-			if got := p.Conns(); got != 0 {
-				return fmt.Errorf("Conns() = %d after Close", got)
-			}
-			return nil
-		})
+		waitConns(t, p, 0)
 	})
 }
 
@@ -649,7 +653,7 @@ func rejected(t testing.TB, c net.Conn) string {
 }
 
 func TestConformanceMaxConns(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		h := newTestHandler(echo)
 		var rejects sync.Map
 		cfg := poller.Config{MaxConns: 3, RetryAfter: 7, OnReject: func(r poller.RejectReason) {
@@ -659,12 +663,12 @@ func TestConformanceMaxConns(t *testing.T) {
 		p, addr := startPoller(t, backend, cfg, h)
 		var first []net.Conn
 		for range 3 {
-			c := dial(t, addr)
+			c := testutil.Dial(t, addr)
 			h.next(t)
 			first = append(first, c)
 		}
 		for range 2 {
-			got := rejected(t, dial(t, addr))
+			got := rejected(t, testutil.Dial(t, addr))
 			if !strings.Contains(got, string(poller.RejectMaxConns)) {
 				t.Errorf("503 body does not name the reason: %q", got)
 			}
@@ -685,13 +689,8 @@ func TestConformanceMaxConns(t *testing.T) {
 		}
 		// A slot freed is a slot available again.
 		first[0].Close()
-		checkFor(t, 5*time.Second, func() error {
-			if got := p.Conns(); got != 2 {
-				return fmt.Errorf("Conns() = %d, want 2", got)
-			}
-			return nil
-		})
-		c := dial(t, addr)
+		waitConns(t, p, 2)
+		c := testutil.Dial(t, addr)
 		h.next(t)
 		c.Write([]byte("again"))
 		if got := readN(t, c, 5); string(got) != "again" {
@@ -701,7 +700,7 @@ func TestConformanceMaxConns(t *testing.T) {
 }
 
 func TestConformanceFDReserve(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		h := newTestHandler(nil)
 		var n atomic.Int32
 		cfg := poller.Config{FDReserve: 1 << 30, RetryAfter: 7, OnReject: func(r poller.RejectReason) {
@@ -711,7 +710,7 @@ func TestConformanceFDReserve(t *testing.T) {
 		}}
 		p, addr := startPoller(t, backend, cfg, h)
 		for range 3 {
-			got := rejected(t, dial(t, addr))
+			got := rejected(t, testutil.Dial(t, addr))
 			if !strings.Contains(got, string(poller.RejectFDReserve)) {
 				t.Errorf("503 body does not name the reason: %q", got)
 			}
@@ -726,15 +725,20 @@ func TestConformanceFDReserve(t *testing.T) {
 }
 
 func TestConformanceStopAccepting(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		h := newTestHandler(echo)
 		p, addr := startPoller(t, backend, poller.Config{}, h)
-		c := dial(t, addr)
-		h.next(t)
+		c, _ := h.dial(t, addr)
 		if err := p.StopAccepting(); err != nil {
 			t.Fatalf("StopAccepting: %v", err)
 		}
-		checkFor(t, 5*time.Second, func() error {
+		if err := p.StopAccepting(); err != nil {
+			t.Fatalf("second StopAccepting: %v", err)
+		}
+		if got := p.Addr(); got == nil || got.String() != addr {
+			t.Errorf("Addr() = %v after StopAccepting, want %s", got, addr)
+		}
+		testutil.WaitNoError(t, 5*time.Second, func() error {
 			nc, err := net.DialTimeout("tcp", addr, time.Second)
 			if err != nil {
 				return nil // refused: not listening any more
@@ -759,15 +763,15 @@ func TestConformanceStopAccepting(t *testing.T) {
 // TestConformanceIdleGoroutines: no goroutine per connection. The count
 // with 2,000 idle connections is compared to the count with 100.
 func TestConformanceIdleGoroutines(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		h := newTestHandler(nil)
 		p, addr := startPoller(t, backend, poller.Config{}, h)
 		var conns []net.Conn
 		open := func(n int) int {
 			for len(conns) < n {
-				conns = append(conns, dial(t, addr))
+				conns = append(conns, testutil.Dial(t, addr))
 			}
-			checkFor(t, 20*time.Second, func() error {
+			testutil.WaitNoError(t, 20*time.Second, func() error {
 				if got := p.Conns(); got != n {
 					return fmt.Errorf("Conns() = %d, want %d", got, n)
 				}
@@ -795,17 +799,9 @@ func TestConformanceIdleGoroutines(t *testing.T) {
 // TestConformanceNoLeak: after Close, the goroutines the poller started
 // are gone and every connection got OnClose.
 func TestConformanceNoLeak(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
-		// Warm up process-wide machinery (e.g. netpoll's global poller).
-		warm := newTestHandler(nil)
-		wp, _ := poller.New(backend, poller.Config{}, warm)
-		wln, _ := net.Listen("tcp", "127.0.0.1:0")
-		if err := wp.Serve(wln); err != nil {
-			t.Fatal(err)
-		}
-		wp.Close()
-		time.Sleep(50 * time.Millisecond)
-		base := runtime.NumGoroutine()
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
+		warmUp(t, backend)
+		before := testutil.Snapshot()
 
 		h := newTestHandler(echo)
 		p, err := poller.New(backend, poller.Config{}, h)
@@ -818,7 +814,7 @@ func TestConformanceNoLeak(t *testing.T) {
 		}
 		var clients []net.Conn
 		for i := range 20 {
-			c := dial(t, ln.Addr().String())
+			c := testutil.Dial(t, ln.Addr().String())
 			clients = append(clients, c)
 			s := h.next(t)
 			c.Write([]byte("ping"))
@@ -837,10 +833,9 @@ func TestConformanceNoLeak(t *testing.T) {
 			expectEOF(t, c)
 		}
 		h.check(t)
-		checkFor(t, 10*time.Second, func() error {
-			if g := runtime.NumGoroutine(); g > base+2 {
-				buf := make([]byte, 1<<16)
-				return fmt.Errorf("%d goroutines, %d before:\n%s", g, base, buf[:runtime.Stack(buf, true)])
+		testutil.WaitNoError(t, 10*time.Second, func() error {
+			if leaked := testutil.Leaks(before); len(leaked) > 0 {
+				return fmt.Errorf("%d goroutines outlived Close:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
 			}
 			return nil
 		})
@@ -853,13 +848,12 @@ func TestConformanceNoLeak(t *testing.T) {
 // BenchmarkSend measures queue + flush throughput: Send of one frame to a
 // connection whose client reads as fast as it can.
 func BenchmarkSend(b *testing.B) {
-	for _, backend := range backends(b) {
+	for _, backend := range testutil.Backends(b) {
 		for _, size := range []int{64, 1024, 16 << 10} {
 			b.Run(fmt.Sprintf("%s/frame=%d", backend, size), func(b *testing.B) {
 				h := newTestHandler(nil)
 				_, addr := startPoller(b, backend, poller.Config{MaxQueueBytes: 4 << 20}, h)
-				c := dial(b, addr)
-				s := h.next(b)
+				c, s := h.dial(b, addr)
 				var got atomic.Int64
 				go func() {
 					n, _ := io.Copy(io.Discard, c)
@@ -893,13 +887,13 @@ func BenchmarkSend(b *testing.B) {
 // BenchmarkBroadcast queues one shared frame to many idle connections
 // (the fan-out path); allocations per op should be ~0.
 func BenchmarkBroadcast(b *testing.B) {
-	for _, backend := range backends(b) {
+	for _, backend := range testutil.Backends(b) {
 		b.Run(fmt.Sprintf("%s/conns=1000", backend), func(b *testing.B) {
 			h := newTestHandler(nil)
 			_, addr := startPoller(b, backend, poller.Config{}, h)
 			var sess []*testSession
 			for range 1000 {
-				c := dial(b, addr)
+				c := testutil.Dial(b, addr)
 				go io.Copy(io.Discard, c)
 				sess = append(sess, h.next(b))
 			}

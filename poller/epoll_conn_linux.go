@@ -1,5 +1,3 @@
-//go:build linux
-
 package poller
 
 import (
@@ -46,9 +44,10 @@ func (c econn) gen() uint32    { return uint32(c) }
 func (c econn) id() uint8      { return uint8(uint64(c) >> 56) }
 func (c econn) String() string { return fmt.Sprintf("epoll[%d]fd%d#%d", c.id(), c.fd(), c.gen()) }
 
-// lookup returns the poller and slot of c, or nils if c is stale. The
-// caller must still compare the generation under the slot lock.
-func (c econn) lookup() (*epollPoller, *slot, *refs) {
+// lock returns the poller and slot of c with the slot locked (the caller
+// unlocks sl.mu), or nils if c is stale: its poller is gone or the slot's
+// generation is another connection's. The connection may be closed.
+func (c econn) lock() (*epollPoller, *slot, *refs) {
 	p := epollRegistry[c.id()].Load()
 	if p == nil {
 		return nil, nil, nil
@@ -57,14 +56,16 @@ func (c econn) lookup() (*epollPoller, *slot, *refs) {
 	if sl == nil {
 		return nil, nil, nil
 	}
+	sl.mu.Lock()
+	if sl.gen != c.gen() {
+		sl.mu.Unlock()
+		return nil, nil, nil
+	}
 	return p, sl, rf
 }
 
-// live reports whether c still names the slot's connection and it accepts
-// Sends. Slot lock must be held.
-func (c econn) live(sl *slot, f uint32) bool {
-	return sl.gen == c.gen() && f&fOpen != 0 && f&(fShutdown|fCloseReq) == 0
-}
+// live reports whether a connection with slot flags f accepts Sends.
+func live(f uint32) bool { return f&fOpen != 0 && f&(fShutdown|fCloseReq) == 0 }
 
 // Send implements Conn. It appends a reference to frame to the
 // connection's queue and, if the connection was clean, puts it on its
@@ -73,14 +74,13 @@ func (c econn) live(sl *slot, f uint32) bool {
 // block. Send makes no system call except, at most once per loop wake-up,
 // the eventfd write that wakes the loop.
 func (c econn) Send(frame []byte) error {
-	p, sl, rf := c.lookup()
+	p, sl, rf := c.lock()
 	if p == nil {
 		return ErrClosed
 	}
-	sl.mu.Lock()
 	defer sl.mu.Unlock()
 	f := sl.flags.Load()
-	if !c.live(sl, f) {
+	if !live(f) {
 		return ErrClosed
 	}
 	if len(frame) == 0 {
@@ -138,15 +138,14 @@ func (p *epollPoller) armLocked(sl *slot, fd int, on bool) error {
 
 // Shutdown implements Conn.
 func (c econn) Shutdown(final []byte) {
-	p, sl, rf := c.lookup()
+	p, sl, rf := c.lock()
 	if p == nil {
 		return
 	}
-	fd := c.fd()
-	sl.mu.Lock()
 	defer sl.mu.Unlock()
+	fd := c.fd()
 	f := sl.flags.Load()
-	if !c.live(sl, f) {
+	if !live(f) {
 		return
 	}
 	f |= fShutdown
@@ -165,34 +164,29 @@ func (c econn) Shutdown(final []byte) {
 // Close implements Conn. The connection's loop closes the socket and calls
 // OnClose(nil); anything unsent is dropped.
 func (c econn) Close() error {
-	p, sl, _ := c.lookup()
+	p, sl, _ := c.lock()
 	if p == nil {
 		return ErrClosed
 	}
-	sl.mu.Lock()
 	defer sl.mu.Unlock()
 	f := sl.flags.Load()
-	if sl.gen != c.gen() || f&fOpen == 0 {
+	if f&fOpen == 0 {
 		return ErrClosed
 	}
-	if f&fCloseReq != 0 {
-		return nil
+	if f&fCloseReq == 0 {
+		p.requestCloseLocked(sl, c.fd(), reasonNone)
 	}
-	sl.cerr = reasonNone
-	sl.flags.Store(f | fCloseReq)
-	p.loopOf(c.fd()).post(op{kind: opClose, fd: int32(c.fd()), gen: sl.gen})
 	return nil
 }
 
 // QueuedBytes implements Conn.
 func (c econn) QueuedBytes() int {
-	p, sl, rf := c.lookup()
+	p, sl, rf := c.lock()
 	if p == nil {
 		return 0
 	}
-	sl.mu.Lock()
 	defer sl.mu.Unlock()
-	if sl.gen != c.gen() || sl.flags.Load()&fOpen == 0 || rf.q == nil {
+	if sl.flags.Load()&fOpen == 0 || rf.q == nil {
 		return 0
 	}
 	return rf.q.n
@@ -201,15 +195,11 @@ func (c econn) QueuedBytes() int {
 // RemoteAddr implements Conn. It stays valid after close until the fd is
 // reused by another connection; a stale handle gets an empty TCPAddr.
 func (c econn) RemoteAddr() net.Addr {
-	p, sl, _ := c.lookup()
+	p, sl, _ := c.lock()
 	if p == nil {
 		return &net.TCPAddr{}
 	}
-	sl.mu.Lock()
 	defer sl.mu.Unlock()
-	if sl.gen != c.gen() {
-		return &net.TCPAddr{}
-	}
 	return sl.addr()
 }
 
@@ -246,28 +236,19 @@ func reasonErr(r uint32) error {
 	}
 }
 
-// writeFD is a non-blocking write that retries EINTR.
-func writeFD(fd int, b []byte) (int, error) {
-	for {
-		n, err := unix.Write(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if n < 0 {
-			n = 0
-		}
-		return n, err
-	}
-}
-
 // writev writes iov with one system call, retrying EINTR.
 func writev(fd int, iov []unix.Iovec) (int, error) {
+	return rawIO(unix.SYS_WRITEV, fd, unsafe.Pointer(&iov[0]), len(iov))
+}
+
+// rawIO makes the read or write system call trap(fd, p, n) on a
+// non-blocking socket, retrying EINTR. RawSyscall: the call never blocks;
+// at ~10 µs per loopback write, Syscall's entersyscall/exitsyscall let
+// sysmon take the P mid-write and cost a slow reacquire on return
+// (netpoll's sendmsg is a RawSyscall too).
+func rawIO(trap uintptr, fd int, p unsafe.Pointer, n int) (int, error) {
 	for {
-		// RawSyscall: the socket is non-blocking, so writev never blocks; at
-		// ~10 µs per loopback write, Syscall's entersyscall/exitsyscall let
-		// sysmon take the P mid-write and cost a slow reacquire on return
-		// (netpoll's sendmsg is a RawSyscall too).
-		r, _, e := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		r, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(p), uintptr(n))
 		if e == unix.EINTR {
 			continue
 		}

@@ -1,5 +1,3 @@
-//go:build linux
-
 package poller
 
 import (
@@ -7,26 +5,22 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"runtime"
 	"sync"
-	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 // The epoll backend: cfg.Loops event loops (default GOMAXPROCS), each an
-// epoll instance with one shared read buffer, and one acceptor goroutine
-// that takes over the listener given to Serve. Connection fd f belongs to
-// loop f % Loops for its whole life. The goroutine count is Loops + 1
-// whatever the number of connections.
+// epoll instance with one shared read buffer, and the shared acceptor
+// (accept_linux.go). Connection fd f belongs to loop f % Loops for its
+// whole life. The goroutine count is Loops + 1 whatever the number of
+// connections.
 //
-// The acceptor waits for the listener through the Go runtime's poller
-// (syscall.RawConn.Read), calls accept4 itself, applies admission before
-// any byte is read, and posts the non-blocking fd to its loop, which
-// registers it (EPOLLIN|EPOLLRDHUP, level-triggered) and calls
-// Handler.OnOpen. Per-connection state is described in epoll_slab_linux.go.
+// The acceptor hands each admitted fd to epollPoller.open, which posts it
+// to its loop; the loop registers it (EPOLLIN|EPOLLRDHUP, level-triggered)
+// and calls Handler.OnOpen. Per-connection state is
+// described in epoll_slab_linux.go.
 //
 // Writes: Send appends a frame reference to the connection's queue and,
 // if the connection was clean, puts it on its loop's dirty list (waking the
@@ -48,15 +42,10 @@ type epollPoller struct {
 	id    uint8
 	slab  *slab
 	loops []*loop
+	acc   acceptor
 
-	mu         sync.Mutex // guards ln, acceptDone, closed
-	ln         net.Listener
-	lf         *os.File // our duplicate of ln's descriptor, accepted on
-	acceptDone chan struct{}
-	stopAccept chan struct{}
-	closed     bool
-	closeOnce  sync.Once
-	closeErr   error
+	closeOnce sync.Once
+	closeErr  error
 }
 
 func newEpoll(cfg Config, h Handler) (Poller, error) {
@@ -84,6 +73,7 @@ func newEpoll(cfg Config, h Handler) (Poller, error) {
 		return nil, errors.New("poller: epoll: too many pollers in this process (256)")
 	}
 	p.id = id
+	p.acc.init("epoll", cfg, p.adm, p.open)
 	for i := 0; i < n; i++ {
 		l, err := newLoop(p, i)
 		if err != nil {
@@ -120,99 +110,13 @@ func (p *epollPoller) loopOf(fd int) *loop { return p.loops[fd%len(p.loops)] }
 
 // Serve implements Poller. It takes over ln, which must be a TCP listener
 // (anything implementing syscall.Conn over a stream socket).
-func (p *epollPoller) Serve(ln net.Listener) error {
-	sc, ok := ln.(syscall.Conn)
-	if !ok {
-		return fmt.Errorf("poller: epoll: listener %T has no file descriptor", ln)
-	}
-	src, err := sc.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("poller: epoll: listener: %w", err)
-	}
-	// A listener's RawConn cannot Read; a duplicate of its descriptor
-	// wrapped in an os.File can, and waits in the runtime's poller.
-	dupfd, derr := -1, error(nil)
-	if err := src.Control(func(fd uintptr) {
-		dupfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil || derr != nil {
-		return fmt.Errorf("poller: epoll: dup listener: %w", errors.Join(err, derr))
-	}
-	lf := os.NewFile(uintptr(dupfd), "epoll-listener")
-	rc, err := lf.SyscallConn()
-	if err != nil {
-		lf.Close()
-		return fmt.Errorf("poller: epoll: listener: %w", err)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed || p.ln != nil {
-		lf.Close()
-		if p.closed {
-			return ErrClosed
-		}
-		return errors.New("poller: epoll: Serve called twice")
-	}
-	p.ln, p.lf = ln, lf
-	p.acceptDone = make(chan struct{})
-	p.stopAccept = make(chan struct{})
-	go p.accept(rc, p.stopAccept, p.acceptDone)
-	return nil
-}
+func (p *epollPoller) Serve(ln net.Listener) error { return p.acc.serve(ln) }
 
-// accept is the acceptor goroutine.
-func (p *epollPoller) accept(rc syscall.RawConn, stop <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
-	var backoff AcceptBackoff
-	for {
-		var (
-			nfd  int
-			sa   unix.Sockaddr
-			aerr error
-		)
-		err := rc.Read(func(fd uintptr) bool {
-			nfd, sa, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-			return aerr != unix.EAGAIN
-		})
-		if err != nil { // the listener was closed
-			return
-		}
-		if aerr != nil {
-			switch aerr {
-			case unix.EINTR, unix.ECONNABORTED:
-				continue
-			}
-			// EMFILE, ENFILE, ENOBUFS, ENOMEM: the pending connection
-			// stays in the backlog, so retrying at once would spin.
-			p.adm.Rejected(RejectAcceptError)
-			d := backoff.Failed()
-			p.log.Warn("poller: accept failed; backing off", "err", aerr, "backoff", d)
-			t := time.NewTimer(d)
-			select {
-			case <-t.C:
-			case <-stop:
-				t.Stop()
-				return
-			}
-			continue
-		}
-		backoff.Succeeded()
-		p.admit(nfd, sa)
-	}
-}
-
-// admit applies admission to an accepted fd and hands it to its loop.
-func (p *epollPoller) admit(nfd int, sa unix.Sockaddr) {
-	if r := p.adm.Admit(); r != "" {
-		p.reject(nfd, r)
-		return
-	}
+// open is the epoll backend's opener: it posts an admitted fd to its loop.
+func (p *epollPoller) open(nfd int, sa unix.Sockaddr) RejectReason {
 	if !p.slab.ensure(nfd) {
-		p.adm.Closed()
-		p.adm.Rejected(RejectFDReserve)
-		p.reject(nfd, RejectFDReserve)
-		return
+		return RejectFDReserve // beyond the slab, which RLIMIT_NOFILE sized
 	}
-	unix.SetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	o := op{kind: opOpen, fd: int32(nfd)}
 	switch a := sa.(type) {
 	case *unix.SockaddrInet4:
@@ -226,57 +130,25 @@ func (p *epollPoller) admit(nfd int, sa unix.Sockaddr) {
 		unix.Close(nfd)
 		p.adm.Closed()
 	}
-}
-
-// reject answers a connection admission turned away and closes it before
-// reading anything.
-func (p *epollPoller) reject(nfd int, r RejectReason) {
-	writeFD(nfd, RejectResponse(p.cfg.RetryAfter, r))
-	unix.Close(nfd)
+	return ""
 }
 
 // Addr implements Poller.
-func (p *epollPoller) Addr() net.Addr {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln == nil {
-		return nil
-	}
-	return p.ln.Addr()
-}
+func (p *epollPoller) Addr() net.Addr { return p.acc.listenAddr() }
 
 // Conns implements Poller.
 func (p *epollPoller) Conns() int { return p.adm.Conns() }
 
 // StopAccepting implements Poller: it closes the listener and waits for
 // the acceptor to exit. Open connections stay.
-func (p *epollPoller) StopAccepting() error {
-	p.mu.Lock()
-	ln, lf, stop, done := p.ln, p.lf, p.stopAccept, p.acceptDone
-	p.stopAccept = nil
-	p.mu.Unlock()
-	if ln == nil || stop == nil {
-		return nil
-	}
-	close(stop)
-	lf.Close() // wakes the acceptor
-	err := ln.Close()
-	<-done
-	if err != nil {
-		return fmt.Errorf("poller: epoll: close listener: %w", err)
-	}
-	return nil
-}
+func (p *epollPoller) StopAccepting() error { return p.acc.stop() }
 
 // Close implements Poller: it stops accepting, closes every connection
 // (each Session gets OnClose(nil) on its loop) and waits for the loops to
 // exit. It must not be called from a Session callback.
 func (p *epollPoller) Close() error {
 	p.closeOnce.Do(func() {
-		p.closeErr = p.StopAccepting()
-		p.mu.Lock()
-		p.closed = true
-		p.mu.Unlock()
+		p.closeErr = p.acc.close()
 		for _, l := range p.loops {
 			l.post(op{kind: opStop})
 		}

@@ -1,5 +1,3 @@
-//go:build linux
-
 package poller
 
 import (
@@ -454,15 +452,5 @@ func readFD(fd int, b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	for {
-		// RawSyscall: the socket is non-blocking (see writev).
-		r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return 0, e
-		}
-		return int(r), nil
-	}
+	return rawIO(unix.SYS_READ, fd, unsafe.Pointer(&b[0]), len(b))
 }

@@ -1,5 +1,3 @@
-//go:build linux
-
 package poller
 
 import (
@@ -294,4 +292,19 @@ func benchBroadcast(b *testing.B, backend string, n int) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/recipient")
+}
+
+// readPrefixed reads lines from a child process until one starts with
+// prefix (the test framework may print its own lines first) and returns
+// the rest of it.
+func readPrefixed(r *bufio.Reader, prefix string) (string, error) {
+	for {
+		line, err := r.ReadString('\n')
+		if strings.HasPrefix(line, prefix) {
+			return strings.TrimSpace(strings.TrimPrefix(line, prefix)), nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("child exited before printing %q: %w", prefix, err)
+		}
+	}
 }

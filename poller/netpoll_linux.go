@@ -2,6 +2,7 @@ package poller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -13,11 +14,22 @@ import (
 	"time"
 
 	"github.com/cloudwego/netpoll"
+	"golang.org/x/sys/unix"
 )
 
 // The "netpoll" backend: github.com/cloudwego/netpoll configured for
-// density, with our own listener wrapper (admission, EMFILE shedding,
-// StopAccepting) and our own bounded pool of writer goroutines.
+// density, fed by the shared acceptor (accept_linux.go), with our own
+// bounded pool of writer goroutines.
+//
+// Why not netpoll's EventLoop.Serve: its server keeps every connection in
+// a sync.Map and adds a close callback of its own (~140 B per connection,
+// 3.5% of the idle-connection budget), and its accept path needed working
+// around anyway (on EMFILE it detached the listener and retried in a
+// goroutine that never exited if the listener was closed meanwhile; other
+// persistent accept errors made it spin). The acceptor hands each admitted
+// descriptor to npPoller.open, which makes it a netpoll connection with
+// netpoll.NewFDConnection: a rejected connection costs accept, write and
+// close, and netpoll allocates nothing for it.
 //
 // Goroutines: netpoll's poller goroutine(s) (global), netpoll's gopool
 // workers (only while callbacks run), one accept goroutine per Poller
@@ -71,15 +83,13 @@ func netpollWriters() int { return max(16, 4*runtime.GOMAXPROCS(0)) }
 // Lock order: npConn.mu before npPoller.mu; writerPool.mu is never held
 // together with either.
 type npPoller struct {
-	cfg     Config
-	h       Handler
-	adm     *Admission
-	rejects map[RejectReason][]byte // precompiled 503 responses
-	wp      writerPool
+	cfg Config
+	h   Handler
+	adm *Admission
+	acc acceptor
+	wp  writerPool
 
 	mu      sync.Mutex
-	ln      *npListener
-	served  chan struct{}     // closed when the accept goroutine returned
 	errs    map[*npConn]error // why we closed a connection, until its OnClose
 	closing bool
 	closed  bool
@@ -100,61 +110,37 @@ func newNetpoll(cfg Config, h Handler) (Poller, error) {
 	if cfg.MaxQueueBytes > math.MaxInt32 {
 		return nil, fmt.Errorf("poller: netpoll: MaxQueueBytes %d is over the limit of %d", cfg.MaxQueueBytes, math.MaxInt32)
 	}
-	p := &npPoller{cfg: cfg, h: h, adm: NewAdmission(cfg), rejects: map[RejectReason][]byte{},
+	p := &npPoller{cfg: cfg, h: h, adm: NewAdmission(cfg),
 		errs: map[*npConn]error{}, shutTimers: map[*npConn]*time.Timer{}}
-	for _, r := range []RejectReason{RejectMaxConns, RejectFDReserve, RejectAcceptRate, RejectAcceptError} {
-		p.rejects[r] = RejectResponse(cfg.RetryAfter, r)
-	}
+	p.acc.init("netpoll", cfg, p.adm, p.open)
 	p.wp.init()
 	return p, nil
 }
 
-// Serve implements Poller. p takes over ln: ln itself is closed and the
-// listening socket lives on as a duplicate descriptor owned by p, accepted
-// from by one goroutine (npListener.run).
+// Serve implements Poller: the acceptor takes over ln and the writers
+// start.
 func (p *npPoller) Serve(ln net.Listener) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || p.ln != nil {
-		return fmt.Errorf("poller: netpoll: Serve on a closed or serving poller: %w", ErrClosed)
+	if p.closed {
+		return fmt.Errorf("poller: netpoll: Serve: %w", ErrClosed)
 	}
-	l, err := newNPListener(ln, p)
-	if err != nil {
-		return fmt.Errorf("poller: netpoll: %w", err)
+	if err := p.acc.serve(ln); err != nil {
+		return err
 	}
-	p.ln, p.served = l, make(chan struct{})
 	p.wp.start(netpollWriters())
-	go func() {
-		defer close(p.served)
-		l.run()
-	}()
 	return nil
 }
 
 // Addr implements Poller.
-func (p *npPoller) Addr() net.Addr {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln == nil {
-		return nil
-	}
-	return p.ln.Addr()
-}
+func (p *npPoller) Addr() net.Addr { return p.acc.listenAddr() }
 
 // Conns implements Poller.
 func (p *npPoller) Conns() int { return p.adm.Conns() }
 
 // StopAccepting implements Poller: the listening socket stops listening
 // (new connects are refused); open connections stay.
-func (p *npPoller) StopAccepting() error {
-	p.mu.Lock()
-	l := p.ln
-	p.mu.Unlock()
-	if l == nil {
-		return nil
-	}
-	return l.Close()
-}
+func (p *npPoller) StopAccepting() error { return p.acc.stop() }
 
 // Close implements Poller: stop accepting, close every connection, wait
 // (bounded) for their OnClose, stop the writers.
@@ -165,13 +151,9 @@ func (p *npPoller) Close() error {
 		return nil
 	}
 	p.closed, p.closing = true, true
-	l, served := p.ln, p.served
 	p.mu.Unlock()
 
-	if l != nil {
-		l.Close()
-		<-served // no connection is being opened any more
-	}
+	err := p.acc.close() // no connection is being opened any more
 	for _, c := range npFDs.of(p) {
 		c.closeNow(nil)
 	}
@@ -181,24 +163,26 @@ func (p *npPoller) Close() error {
 	}
 	p.wp.stop()
 	if n := p.openConns(); n > 0 {
-		return fmt.Errorf("poller: netpoll: %d connections still open after %v", n, netpollCloseWait)
+		err = errors.Join(err, fmt.Errorf("poller: netpoll: %d connections still open after %v", n, netpollCloseWait))
 	}
-	return nil
+	return err
 }
 
 func (p *npPoller) openConns() int { return len(npFDs.of(p)) }
 
-// open makes an accepted, admitted descriptor a netpoll connection; it
-// runs on the accept goroutine. netpoll registers the descriptor for reads
-// at once but holds what arrives until SetOnRequest, which comes after
-// OnOpen: no data reaches a session before OnOpen returned.
-func (p *npPoller) open(fd int, raddr net.Addr) {
+// open is the netpoll backend's opener: it makes an admitted descriptor
+// a netpoll connection, on the accept goroutine. netpoll registers the
+// descriptor for reads at once but holds what arrives until SetOnRequest,
+// which comes after OnOpen: no data reaches a session before OnOpen
+// returned.
+func (p *npPoller) open(fd int, sa unix.Sockaddr) RejectReason {
+	raddr := sockaddrToAddr(sa)
 	nc, err := netpoll.NewFDConnection(fd)
 	if err != nil {
 		// netpoll closed the descriptor (its registration failed).
 		p.adm.Closed()
 		slog.Warn("poller: netpoll: new connection", "remote", raddr, "err", err)
-		return
+		return ""
 	}
 	c := &npConn{nc: nc, p: p, fd: int32(fd), raddr: raddr}
 	npFDs.put(fd, c)
@@ -221,6 +205,7 @@ func (p *npPoller) open(fd int, raddr net.Addr) {
 	if !nc.IsActive() {
 		nc.Close()
 	}
+	return ""
 }
 
 // npOnRequest consumes everything readable: netpoll calls it again and
