@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"github.com/edgeplane/edgeplane/internal/testutil"
 	"net/http"
 	"strings"
 	"testing"
@@ -11,7 +12,7 @@ import (
 // TestBadInput sends each kind of bad input on its own connection and
 // checks the answer, while a bystander connection keeps receiving.
 func TestBadInput(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		n := startNode(t, backend, "--hub", "chat", "--max-message-bytes", "1024")
 		bystander := n.connect(t, "/chat")
 
@@ -43,7 +44,7 @@ func TestBadInput(t *testing.T) {
 					t.Fatalf("close code %d, want %d", code, tc.code)
 				}
 				r.expectEOF(5 * time.Second)
-				waitFor(t, 5*time.Second, "close reason counted", func() bool {
+				testutil.WaitUntil(t, 5*time.Second, "close reason counted", func() bool {
 					return n.metric(`edgeplane_closed_total{reason="`+tc.reason+`"}`) == before+1
 				})
 			})
@@ -113,7 +114,7 @@ func TestBadInput(t *testing.T) {
 				t.Fatalf("reused live token: %d, want 409", code)
 			}
 			r.c.Close()
-			waitFor(t, 5*time.Second, "connection gone", func() bool {
+			testutil.WaitUntil(t, 5*time.Second, "connection gone", func() bool {
 				c, _ := n.api("HEAD", "/api/hubs/chat/connections/"+neg.ConnectionID, "", "")
 				return c == 404
 			})
@@ -131,7 +132,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestAccessKey(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		const key = "test-access-key-0123456789"
 		n := startNode(t, backend, "--access-key", key)
 		if c := dialRaw(t, n.client).upgrade("/chat"); c != 401 {

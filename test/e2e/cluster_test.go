@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/edgeplane/edgeplane/internal/testutil"
 	"sort"
 	"strings"
 	"sync"
@@ -96,14 +97,14 @@ func TestRedisCluster(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
 	t.Logf("cluster up in %v: %v", time.Since(start).Round(time.Millisecond), cl.Addrs())
 	seeds := strings.Join(cl.Addrs(), ",")
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		const key = "cluster-access-key-0123456789"
 		common := []string{"--redis-cluster", seeds, "--access-key", key, "--hub", "chat"}
 		nodes := []*node{startNode(t, backend, common...), startNode(t, backend, common...), startNode(t, backend, common...)}
 		tok := func(user string) string { return token(t, key, map[string]any{"nameid": user}) }
 		rest := tok("app")
 		for i, n := range nodes {
-			waitFor(t, 10*time.Second, fmt.Sprintf("node %d ready", i+1), func() bool { c, _ := n.api("GET", "/readyz", "", ""); return c == 200 })
+			testutil.WaitUntil(t, 10*time.Second, fmt.Sprintf("node %d ready", i+1), func() bool { c, _ := n.api("GET", "/readyz", "", ""); return c == 200 })
 		}
 		// The example app server on the cluster: the stream and SPUBLISH.
 		startApp(t, "--redis-cluster", seeds, "--hub", "chat", "--group", "app")
@@ -176,7 +177,7 @@ func TestRedisCluster(t *testing.T) {
 			"c3": {"all", "g", "g-except-b2", "hello"},
 			"d3": {"all", "all-except-a1-c3", "h", "hello"},
 		}
-		waitFor(t, 15*time.Second, "cluster deliveries", func() bool {
+		testutil.WaitUntil(t, 15*time.Second, "cluster deliveries", func() bool {
 			for name, w := range want {
 				if len(cols[name].received()) < len(w) {
 					return false

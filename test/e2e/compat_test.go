@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"github.com/edgeplane/edgeplane/internal/testutil"
 	"io"
 	"os"
 	"os/exec"
@@ -93,7 +94,7 @@ func startJS(t *testing.T, base string, clients []jsClientSpec) *jsClients {
 		}
 		j.cmd.Wait()
 	})
-	waitFor(t, 20*time.Second, "JS clients ready", func() bool { return len(j.find("", "ready")) > 0 })
+	testutil.WaitUntil(t, 20*time.Second, "JS clients ready", func() bool { return len(j.find("", "ready")) > 0 })
 	for _, e := range j.find("", "error") {
 		t.Fatalf("client %s failed to connect: %s", e.Name, *e.Error)
 	}
@@ -138,7 +139,7 @@ func (j *jsClients) received(name string) []string {
 // (negotiate and skipNegotiation) and receive what the REST API sends to
 // all, a group, a user and a connection; excluded connections get nothing.
 func TestCompatSignalRClient(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		const key = "compat-access-key-0123456789"
 		n := startNode(t, backend, "--hub", "chat", "--access-key", key)
 		alice := token(t, key, map[string]any{"nameid": "alice"})
@@ -155,7 +156,7 @@ func TestCompatSignalRClient(t *testing.T) {
 			t.Fatalf("negotiated clients have no connectionId: %q %q", a, b)
 		}
 		// Without an upstream an invocation with an id gets a Completion error.
-		waitFor(t, 5*time.Second, "invoke error", func() bool { return len(js.find("d", "invokeError")) == 1 })
+		testutil.WaitUntil(t, 5*time.Second, "invoke error", func() bool { return len(js.find("d", "invokeError")) == 1 })
 		if e := *js.find("d", "invokeError")[0].Error; !strings.Contains(e, "no upstream is configured") {
 			t.Fatalf("invoke error %q", e)
 		}
@@ -184,7 +185,7 @@ func TestCompatSignalRClient(t *testing.T) {
 			"d": {"all", "all-except-ab"},
 		}
 		// Wait for the last expected message everywhere, then a little for strays.
-		waitFor(t, 10*time.Second, "all deliveries", func() bool {
+		testutil.WaitUntil(t, 10*time.Second, "all deliveries", func() bool {
 			for name, w := range want {
 				if len(js.received(name)) < len(w) {
 					return false
@@ -205,7 +206,7 @@ func TestCompatSignalRClient(t *testing.T) {
 		if c, _ := n.api("DELETE", "/api/hubs/chat/connections/"+b, "", rest); c != 200 {
 			t.Fatalf("close connection: %d", c)
 		}
-		waitFor(t, 10*time.Second, "b closed", func() bool { return len(js.find("b", "closed")) == 1 })
+		testutil.WaitUntil(t, 10*time.Second, "b closed", func() bool { return len(js.find("b", "closed")) == 1 })
 		for _, e := range js.find("", "closed") {
 			if e.Name != "b" {
 				t.Fatalf("client %s closed unexpectedly", e.Name)

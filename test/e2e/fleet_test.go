@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/edgeplane/edgeplane/internal/testutil"
 	"os"
 	"os/exec"
 	"strconv"
@@ -46,7 +47,7 @@ func realisticVector(t *testing.T) []byte {
 
 // TestFleet: three nodes on one Redis behave as one.
 func TestFleet(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		rs := redistest.Start(t)
 		const key = "fleet-access-key-0123456789"
 		common := []string{"--redis", rs.URL(), "--access-key", key, "--hub", "chat"}
@@ -106,7 +107,7 @@ func TestFleet(t *testing.T) {
 			js2: {"a2": {"all", "all-except-a1", "hello", "user-alice"}, "b": {"all", "all-except-a1", "conn-b", "hello"}},
 			js3: {"c": {"all", "all-except-a1", "group", "hello"}},
 		}
-		waitFor(t, 15*time.Second, "fleet deliveries", func() bool {
+		testutil.WaitUntil(t, 15*time.Second, "fleet deliveries", func() bool {
 			for js, m := range want {
 				for name, w := range m {
 					if len(js.received(name)) < len(w) {
@@ -132,7 +133,7 @@ func TestFleet(t *testing.T) {
 // restarted: clients never disconnect, the node reports not-ready, and
 // broadcasts resume.
 func TestRedisOutage(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		rs := redistest.Start(t)
 		args := []string{"--redis", rs.URL(), "--keepalive", "1s"}
 		n1 := startNode(t, backend, args...)
@@ -178,16 +179,16 @@ func TestRedisOutage(t *testing.T) {
 				}
 			}
 		}()
-		waitFor(t, 10*time.Second, "broadcasts flowing", func() bool { return got2.Load() > 10 })
+		testutil.WaitUntil(t, 10*time.Second, "broadcasts flowing", func() bool { return got2.Load() > 10 })
 		rs.Kill()
-		waitFor(t, 10*time.Second, "node 1 not ready", func() bool { c, _ := n1.api("GET", "/readyz", "", ""); return c == 503 })
-		waitFor(t, 10*time.Second, "publishes failing", func() bool { return failed.Load() > 0 })
+		testutil.WaitUntil(t, 10*time.Second, "node 1 not ready", func() bool { c, _ := n1.api("GET", "/readyz", "", ""); return c == 503 })
+		testutil.WaitUntil(t, 10*time.Second, "publishes failing", func() bool { return failed.Load() > 0 })
 		time.Sleep(2 * time.Second) // down for a while; keep-alives keep running
 		rs.Restart()
-		waitFor(t, 20*time.Second, "node 1 ready again", func() bool { c, _ := n1.api("GET", "/readyz", "", ""); return c == 200 })
-		waitFor(t, 20*time.Second, "node 2 ready again", func() bool { c, _ := n2.api("GET", "/readyz", "", ""); return c == 200 })
+		testutil.WaitUntil(t, 20*time.Second, "node 1 ready again", func() bool { c, _ := n1.api("GET", "/readyz", "", ""); return c == 200 })
+		testutil.WaitUntil(t, 20*time.Second, "node 2 ready again", func() bool { c, _ := n2.api("GET", "/readyz", "", ""); return c == 200 })
 		before := got2.Load()
-		waitFor(t, 20*time.Second, "broadcasts resumed on node 2", func() bool { return got2.Load() > before+10 })
+		testutil.WaitUntil(t, 20*time.Second, "broadcasts resumed on node 2", func() bool { return got2.Load() > before+10 })
 		close(stop)
 		if closed.Load() {
 			t.Fatal("client on node 2 was disconnected during the outage")

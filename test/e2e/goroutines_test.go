@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"github.com/edgeplane/edgeplane/internal/testutil"
 	"testing"
 	"time"
 )
@@ -8,10 +9,10 @@ import (
 // TestGoroutinesFlat: the node's goroutine count does not grow with idle
 // connections (no goroutine per connection), from 100 to 5,000.
 func TestGoroutinesFlat(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		n := startNode(t, backend)
 		settle := func(want int) float64 {
-			waitFor(t, 30*time.Second, "connections registered", func() bool {
+			testutil.WaitUntil(t, 30*time.Second, "connections registered", func() bool {
 				return n.metric(`edgeplane_connections{hub="chat"}`) == float64(want)
 			})
 			time.Sleep(500 * time.Millisecond) // let transient workers finish

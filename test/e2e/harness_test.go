@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,30 +42,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// backends lists the poller backends the binary offers (test matrix).
-// EDGEPLANE_TEST_POLLERS (comma-separated) narrows the list.
-func backends(t *testing.T) []string {
-	if v := os.Getenv("EDGEPLANE_TEST_POLLERS"); v != "" {
-		return strings.Split(v, ",")
-	}
-	out, _ := exec.Command(binPath, "--help").CombinedOutput()
-	m := regexp.MustCompile(`event-loop backend: ([a-z|]+)`).FindSubmatch(out)
-	if m == nil {
-		t.Fatalf("cannot find backends in --help output:\n%s", out)
-	}
-	list := strings.Split(string(m[1]), "|")
-	sort.Strings(list)
-	return list
-}
-
 var httpClient = &http.Client{Timeout: 10 * time.Second}
-
-// forEachBackend runs fn as a subtest per poller backend.
-func forEachBackend(t *testing.T, fn func(t *testing.T, backend string)) {
-	for _, b := range backends(t) {
-		t.Run(b, func(t *testing.T) { fn(t, b) })
-	}
-}
 
 type node struct {
 	t      *testing.T
@@ -172,18 +148,6 @@ func (n *node) metric(name string) float64 {
 		}
 	}
 	return -1
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func token(t *testing.T, key string, claims map[string]any) string {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/edgeplane/edgeplane/internal/testutil"
 	"io"
 	"os"
 	"slices"
@@ -111,12 +112,12 @@ func TestLatencyRedisToClient(t *testing.T) {
 	clients := latencyEnvInt(t, "EDGEPLANE_LATENCY_CLIENTS", 1000)
 	msgs := latencyEnvInt(t, "EDGEPLANE_LATENCY_MESSAGES", 200)
 	interval := time.Duration(latencyEnvInt(t, "EDGEPLANE_LATENCY_INTERVAL_MS", 10)) * time.Millisecond
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		rs := redistest.Start(t)
 		args := []string{"--redis", rs.URL(), "--hub", "chat", "--log-level", "info"}
 		nodes := []*node{startNode(t, backend, args...), startNode(t, backend, args...), startNode(t, backend, args...)}
 		for i, n := range nodes {
-			waitFor(t, 10*time.Second, fmt.Sprintf("node %d ready", i+1), func() bool { c, _ := n.api("GET", "/readyz", "", ""); return c == 200 })
+			testutil.WaitUntil(t, 10*time.Second, fmt.Sprintf("node %d ready", i+1), func() bool { c, _ := n.api("GET", "/readyz", "", ""); return c == 200 })
 		}
 		t.Logf("load average before: %s", loadAvg())
 		t0 := time.Now()
@@ -129,7 +130,7 @@ func TestLatencyRedisToClient(t *testing.T) {
 			if i < clients%len(nodes) {
 				want++
 			}
-			waitFor(t, 10*time.Second, fmt.Sprintf("node %d registers %v clients", i+1, want), func() bool {
+			testutil.WaitUntil(t, 10*time.Second, fmt.Sprintf("node %d registers %v clients", i+1, want), func() bool {
 				return n.metric(`edgeplane_connections{hub="chat"}`) == want
 			})
 		}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"github.com/edgeplane/edgeplane/internal/testutil"
 	"net"
 	"net/http"
 	"strings"
@@ -14,7 +15,7 @@ import (
 // TestKeepAliveAndTimeouts: Pings after outbound silence, silent clients
 // and clients that never finish the handshake are dropped.
 func TestKeepAliveAndTimeouts(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		n := startNode(t, backend, "--keepalive", "1s", "--client-timeout", "3s", "--handshake-timeout", "2s")
 
 		// A client that answers nothing gets pings, then a Close with an
@@ -73,7 +74,7 @@ func TestKeepAliveAndTimeouts(t *testing.T) {
 // TestSlowClient: a client that stops reading is disconnected once its
 // queue passes the limit; a reading client receives everything.
 func TestSlowClient(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		n := startNode(t, backend, "--max-queue-bytes", "262144")
 		reader := n.connect(t, "/chat")
 		stalled := n.connect(t, "/chat")
@@ -100,7 +101,7 @@ func TestSlowClient(t *testing.T) {
 		for i := 0; i < msgs; i++ {
 			// The reading client must never fall a queue's worth behind
 			// (it would be a slow client too on a loaded machine).
-			waitFor(t, 20*time.Second, "reader to keep up", func() bool { return read.Load() >= int64(i-4) })
+			testutil.WaitUntil(t, 20*time.Second, "reader to keep up", func() bool { return read.Load() >= int64(i-4) })
 			if c, b := n.api("POST", "/api/hubs/chat/:send", body, ""); c != 202 {
 				t.Fatalf("send %d: %d %s", i, c, b)
 			}
@@ -108,7 +109,7 @@ func TestSlowClient(t *testing.T) {
 		if c := <-got; c != msgs {
 			t.Fatalf("reading client got %d of %d", c, msgs)
 		}
-		waitFor(t, 10*time.Second, "slow client dropped", func() bool {
+		testutil.WaitUntil(t, 10*time.Second, "slow client dropped", func() bool {
 			return n.metric(`edgeplane_closed_total{reason="slow_client"}`) == 1
 		})
 		if v := n.metric(`edgeplane_connections{hub="chat"}`); v != 1 {
@@ -119,7 +120,7 @@ func TestSlowClient(t *testing.T) {
 
 // TestRESTAPI covers the admin API's answers.
 func TestRESTAPI(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		n := startNode(t, backend, "--hub", "chat", "--hub", "news")
 		neg := n.negotiate(t, "chat", "")
 		r := n.connect(t, "/chat?id="+neg.ConnectionToken)
@@ -170,7 +171,7 @@ func TestRESTAPI(t *testing.T) {
 // TestAdmission: connections over --max-conns get 503 with Retry-After
 // before any upgrade, and established ones keep working.
 func TestAdmission(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		n := startNode(t, backend, "--max-conns", "5")
 		var conns []*rawConn
 		for i := 0; i < 5; i++ {
@@ -198,7 +199,7 @@ func TestAdmission(t *testing.T) {
 		}
 		// A slot frees up when a connection leaves.
 		conns[0].c.Close()
-		waitFor(t, 5*time.Second, "slot freed", func() bool { return n.metric(`edgeplane_connections{hub="chat"}`) == 4 })
+		testutil.WaitUntil(t, 5*time.Second, "slot freed", func() bool { return n.metric(`edgeplane_connections{hub="chat"}`) == 4 })
 		n.connect(t, "/chat")
 	})
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"github.com/edgeplane/edgeplane/internal/testutil"
 	"net/http"
 	"os"
 	"strconv"
@@ -74,7 +75,7 @@ func (n *node) connectRetry(t *testing.T, path string) *rawConn {
 // was queued for it, a SignalR Close with allowReconnect and close 1012,
 // paced over the drain window; the node exits 0.
 func TestDrain(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		clients := 5000
 		n := startNode(t, backend, "--drain-window", "3s", "--log-level", "info")
 		conns := openConns(t, n, clients)
@@ -123,7 +124,7 @@ func TestDrain(t *testing.T) {
 		if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 2*time.Second, "readyz failing", func() bool {
+		testutil.WaitUntil(t, 2*time.Second, "readyz failing", func() bool {
 			resp, err := httpClient.Get("http://" + n.admin + "/readyz")
 			if err != nil {
 				return true // admin already closed is also not ready
@@ -163,7 +164,7 @@ func TestDrain(t *testing.T) {
 // excess gets 503 with Retry-After, retries, and all connect; none of the
 // established connections drops.
 func TestReconnectStorm(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		storm := sizeFor(3000, 15000)
 		// A rate that admits the storm in ~6 s with a burst of 200: the storm
 		// always exceeds it, however slowly the clients dial on a loaded
@@ -221,7 +222,7 @@ func TestReconnectStorm(t *testing.T) {
 		if got503.Load() == 0 {
 			t.Fatal("accept-rate limit never answered 503")
 		}
-		waitFor(t, 10*time.Second, "all registered", func() bool {
+		testutil.WaitUntil(t, 10*time.Second, "all registered", func() bool {
 			return n.metric(`edgeplane_connections{hub="chat"}`) == float64(storm+1000)
 		})
 		if c, _ := n.api("POST", "/api/hubs/chat/:send", `{"target":"after","arguments":[]}`, ""); c != 202 {
@@ -253,7 +254,7 @@ func cpuSeconds(t *testing.T, pid int) float64 {
 // excess gets 503 before the upgrade, the admin port keeps working, no core
 // spins, and headroom goes to its floor and back.
 func TestFDExhaustion(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		n := startNodeWrapped(t, []string{"prlimit", "--nofile=1000:1000"}, backend, "--fd-reserve", "64", "--log-level", "info")
 		var ok, rejected atomic.Int64
 		var wg sync.WaitGroup
@@ -308,14 +309,14 @@ func TestFDExhaustion(t *testing.T) {
 		for _, r := range conns {
 			r.c.Close()
 		}
-		waitFor(t, 10*time.Second, "headroom back", func() bool { return n.metric("edgeplane_fd_headroom") > 800 })
+		testutil.WaitUntil(t, 10*time.Second, "headroom back", func() bool { return n.metric("edgeplane_fd_headroom") > 800 })
 		n.connect(t, "/chat")
 	})
 }
 
 // TestHostileInput: per-IP limit, message rate limit, origin allow-list.
 func TestHostileInput(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		n := startNode(t, backend, "--max-conns-per-ip", "3", "--max-message-rate", "10",
 			"--allowed-origins", "https://good.example,https://*.trusted.example")
 		for _, tc := range []struct {
@@ -350,7 +351,7 @@ func TestHostileInput(t *testing.T) {
 			t.Fatalf("4th connection from one address: %d, want 503", code)
 		}
 		held[0].c.Close()
-		waitFor(t, 5*time.Second, "slot freed", func() bool { return n.metric(`edgeplane_connections{hub="chat"}`) == 2 })
+		testutil.WaitUntil(t, 5*time.Second, "slot freed", func() bool { return n.metric(`edgeplane_connections{hub="chat"}`) == 2 })
 
 		// Rate limit: 50 records in one message.
 		fl := n.connect(t, "/chat")
@@ -379,7 +380,7 @@ func TestHostileInput(t *testing.T) {
 // TestRedisPaused: Redis stopped with SIGSTOP: no client disconnects, the
 // node reports not-ready while it cannot publish, and recovers by itself.
 func TestRedisPaused(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		pause := time.Duration(sizeFor(6, 20)) * time.Second
 		rs := redistest.Start(t)
 		n := startNode(t, backend, "--redis", rs.URL(), "--keepalive", "1s")
@@ -393,7 +394,7 @@ func TestRedisPaused(t *testing.T) {
 		if code == 202 {
 			t.Log("publish during pause was accepted (written to the socket buffer); it may be lost")
 		}
-		waitFor(t, pause, "not ready while Redis is paused", func() bool {
+		testutil.WaitUntil(t, pause, "not ready while Redis is paused", func() bool {
 			c, _ := n.api("GET", "/readyz", "", "")
 			return c == 503
 		})
@@ -404,8 +405,8 @@ func TestRedisPaused(t *testing.T) {
 			c.expectRecord(`{"type":6}`, 3*time.Second)
 		}
 		rs.Signal(syscall.SIGCONT)
-		waitFor(t, 30*time.Second, "ready again", func() bool { code, _ := n.api("GET", "/readyz", "", ""); return code == 200 })
-		waitFor(t, 10*time.Second, "publish works", func() bool {
+		testutil.WaitUntil(t, 30*time.Second, "ready again", func() bool { code, _ := n.api("GET", "/readyz", "", ""); return code == 200 })
+		testutil.WaitUntil(t, 10*time.Second, "publish works", func() bool {
 			code, _ := n.api("POST", "/api/hubs/chat/:send", `{"target":"back","arguments":[]}`, "")
 			return code == 202
 		})
@@ -420,7 +421,7 @@ func TestRedisPaused(t *testing.T) {
 // go out is disconnected once its queue passes the limit; a reading client
 // receives every broadcast; the node's memory stays bounded.
 func TestStalledClientFlood(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		total := sizeFor(5000, 50000)
 		n := startNode(t, backend, "--log-level", "info")
 		reader := n.connect(t, "/chat")
@@ -468,7 +469,7 @@ func TestStalledClientFlood(t *testing.T) {
 		if c := <-got; c != per*8 {
 			t.Fatalf("reading client got %d of %d", c, per*8)
 		}
-		waitFor(t, 10*time.Second, "stalled client dropped", func() bool {
+		testutil.WaitUntil(t, 10*time.Second, "stalled client dropped", func() bool {
 			return n.metric(`edgeplane_closed_total{reason="slow_client"}`) == 1
 		})
 		rss1 := n.metric("process_resident_memory_bytes")

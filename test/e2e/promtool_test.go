@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/edgeplane/edgeplane/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,8 +59,8 @@ func deployLiveNode(t *testing.T) (*node, string) {
 	t.Helper()
 	const key = "deploy-access-key-0123456789"
 	rs := redistest.Start(t)
-	n := startNode(t, backends(t)[0], "--redis", rs.URL(), "--hub", "chat", "--access-key", key)
-	waitFor(t, 10*time.Second, "backplane connected", func() bool {
+	n := startNode(t, testutil.Backends(t)[0], "--redis", rs.URL(), "--hub", "chat", "--access-key", key)
+	testutil.WaitUntil(t, 10*time.Second, "backplane connected", func() bool {
 		return n.metric("edgeplane_backplane_connected") == 1
 	})
 	admin := token(t, key, map[string]any{"sub": "ops"})
@@ -74,7 +75,7 @@ func deployLiveNode(t *testing.T) (*node, string) {
 	}
 	r.expectRecord(`"target":"news"`, 5*time.Second)
 	r.sendText(`{"type":1,"target":"echo","arguments":[1]}` + "\x1e")
-	waitFor(t, 5*time.Second, "messages in counted", func() bool {
+	testutil.WaitUntil(t, 5*time.Second, "messages in counted", func() bool {
 		return n.metric("edgeplane_messages_in_total") >= 1
 	})
 	code, body := n.api("GET", "/metrics", "", "")

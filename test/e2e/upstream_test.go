@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"github.com/edgeplane/edgeplane/internal/testutil"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -157,7 +158,7 @@ func checkFields(t *testing.T, what string, e map[string]any, want map[string]st
 // resolves with the result. Broadcasts from the app reach every client;
 // connected/disconnected entries carry the documented fields.
 func TestUpstreamExampleApp(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, backend string) {
+	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		rs := redistest.Start(t)
 		const key = "upstream-access-key-0123456789"
 		const server = "node-up-1"
@@ -188,7 +189,7 @@ func TestUpstreamExampleApp(t *testing.T) {
 			t.Errorf("client bad: invokeError %+v", e)
 		}
 		watcher.expectRecord(`"target":"broadcast","arguments":["news",7]`, 5*time.Second)
-		waitFor(t, 5*time.Second, "bc receives its broadcast", func() bool { return len(js.find("bc", "message")) == 1 })
+		testutil.WaitUntil(t, 5*time.Second, "bc receives its broadcast", func() bool { return len(js.find("bc", "message")) == 1 })
 		if m := js.find("bc", "message")[0]; m.Target != "broadcast" || len(m.Args) != 2 || string(m.Args[0]) != `"news"` {
 			t.Errorf("bc got %+v", m)
 		}
@@ -208,7 +209,7 @@ func TestUpstreamExampleApp(t *testing.T) {
 		rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
 		defer rdb.Close()
 		var entries map[string][]map[string]any
-		waitFor(t, 10*time.Second, "disconnected entries", func() bool {
+		testutil.WaitUntil(t, 10*time.Second, "disconnected entries", func() bool {
 			entries = upstreamEntries(t, rdb, "chat:upstream")
 			for _, id := range ids {
 				if entryFor(entries["disconnected"], id) == nil {
@@ -238,11 +239,11 @@ func TestUpstreamExampleApp(t *testing.T) {
 			"invocationId": "+", "target": "Echo", "arguments": `["hi"]`, "server": server,
 		})
 		// The app consumed and acknowledged everything.
-		waitFor(t, 10*time.Second, "no pending entries", func() bool {
+		testutil.WaitUntil(t, 10*time.Second, "no pending entries", func() bool {
 			p, err := rdb.XPending(context.Background(), "chat:upstream", "app").Result()
 			return err == nil && p.Count == 0
 		})
-		waitFor(t, 5*time.Second, "app logged the disconnects", func() bool {
+		testutil.WaitUntil(t, 5*time.Second, "app logged the disconnects", func() bool {
 			return strings.Count(app.logs(), `msg="client disconnected"`) >= len(ids)
 		})
 		for name, id := range ids {
