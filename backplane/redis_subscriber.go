@@ -2,7 +2,6 @@ package backplane
 
 import (
 	"context"
-	"errors"
 	"sync/atomic"
 	"time"
 
@@ -35,11 +34,6 @@ type subscriber struct {
 	msg      Message
 	excluded []string
 }
-
-const (
-	minBackoff = 50 * time.Millisecond
-	maxBackoff = time.Second
-)
 
 // newSubscriber creates the subscription connection for slot with its
 // first channels and starts reading it. Until the backplane has been up
@@ -79,52 +73,6 @@ func (s *subscriber) subscribe(ctx context.Context, chans []string) error {
 		return s.ps.SSubscribe(ctx, chans...)
 	}
 	return s.ps.Subscribe(ctx, chans...)
-}
-
-// loop reads the subscription connection until the subscriber is closed.
-// go-redis reconnects and resubscribes every channel of the PubSub
-// (including those added while it was down) on the first Receive after a
-// failure; loop retries with a capped backoff.
-func (s *subscriber) loop() {
-	defer close(s.done)
-	r := s.r
-	ctx := context.Background()
-	backoff := minBackoff
-	for {
-		msg, err := s.ps.Receive(ctx)
-		if err != nil {
-			if s.isClosed() || r.closed.Load() {
-				return
-			}
-			var rerr redis.Error
-			if errors.As(err, &rerr) {
-				// An error reply (e.g. a rejected command): the
-				// connection itself is fine.
-				r.errLog.warn(r.log, "redis error on the subscription connection", "err", err)
-				continue
-			}
-			r.setDown(s, true, err)
-			select {
-			case <-time.After(backoff):
-			case <-s.r.stop:
-			}
-			backoff = min(2*backoff, maxBackoff)
-			continue
-		}
-		backoff = minBackoff
-		s.recvd.Store(true)
-		if s.down.Load() {
-			r.setDown(s, false, nil)
-		}
-		switch m := msg.(type) {
-		case *redis.Message:
-			r.handle(s, m.Channel, m.Payload)
-		case *redis.Subscription:
-			if m.Kind == "subscribe" || m.Kind == "ssubscribe" {
-				r.confirm(m.Channel)
-			}
-		}
-	}
 }
 
 func (s *subscriber) isClosed() bool {
