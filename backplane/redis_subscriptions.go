@@ -114,21 +114,9 @@ func (r *Redis) waitFlushed(ctx context.Context) error {
 	r.mu.RLock()
 	gen := r.gen
 	r.mu.RUnlock()
-	for {
-		r.mu.RLock()
-		done, ch := r.doneGen >= gen, r.flushed
-		r.mu.RUnlock()
-		if done {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-r.stop:
-			return ErrClosed
-		}
-	}
+	return r.waitFor(ctx, func() (bool, chan struct{}) {
+		return r.doneGen >= gen, r.flushed
+	})
 }
 
 // confirm records Redis's confirmation of a (s)subscribe and wakes
@@ -150,13 +138,23 @@ func (r *Redis) confirm(ch string) {
 // that subscription, and ctx's error on time-out.
 func (r *Redis) WaitSubscribed(ctx context.Context, hub string, kind Kind, name string) error {
 	ch := r.Channel(hub, kind, name)
+	return r.waitFor(ctx, func() (bool, chan struct{}) {
+		rt, ok := r.routes[ch]
+		return !ok || rt.confirmed, r.confirmed // not subscribed (nothing to wait for), or confirmed
+	})
+}
+
+// waitFor waits until cond reports done. cond is called with r.mu
+// read-locked and also returns the channel that is closed when its answer
+// may change. waitFor returns ctx's error when ctx ends first and ErrClosed
+// when the backplane is closed.
+func (r *Redis) waitFor(ctx context.Context, cond func() (done bool, wake chan struct{})) error {
 	for {
 		r.mu.RLock()
-		rt, ok := r.routes[ch]
-		wake := r.confirmed
+		done, wake := cond()
 		r.mu.RUnlock()
-		if !ok || rt.confirmed {
-			return nil // not subscribed (nothing to wait for), or confirmed
+		if done {
+			return nil
 		}
 		select {
 		case <-wake:
