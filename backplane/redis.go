@@ -164,7 +164,7 @@ type Redis struct {
 	downN       int // subscribers not connected
 	everUp      bool
 	downSince   time.Time
-	downCounted time.Time   // down time is added to mDownSeconds up to here
+	downCounted time.Time   // down time is added to m.downSeconds up to here
 	ready       atomic.Bool // downN == 0 && everUp; written under stateMu
 	pubFailing  atomic.Bool // the last command round trip (PING or PUBLISH) failed
 
@@ -176,6 +176,7 @@ type Redis struct {
 	upOnce   sync.Once
 	upstream *RedisUpstream
 
+	m      *redisMetrics
 	errLog rateLog
 }
 
@@ -197,6 +198,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		waiters:   make(map[int32]chan struct{}),
 		acks:      make(chan ackReq, ackQueue),
 		stop:      make(chan struct{}),
+		m:         newRedisMetrics(),
 	}
 	r.log = cfg.Logger.With("component", "backplane", "server", r.name)
 	r.errLog.every = time.Second
@@ -345,7 +347,7 @@ func (r *Redis) Publish(ctx context.Context, m *Message) error {
 	}
 	ch := r.Channel(m.Hub, m.Kind, m.Name)
 	if !r.Ready() {
-		mLost.Inc()
+		r.m.lost.Inc()
 		return fmt.Errorf("backplane: publish to %s: %w", ch, ErrUnavailable)
 	}
 	bp := encBufs.Get().(*[]byte)
@@ -372,9 +374,9 @@ func (r *Redis) publish(ctx context.Context, ch string, b []byte) error {
 	} else {
 		err = r.sc.Publish(ctx, ch, b).Err()
 	}
-	mPublishDuration.UpdateDuration(start)
+	r.m.publishDuration.UpdateDuration(start)
 	if err != nil {
-		mLost.Inc()
+		r.m.lost.Inc()
 		if ctx.Err() != nil || !r.ready.Load() {
 			r.setPublishFailing(true, err)
 		}
@@ -383,7 +385,7 @@ func (r *Redis) publish(ctx context.Context, ch string, b []byte) error {
 	if r.pubFailing.Load() {
 		r.setPublishFailing(false, nil)
 	}
-	mPublished.Inc()
+	r.m.published.Inc()
 	return nil
 }
 
@@ -398,7 +400,7 @@ func (r *Redis) Close() error {
 	}
 	r.stateMu.Lock()
 	if r.everUp && r.downN == 0 {
-		mConnected.Dec()
+		r.m.connected.Dec()
 	}
 	r.accountDownLocked(time.Now())
 	r.stateMu.Unlock()
@@ -412,7 +414,7 @@ func (r *Redis) Close() error {
 		s.close()
 	}
 	r.mu.Lock()
-	mSubscriptions.Add(-float64(len(r.active)))
+	r.m.subscriptions.Add(-float64(len(r.active)))
 	clear(r.active)
 	r.mu.Unlock()
 	return r.client.Close()

@@ -57,17 +57,17 @@ func (r *Redis) RemoteGroup(ctx context.Context, hub string, action GroupAction,
 	if err := r.publish(ctx, r.Prefix(hub)+":internal:groups", b); err != nil {
 		return err
 	}
-	mGroupCommands.Inc()
+	r.m.groupCommands.Inc()
 	t := time.NewTimer(r.cfg.AckTimeout)
 	defer t.Stop()
 	select {
 	case <-done:
 		return nil
 	case <-t.C:
-		mAckTimeouts.Inc()
+		r.m.ackTimeouts.Inc()
 		return fmt.Errorf("backplane: no node acknowledged the group command for connection %q within %v: %w", connID, r.cfg.AckTimeout, ErrNotFound)
 	case <-ctx.Done():
-		mAckTimeouts.Inc()
+		r.m.ackTimeouts.Inc()
 		return fmt.Errorf("backplane: no node acknowledged the group command for connection %q (%w): %w", connID, ctx.Err(), ErrNotFound)
 	case <-r.stop:
 		return ErrClosed
@@ -87,7 +87,7 @@ func (r *Redis) handleGroupCommand(hub, channel string, b []byte) {
 		case r.acks <- ackReq{channel: r.Prefix(hub) + ":internal:ack:" + c.ServerName, id: c.ID,
 			hub: hub, group: c.Group, add: GroupAction(c.Action) == GroupAdd}:
 		default:
-			mAcksDropped.Inc()
+			r.m.acksDropped.Inc()
 			r.errLog.warn(r.log, "ack queue full; ack dropped", "channel", channel)
 		}
 	}

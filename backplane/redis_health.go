@@ -80,14 +80,16 @@ func (r *Redis) health() {
 	}
 }
 
-// setDown records a subscriber's connection state change.
+// setDown records a subscriber's connection state change. Once Close has
+// accounted for the state, changes are ignored (a read loop still running
+// must not count a reconnect, or connected 1, after Close).
 func (r *Redis) setDown(s *subscriber, down bool, cause error) {
 	if s.down.Load() == down {
 		return
 	}
 	r.stateMu.Lock()
 	defer r.stateMu.Unlock()
-	if s.closed || s.down.Load() == down {
+	if s.closed || r.closed.Load() || s.down.Load() == down {
 		return
 	}
 	s.down.Store(down)
@@ -96,8 +98,8 @@ func (r *Redis) setDown(s *subscriber, down bool, cause error) {
 		r.downN++
 		if r.downN == 1 && r.everUp {
 			r.downSince, r.downCounted = now, now
-			mDisconnects.Inc()
-			mConnected.Dec()
+			r.m.disconnects.Inc()
+			r.m.connected.Dec()
 			r.log.Warn("redis backplane disconnected; messages published meanwhile are lost", "err", cause)
 		}
 		r.updateReadyLocked()
@@ -105,10 +107,10 @@ func (r *Redis) setDown(s *subscriber, down bool, cause error) {
 	}
 	r.downN--
 	if r.downN == 0 {
-		mConnected.Inc()
+		r.m.connected.Inc()
 		if r.everUp {
 			r.accountDownLocked(now)
-			mReconnects.Inc()
+			r.m.reconnects.Inc()
 			r.log.Info("redis backplane reconnected", "down", now.Sub(r.downSince).Round(time.Millisecond))
 		}
 		r.everUp = true
@@ -120,7 +122,7 @@ func (r *Redis) setDown(s *subscriber, down bool, cause error) {
 // stateMu must be held.
 func (r *Redis) accountDownLocked(now time.Time) {
 	if r.downN > 0 && r.everUp && now.After(r.downCounted) {
-		mDownSeconds.Add(now.Sub(r.downCounted).Seconds())
+		r.m.downSeconds.Add(now.Sub(r.downCounted).Seconds())
 		r.downCounted = now
 	}
 }

@@ -75,10 +75,10 @@ func (r *Redis) handle(s *subscriber, channel, payload string) {
 	rt, ok := r.routes[channel]
 	r.mu.RUnlock()
 	if !ok {
-		mUnrouted.Inc()
+		r.m.unrouted.Inc()
 		return
 	}
-	receivedCounter(rt.kind).Inc()
+	r.m.received(rt.kind).Inc()
 	// go-redis allocated payload for this message and nobody writes to it:
 	// the bytes, and sub-slices and strings made from them, are immutable
 	// and may be kept (Message.Payload is).
@@ -107,6 +107,6 @@ func (r *Redis) handle(s *subscriber, channel, payload string) {
 }
 
 func (r *Redis) decodeError(channel string, err error) {
-	mDecodeErrors.Inc()
+	r.m.decodeErrors.Inc()
 	r.errLog.warn(r.log, "undecodable backplane message dropped", "channel", channel, "err", err)
 }

@@ -59,7 +59,7 @@ func (r *Redis) newSubscriber(ctx context.Context, slot uint16, chans []string) 
 		s.ps = r.sc.Subscribe(ctx)
 		err = s.ps.Subscribe(ctx, chans...)
 	}
-	mSubscribeCmds.Inc()
+	r.m.subscribeCmds.Inc()
 	if err != nil {
 		r.setDown(s, true, err)
 		r.log.Debug("subscribe not written; the reconnect will restore it", "channels", len(chans), "err", err)
@@ -96,7 +96,7 @@ func (s *subscriber) close() {
 		if r.downN == 0 && r.everUp && !r.closed.Load() {
 			// The last subscriber that was down is gone: up again.
 			r.accountDownLocked(time.Now())
-			mConnected.Inc()
+			r.m.connected.Inc()
 		}
 		r.updateReadyLocked()
 	}

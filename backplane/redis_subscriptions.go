@@ -201,7 +201,7 @@ func (r *Redis) flush() {
 	clear(r.pending)
 	r.mu.Unlock()
 
-	mSubscriptions.Add(float64(len(subs) - len(unsubs)))
+	r.m.subscriptions.Add(float64(len(subs) - len(unsubs)))
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.PublishTimeout)
 	if r.cluster {
 		bySlot := make(map[uint16][2][]string)
@@ -252,7 +252,7 @@ func (r *Redis) apply(ctx context.Context, slot uint16, subs, unsubs []string) {
 	}
 	s.nchan += len(subs) - len(unsubs)
 	if len(unsubs) > 0 {
-		mSubscribeCmds.Inc()
+		r.m.subscribeCmds.Inc()
 		var err error
 		if r.cluster {
 			err = s.ps.SUnsubscribe(ctx, unsubs...)
@@ -271,7 +271,7 @@ func (r *Redis) apply(ctx context.Context, slot uint16, subs, unsubs []string) {
 		return
 	}
 	if len(subs) > 0 {
-		mSubscribeCmds.Inc()
+		r.m.subscribeCmds.Inc()
 		if err := s.subscribe(ctx, subs); err != nil {
 			r.log.Debug("subscribe not written; the reconnect will restore it", "channels", len(subs), "err", err)
 		}
