@@ -2,6 +2,7 @@ package backplane
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 
@@ -59,9 +60,16 @@ func TestRedisMetricsExposition(t *testing.T) {
 			}
 		}
 	}
+	doc, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, fam := range backplaneFamilies {
 		if !families[fam] {
 			t.Errorf("family %s missing from the exposition", fam)
+		}
+		if short := strings.TrimPrefix(fam, "edgeplane_backplane_"); !bytes.Contains(doc, []byte("//\t"+short+" ")) && !bytes.Contains(doc, []byte("//\t"+short+"{")) {
+			t.Errorf("doc.go's metrics list lacks %s", short)
 		}
 		delete(families, fam)
 	}
