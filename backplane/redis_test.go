@@ -568,6 +568,34 @@ func TestRedisRestart(t *testing.T) {
 	}
 }
 
+// TestRedisNoReconnectAfterClose: a read loop that gets a message between
+// Close and its subscriber's close must not count a reconnect or set
+// connected back to 1.
+func TestRedisNoReconnectAfterClose(t *testing.T) {
+	bp, err := NewRedis(RedisConfig{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Up once, then one subscription connection went down.
+	s := &subscriber{r: bp, done: make(chan struct{})}
+	bp.stateMu.Lock()
+	bp.everUp, bp.downN = true, 1
+	s.down.Store(true)
+	bp.stateMu.Unlock()
+	if err := bp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	bp.setDown(s, false, nil) // what the read loop does on its next message
+	for name, want := range map[string]float64{
+		"edgeplane_backplane_connected":        0,
+		"edgeplane_backplane_reconnects_total": 0,
+	} {
+		if v := metric(t, bp, name); v != want {
+			t.Errorf("%s = %v after Close, want %v", name, v, want)
+		}
+	}
+}
+
 func TestRedisUnreachableAtStart(t *testing.T) {
 	srv := redistest.Start(t)
 	srv.Kill()
