@@ -9,9 +9,10 @@ import (
 )
 
 // subscriber is one subscription connection (a go-redis PubSub) and the
-// goroutine that reads it. A single server needs one; a cluster needs one
-// per hash slot in use, because SSUBSCRIBE, and go-redis's resubscribe after
-// a reconnect, may only name channels of one slot.
+// goroutine that reads it (loop, in redis_receive.go). A single server
+// needs one; a cluster needs one per hash slot in use, because SSUBSCRIBE,
+// and go-redis's resubscribe after a reconnect, may only name channels of
+// one slot.
 //
 // The read goroutine calls Receiver.Deliver itself: nothing is buffered
 // between Redis and the receiver, so nothing is dropped here. A receiver
