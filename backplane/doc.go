@@ -90,11 +90,49 @@
 //
 // # Metrics
 //
-// In the default VictoriaMetrics set, prefixed edgeplane_backplane_:
-// received_total{kind}, decode_errors_total, unrouted_total,
-// subscriptions, subscribe_commands_total, published_total,
-// publish_duration_seconds, lost_total, connected, disconnects_total,
-// reconnects_total, down_seconds_total, group_commands_total,
-// ack_timeouts_total, acks_dropped_total, upstream_sent_total,
-// upstream_dropped_total, upstream_errors_total.
+// Each Redis backplane declares its metrics, with their help text, on a
+// metricset.Set of its own, returned by (*Redis).Metrics; the node
+// registers it (the Memory backplane counts nothing: its Metrics is nil).
+// The families, all prefixed edgeplane_backplane_:
+//
+//	received_total{kind}        messages on subscribed channels; kind is all,
+//	                            group, user, connection, group_command or ack
+//	decode_errors_total         messages that failed to decode (dropped)
+//	unrouted_total              messages on a channel no longer subscribed
+//	subscriptions               channels subscribed (gauge)
+//	subscribe_commands_total    (S)SUBSCRIBE/(S)UNSUBSCRIBE commands written
+//	published_total             messages published (group commands, acks too)
+//	publish_duration_seconds    one publish, retries included (histogram)
+//	lost_total                  messages not published: Redis down or failing
+//	connected                   1 while connected (gauge)
+//	disconnects_total           connection lost after having been up
+//	reconnects_total            connection back after a disconnect
+//	down_seconds_total          time disconnected after having been up
+//	group_commands_total        group commands sent to other nodes
+//	ack_timeouts_total          group commands no node acknowledged in time
+//	acks_dropped_total          acks dropped, the ack queue full
+//	upstream_sent_total         upstream events written to the streams
+//	upstream_dropped_total      upstream events refused (buffer full, Redis down)
+//	upstream_errors_total       upstream events whose XADD failed
+//	upstream_unconfirmed_total  upstream batches written before the connection
+//	                            channel's subscription was confirmed
+//
+// # Files
+//
+//	backplane.go            the Backplane and Receiver interfaces, Message, errors
+//	memory.go               Memory, the single-node backplane
+//	upstream.go             the Upstream interface and Event
+//	redis.go                RedisConfig, Redis, NewRedis, channel names, Start,
+//	                        Publish, Close
+//	redis_subscriptions.go  Subscribe/Unsubscribe bookkeeping, the flusher that
+//	                        batches them, WaitSubscribed
+//	redis_subscriber.go     one subscription connection (per hash slot in a cluster)
+//	redis_receive.go        a subscription's read loop; decoding and dispatch
+//	redis_groups.go         RemoteGroup, applying group commands, acks
+//	redis_health.go         Ready, connection state, pings, down time
+//	redis_upstream.go       RedisUpstream, the Redis Stream writer
+//	redis_metrics.go        the metrics, (*Redis).Metrics
+//	redis_slot.go           Redis Cluster hash slots
+//	ratelog.go              rate-limited warnings
+//	wire/                   the MessagePack codec of the ASP.NET Core format
 package backplane

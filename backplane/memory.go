@@ -3,6 +3,8 @@ package backplane
 import (
 	"context"
 	"sync/atomic"
+
+	"github.com/edgeplane/edgeplane/internal/metricset"
 )
 
 // Memory is the single-node backplane: Publish delivers straight to the
@@ -44,3 +46,8 @@ func (b *Memory) Ready() bool { return !b.closed.Load() }
 
 // Close implements Backplane.
 func (b *Memory) Close() error { b.closed.Store(true); return nil }
+
+// Metrics returns nil: the memory backplane has no connection, channels or
+// losses to count, so a single node exposes no edgeplane_backplane_*
+// series (a Registry skips a nil Set).
+func (b *Memory) Metrics() *metricset.Set { return nil }

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/edgeplane/edgeplane/internal/redistest"
+	"github.com/edgeplane/edgeplane/internal/testutil"
 )
 
 // TestRedisCluster: two nodes on a 3-master Redis Cluster with sharded
@@ -58,7 +59,7 @@ func TestRedisCluster(t *testing.T) {
 	// Sharded pub/sub keeps order only per slot: wait for each message.
 	want := func(r *recorder, p string, n int) {
 		t.Helper()
-		checkFor(t, 5*time.Second, fmt.Sprintf("%s ×%d", p, n), func() bool { _, got := r.find(string(rec(p))); return got >= n })
+		testutil.WaitUntil(t, 5*time.Second, fmt.Sprintf("%s ×%d", p, n), func() bool { _, got := r.find(string(rec(p))); return got >= n })
 	}
 	want(ra, "all", 1)
 	want(rb, "all", 1)

@@ -1,60 +1,120 @@
 package backplane
 
-import "github.com/VictoriaMetrics/metrics"
+import (
+	"github.com/VictoriaMetrics/metrics"
 
-// Metrics of the Redis backplane, in the default VictoriaMetrics set
-// (served on the admin port's /metrics). Gauges are adjusted with Add, so
-// several backplanes in one process (tests) sum up.
-var (
-	mReceivedAll        = metrics.NewCounter(`edgeplane_backplane_received_total{kind="all"}`)
-	mReceivedGroup      = metrics.NewCounter(`edgeplane_backplane_received_total{kind="group"}`)
-	mReceivedUser       = metrics.NewCounter(`edgeplane_backplane_received_total{kind="user"}`)
-	mReceivedConnection = metrics.NewCounter(`edgeplane_backplane_received_total{kind="connection"}`)
-	mReceivedGroups     = metrics.NewCounter(`edgeplane_backplane_received_total{kind="group_command"}`)
-	mReceivedAck        = metrics.NewCounter(`edgeplane_backplane_received_total{kind="ack"}`)
-	// Messages that failed to decode; never delivered.
-	mDecodeErrors = metrics.NewCounter(`edgeplane_backplane_decode_errors_total`)
-	// Messages on a channel this node no longer subscribes to (in flight
-	// while it unsubscribed).
-	mUnrouted = metrics.NewCounter(`edgeplane_backplane_unrouted_total`)
-
-	mSubscriptions = metrics.NewGauge(`edgeplane_backplane_subscriptions`, nil)
-	mSubscribeCmds = metrics.NewCounter(`edgeplane_backplane_subscribe_commands_total`)
-
-	mPublished       = metrics.NewCounter(`edgeplane_backplane_published_total`)
-	mPublishDuration = metrics.NewPrometheusHistogram(`edgeplane_backplane_publish_duration_seconds`)
-	// Messages published while the backplane was down: pub/sub keeps
-	// nothing, so they are lost.
-	mLost = metrics.NewCounter(`edgeplane_backplane_lost_total`)
-
-	mConnected   = metrics.NewGauge(`edgeplane_backplane_connected`, nil)
-	mDisconnects = metrics.NewCounter(`edgeplane_backplane_disconnects_total`)
-	mReconnects  = metrics.NewCounter(`edgeplane_backplane_reconnects_total`)
-	mDownSeconds = metrics.NewFloatCounter(`edgeplane_backplane_down_seconds_total`)
-
-	mGroupCommands = metrics.NewCounter(`edgeplane_backplane_group_commands_total`)
-	mAckTimeouts   = metrics.NewCounter(`edgeplane_backplane_ack_timeouts_total`)
-	mAcksDropped   = metrics.NewCounter(`edgeplane_backplane_acks_dropped_total`)
-
-	mUpstreamSent        = metrics.NewCounter(`edgeplane_backplane_upstream_sent_total`)
-	mUpstreamDropped     = metrics.NewCounter(`edgeplane_backplane_upstream_dropped_total`)
-	mUpstreamErrors      = metrics.NewCounter(`edgeplane_backplane_upstream_errors_total`)
-	mUpstreamUnconfirmed = metrics.NewCounter(`edgeplane_backplane_upstream_unconfirmed_total`)
+	"github.com/edgeplane/edgeplane/internal/metricset"
 )
 
-func receivedCounter(k chanKind) *metrics.Counter {
-	switch k {
-	case chanAll:
-		return mReceivedAll
-	case chanGroup:
-		return mReceivedGroup
-	case chanUser:
-		return mReceivedUser
-	case chanConnection:
-		return mReceivedConnection
-	case chanGroups:
-		return mReceivedGroups
-	default:
-		return mReceivedAck
+// redisMetrics are one Redis backplane's metrics, declared with their help
+// on the backplane's own Set (see Metrics). Every series exists from
+// NewRedis on, zero until something is counted.
+type redisMetrics struct {
+	set *metricset.Set
+
+	// received is edgeplane_backplane_received_total by chanKind.
+	receivedAll, receivedGroup, receivedUser, receivedConnection,
+	receivedGroups, receivedAck *metrics.Counter
+	decodeErrors *metrics.Counter
+	unrouted     *metrics.Counter
+
+	subscriptions *metrics.Gauge
+	subscribeCmds *metrics.Counter
+
+	published       *metrics.Counter
+	publishDuration *metrics.PrometheusHistogram
+	lost            *metrics.Counter
+
+	connected   *metrics.Gauge
+	disconnects *metrics.Counter
+	reconnects  *metrics.Counter
+	downSeconds *metrics.FloatCounter
+
+	groupCommands *metrics.Counter
+	ackTimeouts   *metrics.Counter
+	acksDropped   *metrics.Counter
+
+	upstreamSent        *metrics.Counter
+	upstreamDropped     *metrics.Counter
+	upstreamErrors      *metrics.Counter
+	upstreamUnconfirmed *metrics.Counter
+}
+
+func newRedisMetrics() *redisMetrics {
+	s := metricset.New()
+	received := s.CounterVec("edgeplane_backplane_received_total", "kind",
+		"Messages received on a channel this node subscribes to, by channel kind (all, group, user, connection, group_command, ack), before decoding.")
+	return &redisMetrics{
+		set: s,
+
+		receivedAll:        received("all"),
+		receivedGroup:      received("group"),
+		receivedUser:       received("user"),
+		receivedConnection: received("connection"),
+		receivedGroups:     received("group_command"),
+		receivedAck:        received("ack"),
+		decodeErrors: s.Counter("edgeplane_backplane_decode_errors_total",
+			"Backplane messages that failed to decode (dropped)."),
+		unrouted: s.Counter("edgeplane_backplane_unrouted_total",
+			"Messages on a channel this node no longer subscribes to (in flight while it unsubscribed); dropped."),
+
+		subscriptions: s.Gauge("edgeplane_backplane_subscriptions",
+			"Redis channels this node subscribes to (written to Redis; confirmation may be pending).", nil),
+		subscribeCmds: s.Counter("edgeplane_backplane_subscribe_commands_total",
+			"(S)SUBSCRIBE and (S)UNSUBSCRIBE commands written, each carrying a batch of channel changes."),
+
+		published: s.Counter("edgeplane_backplane_published_total",
+			"Messages published to Redis (PUBLISH or SPUBLISH): hub messages, group commands and acks."),
+		publishDuration: s.Histogram("edgeplane_backplane_publish_duration_seconds",
+			"Time of one publish to Redis, retries included, whether it succeeded or not."),
+		lost: s.Counter("edgeplane_backplane_lost_total",
+			"Messages not published because Redis was unreachable or the publish failed; pub/sub keeps nothing, so they are lost."),
+
+		connected: s.Gauge("edgeplane_backplane_connected",
+			"1 while the Redis backplane is connected.", nil),
+		disconnects: s.Counter("edgeplane_backplane_disconnects_total",
+			"Times the backplane lost its Redis subscription connection after having been connected."),
+		reconnects: s.Counter("edgeplane_backplane_reconnects_total",
+			"Times the backplane was connected to Redis again after a disconnect."),
+		downSeconds: s.FloatCounter("edgeplane_backplane_down_seconds_total",
+			"Seconds the backplane was disconnected from Redis after having been connected."),
+
+		groupCommands: s.Counter("edgeplane_backplane_group_commands_total",
+			"Group commands published for connections on other nodes."),
+		ackTimeouts: s.Counter("edgeplane_backplane_ack_timeouts_total",
+			"Group commands no node acknowledged before the ack time-out or the caller's deadline (answered as not found)."),
+		acksDropped: s.Counter("edgeplane_backplane_acks_dropped_total",
+			"Acks for group commands applied here that were dropped because the ack queue was full."),
+
+		upstreamSent: s.Counter("edgeplane_backplane_upstream_sent_total",
+			"Upstream events written to the hubs' Redis Streams."),
+		upstreamDropped: s.Counter("edgeplane_backplane_upstream_dropped_total",
+			"Upstream events refused because the buffer was full or Redis was unreachable."),
+		upstreamErrors: s.Counter("edgeplane_backplane_upstream_errors_total",
+			"Upstream events whose XADD failed (lost)."),
+		upstreamUnconfirmed: s.Counter("edgeplane_backplane_upstream_unconfirmed_total",
+			"Upstream batches written before this node's subscription to a connection's channel was confirmed (a reply to it may be missed)."),
 	}
 }
+
+// received returns the received_total counter for a channel kind.
+func (m *redisMetrics) received(k chanKind) *metrics.Counter {
+	switch k {
+	case chanAll:
+		return m.receivedAll
+	case chanGroup:
+		return m.receivedGroup
+	case chanUser:
+		return m.receivedUser
+	case chanConnection:
+		return m.receivedConnection
+	case chanGroups:
+		return m.receivedGroups
+	default:
+		return m.receivedAck
+	}
+}
+
+// Metrics returns the backplane's metrics (edgeplane_backplane_*), for the
+// node to register. Each Redis backplane has its own Set.
+func (r *Redis) Metrics() *metricset.Set { return r.m.set }

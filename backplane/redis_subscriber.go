@@ -2,7 +2,6 @@ package backplane
 
 import (
 	"context"
-	"errors"
 	"sync/atomic"
 	"time"
 
@@ -10,9 +9,10 @@ import (
 )
 
 // subscriber is one subscription connection (a go-redis PubSub) and the
-// goroutine that reads it. A single server needs one; a cluster needs one
-// per hash slot in use, because SSUBSCRIBE, and go-redis's resubscribe after
-// a reconnect, may only name channels of one slot.
+// goroutine that reads it (loop, in redis_receive.go). A single server
+// needs one; a cluster needs one per hash slot in use, because SSUBSCRIBE,
+// and go-redis's resubscribe after a reconnect, may only name channels of
+// one slot.
 //
 // The read goroutine calls Receiver.Deliver itself: nothing is buffered
 // between Redis and the receiver, so nothing is dropped here. A receiver
@@ -35,11 +35,6 @@ type subscriber struct {
 	msg      Message
 	excluded []string
 }
-
-const (
-	minBackoff = 50 * time.Millisecond
-	maxBackoff = time.Second
-)
 
 // newSubscriber creates the subscription connection for slot with its
 // first channels and starts reading it. Until the backplane has been up
@@ -65,7 +60,7 @@ func (r *Redis) newSubscriber(ctx context.Context, slot uint16, chans []string) 
 		s.ps = r.sc.Subscribe(ctx)
 		err = s.ps.Subscribe(ctx, chans...)
 	}
-	mSubscribeCmds.Inc()
+	r.m.subscribeCmds.Inc()
 	if err != nil {
 		r.setDown(s, true, err)
 		r.log.Debug("subscribe not written; the reconnect will restore it", "channels", len(chans), "err", err)
@@ -79,52 +74,6 @@ func (s *subscriber) subscribe(ctx context.Context, chans []string) error {
 		return s.ps.SSubscribe(ctx, chans...)
 	}
 	return s.ps.Subscribe(ctx, chans...)
-}
-
-// loop reads the subscription connection until the subscriber is closed.
-// go-redis reconnects and resubscribes every channel of the PubSub
-// (including those added while it was down) on the first Receive after a
-// failure; loop retries with a capped backoff.
-func (s *subscriber) loop() {
-	defer close(s.done)
-	r := s.r
-	ctx := context.Background()
-	backoff := minBackoff
-	for {
-		msg, err := s.ps.Receive(ctx)
-		if err != nil {
-			if s.isClosed() || r.closed.Load() {
-				return
-			}
-			var rerr redis.Error
-			if errors.As(err, &rerr) {
-				// An error reply (e.g. a rejected command): the
-				// connection itself is fine.
-				r.errLog.warn(r.log, "redis error on the subscription connection", "err", err)
-				continue
-			}
-			r.setDown(s, true, err)
-			select {
-			case <-time.After(backoff):
-			case <-s.r.stop:
-			}
-			backoff = min(2*backoff, maxBackoff)
-			continue
-		}
-		backoff = minBackoff
-		s.recvd.Store(true)
-		if s.down.Load() {
-			r.setDown(s, false, nil)
-		}
-		switch m := msg.(type) {
-		case *redis.Message:
-			r.handle(s, m.Channel, m.Payload)
-		case *redis.Subscription:
-			if m.Kind == "subscribe" || m.Kind == "ssubscribe" {
-				r.confirm(m.Channel)
-			}
-		}
-	}
 }
 
 func (s *subscriber) isClosed() bool {
@@ -148,7 +97,7 @@ func (s *subscriber) close() {
 		if r.downN == 0 && r.everUp && !r.closed.Load() {
 			// The last subscriber that was down is gone: up again.
 			r.accountDownLocked(time.Now())
-			mConnected.Inc()
+			r.m.connected.Inc()
 		}
 		r.updateReadyLocked()
 	}

@@ -9,19 +9,31 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/edgeplane/edgeplane/backplane/wire"
 	"github.com/edgeplane/edgeplane/internal/redistest"
+	"github.com/edgeplane/edgeplane/internal/testutil"
 )
+
+// leakIgnores are the goroutines testutil.Main does not count as leaked.
+// None: go-redis v9 keeps no process-wide goroutines (its pool and dial
+// goroutines belong to a client and end with its Close), and neither does
+// redistest (its servers stop at each test's cleanup). A goroutine left
+// after the tests is a backplane that was not closed, or one whose Close
+// does not stop everything.
+var leakIgnores []string
+
+// TestMain fails the package's tests if a goroutine started by them
+// outlives them.
+func TestMain(m *testing.M) { testutil.Main(m, leakIgnores...) }
 
 // recorder is a Receiver that records what it is given.
 type recorder struct {
@@ -86,18 +98,6 @@ func (r *recorder) find(payload string) (Message, int) {
 	return found, n
 }
 
-// checkFor polls cond until it holds or the deadline passes.
-func checkFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func testLogger(t *testing.T) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
@@ -155,7 +155,7 @@ func settle(t *testing.T, bp *Redis) {
 		if err := s.ps.Ping(ctx, "settle"); err != nil {
 			t.Fatalf("ping subscription: %v", err)
 		}
-		checkFor(t, 5*time.Second, "pong on the subscription", s.recvd.Load)
+		testutil.WaitUntil(t, 5*time.Second, "pong on the subscription", s.recvd.Load)
 	}
 }
 
@@ -170,7 +170,24 @@ func publish(t *testing.T, bp *Redis, m *Message) {
 	}
 }
 
-func counter(name string) uint64 { return metrics.GetOrCreateCounter(name).Get() }
+// metric reads one sample of bp's metrics by its name as exposed (labels
+// included), failing the test if bp does not expose it.
+func metric(t testing.TB, bp *Redis, name string) float64 {
+	t.Helper()
+	var b bytes.Buffer
+	bp.Metrics().WritePrometheus(&b)
+	for line := range strings.Lines(b.String()) {
+		if n, v, ok := strings.Cut(strings.TrimSuffix(line, "\n"), " "); ok && n == name {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("sample %q: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("backplane exposes no sample %s:\n%s", name, b.String())
+	return 0
+}
 
 // fence publishes a marker to all and waits until every recorder has it:
 // pub/sub is ordered per publisher connection, so everything published
@@ -180,7 +197,7 @@ func fence(t *testing.T, bp *Redis, recs ...*recorder) {
 	marker := fmt.Sprintf("fence-%d", time.Now().UnixNano())
 	publish(t, bp, &Message{Hub: "chat", Kind: All, Payload: rec(marker)})
 	for _, r := range recs {
-		checkFor(t, 5*time.Second, "fence "+marker, func() bool { return r.has(string(rec(marker))) })
+		testutil.WaitUntil(t, 5*time.Second, "fence "+marker, func() bool { return r.has(string(rec(marker))) })
 	}
 }
 
@@ -250,7 +267,7 @@ func TestRedisSubscribeBatchingAndUnsubscribe(t *testing.T) {
 	srv := redistest.Start(t)
 	a, ra := startNode(t, RedisConfig{URL: srv.URL()})
 	settle(t, a)
-	before := counter("edgeplane_backplane_subscribe_commands_total")
+	before := metric(t, a, "edgeplane_backplane_subscribe_commands_total")
 	const n = 500
 	for i := 0; i < n; i++ {
 		a.Subscribe("chat", Group, fmt.Sprintf("g%d", i))
@@ -264,10 +281,10 @@ func TestRedisSubscribeBatchingAndUnsubscribe(t *testing.T) {
 	a.Unsubscribe("chat", Group, "back")
 	a.Subscribe("chat", Group, "back")
 	settle(t, a)
-	cmds := counter("edgeplane_backplane_subscribe_commands_total") - before
-	t.Logf("%d subscribe changes took %d SUBSCRIBE/UNSUBSCRIBE commands", n+5, cmds)
+	cmds := metric(t, a, "edgeplane_backplane_subscribe_commands_total") - before
+	t.Logf("%d subscribe changes took %v SUBSCRIBE/UNSUBSCRIBE commands", n+5, cmds)
 	if cmds > n/10 {
-		t.Errorf("%d subscription commands for %d changes: not batched", cmds, n+5)
+		t.Errorf("%v subscription commands for %d changes: not batched", cmds, n+5)
 	}
 
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
@@ -306,8 +323,8 @@ func TestRedisSubscribeBatchingAndUnsubscribe(t *testing.T) {
 		}
 	}
 	want := float64(n - 1 + 1 + 3) // groups - g5 + back + all/groups/ack
-	if got := metrics.GetOrCreateGauge("edgeplane_backplane_subscriptions", nil).Get(); got < want {
-		t.Errorf("subscriptions gauge = %v, want at least %v", got, want)
+	if got := metric(t, a, "edgeplane_backplane_subscriptions"); got != want {
+		t.Errorf("subscriptions gauge = %v, want %v", got, want)
 	}
 }
 
@@ -397,7 +414,7 @@ func TestRedisWireCompat(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	decodeErrs := counter("edgeplane_backplane_decode_errors_total")
+	decodeErrs := metric(t, a, "edgeplane_backplane_decode_errors_total")
 	for _, inv := range v.Invocation { // p1/p2 only, no json: not deliverable
 		if err := client.Publish(ctx, "MyApp.ChatHub:all", unhex(inv.Hex)).Err(); err != nil {
 			t.Fatal(err)
@@ -417,8 +434,8 @@ func TestRedisWireCompat(t *testing.T) {
 			t.Errorf("%s: delivered %+v", r.Name, got[i])
 		}
 	}
-	if d := counter("edgeplane_backplane_decode_errors_total") - decodeErrs; d != uint64(len(v.Invocation)) {
-		t.Errorf("decode errors += %d, want %d (invocations without json)", d, len(v.Invocation))
+	if d := metric(t, a, "edgeplane_backplane_decode_errors_total") - decodeErrs; d != float64(len(v.Invocation)) {
+		t.Errorf("decode errors += %v, want %d (invocations without json)", d, len(v.Invocation))
 	}
 
 	// A group command for connection C (owned here) from server S: applied
@@ -457,7 +474,7 @@ func TestRedisDecodeErrors(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer client.Close()
 	ctx := context.Background()
-	before := counter("edgeplane_backplane_decode_errors_total")
+	before := metric(t, a, "edgeplane_backplane_decode_errors_total")
 	bad := []struct{ ch, payload string }{
 		{"chat:all", "garbage"},
 		{"chat:all", ""},
@@ -472,8 +489,8 @@ func TestRedisDecodeErrors(t *testing.T) {
 		}
 	}
 	fence(t, a, ra)
-	if got := counter("edgeplane_backplane_decode_errors_total") - before; got != uint64(len(bad)) {
-		t.Errorf("decode errors += %d, want %d", got, len(bad))
+	if got := metric(t, a, "edgeplane_backplane_decode_errors_total") - before; got != float64(len(bad)) {
+		t.Errorf("decode errors += %v, want %d", got, len(bad))
 	}
 	if p := ra.payloads(); len(p) != 1 {
 		t.Errorf("delivered %q, want only the fence", p)
@@ -489,21 +506,28 @@ func TestRedisRestart(t *testing.T) {
 	b, rb := startNode(t, RedisConfig{URL: srv.URL(), HealthInterval: 200 * time.Millisecond})
 	a.Subscribe("chat", Group, "before")
 	settle(t, a)
-	disc, reco, lost := counter("edgeplane_backplane_disconnects_total"), counter("edgeplane_backplane_reconnects_total"), counter("edgeplane_backplane_lost_total")
-	down := metrics.GetOrCreateFloatCounter("edgeplane_backplane_down_seconds_total").Get()
+	for _, n := range []*Redis{a, b} {
+		if v := metric(t, n, "edgeplane_backplane_connected"); v != 1 {
+			t.Errorf("%s: connected = %v before the kill, want 1", n.ServerName(), v)
+		}
+	}
 
 	srv.Kill()
-	checkFor(t, 5*time.Second, "Ready false after SIGKILL", func() bool { return !a.Ready() && !b.Ready() })
-	start := time.Now()
+	testutil.WaitUntil(t, 5*time.Second, "Ready false after SIGKILL", func() bool { return !a.Ready() && !b.Ready() })
+	testutil.WaitUntil(t, 5*time.Second, "connected 0 after SIGKILL", func() bool {
+		return metric(t, a, "edgeplane_backplane_connected") == 0 && metric(t, b, "edgeplane_backplane_connected") == 0
+	})
 	err := b.Publish(context.Background(), &Message{Hub: "chat", Kind: All, Payload: rec("while-down")})
 	if !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Publish while down: %v, want ErrUnavailable", err)
 	}
-	if el := time.Since(start); el > 100*time.Millisecond {
-		t.Errorf("Publish while down took %v", el)
+	// Refused fast, without a round trip: the error wraps ErrUnavailable
+	// alone, no I/O error.
+	if errors.Unwrap(err) != ErrUnavailable {
+		t.Errorf("Publish while down tried Redis: %v", err)
 	}
-	if got := counter("edgeplane_backplane_lost_total") - lost; got != 1 {
-		t.Errorf("lost += %d, want 1", got)
+	if got := metric(t, b, "edgeplane_backplane_lost_total"); got != 1 {
+		t.Errorf("lost = %v, want 1", got)
 	}
 	if err := b.RemoteGroup(context.Background(), "chat", GroupAdd, "g", "c"); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("RemoteGroup while down: %v, want ErrUnavailable", err)
@@ -513,7 +537,7 @@ func TestRedisRestart(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 
 	srv.Restart()
-	checkFor(t, 10*time.Second, "Ready after restart", func() bool { return a.Ready() && b.Ready() })
+	testutil.WaitUntil(t, 10*time.Second, "Ready after restart", func() bool { return a.Ready() && b.Ready() })
 	settle(t, a)
 	publish(t, b, &Message{Hub: "chat", Kind: Group, Name: "before", Payload: rec("before")})
 	publish(t, b, &Message{Hub: "chat", Kind: Group, Name: "during", Payload: rec("during")})
@@ -526,14 +550,49 @@ func TestRedisRestart(t *testing.T) {
 	if ra.has(string(rec("while-down"))) {
 		t.Errorf("message published while down was delivered")
 	}
-	if d := counter("edgeplane_backplane_disconnects_total") - disc; d != 2 {
-		t.Errorf("disconnects += %d, want 2 (two nodes)", d)
+	var down float64
+	for _, n := range []*Redis{a, b} {
+		for name, want := range map[string]float64{
+			"edgeplane_backplane_disconnects_total": 1,
+			"edgeplane_backplane_reconnects_total":  1,
+			"edgeplane_backplane_connected":         1,
+		} {
+			if v := metric(t, n, name); v != want {
+				t.Errorf("%s: %s = %v, want %v", n.ServerName(), name, v, want)
+			}
+		}
+		down += metric(t, n, "edgeplane_backplane_down_seconds_total")
 	}
-	if d := counter("edgeplane_backplane_reconnects_total") - reco; d != 2 {
-		t.Errorf("reconnects += %d, want 2", d)
+	if down < 0.3 {
+		t.Errorf("down seconds of both nodes = %v, want ≥ 0.3 (each was down through a 300 ms pause)", down)
 	}
-	if d := metrics.GetOrCreateFloatCounter("edgeplane_backplane_down_seconds_total").Get() - down; d < 0.3 {
-		t.Errorf("down seconds += %v, want ≥ 0.3", d)
+}
+
+// TestRedisNoReconnectAfterClose: a read loop that gets a message between
+// Close and its subscriber's close must not count a reconnect or set
+// connected back to 1.
+func TestRedisNoReconnectAfterClose(t *testing.T) {
+	bp, err := NewRedis(RedisConfig{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Up once, then one subscription connection went down.
+	s := &subscriber{r: bp, done: make(chan struct{})}
+	bp.stateMu.Lock()
+	bp.everUp, bp.downN = true, 1
+	s.down.Store(true)
+	bp.stateMu.Unlock()
+	if err := bp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	bp.setDown(s, false, nil) // what the read loop does on its next message
+	for name, want := range map[string]float64{
+		"edgeplane_backplane_connected":        0,
+		"edgeplane_backplane_reconnects_total": 0,
+	} {
+		if v := metric(t, bp, name); v != want {
+			t.Errorf("%s = %v after Close, want %v", name, v, want)
+		}
 	}
 }
 
@@ -553,7 +612,7 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 		t.Fatalf("Ready with Redis down")
 	}
 	srv.Restart()
-	checkFor(t, 10*time.Second, "Ready once Redis is up", bp.Ready)
+	testutil.WaitUntil(t, 10*time.Second, "Ready once Redis is up", bp.Ready)
 	settle(t, bp)
 	fence(t, bp, r)
 }
@@ -613,7 +672,7 @@ func TestRedisUpstream(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer client.Close()
 	var got []redis.XMessage
-	checkFor(t, 5*time.Second, "4 stream entries", func() bool {
+	testutil.WaitUntil(t, 5*time.Second, "4 stream entries", func() bool {
 		s, err := client.XRead(context.Background(), &redis.XReadArgs{Streams: []string{"chat:upstream", "0"}, Count: 10, Block: -1}).Result()
 		if err != nil || len(s) == 0 {
 			return false
@@ -639,9 +698,9 @@ func TestRedisUpstream(t *testing.T) {
 			t.Fatalf("Send %d: %v", i, err)
 		}
 	}
-	checkFor(t, 10*time.Second, "stream trimmed", func() bool {
+	testutil.WaitUntil(t, 10*time.Second, "stream trimmed", func() bool {
 		n, err := client.XLen(context.Background(), "chat:upstream").Result()
-		return err == nil && n < 2000 && counter("edgeplane_backplane_upstream_sent_total") >= 3004
+		return err == nil && n < 2000 && metric(t, a, "edgeplane_backplane_upstream_sent_total") == 3004
 	})
 	_ = a.Close()
 	if err := up.Send(&events[0]); !errors.Is(err, ErrClosed) {
@@ -654,13 +713,12 @@ func TestRedisUpstreamUnavailable(t *testing.T) {
 	a, _ := startNode(t, RedisConfig{URL: srv.URL(), UpstreamBuffer: 2})
 	up := a.Upstream()
 	srv.Kill()
-	checkFor(t, 5*time.Second, "not ready", func() bool { return !a.Ready() })
-	before := counter("edgeplane_backplane_upstream_dropped_total")
+	testutil.WaitUntil(t, 5*time.Second, "not ready", func() bool { return !a.Ready() })
 	if err := up.Send(&Event{Kind: EventConnected, Hub: "chat", ConnID: "c"}); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Send while down: %v, want ErrUnavailable", err)
 	}
-	if d := counter("edgeplane_backplane_upstream_dropped_total") - before; d != 1 {
-		t.Errorf("upstream dropped += %d, want 1", d)
+	if d := metric(t, a, "edgeplane_backplane_upstream_dropped_total"); d != 1 {
+		t.Errorf("upstream dropped = %v, want 1", d)
 	}
 }
 
@@ -705,31 +763,30 @@ func (c countingReceiver) Deliver(m *Message) {
 }
 func (countingReceiver) ApplyGroup(string, GroupAction, string, string) bool { return false }
 
-var _ = bytes.Equal
-
 // TestRedisIdle: an idle subscription is pinged, not reconnected, and
 // stays ready.
 func TestRedisIdle(t *testing.T) {
 	srv := redistest.Start(t)
 	a, ra := startNode(t, RedisConfig{URL: srv.URL(), HealthInterval: 100 * time.Millisecond})
-	disc := counter("edgeplane_backplane_disconnects_total")
 	for i := 0; i < 15; i++ {
 		time.Sleep(100 * time.Millisecond)
 		if !a.Ready() {
 			t.Fatalf("not ready while idle")
 		}
 	}
-	if d := counter("edgeplane_backplane_disconnects_total") - disc; d != 0 {
-		t.Errorf("%d disconnects while idle", d)
+	if d := metric(t, a, "edgeplane_backplane_disconnects_total"); d != 0 {
+		t.Errorf("%v disconnects while idle", d)
 	}
 	fence(t, a, ra)
 }
 
 // TestRedisCloseLeavesNoGoroutines: Close stops every goroutine the
-// backplane started (read loops, flusher, health, acks, upstream writer).
+// backplane started (read loops, flusher, health, acks, upstream writer)
+// and its client's. TestMain checks the whole package at the end; this
+// names the scenario.
 func TestRedisCloseLeavesNoGoroutines(t *testing.T) {
 	srv := redistest.Start(t)
-	before := runtime.NumGoroutine()
+	before := testutil.Snapshot()
 	bp, err := NewRedis(RedisConfig{URL: srv.URL(), Hubs: map[string]string{"chat": "", "news": ""}, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -737,7 +794,9 @@ func TestRedisCloseLeavesNoGoroutines(t *testing.T) {
 	if err := bp.Start(newRecorder()); err != nil {
 		t.Fatal(err)
 	}
-	_ = bp.Upstream().Send(&Event{Kind: EventConnected, Hub: "chat", ConnID: "c"})
+	if err := bp.Upstream().Send(&Event{Kind: EventConnected, Hub: "chat", ConnID: "c"}); err != nil {
+		t.Fatalf("upstream Send: %v", err)
+	}
 	bp.Subscribe("chat", Group, "g")
 	settle(t, bp)
 	if err := bp.Close(); err != nil {
@@ -747,12 +806,13 @@ func TestRedisCloseLeavesNoGoroutines(t *testing.T) {
 		t.Errorf("second Close: %v, want ErrClosed", err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+	leaked := testutil.Leaks(before, leakIgnores...)
+	for len(leaked) > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
+		leaked = testutil.Leaks(before, leakIgnores...)
 	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<16)
-		t.Errorf("%d goroutines after Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	if len(leaked) > 0 {
+		t.Errorf("%d goroutines outlive Close:\n\n%s", len(leaked), strings.Join(leaked, "\n\n"))
 	}
 }
 

@@ -56,14 +56,14 @@ func (u *RedisUpstream) Send(e *Event) error {
 		return ErrClosed
 	}
 	if !u.r.Ready() {
-		mUpstreamDropped.Inc()
+		u.r.m.upstreamDropped.Inc()
 		return fmt.Errorf("backplane: upstream event for %s: %w", e.Hub, ErrUnavailable)
 	}
 	select {
 	case u.events <- *e:
 		return nil
 	default:
-		mUpstreamDropped.Inc()
+		u.r.m.upstreamDropped.Inc()
 		return fmt.Errorf("backplane: upstream buffer full (%d events): %w", cap(u.events), ErrUnavailable)
 	}
 }
@@ -124,7 +124,7 @@ func (u *RedisUpstream) write(batch []Event) {
 			continue
 		}
 		if err := u.r.WaitSubscribed(wctx, e.Hub, Connection, e.ConnID); err != nil {
-			mUpstreamUnconfirmed.Inc()
+			u.r.m.upstreamUnconfirmed.Inc()
 			break // write anyway: late is better than never
 		}
 	}
@@ -140,7 +140,7 @@ func (u *RedisUpstream) write(batch []Event) {
 	}
 	cmds, err := pipe.Exec(ctx)
 	if err == nil {
-		mUpstreamSent.Add(len(batch))
+		u.r.m.upstreamSent.Add(len(batch))
 		return
 	}
 	failed := 0
@@ -152,8 +152,8 @@ func (u *RedisUpstream) write(batch []Event) {
 	if len(cmds) == 0 {
 		failed = len(batch)
 	}
-	mUpstreamErrors.Add(failed)
-	mUpstreamSent.Add(len(batch) - failed)
+	u.r.m.upstreamErrors.Add(failed)
+	u.r.m.upstreamSent.Add(len(batch) - failed)
 	u.r.errLog.warn(u.r.log, "upstream events not written", "events", failed, "err", err)
 }
 

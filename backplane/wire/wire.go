@@ -34,12 +34,7 @@ func malformed(what string, err error) error {
 
 // AppendInvocation appends [[excluded...], {"json": record}] to b.
 func AppendInvocation(b []byte, excluded []string, record []byte) []byte {
-	b = msgp.AppendArrayHeader(b, 2)
-	b = msgp.AppendArrayHeader(b, uint32(len(excluded)))
-	for _, id := range excluded {
-		b = msgp.AppendString(b, id)
-	}
-	b = msgp.AppendMapHeader(b, 1)
+	b = appendInvocationHead(b, excluded, 1)
 	b = msgp.AppendString(b, ProtocolJSON)
 	return msgp.AppendBytes(b, record)
 }
@@ -49,17 +44,24 @@ func AppendInvocation(b []byte, excluded []string, record []byte) []byte {
 // tests and tools that must produce what a .NET server with several hub
 // protocols produces.
 func AppendInvocationProtocols(b []byte, excluded []string, names []string, serialized [][]byte) []byte {
-	b = msgp.AppendArrayHeader(b, 2)
-	b = msgp.AppendArrayHeader(b, uint32(len(excluded)))
-	for _, id := range excluded {
-		b = msgp.AppendString(b, id)
-	}
-	b = msgp.AppendMapHeader(b, uint32(len(names)))
+	b = appendInvocationHead(b, excluded, len(names))
 	for i, name := range names {
 		b = msgp.AppendString(b, name)
 		b = msgp.AppendBytes(b, serialized[i])
 	}
 	return b
+}
+
+// appendInvocationHead appends an invocation up to its protocol map's
+// entries: the outer array header, the excluded ids and the header of a map
+// of protocols entries.
+func appendInvocationHead(b []byte, excluded []string, protocols int) []byte {
+	b = msgp.AppendArrayHeader(b, 2)
+	b = msgp.AppendArrayHeader(b, uint32(len(excluded)))
+	for _, id := range excluded {
+		b = msgp.AppendString(b, id)
+	}
+	return msgp.AppendMapHeader(b, uint32(protocols))
 }
 
 // ReadInvocation decodes an invocation. The excluded ids are appended to

@@ -9,7 +9,11 @@ import (
 	"slices"
 	"sort"
 	"testing"
+
+	"github.com/edgeplane/edgeplane/internal/testutil"
 )
+
+func TestMain(m *testing.M) { testutil.Main(m) }
 
 // vectors mirrors testdata/signalr-redis.json (a copy of
 // shared/vectors/signalr-redis.json).

@@ -1,0 +1,279 @@
+package backplane
+
+import "context"
+
+// Subscription bookkeeping: Subscribe and Unsubscribe only queue a change
+// (under r.mu); the flusher goroutine writes everything queued in one
+// (S)SUBSCRIBE/(S)UNSUBSCRIBE per subscription connection, and Redis's
+// confirmations are recorded for WaitSubscribed.
+
+// chanKind is what a subscribed channel carries.
+type chanKind uint8
+
+const (
+	chanAll                 = chanKind(All)
+	chanGroup               = chanKind(Group)
+	chanUser                = chanKind(User)
+	chanConnection          = chanKind(Connection)
+	chanGroups     chanKind = 10 // P:internal:groups
+	chanAck        chanKind = 11 // P:internal:ack:{this server}
+)
+
+// route is what a channel name stands for.
+type route struct {
+	hub       string
+	kind      chanKind
+	confirmed bool // Redis confirmed the subscription (guarded by r.mu)
+	name      string
+}
+
+// addHubLocked queues the static channels of a hub not seen before and
+// reports whether it was new. r.mu must be held.
+func (r *Redis) addHubLocked(hub string) bool {
+	if _, ok := r.hubs[hub]; ok {
+		return false
+	}
+	r.hubs[hub] = struct{}{}
+	p := r.Prefix(hub)
+	r.wantLocked(p+":all", route{hub: hub, kind: chanAll}, true)
+	r.wantLocked(p+":internal:groups", route{hub: hub, kind: chanGroups}, true)
+	r.wantLocked(p+":internal:ack:"+r.name, route{hub: hub, kind: chanAck}, true)
+	return true
+}
+
+// ensureHub makes sure hub's static channels are (being) subscribed and
+// reports whether it queued them now.
+func (r *Redis) ensureHub(hub string) bool {
+	r.mu.RLock()
+	_, ok := r.hubs[hub]
+	r.mu.RUnlock()
+	if ok {
+		return false
+	}
+	r.mu.Lock()
+	added := r.addHubLocked(hub)
+	r.mu.Unlock()
+	if added {
+		r.signal()
+	}
+	return added
+}
+
+// wantLocked records a subscription change for the flusher. r.mu must be
+// held.
+func (r *Redis) wantLocked(ch string, rt route, sub bool) {
+	if sub {
+		if _, ok := r.routes[ch]; !ok {
+			r.routes[ch] = rt
+		}
+	}
+	r.pending[ch] = sub
+	r.gen++
+}
+
+func (r *Redis) signal() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Subscribe implements Backplane. It does not block: the change is queued
+// and written with others in one SUBSCRIBE.
+func (r *Redis) Subscribe(hub string, kind Kind, name string) {
+	if r.closed.Load() {
+		return
+	}
+	r.ensureHub(hub)
+	ch := r.Channel(hub, kind, name)
+	r.mu.Lock()
+	r.wantLocked(ch, route{hub: hub, kind: chanKind(kind), name: name}, true)
+	r.mu.Unlock()
+	r.signal()
+}
+
+// Unsubscribe implements Backplane; like Subscribe it only queues the
+// change. A Subscribe and Unsubscribe of the same channel between two
+// flushes cancel out.
+func (r *Redis) Unsubscribe(hub string, kind Kind, name string) {
+	if r.closed.Load() || kind == All {
+		return // P:all stays subscribed
+	}
+	ch := r.Channel(hub, kind, name)
+	r.mu.Lock()
+	if _, ok := r.routes[ch]; ok {
+		r.wantLocked(ch, route{}, false)
+	}
+	r.mu.Unlock()
+	r.signal()
+}
+
+// waitFlushed waits until every subscription change queued before the call
+// has been written to Redis (not necessarily confirmed by it).
+func (r *Redis) waitFlushed(ctx context.Context) error {
+	r.mu.RLock()
+	gen := r.gen
+	r.mu.RUnlock()
+	return r.waitFor(ctx, func() (bool, chan struct{}) {
+		return r.doneGen >= gen, r.flushed
+	})
+}
+
+// confirm records Redis's confirmation of a (s)subscribe and wakes
+// WaitSubscribed callers.
+func (r *Redis) confirm(ch string) {
+	r.mu.Lock()
+	if rt, ok := r.routes[ch]; ok && !rt.confirmed {
+		rt.confirmed = true
+		r.routes[ch] = rt
+		close(r.confirmed)
+		r.confirmed = make(chan struct{})
+	}
+	r.mu.Unlock()
+}
+
+// WaitSubscribed waits until Redis has confirmed this node's subscription
+// to the channel of (hub, kind, name), so that a reply published to it from
+// now on is delivered. It returns at once if the node has not asked for
+// that subscription, and ctx's error on time-out.
+func (r *Redis) WaitSubscribed(ctx context.Context, hub string, kind Kind, name string) error {
+	ch := r.Channel(hub, kind, name)
+	return r.waitFor(ctx, func() (bool, chan struct{}) {
+		rt, ok := r.routes[ch]
+		return !ok || rt.confirmed, r.confirmed // not subscribed (nothing to wait for), or confirmed
+	})
+}
+
+// waitFor waits until cond reports done. cond is called with r.mu
+// read-locked and also returns the channel that is closed when its answer
+// may change. waitFor returns ctx's error when ctx ends first and ErrClosed
+// when the backplane is closed.
+func (r *Redis) waitFor(ctx context.Context, cond func() (done bool, wake chan struct{})) error {
+	for {
+		r.mu.RLock()
+		done, wake := cond()
+		r.mu.RUnlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.stop:
+			return ErrClosed
+		}
+	}
+}
+
+// flusher writes queued subscription changes: everything queued while the
+// previous batch was being written goes out in one command per slot.
+func (r *Redis) flusher() {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-r.kick:
+		case <-r.stop:
+			return
+		}
+		r.flush()
+	}
+}
+
+func (r *Redis) flush() {
+	r.mu.Lock()
+	gen := r.gen
+	var subs, unsubs []string
+	for ch, want := range r.pending {
+		_, isActive := r.active[ch]
+		switch {
+		case want && !isActive:
+			subs = append(subs, ch)
+			r.active[ch] = struct{}{}
+		case !want && isActive:
+			unsubs = append(unsubs, ch)
+			delete(r.active, ch)
+			delete(r.routes, ch)
+		case !want:
+			delete(r.routes, ch)
+		}
+	}
+	clear(r.pending)
+	r.mu.Unlock()
+
+	r.m.subscriptions.Add(float64(len(subs) - len(unsubs)))
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.PublishTimeout)
+	if r.cluster {
+		bySlot := make(map[uint16][2][]string)
+		for _, ch := range subs {
+			s := hashSlot(ch)
+			e := bySlot[s]
+			e[0] = append(e[0], ch)
+			bySlot[s] = e
+		}
+		for _, ch := range unsubs {
+			s := hashSlot(ch)
+			e := bySlot[s]
+			e[1] = append(e[1], ch)
+			bySlot[s] = e
+		}
+		for slot, e := range bySlot {
+			r.apply(ctx, slot, e[0], e[1])
+		}
+	} else if len(subs)+len(unsubs) > 0 {
+		r.apply(ctx, 0, subs, unsubs)
+	}
+	cancel()
+
+	r.mu.Lock()
+	if gen > r.doneGen {
+		r.doneGen = gen
+	}
+	close(r.flushed)
+	r.flushed = make(chan struct{})
+	r.mu.Unlock()
+}
+
+// apply sends one batch of changes for one slot's subscriber, creating or
+// closing the subscriber as needed. Only the flusher calls it.
+func (r *Redis) apply(ctx context.Context, slot uint16, subs, unsubs []string) {
+	r.subMu.Lock()
+	s := r.subs[slot]
+	r.subMu.Unlock()
+	if s == nil {
+		if len(subs) == 0 {
+			return
+		}
+		s = r.newSubscriber(ctx, slot, subs)
+		r.subMu.Lock()
+		r.subs[slot] = s
+		r.subMu.Unlock()
+		return
+	}
+	s.nchan += len(subs) - len(unsubs)
+	if len(unsubs) > 0 {
+		r.m.subscribeCmds.Inc()
+		var err error
+		if r.cluster {
+			err = s.ps.SUnsubscribe(ctx, unsubs...)
+		} else {
+			err = s.ps.Unsubscribe(ctx, unsubs...)
+		}
+		if err != nil {
+			r.log.Debug("unsubscribe not written; the reconnect will not restore it", "channels", len(unsubs), "err", err)
+		}
+	}
+	if r.cluster && s.nchan <= 0 {
+		r.subMu.Lock()
+		delete(r.subs, slot)
+		r.subMu.Unlock()
+		s.close()
+		return
+	}
+	if len(subs) > 0 {
+		r.m.subscribeCmds.Inc()
+		if err := s.subscribe(ctx, subs); err != nil {
+			r.log.Debug("subscribe not written; the reconnect will restore it", "channels", len(subs), "err", err)
+		}
+	}
+}
