@@ -61,7 +61,6 @@ type RedisConfig struct {
 }
 
 const (
-	defaultAckTimeout     = DefaultAckTimeout
 	defaultPublishTimeout = 2 * time.Second
 	defaultHealthInterval = 2 * time.Second
 	defaultUpstreamMaxLen = 100_000
@@ -82,7 +81,7 @@ func (c RedisConfig) withDefaults() RedisConfig {
 		c.ServerName = defaultServerName()
 	}
 	if c.AckTimeout <= 0 {
-		c.AckTimeout = defaultAckTimeout
+		c.AckTimeout = DefaultAckTimeout
 	}
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = defaultPublishTimeout
@@ -418,22 +417,4 @@ func (r *Redis) Close() error {
 	clear(r.active)
 	r.mu.Unlock()
 	return r.client.Close()
-}
-
-// ParseHubPrefixes turns --hub flag values, NAME or NAME=PREFIX, into
-// RedisConfig.Hubs. NAME alone keeps the default prefix (the hub name).
-func ParseHubPrefixes(specs []string) (map[string]string, error) {
-	hubs := make(map[string]string, len(specs))
-	for _, spec := range specs {
-		name, prefix, _ := strings.Cut(spec, "=")
-		name, prefix = strings.TrimSpace(name), strings.TrimSpace(prefix)
-		if name == "" {
-			return nil, fmt.Errorf("backplane: hub %q: want NAME or NAME=PREFIX", spec)
-		}
-		if _, dup := hubs[name]; dup {
-			return nil, fmt.Errorf("backplane: hub %q given twice", name)
-		}
-		hubs[name] = prefix
-	}
-	return hubs, nil
 }

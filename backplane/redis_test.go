@@ -630,7 +630,7 @@ func TestRedisConfig(t *testing.T) {
 	}
 	defer bp.Close()
 	c := bp.cfg
-	if c.Addr != "127.0.0.1:6379" || c.AckTimeout != defaultAckTimeout || c.Logger == nil || c.ServerName == "" {
+	if c.Addr != "127.0.0.1:6379" || c.AckTimeout != DefaultAckTimeout || c.Logger == nil || c.ServerName == "" {
 		t.Errorf("defaults not applied: %+v", c)
 	}
 	for _, tc := range []struct {
@@ -813,17 +813,5 @@ func TestRedisCloseLeavesNoGoroutines(t *testing.T) {
 	}
 	if len(leaked) > 0 {
 		t.Errorf("%d goroutines outlive Close:\n\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-	}
-}
-
-func TestParseHubPrefixes(t *testing.T) {
-	got, err := ParseHubPrefixes([]string{"chat=MyApp.Hubs.ChatHub", "news"})
-	if err != nil || got["chat"] != "MyApp.Hubs.ChatHub" || got["news"] != "" || len(got) != 2 {
-		t.Errorf("ParseHubPrefixes = %v, %v", got, err)
-	}
-	for _, bad := range [][]string{{"=x"}, {""}, {"a", "a=b"}} {
-		if _, err := ParseHubPrefixes(bad); err == nil {
-			t.Errorf("ParseHubPrefixes(%q) accepted", bad)
-		}
 	}
 }

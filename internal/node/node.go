@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"time"
-
-	vmetrics "github.com/VictoriaMetrics/metrics"
 
 	"github.com/edgeplane/edgeplane/admin"
 	"github.com/edgeplane/edgeplane/backplane"
@@ -240,9 +237,6 @@ func (n *Node) registerMetrics() {
 		n.metrics.Register(m.Metrics())
 	}
 	n.metrics.RegisterWriter(fdMetrics)
-	// The Redis backplane's metrics still live in VictoriaMetrics' default
-	// set until it declares them on a set of its own.
-	n.metrics.RegisterWriter(metricset.Writer{Write: func(w io.Writer) { vmetrics.GetDefaultSet().WritePrometheus(w) }})
 }
 
 // Addr is the client address.
