@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/edgeplane/edgeplane/internal/wsframe"
 	"golang.org/x/sys/unix"
 )
 
@@ -201,7 +202,7 @@ func NewLoader(cfg LoaderConfig) (*Loader, error) {
 		l.src = append(l.src, a)
 	}
 	l.negReq = NegotiateRequest(l.host, cfg.hub())
-	l.pingMsg = AppendClientFrame(nil, opText, PingRecord)
+	l.pingMsg = wsframe.AppendClientFrame(nil, wsframe.OpText, PingRecord)
 	l.conns = make([]*cconn, cfg.Conns)
 	for i := range l.conns {
 		l.conns[i] = &cconn{idx: i, fd: -1}
@@ -574,7 +575,7 @@ func (l *Loader) onEvent(c *cconn, ev uint32) {
 			return
 		}
 		c.state = stHandshake
-		l.write(c, AppendClientFrame(nil, opText, HandshakeRequest))
+		l.write(c, wsframe.AppendClientFrame(nil, wsframe.OpText, HandshakeRequest))
 		if c.fd < 0 {
 			return
 		}
@@ -637,17 +638,17 @@ func (l *Loader) onNegotiate(c *cconn, eof bool) {
 
 func (l *Loader) onFrames(c *cconn, data []byte) {
 	for len(data) > 0 {
-		f, n, err := ParseFrame(data)
-		if errors.Is(err, ErrIncomplete) {
-			break
-		}
+		f, n, err := wsframe.ParseFrame(data, maxServerFrame)
 		if err != nil {
 			l.lost(c, "frame: "+err.Error())
 			return
 		}
+		if n == 0 {
+			break
+		}
 		data = data[n:]
 		switch f.Op {
-		case opText, opBin, opCont:
+		case wsframe.OpText, wsframe.OpBinary, wsframe.OpContinuation:
 			if !f.Fin || len(c.msg) > 0 {
 				c.msg = append(c.msg, f.Payload...)
 				if !f.Fin {
@@ -658,15 +659,15 @@ func (l *Loader) onFrames(c *cconn, data []byte) {
 			} else {
 				l.onMessage(c, f.Payload)
 			}
-		case opPing:
-			l.write(c, AppendClientFrame(nil, opPong, f.Payload))
-		case opPong:
-		case opClose:
+		case wsframe.OpPing:
+			l.write(c, wsframe.AppendClientFrame(nil, wsframe.OpPong, f.Payload))
+		case wsframe.OpPong:
+		case wsframe.OpClose:
 			code := 0
 			if len(f.Payload) >= 2 {
 				code = int(f.Payload[0])<<8 | int(f.Payload[1])
 			}
-			l.write(c, AppendClientFrame(nil, opClose, f.Payload[:min(2, len(f.Payload))]))
+			l.write(c, wsframe.AppendClientFrame(nil, wsframe.OpClose, f.Payload[:min(2, len(f.Payload))]))
 			l.lost(c, "close "+strconv.Itoa(code))
 			return
 		}

@@ -5,114 +5,13 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"math"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/gobwas/ws"
 )
 
 // Fuzz targets; seed corpora are the f.Add calls plus testdata/fuzz/<name>.
-// Run one with: go test -run XXX -fuzz FuzzFrameHeader -fuzztime 20s ./conn/
-
-func FuzzFrameHeader(f *testing.F) {
-	f.Add(rawHeader(0x81, true, 5, 7), int64(1<<20))
-	f.Add(rawHeader(0x82, true, 300, 16), int64(1<<20))
-	f.Add(rawHeader(0x81, true, 70000, 64), int64(1<<20))
-	f.Add(rawHeader(0x81, true, 1<<63, 64), int64(math.MaxInt64))
-	f.Add(rawHeader(0x89, true, 200, 16), int64(1<<20))
-	f.Add(rawHeader(0x09, true, 0, 7), int64(0))
-	f.Add(rawHeader(0xC1, true, 1, 7), int64(10))
-	f.Add(rawHeader(0x81, false, 1, 7), int64(10))
-	f.Add(rawHeader(0x8F, true, 1, 7), int64(10))
-	f.Add(rawHeader(0x88, true, 2, 7)[:5], int64(10))
-	f.Add([]byte{}, int64(0))
-	f.Add([]byte{0x81}, int64(-1))
-	f.Fuzz(func(t *testing.T, b []byte, max int64) {
-		h, n, err := parseFrameHeader(b, max)
-		if err != nil {
-			if n != 0 {
-				t.Fatalf("n = %d with error %v", n, err)
-			}
-			var pe *ProtocolError
-			if !errors.As(err, &pe) {
-				t.Fatalf("error %v is not a *ProtocolError", err)
-			}
-			switch pe.Code {
-			case CloseProtocolError:
-			case CloseTooBig:
-				if len(b) < 1 || b[0]&0x08 != 0 {
-					t.Fatalf("1009 for a control frame %x", b)
-				}
-			default:
-				t.Fatalf("unexpected close code %d", pe.Code)
-			}
-			return
-		}
-		// Bytes the header needs, from the first two bytes.
-		need := 2
-		if len(b) >= 2 {
-			need = 6
-			switch b[1] & 0x7F {
-			case 126:
-				need = 8
-			case 127:
-				need = 14
-			}
-		}
-		if n == 0 {
-			if len(b) >= need {
-				t.Fatalf("n = 0 and no error for %d bytes, a whole %d-byte header: %x", len(b), need, b)
-			}
-			return
-		}
-		if n != need || n > len(b) {
-			t.Fatalf("n = %d, want %d (input %d bytes)", n, need, len(b))
-		}
-		// The header agrees with the bytes.
-		if b[0]&0x70 != 0 || b[1]&0x80 == 0 {
-			t.Fatalf("accepted RSV bits or an unmasked frame: %x", b[:n])
-		}
-		if h.fin != (b[0]&0x80 != 0) || h.op != b[0]&0x0F || !h.masked || !bytes.Equal(h.mask[:], b[n-4:n]) {
-			t.Fatalf("header %+v disagrees with %x", h, b[:n])
-		}
-		var length uint64
-		switch n {
-		case 6:
-			length = uint64(b[1] & 0x7F)
-		case 8:
-			length = uint64(binary.BigEndian.Uint16(b[2:4]))
-		case 14:
-			length = binary.BigEndian.Uint64(b[2:10])
-		}
-		if length > math.MaxInt64 || h.length != int64(length) {
-			t.Fatalf("length %d, bytes say %d", h.length, length)
-		}
-		switch h.op {
-		case opContinuation, opText, opBinary:
-			if h.length > max {
-				t.Fatalf("data frame of %d bytes over max %d accepted", h.length, max)
-			}
-		case opClose, opPing, opPong:
-			if !h.fin || h.length > 125 {
-				t.Fatalf("bad control frame accepted: %+v", h)
-			}
-		default:
-			t.Fatalf("opcode %d accepted", h.op)
-		}
-		gh, gerr := ws.ReadHeader(bytes.NewReader(b[:n]))
-		if gerr != nil || gh.Fin != h.fin || byte(gh.OpCode) != h.op || gh.Length != h.length || gh.Mask != h.mask {
-			t.Fatalf("ws.ReadHeader disagrees: %+v %v, ours %+v", gh, gerr, h)
-		}
-		// Every prefix of an accepted header means "need more bytes".
-		for k := 0; k < n; k++ {
-			if _, pn, perr := parseFrameHeader(b[:k], max); pn != 0 || perr != nil {
-				t.Fatalf("prefix %d of an accepted header: n=%d err=%v", k, pn, perr)
-			}
-		}
-	})
-}
+// Run one with: go test -run XXX -fuzz FuzzTokenVerify -fuzztime 20s ./conn/
 
 func FuzzSplitRecords(f *testing.F) {
 	for _, s := range []string{
