@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/edgeplane/edgeplane/internal/hubproto"
 	"github.com/edgeplane/edgeplane/internal/wsframe"
 	"golang.org/x/sys/unix"
 )
@@ -202,7 +203,7 @@ func NewLoader(cfg LoaderConfig) (*Loader, error) {
 		l.src = append(l.src, a)
 	}
 	l.negReq = NegotiateRequest(l.host, cfg.hub())
-	l.pingMsg = wsframe.AppendClientFrame(nil, wsframe.OpText, PingRecord)
+	l.pingMsg = wsframe.AppendClientFrame(nil, wsframe.OpText, hubproto.JSON.Ping())
 	l.conns = make([]*cconn, cfg.Conns)
 	for i := range l.conns {
 		l.conns[i] = &cconn{idx: i, fd: -1}
@@ -575,7 +576,7 @@ func (l *Loader) onEvent(c *cconn, ev uint32) {
 			return
 		}
 		c.state = stHandshake
-		l.write(c, wsframe.AppendClientFrame(nil, wsframe.OpText, HandshakeRequest))
+		l.write(c, wsframe.AppendClientFrame(nil, wsframe.OpText, handshakeRequest))
 		if c.fd < 0 {
 			return
 		}
@@ -686,15 +687,15 @@ func (l *Loader) onFrames(c *cconn, data []byte) {
 }
 
 func (l *Loader) onMessage(c *cconn, payload []byte) {
-	SplitRecords(payload, func(rec []byte) {
+	_ = hubproto.JSON.Split(payload, func(rec []byte) error {
 		if c.fd < 0 {
-			return
+			return nil
 		}
 		now := time.Now().UnixNano()
 		if c.state == stHandshake {
-			if RecordType(rec) != 0 || len(rec) > 2 && string(rec[:8]) == `{"error"` {
+			if hubproto.JSON.PeekType(rec) != 0 || len(rec) > 2 && string(rec[:8]) == `{"error"` {
 				l.fail(c, "handshake: "+string(rec))
-				return
+				return nil
 			}
 			c.state = stOpen
 			l.inFlight--
@@ -703,12 +704,12 @@ func (l *Loader) onMessage(c *cconn, payload []byte) {
 			l.st.LastOpenNano = now
 			l.handsh.Record(time.Duration(now - c.attemptStart))
 			l.connect.Record(time.Duration(now - c.firstStart))
-			return
+			return nil
 		}
-		switch RecordType(rec) {
-		case 6:
+		switch hubproto.JSON.PeekType(rec) {
+		case hubproto.TypePing:
 			l.st.Pings++
-		case 1:
+		case hubproto.TypeInvocation:
 			l.st.Deliveries++
 			if seq, sent, ok := BenchArgs(rec); ok && seq >= 0 && seq < 1<<20 {
 				l.latency.Record(time.Duration(now - sent))
@@ -719,8 +720,9 @@ func (l *Loader) onMessage(c *cconn, payload []byte) {
 				l.seqLast[seq] = now
 				l.seqCount[seq]++
 			}
-		case 7:
+		case hubproto.TypeClose:
 			l.lost(c, "signalr close")
 		}
+		return nil
 	})
 }

@@ -7,14 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/edgeplane/edgeplane/internal/hubproto"
 )
 
-// Protocol primitives of the load client: HTTP requests, SignalR record
-// framing. WebSocket frames are internal/wsframe's (masked client frames,
-// whole server frames).
-
-// RecordSep ends every SignalR JSON record.
-const RecordSep = 0x1e
+// Protocol helpers of the load client: HTTP requests, and the bench's own
+// arguments. WebSocket frames are internal/wsframe's, SignalR records
+// internal/hubproto's.
 
 // maxServerFrame bounds a server frame the load client accepts.
 const maxServerFrame = 64 << 20
@@ -29,11 +28,8 @@ var (
 	ErrOverCapacity = errors.New("bench: server over capacity (503)")
 )
 
-// HandshakeRequest is the JSON hub protocol handshake record.
-var HandshakeRequest = []byte("{\"protocol\":\"json\",\"version\":1}\x1e")
-
-// PingRecord is the SignalR ping record.
-var PingRecord = []byte("{\"type\":6}\x1e")
+// handshakeRequest is the JSON hub protocol handshake the loader sends.
+var handshakeRequest = hubproto.AppendHandshakeRequest(nil, hubproto.JSON)
 
 // NegotiateRequest builds the POST /{hub}/negotiate request.
 func NegotiateRequest(host, hub string) []byte {
@@ -103,38 +99,6 @@ func ParseResponseHead(b []byte) (HTTPResponse, error) {
 		}
 	}
 	return r, nil
-}
-
-// SplitRecords calls fn for each complete 0x1e-terminated record in b (the
-// separator excluded) and returns the bytes of a trailing partial record.
-func SplitRecords(b []byte, fn func(rec []byte)) (rest []byte) {
-	for {
-		i := bytes.IndexByte(b, RecordSep)
-		if i < 0 {
-			return b
-		}
-		fn(b[:i])
-		b = b[i+1:]
-	}
-}
-
-// RecordType returns the SignalR message type of a JSON record (0 when the
-// record has no "type", as the handshake response does).
-func RecordType(rec []byte) int {
-	i := bytes.Index(rec, []byte(`"type"`))
-	if i < 0 {
-		return 0
-	}
-	j := i + len(`"type"`)
-	for j < len(rec) && (rec[j] == ' ' || rec[j] == ':') {
-		j++
-	}
-	t := 0
-	for j < len(rec) && rec[j] >= '0' && rec[j] <= '9' {
-		t = t*10 + int(rec[j]-'0')
-		j++
-	}
-	return t
 }
 
 // BenchArgs extracts the first two integers of "arguments": the sequence

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/edgeplane/edgeplane/internal/hubproto"
 )
 
 func TestParseResponseHead(t *testing.T) {
@@ -52,7 +54,7 @@ func TestInvocationArgs(t *testing.T) {
 			t.Fatalf("size %d: record is %d bytes", size, len(rec))
 		}
 		seq, ts, ok := BenchArgs([]byte(rec))
-		if !ok || seq != 7 || ts != 1234567890123 || RecordType([]byte(rec)) != 1 {
+		if !ok || seq != 7 || ts != 1234567890123 || hubproto.JSON.PeekType([]byte(rec)) != hubproto.TypeInvocation {
 			t.Fatalf("size %d: BenchArgs = %d %d %v", size, seq, ts, ok)
 		}
 	}

@@ -1,7 +1,6 @@
 package conn
 
 import (
-	"bytes"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/fanout"
+	"github.com/edgeplane/edgeplane/internal/hubproto"
 	"github.com/edgeplane/edgeplane/internal/wsframe"
 	"github.com/edgeplane/edgeplane/poller"
 )
@@ -233,30 +233,17 @@ func (c *Conn) onMessage(op wsframe.OpCode, msg []byte) error {
 		return wsframe.ErrInvalidUTF8
 	}
 	if c.state.Load() == stHandshake {
-		i := indexRS(msg)
-		if i < 0 {
-			c.handshakeFailed("Handshake request is not terminated by 0x1e.")
-			return nil
-		}
-		if e := parseHandshake(msg[:i]); e != "" {
-			c.handshakeFailed(e)
+		_, rest, err := hubproto.ParseHandshake(msg)
+		if err != nil {
+			c.handshakeFailed(err.Error())
 			return nil
 		}
 		if !c.register() {
 			return nil
 		}
-		msg = msg[i+1:]
+		msg = rest
 	}
-	return splitRecords(msg, c.onRecord)
-}
-
-func indexRS(b []byte) int {
-	for i, x := range b {
-		if x == RecordSeparator {
-			return i
-		}
-	}
-	return -1
+	return hubproto.JSON.Split(msg, c.onRecord)
 }
 
 // register completes the SignalR handshake: the connection joins its hub.
@@ -274,7 +261,7 @@ func (c *Conn) register() bool {
 		return false
 	}
 	c.flags.Or(flRegistered)
-	c.send(wsframe.TextFrame(handshakeOK))
+	c.send(handshakeOKFrame)
 	if up := c.srv.cfg.Upstream; up != nil {
 		if err := up.Send(&backplane.Event{Kind: backplane.EventConnected, Hub: c.hub.Name(), ConnID: c.entry.ID(), UserID: c.entry.User()}); err != nil {
 			c.srv.M.upstreamErr.Inc()
@@ -284,7 +271,7 @@ func (c *Conn) register() bool {
 }
 
 func (c *Conn) handshakeFailed(msg string) {
-	final := wsframe.TextFrame(handshakeErrorRecord(msg))
+	final := wsframe.TextFrame(hubproto.AppendHandshakeError(nil, msg))
 	final = wsframe.AppendCloseFrame(final, CloseProtocolError, "handshake failed")
 	c.shutdown(reasonHandshakeError, final)
 }
@@ -295,26 +282,26 @@ func (c *Conn) onRecord(rec []byte) error {
 	if !c.rate.allow(int32(c.srv.wheel.Now()), c.srv.cfg.MaxMessageRate) {
 		return protoErr(ClosePolicyViolation, "message rate limit exceeded")
 	}
-	if bytes.Equal(rec, pingRecord[:len(pingRecord)-1]) {
+	if hubproto.JSON.IsPing(rec) {
 		return nil // keep-alive Ping, the most common record: no JSON decode
 	}
-	m, err := parseHubMessage(rec)
+	m, err := hubproto.JSON.Parse(rec)
 	if err != nil {
 		return err
 	}
 	switch m.Type {
-	case msgInvocation, msgStreamInvocation:
+	case hubproto.TypeInvocation, hubproto.TypeStreamInvocation:
 		c.invoke(&m)
-	case msgClose:
+	case hubproto.TypeClose:
 		c.shutdown(reasonClientClose, wsframe.CompiledCloseNormal)
-	case msgPing, msgCompletion, msgStreamItem, msgCancelInvocation, msgAck, msgSequence:
+	case hubproto.TypePing, hubproto.TypeCompletion, hubproto.TypeStreamItem, hubproto.TypeCancelInvocation, hubproto.TypeAck, hubproto.TypeSequence:
 		// Ping only refreshes lastRead (done in OnData); the others have no
 		// server-side meaning without an upstream that supports them.
 	}
 	return nil
 }
 
-func (c *Conn) invoke(m *hubMessage) {
+func (c *Conn) invoke(m *hubproto.Message) {
 	up := c.srv.cfg.Upstream
 	var err error
 	if up == nil {
@@ -333,7 +320,7 @@ func (c *Conn) invoke(m *hubMessage) {
 	}
 	c.srv.M.dropped.Inc()
 	if m.InvocationID != "" {
-		c.send(wsframe.TextFrame(completionErrorRecord(m.InvocationID, err.Error())))
+		c.send(wsframe.TextFrame(hubproto.JSON.AppendCompletionError(nil, m.InvocationID, err.Error())))
 	}
 }
 
@@ -363,7 +350,7 @@ func (c *Conn) closeWith(reason string, code CloseCode, msg string, allowReconne
 	var final []byte
 	switch c.state.Load() {
 	case stOpen:
-		final = wsframe.TextFrame(closeRecord(msg, allowReconnect))
+		final = wsframe.TextFrame(hubproto.JSON.AppendClose(nil, msg, allowReconnect))
 		fallthrough
 	case stHandshake:
 		final = wsframe.AppendCloseFrame(final, code, msg)
@@ -499,4 +486,8 @@ func (c *Conn) tick(now int64) int64 {
 	return min(lr+s.timeoutSec, lw+s.keepAliveSec)
 }
 
-var pingFrame = wsframe.TextFrame(pingRecord)
+// Frames of the canned records, encoded once.
+var (
+	pingFrame        = wsframe.TextFrame(hubproto.JSON.Ping())
+	handshakeOKFrame = wsframe.TextFrame(hubproto.HandshakeOK)
+)
