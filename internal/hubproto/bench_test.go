@@ -7,27 +7,23 @@ var (
 	sinkMsg   Message
 )
 
-func BenchmarkParseInvocation(b *testing.B) {
-	rec := []byte(`{"type":1,"invocationId":"7","target":"Send","arguments":["alice","hello world"]}`)
-	b.ReportAllocs()
-	for b.Loop() {
-		m, err := JSON.Parse(rec)
-		if err != nil {
-			b.Fatal(err)
-		}
-		sinkMsg = m
-	}
-}
-
-func BenchmarkParseNonBlocking(b *testing.B) {
-	rec := []byte(`{"type":1,"target":"Send","arguments":["alice","hello world"]}`)
-	b.ReportAllocs()
-	for b.Loop() {
-		m, err := JSON.Parse(rec)
-		if err != nil {
-			b.Fatal(err)
-		}
-		sinkMsg = m
+func BenchmarkParse(b *testing.B) {
+	for _, bc := range []struct{ name, rec string }{
+		{"invocation", `{"type":1,"invocationId":"7","target":"Send","arguments":["alice","hello world"]}`},
+		{"non-blocking", `{"type":1,"target":"Send","arguments":["alice","hello world"]}`},
+		{"close", `{"type":7}`},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			rec := []byte(bc.rec)
+			b.ReportAllocs()
+			for b.Loop() {
+				m, err := JSON.Parse(rec)
+				if err != nil {
+					b.Fatal(err)
+				}
+				sinkMsg = m
+			}
+		})
 	}
 }
 
