@@ -31,10 +31,6 @@ type Header struct {
 	Length int64
 }
 
-// MaxHeaderSize is the size of the largest frame header: 2 bytes, 8 of
-// extended length and a 4-byte mask key.
-const MaxHeaderSize = 14
-
 // ParseHeader parses a client-to-server frame header from b without
 // blocking. It returns the header and its size, n == 0 if b does not yet
 // hold a whole header, or one of the *ProtocolError sentinels for a frame
