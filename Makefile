@@ -65,8 +65,12 @@ bench-smoke:
 	$(GO) test -run '^$$' -bench '^Benchmark(Send|Broadcast)$$' -benchtime 20x ./poller/
 
 fuzz:
-	@for t in FuzzFrameHeader FuzzSplitRecords FuzzHandshake FuzzTokenVerify FuzzClientBytes; do \
+	@for t in FuzzTokenVerify FuzzClientBytes; do \
 	  echo "== conn $$t ($(FUZZTIME))"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./conn/ || exit 1; done
+	@for t in FuzzSplitRecords FuzzHandshake FuzzAppendersMatchEncodingJSON; do \
+	  echo "== hubproto $$t ($(FUZZTIME))"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/hubproto/ || exit 1; done
+	@for t in FuzzFrameHeader FuzzFrameRoundTrip; do \
+	  echo "== wsframe $$t ($(FUZZTIME))"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/wsframe/ || exit 1; done
 	@echo "== auth FuzzVerify"; $(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./internal/auth/
 	@for t in $$($(GO) test -list '^Fuzz' ./backplane/wire/ | grep '^Fuzz'); do \
 	  echo "== wire $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./backplane/wire/ || exit 1; done

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/edgeplane/edgeplane/backplane"
-	"github.com/edgeplane/edgeplane/conn"
 	"github.com/edgeplane/edgeplane/fanout"
 	"github.com/edgeplane/edgeplane/internal/auth"
+	"github.com/edgeplane/edgeplane/internal/hubproto"
 	"github.com/edgeplane/edgeplane/internal/metricset"
 )
 
@@ -171,7 +171,7 @@ func (h *Handler) send(kind backplane.Kind, nameVar string) func(http.ResponseWr
 			apiError(w, http.StatusBadRequest, "invalid body: arguments must be a JSON array")
 			return
 		}
-		rec, err := conn.InvocationRecord(body.Target, body.Arguments)
+		rec, err := hubproto.JSON.AppendInvocation(nil, "", body.Target, body.Arguments)
 		if err != nil {
 			apiError(w, http.StatusBadRequest, err.Error())
 			return

@@ -23,6 +23,8 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/gorilla/websocket"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/edgeplane/edgeplane/internal/hubproto"
 )
 
 // BaselineConfig configures the baseline server.
@@ -69,8 +71,6 @@ type bconn struct {
 	send chan []byte
 	once sync.Once
 }
-
-var handshakeOK = []byte("{}\x1e")
 
 // NewBaseline creates a baseline server; Serve runs it.
 func NewBaseline(cfg BaselineConfig) *Baseline {
@@ -228,7 +228,7 @@ func (b *Baseline) readPump(c *bconn) {
 	b.conns[c.id] = c
 	b.mu.Unlock()
 	b.open.Add(1)
-	c.send <- handshakeOK
+	c.send <- hubproto.HandshakeOK
 	for {
 		c.ws.SetReadDeadline(time.Now().Add(30 * time.Second))
 		if _, _, err := c.ws.ReadMessage(); err != nil {
@@ -272,7 +272,7 @@ func (c *bconn) writePump() {
 			}
 		case <-ticker.C:
 			c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if err := c.ws.WriteMessage(websocket.TextMessage, PingRecord); err != nil {
+			if err := c.ws.WriteMessage(websocket.TextMessage, hubproto.JSON.Ping()); err != nil {
 				return
 			}
 		}
@@ -344,7 +344,7 @@ func (b *Baseline) restSend(w http.ResponseWriter, r *http.Request) {
 	rec = append(rec, tj...)
 	rec = append(rec, `,"arguments":`...)
 	rec = append(rec, args...)
-	rec = append(rec, '}', RecordSep)
+	rec = append(rec, '}', hubproto.RecordSeparator)
 	group := r.PathValue("group")
 	if b.rdb != nil {
 		ch := b.cfg.Hub + ":all"

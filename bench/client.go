@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/edgeplane/edgeplane/internal/hubproto"
+	"github.com/edgeplane/edgeplane/internal/wsframe"
 	"golang.org/x/sys/unix"
 )
 
@@ -201,7 +203,7 @@ func NewLoader(cfg LoaderConfig) (*Loader, error) {
 		l.src = append(l.src, a)
 	}
 	l.negReq = NegotiateRequest(l.host, cfg.hub())
-	l.pingMsg = AppendClientFrame(nil, opText, PingRecord)
+	l.pingMsg = wsframe.AppendClientFrame(nil, wsframe.OpText, hubproto.JSON.Ping())
 	l.conns = make([]*cconn, cfg.Conns)
 	for i := range l.conns {
 		l.conns[i] = &cconn{idx: i, fd: -1}
@@ -574,7 +576,7 @@ func (l *Loader) onEvent(c *cconn, ev uint32) {
 			return
 		}
 		c.state = stHandshake
-		l.write(c, AppendClientFrame(nil, opText, HandshakeRequest))
+		l.write(c, wsframe.AppendClientFrame(nil, wsframe.OpText, handshakeRequest))
 		if c.fd < 0 {
 			return
 		}
@@ -637,17 +639,17 @@ func (l *Loader) onNegotiate(c *cconn, eof bool) {
 
 func (l *Loader) onFrames(c *cconn, data []byte) {
 	for len(data) > 0 {
-		f, n, err := ParseFrame(data)
-		if errors.Is(err, ErrIncomplete) {
-			break
-		}
+		f, n, err := wsframe.ParseFrame(data, maxServerFrame)
 		if err != nil {
 			l.lost(c, "frame: "+err.Error())
 			return
 		}
+		if n == 0 {
+			break
+		}
 		data = data[n:]
 		switch f.Op {
-		case opText, opBin, opCont:
+		case wsframe.OpText, wsframe.OpBinary, wsframe.OpContinuation:
 			if !f.Fin || len(c.msg) > 0 {
 				c.msg = append(c.msg, f.Payload...)
 				if !f.Fin {
@@ -658,15 +660,15 @@ func (l *Loader) onFrames(c *cconn, data []byte) {
 			} else {
 				l.onMessage(c, f.Payload)
 			}
-		case opPing:
-			l.write(c, AppendClientFrame(nil, opPong, f.Payload))
-		case opPong:
-		case opClose:
+		case wsframe.OpPing:
+			l.write(c, wsframe.AppendClientFrame(nil, wsframe.OpPong, f.Payload))
+		case wsframe.OpPong:
+		case wsframe.OpClose:
 			code := 0
 			if len(f.Payload) >= 2 {
 				code = int(f.Payload[0])<<8 | int(f.Payload[1])
 			}
-			l.write(c, AppendClientFrame(nil, opClose, f.Payload[:min(2, len(f.Payload))]))
+			l.write(c, wsframe.AppendClientFrame(nil, wsframe.OpClose, f.Payload[:min(2, len(f.Payload))]))
 			l.lost(c, "close "+strconv.Itoa(code))
 			return
 		}
@@ -685,15 +687,15 @@ func (l *Loader) onFrames(c *cconn, data []byte) {
 }
 
 func (l *Loader) onMessage(c *cconn, payload []byte) {
-	SplitRecords(payload, func(rec []byte) {
+	_ = hubproto.JSON.Split(payload, func(rec []byte) error {
 		if c.fd < 0 {
-			return
+			return nil
 		}
 		now := time.Now().UnixNano()
 		if c.state == stHandshake {
-			if RecordType(rec) != 0 || len(rec) > 2 && string(rec[:8]) == `{"error"` {
+			if hubproto.JSON.PeekType(rec) != 0 || len(rec) > 2 && string(rec[:8]) == `{"error"` {
 				l.fail(c, "handshake: "+string(rec))
-				return
+				return nil
 			}
 			c.state = stOpen
 			l.inFlight--
@@ -702,12 +704,12 @@ func (l *Loader) onMessage(c *cconn, payload []byte) {
 			l.st.LastOpenNano = now
 			l.handsh.Record(time.Duration(now - c.attemptStart))
 			l.connect.Record(time.Duration(now - c.firstStart))
-			return
+			return nil
 		}
-		switch RecordType(rec) {
-		case 6:
+		switch hubproto.JSON.PeekType(rec) {
+		case hubproto.TypePing:
 			l.st.Pings++
-		case 1:
+		case hubproto.TypeInvocation:
 			l.st.Deliveries++
 			if seq, sent, ok := BenchArgs(rec); ok && seq >= 0 && seq < 1<<20 {
 				l.latency.Record(time.Duration(now - sent))
@@ -718,8 +720,9 @@ func (l *Loader) onMessage(c *cconn, payload []byte) {
 				l.seqLast[seq] = now
 				l.seqCount[seq]++
 			}
-		case 7:
+		case hubproto.TypeClose:
 			l.lost(c, "signalr close")
 		}
+		return nil
 	})
 }

@@ -4,27 +4,19 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/edgeplane/edgeplane/internal/hubproto"
 )
 
-// Protocol primitives of the load client: HTTP requests, WebSocket client
-// frames (masked) and server frames (unmasked), SignalR record framing.
+// Protocol helpers of the load client: HTTP requests, and the bench's own
+// arguments. WebSocket frames are internal/wsframe's, SignalR records
+// internal/hubproto's.
 
-// RecordSep ends every SignalR JSON record.
-const RecordSep = 0x1e
-
-// WebSocket opcodes.
-const (
-	opCont  = 0x0
-	opText  = 0x1
-	opBin   = 0x2
-	opClose = 0x8
-	opPing  = 0x9
-	opPong  = 0xA
-)
+// maxServerFrame bounds a server frame the load client accepts.
+const maxServerFrame = 64 << 20
 
 // Sentinel errors of the client-side protocol parsers.
 var (
@@ -36,11 +28,8 @@ var (
 	ErrOverCapacity = errors.New("bench: server over capacity (503)")
 )
 
-// HandshakeRequest is the JSON hub protocol handshake record.
-var HandshakeRequest = []byte("{\"protocol\":\"json\",\"version\":1}\x1e")
-
-// PingRecord is the SignalR ping record.
-var PingRecord = []byte("{\"type\":6}\x1e")
+// handshakeRequest is the JSON hub protocol handshake the loader sends.
+var handshakeRequest = hubproto.AppendHandshakeRequest(nil, hubproto.JSON)
 
 // NegotiateRequest builds the POST /{hub}/negotiate request.
 func NegotiateRequest(host, hub string) []byte {
@@ -110,122 +99,6 @@ func ParseResponseHead(b []byte) (HTTPResponse, error) {
 		}
 	}
 	return r, nil
-}
-
-// AppendClientFrame appends one masked, final client frame with the given
-// opcode and payload to dst.
-func AppendClientFrame(dst []byte, op byte, payload []byte) []byte {
-	dst = append(dst, 0x80|op)
-	n := len(payload)
-	switch {
-	case n < 126:
-		dst = append(dst, 0x80|byte(n))
-	case n <= 0xFFFF:
-		dst = append(dst, 0x80|126, byte(n>>8), byte(n))
-	default:
-		dst = append(dst, 0x80|127)
-		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
-	}
-	var mask [4]byte
-	_, _ = rand.Read(mask[:])
-	dst = append(dst, mask[:]...)
-	start := len(dst)
-	dst = append(dst, payload...)
-	for i := range payload {
-		dst[start+i] ^= mask[i&3]
-	}
-	return dst
-}
-
-// Frame is one parsed WebSocket frame; Payload aliases the input.
-type Frame struct {
-	Fin     bool
-	Op      byte
-	Payload []byte
-}
-
-// ParseFrame parses one frame from the start of b and returns it with the
-// number of bytes it took. It returns ErrIncomplete when b holds only part of
-// a frame. Masked frames (as a client would send) are unmasked in place.
-func ParseFrame(b []byte) (Frame, int, error) {
-	if len(b) < 2 {
-		return Frame{}, 0, ErrIncomplete
-	}
-	f := Frame{Fin: b[0]&0x80 != 0, Op: b[0] & 0x0F}
-	if b[0]&0x70 != 0 {
-		return f, 0, fmt.Errorf("%w: reserved bits set", ErrBadResponse)
-	}
-	masked := b[1]&0x80 != 0
-	n := uint64(b[1] & 0x7F)
-	h := 2
-	switch n {
-	case 126:
-		if len(b) < 4 {
-			return f, 0, ErrIncomplete
-		}
-		n = uint64(binary.BigEndian.Uint16(b[2:]))
-		h = 4
-	case 127:
-		if len(b) < 10 {
-			return f, 0, ErrIncomplete
-		}
-		n = binary.BigEndian.Uint64(b[2:])
-		h = 10
-	}
-	if n > 64<<20 {
-		return f, 0, fmt.Errorf("%w: frame of %d bytes", ErrBadResponse, n)
-	}
-	var mask []byte
-	if masked {
-		if len(b) < h+4 {
-			return f, 0, ErrIncomplete
-		}
-		mask = b[h : h+4]
-		h += 4
-	}
-	total := h + int(n)
-	if len(b) < total {
-		return f, 0, ErrIncomplete
-	}
-	f.Payload = b[h:total]
-	if masked {
-		for i := range f.Payload {
-			f.Payload[i] ^= mask[i&3]
-		}
-	}
-	return f, total, nil
-}
-
-// SplitRecords calls fn for each complete 0x1e-terminated record in b (the
-// separator excluded) and returns the bytes of a trailing partial record.
-func SplitRecords(b []byte, fn func(rec []byte)) (rest []byte) {
-	for {
-		i := bytes.IndexByte(b, RecordSep)
-		if i < 0 {
-			return b
-		}
-		fn(b[:i])
-		b = b[i+1:]
-	}
-}
-
-// RecordType returns the SignalR message type of a JSON record (0 when the
-// record has no "type", as the handshake response does).
-func RecordType(rec []byte) int {
-	i := bytes.Index(rec, []byte(`"type"`))
-	if i < 0 {
-		return 0
-	}
-	j := i + len(`"type"`)
-	for j < len(rec) && (rec[j] == ' ' || rec[j] == ':') {
-		j++
-	}
-	t := 0
-	for j < len(rec) && rec[j] >= '0' && rec[j] <= '9' {
-		t = t*10 + int(rec[j]-'0')
-		j++
-	}
-	return t
 }
 
 // BenchArgs extracts the first two integers of "arguments": the sequence

@@ -1,65 +1,13 @@
 package bench
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/edgeplane/edgeplane/internal/hubproto"
 )
-
-func TestClientFrameRoundTrip(t *testing.T) {
-	for _, n := range []int{0, 1, 125, 126, 127, 65535, 65536, 70000} {
-		payload := bytes.Repeat([]byte{'a'}, n)
-		for i := range payload {
-			payload[i] = byte(i)
-		}
-		frame := AppendClientFrame(nil, opText, payload)
-		if frame[1]&0x80 == 0 {
-			t.Fatalf("n=%d: client frame not masked", n)
-		}
-		if n > 8 && bytes.Contains(frame, payload[:8]) && n > 0 {
-			// masking must change the bytes (random mask of 0 is possible but vanishingly rare)
-			t.Logf("n=%d: payload prefix visible in masked frame", n)
-		}
-		f, used, err := ParseFrame(append([]byte(nil), frame...))
-		if err != nil {
-			t.Fatalf("n=%d: %v", n, err)
-		}
-		if used != len(frame) || !f.Fin || f.Op != opText || !bytes.Equal(f.Payload, payload) {
-			t.Fatalf("n=%d: used %d of %d, fin %v op %d, payload equal %v", n, used, len(frame), f.Fin, f.Op, bytes.Equal(f.Payload, payload))
-		}
-		for cut := 0; cut < len(frame); cut += 1 + len(frame)/7 {
-			if _, _, err := ParseFrame(append([]byte(nil), frame[:cut]...)); !errors.Is(err, ErrIncomplete) {
-				t.Fatalf("n=%d cut=%d: err %v, want ErrIncomplete", n, cut, err)
-			}
-		}
-	}
-}
-
-func TestParseServerFrames(t *testing.T) {
-	// Two unmasked server frames back to back: a text frame with two records,
-	// then a ping.
-	in := []byte{0x81, 0x16}
-	in = append(in, []byte("{\"type\":6}\x1e{\"type\":6}\x1e")...)
-	in = append(in, 0x89, 0x02, 'h', 'i')
-	f, n, err := ParseFrame(in)
-	if err != nil || f.Op != opText || n != 24 {
-		t.Fatalf("first frame: op %d n %d err %v", f.Op, n, err)
-	}
-	var recs []string
-	rest := SplitRecords(f.Payload, func(r []byte) { recs = append(recs, string(r)) })
-	if len(recs) != 2 || len(rest) != 0 || RecordType([]byte(recs[0])) != 6 {
-		t.Fatalf("records %q rest %q", recs, rest)
-	}
-	f, n2, err := ParseFrame(in[n:])
-	if err != nil || f.Op != opPing || string(f.Payload) != "hi" || n2 != 4 {
-		t.Fatalf("ping frame: op %d payload %q err %v", f.Op, f.Payload, err)
-	}
-	if _, _, err := ParseFrame([]byte{0xF1, 0x00}); !errors.Is(err, ErrBadResponse) {
-		t.Fatalf("reserved bits: err %v", err)
-	}
-}
 
 func TestParseResponseHead(t *testing.T) {
 	cases := []struct {
@@ -106,7 +54,7 @@ func TestInvocationArgs(t *testing.T) {
 			t.Fatalf("size %d: record is %d bytes", size, len(rec))
 		}
 		seq, ts, ok := BenchArgs([]byte(rec))
-		if !ok || seq != 7 || ts != 1234567890123 || RecordType([]byte(rec)) != 1 {
+		if !ok || seq != 7 || ts != 1234567890123 || hubproto.JSON.PeekType([]byte(rec)) != hubproto.TypeInvocation {
 			t.Fatalf("size %d: BenchArgs = %d %d %v", size, seq, ts, ok)
 		}
 	}

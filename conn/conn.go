@@ -1,7 +1,6 @@
 package conn
 
 import (
-	"bytes"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -9,6 +8,8 @@ import (
 
 	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/fanout"
+	"github.com/edgeplane/edgeplane/internal/hubproto"
+	"github.com/edgeplane/edgeplane/internal/wsframe"
 	"github.com/edgeplane/edgeplane/poller"
 )
 
@@ -79,7 +80,7 @@ func (c *Conn) slot() *uint8             { return &c.wslot }
 type connBufs struct {
 	pending []byte // partial frame or request (pooled)
 	frag    []byte // fragmented message being assembled (pooled)
-	fragOp  byte
+	fragOp  wsframe.OpCode
 }
 
 var connBufsPool = sync.Pool{New: func() any { return new(connBufs) }}
@@ -168,42 +169,42 @@ func (c *Conn) process(buf []byte) (int, error) {
 // handleFrame processes one complete frame at the start of b, or returns 0
 // if b does not hold one yet.
 func (c *Conn) handleFrame(b []byte) (int, error) {
-	h, hn, err := parseFrameHeader(b, int64(c.srv.cfg.MaxMessageBytes))
+	h, hn, err := wsframe.ParseHeader(b, int64(c.srv.cfg.MaxMessageBytes))
 	if err != nil || hn == 0 {
 		return 0, err
 	}
-	total := hn + int(h.length)
+	total := hn + int(h.Length)
 	if len(b) < total {
 		return 0, nil
 	}
 	payload := b[hn:total]
-	unmask(payload, h.mask)
-	switch h.op {
-	case opPing:
-		c.send(fanout.AppendFrame(nil, fanout.OpPong, payload))
-	case opPong:
-	case opClose:
+	wsframe.Unmask(payload, h.Mask)
+	switch h.Op {
+	case wsframe.OpPing:
+		c.send(wsframe.AppendFrame(nil, wsframe.OpPong, payload))
+	case wsframe.OpPong:
+	case wsframe.OpClose:
 		return total, c.onCloseFrame(payload)
-	case opText, opBinary:
+	case wsframe.OpText, wsframe.OpBinary:
 		if c.bufs != nil && c.bufs.frag != nil {
-			return 0, protoErr(CloseProtocolError, "new data frame inside a fragmented message")
+			return 0, wsframe.ErrUnexpectedData
 		}
-		if h.fin {
-			return total, c.onMessage(h.op, payload)
+		if h.Fin {
+			return total, c.onMessage(h.Op, payload)
 		}
 		b := c.buffers()
-		b.fragOp = h.op
+		b.fragOp = h.Op
 		b.frag = append(getBuf(len(payload)), payload...)
-	case opContinuation:
+	case wsframe.OpContinuation:
 		if c.bufs == nil || c.bufs.frag == nil {
-			return 0, protoErr(CloseProtocolError, "continuation frame without a message")
+			return 0, wsframe.ErrUnexpectedContinuation
 		}
 		b := c.bufs
 		if len(b.frag)+len(payload) > c.srv.cfg.MaxMessageBytes {
-			return 0, protoErr(CloseTooBig, "message too big")
+			return 0, wsframe.ErrTooBig
 		}
 		b.frag = appendPooled(b.frag, payload)
-		if h.fin {
+		if h.Fin {
 			msg := b.frag
 			err := c.onMessage(b.fragOp, msg)
 			putBuf(msg)
@@ -215,53 +216,34 @@ func (c *Conn) handleFrame(b []byte) (int, error) {
 }
 
 func (c *Conn) onCloseFrame(payload []byte) error {
-	code := CloseNormal
-	switch {
-	case len(payload) == 1:
-		return protoErr(CloseProtocolError, "invalid close frame")
-	case len(payload) >= 2:
-		code = CloseCode(uint16(payload[0])<<8 | uint16(payload[1]))
-		if !utf8.Valid(payload[2:]) {
-			return protoErr(CloseInvalidPayload, "invalid UTF-8 in close reason")
-		}
+	code, _, err := wsframe.ParseClosePayload(payload)
+	if err != nil {
+		return err
 	}
-	if code < 1000 || code == 1004 || code == 1005 || code == 1006 || (code > 1014 && code < 3000) || code >= 5000 {
-		return protoErr(CloseProtocolError, "invalid close code")
+	if code == wsframe.CloseNoStatus {
+		code = CloseNormal // an empty close frame is answered with 1000
 	}
-	c.shutdown(reasonClientClose, fanout.AppendFrame(nil, fanout.OpClose, closeFramePayload(code, "")))
+	c.shutdown(reasonClientClose, wsframe.AppendCloseFrame(nil, code, ""))
 	return nil
 }
 
 // onMessage handles one complete WebSocket data message.
-func (c *Conn) onMessage(op byte, msg []byte) error {
-	if op == opText && !utf8.Valid(msg) {
-		return protoErr(CloseInvalidPayload, "invalid UTF-8 in text message")
+func (c *Conn) onMessage(op wsframe.OpCode, msg []byte) error {
+	if op == wsframe.OpText && !utf8.Valid(msg) {
+		return wsframe.ErrInvalidUTF8
 	}
 	if c.state.Load() == stHandshake {
-		i := indexRS(msg)
-		if i < 0 {
-			c.handshakeFailed("Handshake request is not terminated by 0x1e.")
-			return nil
-		}
-		if e := parseHandshake(msg[:i]); e != "" {
-			c.handshakeFailed(e)
+		_, rest, err := hubproto.ParseHandshake(msg)
+		if err != nil {
+			c.handshakeFailed(err.Error())
 			return nil
 		}
 		if !c.register() {
 			return nil
 		}
-		msg = msg[i+1:]
+		msg = rest
 	}
-	return splitRecords(msg, c.onRecord)
-}
-
-func indexRS(b []byte) int {
-	for i, x := range b {
-		if x == RecordSeparator {
-			return i
-		}
-	}
-	return -1
+	return hubproto.JSON.Split(msg, c.onRecord)
 }
 
 // register completes the SignalR handshake: the connection joins its hub.
@@ -279,7 +261,7 @@ func (c *Conn) register() bool {
 		return false
 	}
 	c.flags.Or(flRegistered)
-	c.send(fanout.TextFrame(handshakeOK))
+	c.send(handshakeOKFrame)
 	if up := c.srv.cfg.Upstream; up != nil {
 		if err := up.Send(&backplane.Event{Kind: backplane.EventConnected, Hub: c.hub.Name(), ConnID: c.entry.ID(), UserID: c.entry.User()}); err != nil {
 			c.srv.M.upstreamErr.Inc()
@@ -289,8 +271,8 @@ func (c *Conn) register() bool {
 }
 
 func (c *Conn) handshakeFailed(msg string) {
-	final := fanout.TextFrame(handshakeErrorRecord(msg))
-	final = fanout.AppendFrame(final, fanout.OpClose, closeFramePayload(CloseProtocolError, "handshake failed"))
+	final := wsframe.TextFrame(hubproto.AppendHandshakeError(nil, msg))
+	final = wsframe.AppendCloseFrame(final, CloseProtocolError, "handshake failed")
 	c.shutdown(reasonHandshakeError, final)
 }
 
@@ -300,26 +282,26 @@ func (c *Conn) onRecord(rec []byte) error {
 	if !c.rate.allow(int32(c.srv.wheel.Now()), c.srv.cfg.MaxMessageRate) {
 		return protoErr(ClosePolicyViolation, "message rate limit exceeded")
 	}
-	if bytes.Equal(rec, pingRecord[:len(pingRecord)-1]) {
+	if hubproto.JSON.IsPing(rec) {
 		return nil // keep-alive Ping, the most common record: no JSON decode
 	}
-	m, err := parseHubMessage(rec)
+	m, err := hubproto.JSON.Parse(rec)
 	if err != nil {
 		return err
 	}
 	switch m.Type {
-	case msgInvocation, msgStreamInvocation:
+	case hubproto.TypeInvocation, hubproto.TypeStreamInvocation:
 		c.invoke(&m)
-	case msgClose:
-		c.shutdown(reasonClientClose, fanout.AppendFrame(nil, fanout.OpClose, closeFramePayload(CloseNormal, "")))
-	case msgPing, msgCompletion, msgStreamItem, msgCancelInvocation, msgAck, msgSequence:
+	case hubproto.TypeClose:
+		c.shutdown(reasonClientClose, wsframe.CompiledCloseNormal)
+	case hubproto.TypePing, hubproto.TypeCompletion, hubproto.TypeStreamItem, hubproto.TypeCancelInvocation, hubproto.TypeAck, hubproto.TypeSequence:
 		// Ping only refreshes lastRead (done in OnData); the others have no
 		// server-side meaning without an upstream that supports them.
 	}
 	return nil
 }
 
-func (c *Conn) invoke(m *hubMessage) {
+func (c *Conn) invoke(m *hubproto.Message) {
 	up := c.srv.cfg.Upstream
 	var err error
 	if up == nil {
@@ -338,7 +320,7 @@ func (c *Conn) invoke(m *hubMessage) {
 	}
 	c.srv.M.dropped.Inc()
 	if m.InvocationID != "" {
-		c.send(fanout.TextFrame(completionErrorRecord(m.InvocationID, err.Error())))
+		c.send(wsframe.TextFrame(hubproto.JSON.AppendCompletionError(nil, m.InvocationID, err.Error())))
 	}
 }
 
@@ -368,10 +350,10 @@ func (c *Conn) closeWith(reason string, code CloseCode, msg string, allowReconne
 	var final []byte
 	switch c.state.Load() {
 	case stOpen:
-		final = fanout.TextFrame(closeRecord(msg, allowReconnect))
+		final = wsframe.TextFrame(hubproto.JSON.AppendClose(nil, msg, allowReconnect))
 		fallthrough
 	case stHandshake:
-		final = fanout.AppendFrame(final, fanout.OpClose, closeFramePayload(code, msg))
+		final = wsframe.AppendCloseFrame(final, code, msg)
 	}
 	c.shutdown(reason, final)
 }
@@ -504,4 +486,8 @@ func (c *Conn) tick(now int64) int64 {
 	return min(lr+s.timeoutSec, lw+s.keepAliveSec)
 }
 
-var pingFrame = fanout.TextFrame(pingRecord)
+// Frames of the canned records, encoded once.
+var (
+	pingFrame        = wsframe.TextFrame(hubproto.JSON.Ping())
+	handshakeOKFrame = wsframe.TextFrame(hubproto.HandshakeOK)
+)

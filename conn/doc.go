@@ -4,7 +4,9 @@
 // through github.com/gobwas/ws), WebSocket frames parsed without blocking
 // (a partial frame is kept aside in a pooled buffer until the rest
 // arrives), and the SignalR JSON hub protocol (handshake, records split on
-// 0x1e, Ping, Close, invocations to an Upstream).
+// 0x1e, Ping, Close, invocations to an Upstream). The wire formats are
+// internal/wsframe's (RFC 6455) and internal/hubproto's (SignalR); conn
+// keeps the policy: states, limits, keep-alive and why a connection closes.
 //
 // Deadlines (handshake 15 s, keep-alive Ping after 15 s of outbound
 // silence, client time-out after 30 s of inbound silence) run on one

@@ -2,7 +2,8 @@ package conn
 
 import (
 	"errors"
-	"fmt"
+
+	"github.com/edgeplane/edgeplane/internal/wsframe"
 )
 
 // Sentinel errors, grouped by what the caller can do about them.
@@ -21,32 +22,25 @@ var (
 )
 
 // CloseCode is a WebSocket close status code.
-type CloseCode uint16
+type CloseCode = wsframe.CloseCode
 
 // Close codes edgeplane sends (RFC 6455 §7.4.1).
 const (
-	CloseNormal          CloseCode = 1000
-	CloseGoingAway       CloseCode = 1001
-	CloseProtocolError   CloseCode = 1002
-	CloseUnsupported     CloseCode = 1003
-	CloseInvalidPayload  CloseCode = 1007 // e.g. invalid UTF-8 in a text frame
-	ClosePolicyViolation CloseCode = 1008
-	CloseTooBig          CloseCode = 1009
-	CloseInternalError   CloseCode = 1011
-	CloseServiceRestart  CloseCode = 1012
-	CloseTryAgainLater   CloseCode = 1013
+	CloseNormal          = wsframe.CloseNormal
+	CloseGoingAway       = wsframe.CloseGoingAway
+	CloseProtocolError   = wsframe.CloseProtocolError
+	CloseUnsupported     = wsframe.CloseUnsupported
+	CloseInvalidPayload  = wsframe.CloseInvalidPayload // e.g. invalid UTF-8 in a text frame
+	ClosePolicyViolation = wsframe.ClosePolicyViolation
+	CloseTooBig          = wsframe.CloseTooBig
+	CloseInternalError   = wsframe.CloseInternalError
+	CloseServiceRestart  = wsframe.CloseServiceRestart
+	CloseTryAgainLater   = wsframe.CloseTryAgainLater
 )
 
 // ProtocolError is a WebSocket-level violation by the peer; it carries the
 // close code chosen where it was detected.
-type ProtocolError struct {
-	Code   CloseCode
-	Reason string
-}
-
-func (e *ProtocolError) Error() string {
-	return fmt.Sprintf("websocket protocol error %d: %s", e.Code, e.Reason)
-}
+type ProtocolError = wsframe.ProtocolError
 
 func protoErr(code CloseCode, reason string) *ProtocolError {
 	return &ProtocolError{Code: code, Reason: reason}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/edgeplane/edgeplane/backplane"
+	"github.com/edgeplane/edgeplane/internal/wsframe"
 )
 
 type recMember struct {
@@ -44,30 +45,6 @@ func (s *recSub) Unsubscribe(hub string, k backplane.Kind, name string) {
 	s.mu.Lock()
 	s.ops = append(s.ops, fmt.Sprintf("-%s:%s:%s", hub, k, name))
 	s.mu.Unlock()
-}
-
-func TestTextFrameHeaderSizes(t *testing.T) {
-	for _, n := range []int{0, 1, 125, 126, 65535, 65536} {
-		f := TextFrame(make([]byte, n))
-		if f[0] != 0x81 {
-			t.Fatalf("n=%d: first byte %#x", n, f[0])
-		}
-		var got, hl int
-		switch f[1] {
-		case 126:
-			got, hl = int(f[2])<<8|int(f[3]), 4
-		case 127:
-			for i := 2; i < 10; i++ {
-				got = got<<8 | int(f[i])
-			}
-			hl = 10
-		default:
-			got, hl = int(f[1]), 2
-		}
-		if got != n || len(f) != hl+n {
-			t.Fatalf("n=%d: header says %d, frame len %d (hdr %d)", n, got, len(f), hl)
-		}
-	}
 }
 
 func TestTargeting(t *testing.T) {
@@ -172,7 +149,7 @@ func TestConcurrentChurnAndDelivery(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		p := TextFrame([]byte("x\x1e"))
+		p := wsframe.TextFrame([]byte("x\x1e"))
 		for {
 			select {
 			case <-stop:

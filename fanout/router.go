@@ -6,6 +6,7 @@ import (
 
 	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/internal/metricset"
+	"github.com/edgeplane/edgeplane/internal/wsframe"
 )
 
 // Router holds the hubs of a node and is the backplane's Receiver: each
@@ -59,7 +60,7 @@ func (r *Router) Deliver(m *backplane.Message) {
 	if h == nil || len(m.Payload) == 0 {
 		return
 	}
-	h.Deliver(m.Kind, m.Name, m.Excluded, TextFrame(m.Payload))
+	h.Deliver(m.Kind, m.Name, m.Excluded, wsframe.TextFrame(m.Payload))
 }
 
 // ApplyGroup implements backplane.Receiver.

@@ -1,0 +1,51 @@
+// Package hubproto holds the SignalR hub protocol primitives: the
+// handshake (always JSON text ended by 0x1e, whatever the protocol), the
+// message types, and per protocol the framing of records inside a
+// WebSocket message, the parse of a client record and the encoding of
+// each message a server writes. It has no connection state and makes no
+// policy decisions (limits, keep-alive, when to close): that is conn/'s.
+//
+// A Protocol is one encoding. JSON is implemented; MessagePack (binary
+// frames, VarInt length-prefixed records, msgpack arrays) is meant to be a
+// second implementation of the same interface, added to the table Lookup
+// reads, with no change to callers but the choice of frame type
+// (Protocol.Binary; wsframe.TextFrame or wsframe.BinaryFrame).
+//
+//	h, rest, err := hubproto.ParseHandshake(msg)
+//	if err != nil {
+//		resp := hubproto.AppendHandshakeError(nil, err.Error()) // ASP.NET's words
+//	}
+//	send(hubproto.HandshakeOK)
+//	err = hubproto.JSON.Split(rest, func(rec []byte) error {
+//		if hubproto.JSON.IsPing(rec) {
+//			return nil // the most frequent record, not decoded
+//		}
+//		m, err := hubproto.JSON.Parse(rec)
+//		...
+//	})
+//	rec, err := hubproto.JSON.AppendInvocation(nil, "", "Send", []byte(`["hi"]`))
+//
+// # Arguments
+//
+// Arguments, stream items and completion results are carried as raw
+// bytes already encoded in the protocol that parsed or will write them:
+// for JSON the array or value exactly as sent (Message.Arguments) or as
+// given (Append*, which checks, compacts and HTML-escapes it the way
+// encoding/json marshals a json.RawMessage). hubproto never decodes them
+// into Go values and never converts them from one protocol to another:
+// edgeplane relays arguments without looking inside, and a conversion
+// (JSON from the REST API or an upstream to MessagePack for a client)
+// would be lossy and belongs in its own step, done once per message and
+// not per recipient. For MessagePack, Message.Arguments will be the
+// msgpack array's bytes.
+//
+// # Performance
+//
+// Records written often are encoded once (Ping, HandshakeOK). IsPing
+// recognises a keep-alive without decoding. The JSON writers are
+// hand-written appenders and allocate nothing when dst has room; they
+// produce byte for byte what encoding/json produced for the same messages.
+// Parse uses encoding/json, so its behaviour (case-insensitive property
+// names, unknown properties ignored) is unchanged; call it on the concrete
+// JSON value in hot paths so that nothing escapes through the interface.
+package hubproto

@@ -1,0 +1,9 @@
+package hubproto
+
+import (
+	"testing"
+
+	"github.com/edgeplane/edgeplane/internal/testutil"
+)
+
+func TestMain(m *testing.M) { testutil.Main(m) }
