@@ -4,7 +4,6 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
-	"unicode/utf8"
 
 	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/fanout"
@@ -40,33 +39,33 @@ type Conn struct {
 	state     atomic.Uint32
 	opened    int32
 	rate      rateWindow    // inbound records per second (OnData only)
-	flags     atomic.Uint32 // fl* bits, and the close reason (flReasonShift)
+	flags     atomic.Uint32 // fl* bits, and the close cause (flCauseShift)
 	tokenExp  int32         // negotiated token's expiry, seconds after srv.epoch (0: none)
 	idBuf     [22]byte      // the connection id's characters; entry's id points here
 	wslot     uint8         // timing wheel slot (in idBuf's padding)
 	wl        wheelLinks[Conn]
 }
 
-// Conn.flags bits. One word instead of three flags and a reason field:
+// Conn.flags bits. One word instead of three flags and a cause field:
 // 12 bytes per connection.
 const (
 	flGone       uint32 = 1 << iota // OnClose ran
 	flRegistered                    // inserted in the hub (upstream saw "connected")
 	flIPCounted                     // counted in the server's per-IP table
 
-	flReasonShift = 8 // bits 8-15: why it was closed, index into closeReasons + 1
-	flReasonMask  = 0xff << flReasonShift
+	flCauseShift = 8 // bits 8-15: why it was closed, cause.idx
+	flCauseMask  = 0xff << flCauseShift
 )
 
 func (c *Conn) has(f uint32) bool { return c.flags.Load()&f != 0 }
 
-// reason is the close reason's index into closeReasons + 1 (0: none).
-func (c *Conn) reason() uint32 { return c.flags.Load() & flReasonMask >> flReasonShift }
+// cause is the close cause's idx (0: none).
+func (c *Conn) cause() uint32 { return c.flags.Load() & flCauseMask >> flCauseShift }
 
-func (c *Conn) setReason(idx uint32) {
+func (c *Conn) setCause(idx uint32) {
 	for {
 		old := c.flags.Load()
-		if c.flags.CompareAndSwap(old, old&^flReasonMask|idx<<flReasonShift&flReasonMask) {
+		if c.flags.CompareAndSwap(old, old&^flCauseMask|idx<<flCauseShift&flCauseMask) {
 			return
 		}
 	}
@@ -166,201 +165,28 @@ func (c *Conn) process(buf []byte) (int, error) {
 	return off, nil
 }
 
-// handleFrame processes one complete frame at the start of b, or returns 0
-// if b does not hold one yet.
-func (c *Conn) handleFrame(b []byte) (int, error) {
-	h, hn, err := wsframe.ParseHeader(b, int64(c.srv.cfg.MaxMessageBytes))
-	if err != nil || hn == 0 {
-		return 0, err
-	}
-	total := hn + int(h.Length)
-	if len(b) < total {
-		return 0, nil
-	}
-	payload := b[hn:total]
-	wsframe.Unmask(payload, h.Mask)
-	switch h.Op {
-	case wsframe.OpPing:
-		c.send(wsframe.AppendFrame(nil, wsframe.OpPong, payload))
-	case wsframe.OpPong:
-	case wsframe.OpClose:
-		return total, c.onCloseFrame(payload)
-	case wsframe.OpText, wsframe.OpBinary:
-		if c.bufs != nil && c.bufs.frag != nil {
-			return 0, wsframe.ErrUnexpectedData
-		}
-		if h.Fin {
-			return total, c.onMessage(h.Op, payload)
-		}
-		b := c.buffers()
-		b.fragOp = h.Op
-		b.frag = append(getBuf(len(payload)), payload...)
-	case wsframe.OpContinuation:
-		if c.bufs == nil || c.bufs.frag == nil {
-			return 0, wsframe.ErrUnexpectedContinuation
-		}
-		b := c.bufs
-		if len(b.frag)+len(payload) > c.srv.cfg.MaxMessageBytes {
-			return 0, wsframe.ErrTooBig
-		}
-		b.frag = appendPooled(b.frag, payload)
-		if h.Fin {
-			msg := b.frag
-			err := c.onMessage(b.fragOp, msg)
-			putBuf(msg)
-			b.frag = nil
-			return total, err
-		}
-	}
-	return total, nil
-}
-
-func (c *Conn) onCloseFrame(payload []byte) error {
-	code, _, err := wsframe.ParseClosePayload(payload)
-	if err != nil {
-		return err
-	}
-	if code == wsframe.CloseNoStatus {
-		code = CloseNormal // an empty close frame is answered with 1000
-	}
-	c.shutdown(reasonClientClose, wsframe.AppendCloseFrame(nil, code, ""))
-	return nil
-}
-
-// onMessage handles one complete WebSocket data message.
-func (c *Conn) onMessage(op wsframe.OpCode, msg []byte) error {
-	if op == wsframe.OpText && !utf8.Valid(msg) {
-		return wsframe.ErrInvalidUTF8
-	}
-	if c.state.Load() == stHandshake {
-		_, rest, err := hubproto.ParseHandshake(msg)
-		if err != nil {
-			c.handshakeFailed(err.Error())
-			return nil
-		}
-		if !c.register() {
-			return nil
-		}
-		msg = rest
-	}
-	return hubproto.JSON.Split(msg, c.onRecord)
-}
-
-// register completes the SignalR handshake: the connection joins its hub.
-func (c *Conn) register() bool {
-	if c.srv.draining.Load() {
-		c.closeWith(reasonShutdown, CloseServiceRestart, "server is restarting", true)
-		return false
-	}
-	if !c.hub.Insert(&c.entry) {
-		c.closeWith(reasonDuplicate, ClosePolicyViolation, "connection id already connected", false)
-		return false
-	}
-	if !c.state.CompareAndSwap(stHandshake, stOpen) {
-		c.hub.Remove(&c.entry) // closed meanwhile (e.g. handshake deadline)
-		return false
-	}
-	c.flags.Or(flRegistered)
-	c.send(handshakeOKFrame)
-	if up := c.srv.cfg.Upstream; up != nil {
-		if err := up.Send(&backplane.Event{Kind: backplane.EventConnected, Hub: c.hub.Name(), ConnID: c.entry.ID(), UserID: c.entry.User()}); err != nil {
-			c.srv.M.upstreamErr.Inc()
-		}
-	}
-	return true
-}
-
-func (c *Conn) handshakeFailed(msg string) {
-	final := wsframe.TextFrame(hubproto.AppendHandshakeError(nil, msg))
-	final = wsframe.AppendCloseFrame(final, CloseProtocolError, "handshake failed")
-	c.shutdown(reasonHandshakeError, final)
-}
-
-// onRecord handles one SignalR record (without its separator).
-func (c *Conn) onRecord(rec []byte) error {
-	c.srv.M.messagesIn.Inc()
-	if !c.rate.allow(int32(c.srv.wheel.Now()), c.srv.cfg.MaxMessageRate) {
-		return protoErr(ClosePolicyViolation, "message rate limit exceeded")
-	}
-	if hubproto.JSON.IsPing(rec) {
-		return nil // keep-alive Ping, the most common record: no JSON decode
-	}
-	m, err := hubproto.JSON.Parse(rec)
-	if err != nil {
-		return err
-	}
-	switch m.Type {
-	case hubproto.TypeInvocation, hubproto.TypeStreamInvocation:
-		c.invoke(&m)
-	case hubproto.TypeClose:
-		c.shutdown(reasonClientClose, wsframe.CompiledCloseNormal)
-	case hubproto.TypePing, hubproto.TypeCompletion, hubproto.TypeStreamItem, hubproto.TypeCancelInvocation, hubproto.TypeAck, hubproto.TypeSequence:
-		// Ping only refreshes lastRead (done in OnData); the others have no
-		// server-side meaning without an upstream that supports them.
-	}
-	return nil
-}
-
-func (c *Conn) invoke(m *hubproto.Message) {
-	up := c.srv.cfg.Upstream
-	var err error
-	if up == nil {
-		err = backplane.ErrNoUpstream
-	} else {
-		err = up.Send(&backplane.Event{
-			Kind: backplane.EventInvocation, Hub: c.hub.Name(), ConnID: c.entry.ID(), UserID: c.entry.User(),
-			InvocationID: m.InvocationID, Target: m.Target, Arguments: m.Arguments,
-		})
-		if err != nil {
-			c.srv.M.upstreamErr.Inc()
-		}
-	}
-	if err == nil {
-		return
-	}
-	c.srv.M.dropped.Inc()
-	if m.InvocationID != "" {
-		c.send(wsframe.TextFrame(hubproto.JSON.AppendCompletionError(nil, m.InvocationID, err.Error())))
-	}
-}
-
 // fail closes the connection for an input error, with the close code the
 // error carries.
-func (c *Conn) fail(err error) {
-	var pe *ProtocolError
-	if !errors.As(err, &pe) {
-		pe = protoErr(CloseProtocolError, err.Error())
-	}
-	reason := reasonProtocolError
-	switch pe.Code {
-	case ClosePolicyViolation:
-		reason = reasonRateLimited
-	case CloseTooBig:
-		reason = reasonTooBig
-	case CloseInvalidPayload:
-		reason = reasonInvalidUTF8
-	}
-	c.closeWith(reason, pe.Code, pe.Reason, false)
-}
+func (c *Conn) fail(err error) { c.closeWith(causeOf(err)) }
 
 // closeWith closes the connection: a SignalR Close message (once the
 // SignalR connection is open) and a WebSocket close frame are queued after
 // whatever is already queued, then the socket is closed.
-func (c *Conn) closeWith(reason string, code CloseCode, msg string, allowReconnect bool) {
+func (c *Conn) closeWith(k *cause) {
 	var final []byte
 	switch c.state.Load() {
 	case stOpen:
-		final = wsframe.TextFrame(hubproto.JSON.AppendClose(nil, msg, allowReconnect))
+		final = wsframe.TextFrame(hubproto.JSON.AppendClose(nil, k.text, k.reconnect))
 		fallthrough
 	case stHandshake:
-		final = wsframe.AppendCloseFrame(final, code, msg)
+		final = wsframe.AppendCloseFrame(final, k.code, k.text)
 	}
-	c.shutdown(reason, final)
+	c.shutdown(k, final)
 }
 
-// shutdown marks the connection closed (once), counts the reason and
+// shutdown marks the connection closed (once), counts the cause and
 // hands the final bytes to the poller.
-func (c *Conn) shutdown(reason string, final []byte) {
+func (c *Conn) shutdown(k *cause, final []byte) {
 	var st uint32
 	for {
 		st = c.state.Load()
@@ -371,8 +197,8 @@ func (c *Conn) shutdown(reason string, final []byte) {
 			break
 		}
 	}
-	c.srv.M.closed[reason].Inc()
-	c.setReason(reasonIndex[reason])
+	c.srv.M.closed[k.idx].Inc()
+	c.setCause(k.idx)
 	if st == stOpen {
 		// Stop deliveries now rather than when the socket finally closes
 		// (a stalled client may hold its final frames until the poller's
@@ -396,12 +222,6 @@ func (c *Conn) send(frame []byte) {
 	c.touchWrite()
 }
 
-func (c *Conn) touchWrite() {
-	if now := int32(c.srv.wheel.Now()); c.lastWrite.Load() != now {
-		c.lastWrite.Store(now)
-	}
-}
-
 // Deliver implements fanout.Member.
 func (c *Conn) Deliver(frame []byte) {
 	if err := c.pc.Send(frame); err != nil {
@@ -415,14 +235,14 @@ func (c *Conn) Deliver(frame []byte) {
 
 // slow disconnects a client whose outbound queue overflowed.
 func (c *Conn) slow() {
-	c.closeWith(reasonSlowClient, ClosePolicyViolation, "slow client: outbound queue full", true)
+	c.closeWith(causeSlowClient)
 }
 
 // OnClose implements poller.Session.
 func (c *Conn) OnClose(err error) {
 	st := c.state.Swap(stClosed)
 	if st != stClosed {
-		c.srv.M.closed[reasonPeerGone].Inc()
+		c.srv.M.closed[causePeerGone.idx].Inc()
 	}
 	registered := c.flags.Or(flGone)&flRegistered != 0
 	// Off the wheel now: nothing else refers to a closed connection, so
@@ -446,48 +266,10 @@ func (c *Conn) OnClose(err error) {
 	if registered {
 		c.hub.Remove(&c.entry) // no-op if shutdown already removed it
 		if up := c.srv.cfg.Upstream; up != nil {
-			reason := disconnectReason(c.reason(), err)
+			reason := disconnectReason(c.cause(), err)
 			if e := up.Send(&backplane.Event{Kind: backplane.EventDisconnected, Hub: c.hub.Name(), ConnID: c.entry.ID(), UserID: c.entry.User(), Reason: reason}); e != nil {
 				c.srv.M.upstreamErr.Inc()
 			}
 		}
 	}
 }
-
-// tick implements wheelItem: handshake deadline, keep-alive Ping, client
-// time-out.
-func (c *Conn) tick(now int64) int64 {
-	s := c.srv
-	switch c.state.Load() {
-	case stClosed:
-		if c.has(flGone) {
-			return 0
-		}
-		return now + 1 + s.handshakeSec // keep watching until the poller closes it
-	case stHTTP, stHandshake:
-		deadline := int64(c.opened) + s.handshakeSec
-		if now >= deadline {
-			c.closeWith(reasonHandshakeTimeout, ClosePolicyViolation, "handshake timed out", false)
-			return now + 1
-		}
-		// Look again by the keep-alive interval at the latest, so the
-		// first Ping after a completed handshake is not late.
-		return min(deadline, now+s.keepAliveSec)
-	}
-	lr, lw := int64(c.lastRead.Load()), int64(c.lastWrite.Load())
-	if now-lr >= s.timeoutSec {
-		c.closeWith(reasonTimeout, CloseNormal, "Server timeout elapsed without receiving a message from the client.", true)
-		return now + 1
-	}
-	if now-lw >= s.keepAliveSec {
-		c.send(pingFrame)
-		lw = now
-	}
-	return min(lr+s.timeoutSec, lw+s.keepAliveSec)
-}
-
-// Frames of the canned records, encoded once.
-var (
-	pingFrame        = wsframe.TextFrame(hubproto.JSON.Ping())
-	handshakeOKFrame = wsframe.TextFrame(hubproto.HandshakeOK)
-)

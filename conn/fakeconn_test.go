@@ -148,18 +148,18 @@ func FuzzClientBytes(f *testing.F) {
 
 func TestDisconnectReason(t *testing.T) {
 	for _, tc := range []struct {
-		reason string
-		err    error
-		want   string
+		cause *cause
+		err   error
+		want  string
 	}{
-		{reasonClientClose, nil, ""},
-		{reasonSlowClient, nil, "slow_client"},
-		{reasonTimeout, nil, "timeout"},
-		{"", nil, "peer_gone"},
-		{"", net.ErrClosed, "peer_gone: " + net.ErrClosed.Error()},
+		{causeClientClose, nil, ""},
+		{causeSlowClient, nil, "slow_client"},
+		{causeTimeout, nil, "timeout"},
+		{&cause{}, nil, "peer_gone"},
+		{&cause{}, net.ErrClosed, "peer_gone: " + net.ErrClosed.Error()},
 	} {
-		if got := disconnectReason(reasonIndex[tc.reason], tc.err); got != tc.want {
-			t.Errorf("disconnectReason(%q, %v) = %q, want %q", tc.reason, tc.err, got, tc.want)
+		if got := disconnectReason(tc.cause.idx, tc.err); got != tc.want {
+			t.Errorf("disconnectReason(%q, %v) = %q, want %q", tc.cause.label, tc.err, got, tc.want)
 		}
 	}
 }

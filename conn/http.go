@@ -72,7 +72,7 @@ func (c *Conn) route(req *http.Request, head []byte) {
 	}
 	if c.srv.draining.Load() {
 		c.srv.M.httpReqs("draining", http.StatusServiceUnavailable).Inc()
-		c.shutdown(reasonShutdown, serviceUnavailable(jitteredRetryAfter(c.srv.cfg.RetryAfter), "edgeplane: server is restarting, retry later"))
+		c.shutdown(causeShutdown, serviceUnavailable(jitteredRetryAfter(c.srv.cfg.RetryAfter), "edgeplane: server is restarting, retry later"))
 		return
 	}
 	switch {
@@ -200,7 +200,7 @@ func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
 			c.httpError("connect", code, "WebSocket upgrade failed: "+err.Error())
 			return
 		}
-		c.shutdown(reasonHTTPError, out.Bytes())
+		c.shutdown(causeHTTPError, out.Bytes())
 		return
 	}
 	c.srv.M.httpReqs("connect", http.StatusSwitchingProtocols).Inc()
@@ -224,7 +224,7 @@ func (c *Conn) admitRate() bool {
 	}
 	c.srv.M.Rejected("accept_rate")
 	c.srv.M.httpReqs("accept_rate", http.StatusServiceUnavailable).Inc()
-	c.shutdown(reasonHTTPError, serviceUnavailable(jitteredRetryAfter(c.srv.cfg.RetryAfter), "edgeplane: too many new connections, retry later"))
+	c.shutdown(causeHTTPError, serviceUnavailable(jitteredRetryAfter(c.srv.cfg.RetryAfter), "edgeplane: too many new connections, retry later"))
 	return false
 }
 
@@ -258,11 +258,11 @@ func (c *Conn) respond(route string, code int, ctype string, body []byte, extra 
 	b.WriteString(extra)
 	b.WriteString("\r\n")
 	b.Write(body)
-	reason := reasonHTTPDone
+	k := causeHTTPDone
 	if code >= 400 {
-		reason = reasonHTTPError
+		k = causeHTTPError
 	}
-	c.shutdown(reason, b.Bytes())
+	c.shutdown(k, b.Bytes())
 }
 
 func (c *Conn) httpError(route string, code int, msg string) {

@@ -9,62 +9,12 @@ import (
 	"github.com/edgeplane/edgeplane/internal/metricset"
 )
 
-// Close reasons (metric label values of edgeplane_closed_total).
-const (
-	reasonClientClose      = "client_close"
-	reasonPeerGone         = "peer_gone"
-	reasonSlowClient       = "slow_client"
-	reasonTimeout          = "timeout"
-	reasonHandshakeTimeout = "handshake_timeout"
-	reasonProtocolError    = "protocol_error"
-	reasonTooBig           = "too_big"
-	reasonInvalidUTF8      = "invalid_utf8"
-	reasonHandshakeError   = "handshake_error"
-	reasonHTTPDone         = "http_done"
-	reasonHTTPError        = "http_error"
-	reasonServerClose      = "server_close"
-	reasonShutdown         = "shutdown"
-	reasonDuplicate        = "duplicate_id"
-	reasonRateLimited      = "rate_limited"
-)
-
-var closeReasons = []string{
-	reasonClientClose, reasonPeerGone, reasonSlowClient, reasonTimeout,
-	reasonHandshakeTimeout, reasonProtocolError, reasonTooBig, reasonInvalidUTF8,
-	reasonHandshakeError, reasonHTTPDone, reasonHTTPError, reasonServerClose,
-	reasonShutdown, reasonDuplicate, reasonRateLimited,
-}
-
-var reasonIndex = func() map[string]uint32 {
-	m := make(map[string]uint32, len(closeReasons))
-	for i, r := range closeReasons {
-		m[r] = uint32(i + 1)
-	}
-	return m
-}()
-
-// disconnectReason is the reason given upstream for a disconnect: "" for a
-// normal close by the client, the close reason the node chose, or
-// peer_gone (with the I/O error, if any) when the socket just went away.
-func disconnectReason(idx uint32, err error) string {
-	if idx > 0 && int(idx) <= len(closeReasons) {
-		if r := closeReasons[idx-1]; r != reasonClientClose {
-			return r
-		}
-		return ""
-	}
-	if err != nil {
-		return reasonPeerGone + ": " + err.Error()
-	}
-	return reasonPeerGone
-}
-
 // Metrics are a Server's metrics, declared with their help on their own
 // set; the node registers it.
 type Metrics struct {
 	set         *metricset.Set
 	accepted    *metrics.Counter
-	closed      map[string]*metrics.Counter
+	closed      []*metrics.Counter // by cause index (1-based; 0 unused)
 	rejected    func(reason string) *metrics.Counter
 	messagesIn  *metrics.Counter
 	ownOut      *metrics.Counter // frames the connection layer sent itself
@@ -80,7 +30,7 @@ func newMetrics(s *Server) *Metrics {
 	m := &Metrics{
 		set:         set,
 		accepted:    set.Counter("edgeplane_accepted_total", "Client connections admitted by the poller."),
-		closed:      make(map[string]*metrics.Counter, len(closeReasons)),
+		closed:      make([]*metrics.Counter, len(causes)+1),
 		rejected:    set.CounterVec("edgeplane_rejected_total", "reason", "Connections or requests turned away, by reason."),
 		messagesIn:  set.Counter("edgeplane_messages_in_total", "SignalR records received from clients."),
 		ownOut:      set.Counter("edgeplane_control_frames_out_total", "Frames the connection layer sent itself (handshake, pings, completions)."),
@@ -88,8 +38,8 @@ func newMetrics(s *Server) *Metrics {
 		dropped:     set.Counter("edgeplane_invocations_dropped_total", "Client invocations with nowhere to go (no upstream or upstream refused)."),
 		upstreamErr: set.Counter("edgeplane_upstream_errors_total", "Upstream events the upstream refused."),
 	}
-	for _, r := range closeReasons {
-		m.closed[r] = closed(r)
+	for _, k := range causes {
+		m.closed[k.idx] = closed(k.label)
 	}
 	httpReqs := set.Counters("edgeplane_http_requests_total", "Client-port HTTP answers, by route and status code.", "route", "code")
 	m.httpReqs = func(route string, code int) *metrics.Counter { return httpReqs(route, strconv.Itoa(code)) }

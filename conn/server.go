@@ -276,7 +276,7 @@ func (s *Server) Drain(ctx context.Context, window time.Duration) {
 			case <-time.After(d):
 			}
 		}
-		c.closeWith(reasonShutdown, CloseServiceRestart, "server is restarting", true)
+		c.closeWith(causeShutdown)
 	}
 }
 
@@ -292,7 +292,7 @@ func (s *Server) CloseConnection(hub, id, reason string) bool {
 	if found == nil {
 		return false
 	}
-	found.closeWith(reasonServerClose, CloseNormal, reason, true)
+	found.closeWith(causeServerClose.withText(reason))
 	return true
 }
 

@@ -397,26 +397,26 @@ func TestConnSize(t *testing.T) {
 	}
 }
 
-// TestConnFlags: the close reason shares a word with the flag bits; setting
-// one must not disturb the others, and every reason index must fit.
+// TestConnFlags: the close cause shares a word with the flag bits; setting
+// one must not disturb the others, and every cause index must fit.
 func TestConnFlags(t *testing.T) {
-	if len(closeReasons) >= 1<<8 {
-		t.Fatalf("%d close reasons do not fit the 8 reason bits of Conn.flags", len(closeReasons))
+	if len(causes) >= 1<<8 {
+		t.Fatalf("%d close causes do not fit the 8 cause bits of Conn.flags", len(causes))
 	}
 	var c Conn
 	c.flags.Or(flRegistered)
-	for _, r := range closeReasons {
-		c.setReason(reasonIndex[r])
-		if got := c.reason(); got != reasonIndex[r] || disconnectReason(got, nil) != disconnectReason(reasonIndex[r], nil) {
-			t.Fatalf("reason %q: stored %d, read %d", r, reasonIndex[r], got)
+	for _, k := range causes {
+		c.setCause(k.idx)
+		if got := c.cause(); got != k.idx || disconnectReason(got, nil) != disconnectReason(k.idx, nil) {
+			t.Fatalf("cause %q: stored %d, read %d", k.label, k.idx, got)
 		}
 		if !c.has(flRegistered) || c.has(flGone) || c.has(flIPCounted) {
-			t.Fatalf("setReason(%q) changed the flags: %#x", r, c.flags.Load())
+			t.Fatalf("setCause(%q) changed the flags: %#x", k.label, c.flags.Load())
 		}
 	}
 	c.flags.Or(flGone | flIPCounted)
-	c.setReason(0)
-	if c.reason() != 0 || !c.has(flGone) || !c.has(flIPCounted) || !c.has(flRegistered) {
-		t.Fatalf("flags %#x after clearing the reason", c.flags.Load())
+	c.setCause(0)
+	if c.cause() != 0 || !c.has(flGone) || !c.has(flIPCounted) || !c.has(flRegistered) {
+		t.Fatalf("flags %#x after clearing the cause", c.flags.Load())
 	}
 }

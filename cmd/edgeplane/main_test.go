@@ -3,7 +3,12 @@ package main
 import (
 	"flag"
 	"testing"
+
+	"github.com/edgeplane/edgeplane/internal/testutil"
 )
+
+// TestMain fails the package's run if a test leaves a goroutine behind.
+func TestMain(m *testing.M) { testutil.Main(m) }
 
 func TestApplyEnv(t *testing.T) {
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
