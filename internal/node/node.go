@@ -236,7 +236,7 @@ func (n *Node) registerMetrics() {
 	if m, ok := n.bp.(interface{ Metrics() *metricset.Set }); ok {
 		n.metrics.Register(m.Metrics())
 	}
-	n.metrics.RegisterWriter(fdMetrics)
+	registerFDMetrics(n.metrics)
 }
 
 // Addr is the client address.

@@ -114,7 +114,7 @@ func (s *Server) run() error {
 			"--cluster-node-timeout", "2000")
 	}
 	cmd := exec.Command("redis-server", args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = dieWithParent()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("exec redis-server: %w", err)
 	}

@@ -10,6 +10,9 @@ import (
 	"github.com/edgeplane/edgeplane/poller"
 )
 
+// registerFDMetrics adds the descriptor figures to reg.
+func registerFDMetrics(reg *metricset.Registry) { reg.RegisterWriter(fdMetrics) }
+
 // fdMetrics writes the descriptor figures at scrape time. They are not
 // VictoriaMetrics' WriteFDMetrics: that reads /proc/self/fd as a string per
 // descriptor, a megabyte of garbage per scrape at 19,000 connections;
