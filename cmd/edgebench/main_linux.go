@@ -137,6 +137,16 @@ func (c *common) setup() (self string, log io.Writer, progress io.Writer, closeL
 	return self, log, progress, closeLog, nil
 }
 
+// report prints a run's table and writes its files; runErr, the run's own
+// error, wins over a write error.
+func (c *common) report(runErr error, rep any, table func(io.Writer), svg func(io.Writer) error) error {
+	table(os.Stdout)
+	if err := c.write(rep, svg); err != nil && runErr == nil {
+		return err
+	}
+	return runErr
+}
+
 func (c *common) write(rep any, svg func(io.Writer) error) error {
 	if c.jsonPath == "" {
 		return nil
@@ -204,13 +214,10 @@ func runDensity(ctx context.Context, args []string) error {
 		IdleWindow: *idle, IdleAtEverySize: *idleAll, Settle: *settle, Concurrency: *conc,
 		SkipNegotiate: *skipNeg, Log: log, Progress: progress, ProfileDir: *profDir,
 	})
-	if rep != nil {
-		bench.WriteDensityTable(os.Stdout, rep)
-		if werr := c.write(rep, func(w io.Writer) error { return bench.DensitySVG(w, rep) }); werr != nil && err == nil {
-			err = werr
-		}
+	if rep == nil {
+		return err
 	}
-	return err
+	return c.report(err, rep, func(w io.Writer) { bench.WriteDensityTable(w, rep) }, func(w io.Writer) error { return bench.DensitySVG(w, rep) })
 }
 
 func runFanout(ctx context.Context, args []string) error {
@@ -242,13 +249,10 @@ func runFanout(ctx context.Context, args []string) error {
 		Redis: *redisURL, Nodes: *nodes, Systems: c.systems(), Edgeplane: c.edgeplane, Self: self, Sequential: *sequential,
 		Log: log, Progress: progress,
 	})
-	if rep != nil {
-		bench.WriteFanoutTable(os.Stdout, rep)
-		if werr := c.write(rep, func(w io.Writer) error { return bench.FanoutSVG(w, rep) }); werr != nil && err == nil {
-			err = werr
-		}
+	if rep == nil {
+		return err
 	}
-	return err
+	return c.report(err, rep, func(w io.Writer) { bench.WriteFanoutTable(w, rep) }, func(w io.Writer) error { return bench.FanoutSVG(w, rep) })
 }
 
 func runStorm(ctx context.Context, args []string) error {
@@ -270,11 +274,8 @@ func runStorm(ctx context.Context, args []string) error {
 		Clients: *clients, Established: *est, Timeout: *timeout, Systems: c.systems(),
 		Edgeplane: c.edgeplane, Self: self, Log: log, Progress: progress,
 	})
-	if rep != nil {
-		bench.WriteStormTable(os.Stdout, rep)
-		if werr := c.write(rep, func(w io.Writer) error { return bench.StormSVG(w, rep) }); werr != nil && err == nil {
-			err = werr
-		}
+	if rep == nil {
+		return err
 	}
-	return err
+	return c.report(err, rep, func(w io.Writer) { bench.WriteStormTable(w, rep) }, func(w io.Writer) error { return bench.StormSVG(w, rep) })
 }

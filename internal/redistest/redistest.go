@@ -170,11 +170,18 @@ func (s *Server) Do(args ...string) (string, error) {
 	return strings.TrimRight(line, "\r\n"), err
 }
 
-func (s *Server) kill() {
+// take hands over the running process (nil if none) to the caller, who
+// stops it.
+func (s *Server) take() (*exec.Cmd, chan struct{}) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	cmd, done := s.cmd, s.done
 	s.cmd = nil
-	s.mu.Unlock()
+	return cmd, done
+}
+
+func (s *Server) kill() {
+	cmd, done := s.take()
 	if cmd == nil {
 		return
 	}
@@ -203,10 +210,7 @@ func (s *Server) Restart() {
 
 // Stop terminates the server (SIGTERM, then SIGKILL after 5 s).
 func (s *Server) Stop() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd = nil
-	s.mu.Unlock()
+	cmd, done := s.take()
 	if cmd == nil {
 		return
 	}
