@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"testing"
+
+	"github.com/edgeplane/edgeplane/internal/testutil"
 )
 
 // TestMain lets the test binary stand in for edgebench: experiments re-exec
@@ -25,5 +27,5 @@ func TestMain(m *testing.M) {
 			os.Exit(0)
 		}
 	}
-	os.Exit(m.Run())
+	testutil.Main(m)
 }
