@@ -162,6 +162,7 @@ func Start(cfg Config) (*Node, error) {
 	} else {
 		n.bp = backplane.NewMemory()
 	}
+	undo = append(undo, func() { n.bp.Close() })
 	n.router = fanout.NewRouter(names, n.bp)
 	if n.srv, err = conn.New(cfg.Conn, n.router); err != nil {
 		return nil, err
@@ -170,7 +171,6 @@ func Start(cfg Config) (*Node, error) {
 	if err := n.bp.Start(n.router); err != nil {
 		return nil, fmt.Errorf("start backplane: %w", err)
 	}
-	undo = append(undo, func() { n.bp.Close() })
 	n.registerMetrics()
 
 	userReject := cfg.PollerConfig.OnReject
@@ -183,6 +183,7 @@ func Start(cfg Config) (*Node, error) {
 	if n.poll, err = poller.New(cfg.Poller, cfg.PollerConfig, n.srv); err != nil {
 		return nil, err
 	}
+	undo = append(undo, func() { n.poll.Close() })
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
@@ -191,7 +192,6 @@ func Start(cfg Config) (*Node, error) {
 		ln.Close()
 		return nil, fmt.Errorf("serve %s: %w", cfg.Listen, err)
 	}
-	undo = append(undo, func() { n.poll.Close() })
 
 	if n.adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
 		return nil, fmt.Errorf("listen admin %s: %w", cfg.Admin, err)
