@@ -20,6 +20,12 @@ var (
 	// ErrInvalidJSON: a value handed to an Append method is not valid
 	// JSON.
 	ErrInvalidJSON = errors.New("invalid JSON value")
+	// ErrInvalidMsgpack: a value handed to a MessagePack Append method is
+	// not exactly one MessagePack value of the kind it needs.
+	ErrInvalidMsgpack = errors.New("invalid MessagePack value")
+	// ErrLengthPrefix: a MessagePack record's VarInt length prefix is
+	// longer than 5 bytes or over 2^32-1.
+	ErrLengthPrefix = errors.New("invalid record length prefix")
 
 	// ErrHandshakeUnterminated: the first message holds no 0x1e.
 	ErrHandshakeUnterminated = errors.New("handshake request not terminated")
