@@ -80,14 +80,6 @@ func TestFleetAgreesOnTokenKey(t *testing.T) {
 	srv := redistest.Start(t)
 	a := redisNode(t, srv, node.Config{})
 	b := redisNode(t, srv, node.Config{})
-	for _, n := range []*node.Node{a, b} {
-		if v := metricOf(t, n, "edgeplane_token_key_agreed"); v != "1" {
-			t.Fatalf("edgeplane_token_key_agreed = %q after Start, want 1", v)
-		}
-		if v := metricOf(t, n, "edgeplane_token_key_changes_total"); v != "0" {
-			t.Fatalf("edgeplane_token_key_changes_total = %q after Start, want 0 (agreeing is not a change)", v)
-		}
-	}
 	_, tok := negotiateOn(t, a)
 	if code := connectOn(t, b, tok); code != http.StatusSwitchingProtocols {
 		t.Fatalf("negotiate on a, connect on b: %d, want 101", code)
@@ -95,6 +87,14 @@ func TestFleetAgreesOnTokenKey(t *testing.T) {
 	_, tok = negotiateOn(t, b)
 	if code := connectOn(t, a, tok); code != http.StatusSwitchingProtocols {
 		t.Fatalf("negotiate on b, connect on a: %d, want 101", code)
+	}
+	for _, n := range []*node.Node{a, b} {
+		if v := metricOf(t, n, "edgeplane_token_key_agreed"); v != "1" {
+			t.Fatalf("edgeplane_token_key_agreed = %q after Start, want 1", v)
+		}
+		if v := metricOf(t, n, "edgeplane_token_key_changes_total"); v != "0" {
+			t.Fatalf("edgeplane_token_key_changes_total = %q after Start, want 0 (agreeing is not a change)", v)
+		}
 	}
 
 	// Redis loses the key; something else is stored first (a newcomer's).
