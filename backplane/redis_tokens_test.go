@@ -3,6 +3,9 @@ package backplane
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -140,5 +143,54 @@ func TestRedisAgreeTokenKey(t *testing.T) {
 	defer cancel()
 	if _, err := a.AgreeTokenKey(ctx, ka); err == nil || errors.Is(err, ErrBadTokenKey) {
 		t.Fatalf("Redis down: %v, want a connection error", err)
+	}
+}
+
+// BenchmarkRedisClaimTokens: fleet-wide token claims against a real
+// redis-server, in batches as the connection server sends them (1: an
+// upgrade alone; 256: a reconnect storm). Reports the Redis memory each
+// live claim holds (INFO used_memory before and after, over every claim
+// made, all still live).
+func BenchmarkRedisClaimTokens(b *testing.B) {
+	for _, batch := range []int{1, 256} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			srv := redistest.Start(b)
+			bp, err := NewRedis(RedisConfig{URL: srv.URL(), Hubs: map[string]string{"chat": ""}, Logger: slog.New(slog.NewTextHandler(ioDiscard{}, nil))})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer bp.Close()
+			if err := bp.Start(&atomicReceiver{}); err != nil || !bp.Ready() {
+				b.Fatalf("start: %v", err)
+			}
+			client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+			defer client.Close()
+			ctx := context.Background()
+			used := func() int64 {
+				info, err := client.InfoMap(ctx, "memory").Result()
+				if err != nil {
+					b.Fatal(err)
+				}
+				n, _ := strconv.ParseInt(info["Memory"]["used_memory"], 10, 64)
+				return n
+			}
+			claims := make([]TokenClaim, batch)
+			exp := time.Now().Add(time.Hour)
+			before := used()
+			b.ResetTimer()
+			made := 0
+			for i := 0; i < b.N; i += batch {
+				for j := range claims {
+					claims[j] = TokenClaim{Hub: "chat", ConnID: fmt.Sprintf("%022d", made), Expires: exp}
+					made++
+				}
+				if _, err := bp.ClaimTokens(ctx, claims); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(made), "ns/claim")
+			b.ReportMetric(float64(used()-before)/float64(made), "redis-B/claim")
+		})
 	}
 }

@@ -3,6 +3,7 @@ package backplane
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -181,4 +182,43 @@ func TestRedisUpstreamOwnRedis(t *testing.T) {
 	testutil.WaitUntil(t, 10*time.Second, "write error counted", func() bool {
 		return metric(t, a, "edgeplane_backplane_upstream_errors_total") == 1
 	})
+}
+
+// BenchmarkRedisUpstreamBound writes b.N upstream events with arguments of
+// the largest client message (32 KiB) under the default bounds and reports
+// the stream's memory in Redis at the end (before the byte bound: up to
+// 100,000 such entries, ~3.3 GB per hub). -benchtime 4000x writes 128 MiB.
+func BenchmarkRedisUpstreamBound(b *testing.B) {
+	srv := redistest.Start(b)
+	bp, err := NewRedis(RedisConfig{URL: srv.URL(), Hubs: map[string]string{"chat": ""}, UpstreamBuffer: 100_000,
+		Logger: slog.New(slog.NewTextHandler(ioDiscard{}, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bp.Close()
+	if err := bp.Start(&atomicReceiver{}); err != nil || !bp.Ready() {
+		b.Fatalf("start: %v", err)
+	}
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer client.Close()
+	up := bp.Upstream()
+	ev := bigEvent("c", 32<<10)
+	b.ResetTimer()
+	for range b.N {
+		for up.Send(ev) != nil { // buffer full: let the writer catch up
+			time.Sleep(time.Millisecond)
+		}
+	}
+	deadline := time.Now().Add(time.Minute)
+	for bp.m.upstreamSent.Get() < uint64(b.N) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	used, err := client.MemoryUsage(context.Background(), "chat:upstream", 0).Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	n, _ := client.XLen(context.Background(), "chat:upstream").Result()
+	b.ReportMetric(float64(used)/(1<<20), "stream-MiB")
+	b.ReportMetric(float64(n), "entries")
 }
