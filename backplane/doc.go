@@ -63,8 +63,11 @@
 // # Upstream stream
 //
 // (*Redis).Upstream appends client events to one Redis Stream per hub,
-// P:upstream, trimmed with XADD MAXLEN ~ (RedisConfig.UpstreamMaxLen).
-// Application servers consume it with consumer groups (XGROUP CREATE
+// P:upstream, bounded by entries (XADD MAXLEN ~, RedisConfig.UpstreamMaxLen),
+// by bytes (UpstreamMaxBytes: a MAXLEN from the stream's bytes per entry,
+// estimated and measured in Redis) and by age (UpstreamMaxAge: XTRIM MINID
+// ~), whether an app reads it or not; RedisConfig.UpstreamURL puts the
+// streams on a Redis of their own. Application servers consume it with consumer groups (XGROUP CREATE
 // P:upstream app $ MKSTREAM, then XREADGROUP). An entry's fields, all
 // strings:
 //
@@ -87,6 +90,17 @@
 // invocation on P:connection:{connectionId}. Events that cannot be queued
 // (buffer full, Redis down) are refused and counted
 // (edgeplane_backplane_upstream_dropped_total).
+//
+// # Connection tokens
+//
+// The Redis backplane also keeps two kinds of plain keys for the connection
+// layer. ClaimTokens (TokenClaimer) claims connection ids at upgrade,
+// edgeplane:conn:{hub}:{id} = the claiming node, SET NX EXAT the token's
+// expiry (+10 s), so a token connects once on the whole fleet; it answers
+// ErrUnavailable at once while the backplane is not ready. AgreeTokenKey
+// (TokenKeyAgreer) lets nodes given no token key agree on one:
+// edgeplane:token-key, SET NX then GET, no expiry; a stored value shorter
+// than MinTokenKeyLen is ErrBadTokenKey.
 //
 // # Metrics
 //
@@ -122,6 +136,7 @@
 //	backplane.go            the Backplane and Receiver interfaces, Message, errors
 //	memory.go               Memory, the single-node backplane
 //	upstream.go             the Upstream interface and Event
+//	tokens.go               the TokenClaimer and TokenKeyAgreer interfaces
 //	redis.go                RedisConfig, Redis, NewRedis, channel names, Start,
 //	                        Publish, Close
 //	redis_subscriptions.go  Subscribe/Unsubscribe bookkeeping, the flusher that
@@ -130,7 +145,8 @@
 //	redis_receive.go        a subscription's read loop; decoding and dispatch
 //	redis_groups.go         RemoteGroup, applying group commands, acks
 //	redis_health.go         Ready, connection state, pings, down time
-//	redis_upstream.go       RedisUpstream, the Redis Stream writer
+//	redis_upstream.go       RedisUpstream, the Redis Stream writer and its bounds
+//	redis_tokens.go         connection-token claims and the agreed token key
 //	redis_metrics.go        the metrics, (*Redis).Metrics
 //	redis_slot.go           Redis Cluster hash slots
 //	ratelog.go              rate-limited warnings

@@ -53,6 +53,17 @@ type RedisConfig struct {
 	// UpstreamMaxLen bounds each hub's upstream stream (XADD MAXLEN ~).
 	// Default: 100,000 entries.
 	UpstreamMaxLen int64
+	// UpstreamMaxBytes bounds each hub's upstream stream in Redis memory,
+	// approximately (an entry count derived from the entries' sizes, see
+	// redis_upstream.go). Default: 64 MiB.
+	UpstreamMaxBytes int64
+	// UpstreamMaxAge: entries older than this are trimmed (XTRIM MINID ~)
+	// whenever the stream is written. Default: 1 h.
+	UpstreamMaxAge time.Duration
+	// UpstreamURL, when set, puts the upstream streams on their own Redis
+	// (redis://host:port; one server), e.g. one with maxmemory, instead of
+	// the backplane's.
+	UpstreamURL string
 	// UpstreamBuffer is how many upstream events may wait for the writer
 	// before Send refuses them. Default: 10,000.
 	UpstreamBuffer int
@@ -91,6 +102,12 @@ func (c RedisConfig) withDefaults() RedisConfig {
 	}
 	if c.UpstreamMaxLen <= 0 {
 		c.UpstreamMaxLen = defaultUpstreamMaxLen
+	}
+	if c.UpstreamMaxBytes <= 0 {
+		c.UpstreamMaxBytes = DefaultUpstreamMaxBytes
+	}
+	if c.UpstreamMaxAge <= 0 {
+		c.UpstreamMaxAge = DefaultUpstreamMaxAge
 	}
 	if c.UpstreamBuffer <= 0 {
 		c.UpstreamBuffer = defaultUpstreamBuffer
@@ -205,6 +222,9 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		if hub == "" {
 			return nil, fmt.Errorf("backplane: empty hub name in Hubs")
 		}
+	}
+	if _, err := upstreamOptions(cfg); err != nil {
+		return nil, err
 	}
 	switch {
 	case len(cfg.ClusterAddrs) > 0:

@@ -52,6 +52,7 @@ const (
 	flGone       uint32 = 1 << iota // OnClose ran
 	flRegistered                    // inserted in the hub (upstream saw "connected")
 	flIPCounted                     // counted in the server's per-IP table
+	flClaiming                      // upgrade waiting for its fleet-wide token claim (token.go)
 
 	flCauseShift = 8 // bits 8-15: why it was closed, cause.idx
 	flCauseMask  = 0xff << flCauseShift

@@ -17,6 +17,12 @@
 // UTF-8, 1009 messages over MaxMessageBytes, 1008 slow clients and
 // handshake time-outs; malformed HTTP gets 400.
 //
+// A connection token connects once on the whole fleet: with
+// Config.TokenClaims (the Redis backplane) the upgrade claims its id there
+// before it is answered, from one goroutine that batches the claims off the
+// event loop; Redis down or slow, the node's own check alone decides
+// (token.go says why).
+//
 // conn owns client policy only: the handler, the timing wheel, connection
 // tokens, the accept bucket, the per-IP table, drain and close. It
 // registers connections in a fanout.Router and hands invocations to an

@@ -22,6 +22,12 @@ var headEnd = []byte("\r\n\r\n")
 // handleHTTP processes one HTTP request at the start of b (negotiate or
 // WebSocket upgrade). It returns 0 while the request is incomplete.
 func (c *Conn) handleHTTP(b []byte) (int, error) {
+	if c.has(flClaiming) {
+		// RFC 6455 4.1: a client sends nothing after its upgrade request
+		// until the 101.
+		c.httpError("connect", http.StatusBadRequest, "data sent before the WebSocket upgrade completed")
+		return len(b), nil
+	}
 	end := bytes.Index(b, headEnd)
 	if end < 0 {
 		if len(b) > c.srv.cfg.MaxHeaderBytes {
@@ -203,17 +209,28 @@ func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
 		c.shutdown(causeHTTPError, out.Bytes())
 		return
 	}
-	c.srv.M.httpReqs("connect", http.StatusSwitchingProtocols).Inc()
 	b64.Encode(c.idBuf[:], id[:])
 	c.entry.Init(c, unsafe.String(&c.idBuf[0], len(c.idBuf)), user)
+	c.hub = h
 	if !exp.IsZero() {
 		c.tokenExp = int32(exp.Unix() - c.srv.epoch)
+		if cl := c.srv.claims; cl != nil {
+			// Fleet-wide reuse check (token.go): the claim goroutine
+			// answers 101 or 409.
+			cl.claim(c, hubName, c.entry.ID(), exp, out.Bytes())
+			return
+		}
 	}
-	c.hub = h
+	c.finishUpgrade(out.Bytes())
+}
+
+// finishUpgrade answers 101 and waits for the SignalR handshake.
+func (c *Conn) finishUpgrade(resp []byte) {
 	if !c.state.CompareAndSwap(stHTTP, stHandshake) {
-		return // closed meanwhile (handshake deadline)
+		return // closed meanwhile (handshake deadline, bytes before the 101)
 	}
-	c.send(out.Bytes())
+	c.srv.M.httpReqs("connect", http.StatusSwitchingProtocols).Inc()
+	c.send(resp)
 }
 
 // admitRate applies the accept-rate limit to a new SignalR connection

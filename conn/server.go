@@ -46,6 +46,11 @@ type Config struct {
 	KeepAliveInterval time.Duration
 	// ClientTimeout: a client silent this long is dropped. Default 30s.
 	ClientTimeout time.Duration
+	// TokenClaims, when set, makes connection-token reuse fleet-wide: an
+	// upgrade claims its connection id there before it is answered (409 if
+	// any node claimed it before). Redis down or slow: the upgrade goes
+	// ahead on the local check alone, counted. Nil: the local check only.
+	TokenClaims backplane.TokenClaimer
 	// Upstream receives client invocations and lifecycle events. Nil: none
 	// (invocations are counted and dropped; ones with an invocationId get
 	// a Completion error).
@@ -156,6 +161,8 @@ type Server struct {
 	perIP    perIP
 	draining atomic.Bool
 
+	claims *claimer // fleet-wide token claims; nil without Config.TokenClaims
+
 	usedMu sync.Mutex
 	used   map[[idLen]byte]int64 // connection ids connected recently → token expiry (unix s)
 
@@ -206,6 +213,9 @@ func New(cfg Config, router *fanout.Router) (*Server, error) {
 		return nil, bad
 	}
 	s.M = newMetrics(s)
+	if cfg.TokenClaims != nil {
+		s.claims = newClaimer(cfg.TokenClaims, s.log, s.M.set)
+	}
 	go s.wheel.run()
 	go s.sweepUsed()
 	return s, nil
@@ -216,7 +226,12 @@ func (s *Server) Metrics() *metricset.Set { return s.M.set }
 
 // Close stops the timing wheel. Connections are closed by the poller.
 func (s *Server) Close() error {
-	s.closeOnce.Do(s.wheel.close)
+	s.closeOnce.Do(func() {
+		s.wheel.close()
+		if s.claims != nil {
+			s.claims.close()
+		}
+	})
 	return nil
 }
 

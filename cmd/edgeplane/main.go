@@ -52,16 +52,22 @@ func run(args []string) int {
 		origins     listFlag
 		gcPercent   int
 		drainWindow time.Duration
+		upRedis     string
+		upMaxBytes  int64
+		upMaxAge    time.Duration
 	)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "client address (SignalR negotiate and WebSocket)")
 	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin address: /metrics, /healthz, /readyz and the REST API")
 	fs.Var(&hubs, "hub", "hub clients may connect to, NAME or NAME=PREFIX (PREFIX: Redis channel prefix, e.g. the .NET hub type name); repeat for several (default chat)")
 	fs.StringVar(&redisURL, "redis", "", "Redis backplane URL, redis://host:port (default: in-memory backplane, single node)")
 	fs.Var(&cluster, "redis-cluster", "Redis Cluster seed addresses host:port,... (sharded pub/sub, Redis 7+)")
+	fs.StringVar(&upRedis, "upstream-redis", "", "Redis URL for the upstream streams (client invocations and lifecycle events), e.g. one with maxmemory (default: the backplane's Redis)")
+	fs.Int64Var(&upMaxBytes, "upstream-max-bytes", backplane.DefaultUpstreamMaxBytes, "approximate Redis memory bound of each hub's upstream stream, in bytes (entries are trimmed oldest first)")
+	fs.DurationVar(&upMaxAge, "upstream-max-age", backplane.DefaultUpstreamMaxAge, "upstream stream entries older than this are trimmed")
 	fs.StringVar(&server, "server-name", "", "unique node name on the backplane (default {hostname}_{random})")
 	fs.StringVar(&cfg.Poller, "poller", "epoll", "event-loop backend: "+strings.Join(poller.Backends(), "|")+" (epoll: our own loop, densest; netpoll: cloudwego/netpoll)")
 	fs.StringVar(&cfg.Conn.AccessKey, "access-key", "", "HS256 key: REST API needs a bearer JWT and clients an access token signed with it (empty: open)")
-	fs.StringVar(&cfg.Conn.TokenKey, "token-key", "", "key signing connection tokens; share it across a fleet (default: derived from --access-key, else random)")
+	fs.StringVar(&cfg.Conn.TokenKey, "token-key", "", "key signing connection tokens; share it across a fleet (default: derived from --access-key; else, with Redis, a random key the nodes agree on in Redis (edgeplane:token-key); else random)")
 	fs.IntVar(&cfg.PollerConfig.MaxConns, "max-conns", 0, "maximum open client connections; the excess gets 503 (0: no limit but the fd reserve)")
 	fs.IntVar(&cfg.PollerConfig.FDReserve, "fd-reserve", poller.DefaultFDReserve, "file descriptors kept free under RLIMIT_NOFILE; connections beyond get 503")
 	fs.IntVar(&cfg.PollerConfig.MaxQueueBytes, "max-queue-bytes", poller.DefaultMaxQueueBytes, "outbound bytes queued per connection before it is dropped as a slow client")
@@ -115,7 +121,15 @@ func run(args []string) int {
 		return 2
 	}
 	if redisURL != "" || len(cluster) > 0 {
-		cfg.Redis = &backplane.RedisConfig{URL: redisURL, ClusterAddrs: cluster, ServerName: server}
+		cfg.Redis = &backplane.RedisConfig{URL: redisURL, ClusterAddrs: cluster, ServerName: server,
+			UpstreamURL: upRedis, UpstreamMaxBytes: upMaxBytes, UpstreamMaxAge: upMaxAge}
+	} else if upRedis != "" {
+		fmt.Fprintln(os.Stderr, "edgeplane: --upstream-redis needs --redis or --redis-cluster (the upstream's replies travel on the backplane)")
+		return 2
+	}
+	if upMaxBytes <= 0 || upMaxAge <= 0 {
+		fmt.Fprintln(os.Stderr, "edgeplane: --upstream-max-bytes and --upstream-max-age must be positive")
+		return 2
 	}
 
 	n, err := node.Start(cfg)

@@ -39,6 +39,9 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{"--redis", "redis://x:1", "--redis-cluster", "a:1"},
 		{"--hub", "=prefix"},
 		{"--no-such-flag"},
+		{"--upstream-redis", "redis://x:1"}, // without a backplane
+		{"--upstream-max-bytes", "0"},
+		{"--upstream-max-age", "-1s"},
 	} {
 		if code := run(args); code != 2 {
 			t.Errorf("run(%q) = %d, want 2", args, code)

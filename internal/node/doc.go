@@ -8,6 +8,10 @@
 //	  → admin (REST API, /metrics, health, on its own port)
 //
 // and closes them in the opposite order: poller, admin HTTP, conn, backplane.
+// With Redis it also gives the connection server the backplane's token
+// claims (a token connects once per fleet) and, when no token key or
+// access key is configured, agrees on a token key with the other nodes in
+// Redis (tokenkey.go).
 // Every part's metrics go into the node's metricset.Registry, which the
 // admin port writes. cmd/edgeplane maps flags onto Config; integration
 // tests start nodes in process with it too:

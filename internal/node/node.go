@@ -122,6 +122,9 @@ type Node struct {
 	adminLn net.Listener
 	http    *http.Server
 
+	keys     *tokenKeys // token-key agreement; nil when a key was given or without Redis
+	stopKeys sync.Once
+
 	trimStop, trimDone chan struct{}
 	stopTrim           sync.Once
 }
@@ -150,6 +153,7 @@ func Start(cfg Config) (*Node, error) {
 	for i, h := range cfg.Hubs {
 		names[i] = h.Name
 	}
+	var proposal string // a token key to agree on with the fleet
 	if cfg.Redis != nil {
 		rb, err := backplane.NewRedis(*cfg.Redis)
 		if err != nil {
@@ -158,6 +162,13 @@ func Start(cfg Config) (*Node, error) {
 		n.bp = rb
 		if cfg.Conn.Upstream == nil {
 			cfg.Conn.Upstream = rb.Upstream()
+		}
+		if cfg.Conn.TokenClaims == nil {
+			cfg.Conn.TokenClaims = rb
+		}
+		if cfg.Conn.TokenKey == "" && cfg.Conn.AccessKey == "" {
+			proposal = newTokenKey()
+			cfg.Conn.TokenKey = proposal
 		}
 	} else {
 		n.bp = backplane.NewMemory()
@@ -172,6 +183,19 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("start backplane: %w", err)
 	}
 	n.registerMetrics()
+	if proposal != "" {
+		// Agree before serving when Redis answers; else in the background.
+		n.keys = newTokenKeys(n.bp.(backplane.TokenKeyAgreer), n.bp.Ready, n.srv, proposal, cfg.Logger)
+		n.metrics.Register(n.keys.metrics())
+		if err := n.keys.check(); err != nil {
+			return nil, fmt.Errorf("connection-token key: %w", err)
+		}
+		if !n.keys.agreed.Load() {
+			n.log.Warn("connection-token key not agreed with the fleet yet (Redis unreachable); retrying in the background", "redis_key", backplane.TokenKeyName)
+		}
+		go n.keys.run()
+		undo = append(undo, n.keys.close)
+	}
 
 	userReject := cfg.PollerConfig.OnReject
 	cfg.PollerConfig.OnReject = func(r poller.RejectReason) {
@@ -291,6 +315,9 @@ func (n *Node) Close() error {
 	n.admin.SetDraining()
 	n.stopTrim.Do(func() { close(n.trimStop) })
 	<-n.trimDone
+	if n.keys != nil {
+		n.stopKeys.Do(n.keys.close)
+	}
 	err := n.poll.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
