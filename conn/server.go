@@ -155,6 +155,7 @@ type Server struct {
 	accept   acceptBucket
 	perIP    perIP
 	draining atomic.Bool
+	closing  closingSet
 
 	usedMu sync.Mutex
 	used   map[[idLen]byte]int64 // connection ids connected recently → token expiry (unix s)
