@@ -105,6 +105,37 @@ func (h *hookConn) Send(frame []byte) error {
 	return h.fakeConn.Send(frame)
 }
 
+// TestBroadcastRacingTheHandshake: a broadcast that lands just as the
+// handshake response is being queued must not reach the connection first.
+// The hook plays the broadcast at the last moment before {} is queued:
+// the connection must not be visible to deliveries yet. (Issue 12 item 5,
+// deterministically; TestHandshakeResponseFirstUnderBroadcast is the same
+// under real concurrency.)
+func TestBroadcastRacingTheHandshake(t *testing.T) {
+	s := newTestServer(t, Config{})
+	hc := &hookConn{}
+	raced := false
+	hc.onSend = func(frame []byte) {
+		if !raced && bytes.Equal(frame, handshakeOKFrame) {
+			raced = true
+			s.router.Deliver(&backplane.Message{Hub: "chat", Kind: backplane.All, Payload: []byte(`{"type":1,"target":"early","arguments":[]}` + "\x1e")})
+		}
+	}
+	sess := s.OnOpen(hc)
+	defer sess.OnClose(nil)
+	sess.OnData([]byte(testUpgrade))
+	sess.OnData(clientFrame(0x81, testHandshake))
+	if !raced {
+		t.Fatal("the handshake response was never sent")
+	}
+	if first := firstFrameAfterUpgrade(t, hc.output()); first != "{}\x1e" {
+		t.Fatalf("first record %q, want the handshake response", first)
+	}
+	if s.router.Hub("chat").Len() != 1 {
+		t.Fatal("connection not registered after its handshake")
+	}
+}
+
 // TestDrainDuringHandshake: a drain that starts while a connection is in
 // the middle of its handshake (past the draining check, not yet in its
 // hub, so not in the drain's snapshot) still closes it. (Issue 12 item 9:
