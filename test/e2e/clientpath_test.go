@@ -230,6 +230,7 @@ func TestHostileClientInput(t *testing.T) {
 	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		n := startNode(t, backend, "--client-timeout", "2s", "--keepalive", "1s", "--max-message-rate", "50")
 		bystander := n.connect(t, "/chat")
+		bystander.c.SetWriteDeadline(time.Time{})
 		stopPings := make(chan struct{})
 		pinging := make(chan struct{})
 		go func() { // keeps the bystander alive: one SignalR Ping a second
@@ -246,7 +247,7 @@ func TestHostileClientInput(t *testing.T) {
 
 		expectClose := func(t *testing.T, r *rawConn, code int, reason, text string) {
 			t.Helper()
-			got, before := r.expectClose(6 * time.Second)
+			got, before := r.expectClose(10 * time.Second) // the trickles below go on for 30 s
 			if got != code || !strings.Contains(before, text) {
 				t.Fatalf("close %d after %q, want %d after %q", got, before, code, text)
 			}
@@ -265,7 +266,8 @@ func TestHostileClientInput(t *testing.T) {
 		})
 		t.Run("trickled frame", func(t *testing.T) {
 			r := n.connect(t, "/chat")
-			f := textFrame(`{"type":1,"target":"x","arguments":["` + strings.Repeat("z", 100) + `"]}` + "\x1e")
+			f := textFrame(`{"type":1,"target":"x","arguments":["` + strings.Repeat("z", 150) + `"]}` + "\x1e")
+			r.c.SetWriteDeadline(time.Time{})
 			go func() {
 				for _, b := range f[:len(f)-1] {
 					if _, err := r.c.Write([]byte{b}); err != nil {
@@ -279,8 +281,9 @@ func TestHostileClientInput(t *testing.T) {
 		t.Run("endless fragments", func(t *testing.T) {
 			r := n.connect(t, "/chat")
 			r.write(frame(0x01, []byte(`{"type":1,`), true))
+			r.c.SetWriteDeadline(time.Time{})
 			go func() {
-				for range 60 {
+				for range 150 {
 					if _, err := r.c.Write(append(frame(0x00, []byte(" "), true), frame(0x89, nil, true)...)); err != nil {
 						return
 					}
