@@ -3,6 +3,7 @@ package fanout
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -79,5 +80,25 @@ func TestFrameSize(t *testing.T) {
 		if got, want := FrameSize(n), len(wsframe.TextFrame(make([]byte, n))); got != want {
 			t.Errorf("FrameSize(%d) = %d, want %d", n, got, want)
 		}
+	}
+}
+
+// BenchmarkRouterCheck is what Deliver adds per message (not per
+// recipient) to refuse what no client can take: a size comparison and a
+// UTF-8 scan of the record.
+func BenchmarkRouterCheck(b *testing.B) {
+	r := NewRouter([]string{"chat"}, nil)
+	r.MaxFrameBytes = 1 << 20
+	for _, n := range []int{100, 32 << 10} {
+		rec := []byte(`{"type":1,"target":"t","arguments":["` + strings.Repeat("é", (n-40)/2) + `"]}` + "\x1e")
+		b.Run(fmt.Sprintf("bytes=%d", len(rec)), func(b *testing.B) {
+			b.SetBytes(int64(len(rec)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := r.Check(rec); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
