@@ -112,7 +112,7 @@ func TestHandshakeFirstUnderBroadcast(t *testing.T) {
 			return n.metric("edgeplane_fanout_messages_total") > 1000
 		})
 
-		const workers, perWorker = 4, 500
+		const workers, perWorker = 4, 300
 		var bad, failed atomic.Int64
 		var example atomic.Value
 		var wg sync.WaitGroup
