@@ -160,6 +160,10 @@ func (h *Handler) send(kind backplane.Kind, nameVar string) func(http.ResponseWr
 		var body sendBody
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 		if err := dec.Decode(&body); err != nil {
+			if tooBig := (*http.MaxBytesError)(nil); errors.As(err, &tooBig) {
+				apiError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", tooBig.Limit))
+				return
+			}
 			apiError(w, http.StatusBadRequest, "invalid body: "+err.Error())
 			return
 		}
@@ -174,6 +178,20 @@ func (h *Handler) send(kind backplane.Kind, nameVar string) func(http.ResponseWr
 		rec, err := hubproto.JSON.AppendInvocation(nil, "", body.Target, body.Arguments)
 		if err != nil {
 			apiError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		// What every node's router would drop, refused here with the
+		// reason: a record that is not UTF-8 would break every recipient's
+		// connection, one larger than a connection's queue would reach no
+		// one.
+		if err := h.cfg.Router.Check(rec); err != nil {
+			if errors.Is(err, fanout.ErrTooLarge) {
+				apiError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf(
+					"message too large: its frame would be %d bytes, a connection's outbound queue holds at most %d (--max-queue-bytes)",
+					fanout.FrameSize(len(rec)), h.cfg.Router.MaxFrameBytes))
+				return
+			}
+			apiError(w, http.StatusBadRequest, "invalid body: arguments are not valid UTF-8")
 			return
 		}
 		m := &backplane.Message{Hub: r.PathValue("hub"), Kind: kind, Payload: rec}

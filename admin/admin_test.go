@@ -202,3 +202,49 @@ func TestNewNeedsItsParts(t *testing.T) {
 		t.Fatal("New accepted a config without router, backplane and closer")
 	}
 }
+
+// TestSendRefusesWhatNoClientCanTake: a send whose arguments are not
+// valid UTF-8 gets 400, one whose frame could never fit a connection's
+// outbound queue (or whose body is over the REST limit) gets 413; nothing
+// is published, so no client is broken or closed as a slow client, and
+// the next good send is delivered. (Issue 12 items 6 and 7: both used to
+// answer 202; the first broke every recipient's connection, the second,
+// with the defaults and a 1 MiB body, closed every recipient.)
+func TestSendRefusesWhatNoClientCanTake(t *testing.T) {
+	f := setup(t, "")
+	f.router.MaxFrameBytes = 1 << 20 // the poller's default queue limit
+	a := &member{}
+	f.router.Hub("chat").Add(a, "a", "")
+	pad := func(size int) string { // a body of exactly size bytes
+		head, tail := `{"target":"t","arguments":["`, `"]}`
+		return head + strings.Repeat("x", size-len(head)-len(tail)) + tail
+	}
+	for _, tc := range []struct {
+		name, body string
+		code       int
+		want       string
+	}{
+		{"invalid UTF-8 in arguments", "{\"target\":\"t\",\"arguments\":[\"\xff\xfe\"]}", 400, "not valid UTF-8"},
+		{"truncated rune in arguments", "{\"target\":\"t\",\"arguments\":[{\"k\":\"\xe2\x82\"}]}", 400, "not valid UTF-8"},
+		{"1 MiB body: frame over the queue", pad(1 << 20), 413, "outbound queue holds at most 1048576"},
+		{"body over the REST limit", pad(1<<20 + 1), 413, "request body over"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, body := do(t, "POST", f.ts.URL+"/api/hubs/chat/:send", tc.body, "")
+			if c != tc.code || !strings.Contains(body, tc.want) {
+				t.Fatalf("%d %s, want %d with %q", c, body, tc.code, tc.want)
+			}
+			if got := a.got(); len(got) != 0 {
+				t.Fatalf("the refused message reached a client: %d frames", len(got))
+			}
+		})
+	}
+	// Just under the limit still goes through, whole.
+	body := pad(1<<20 - 64)
+	if c, resp := do(t, "POST", f.ts.URL+"/api/hubs/chat/:send", body, ""); c != 202 {
+		t.Fatalf("a send that fits: %d %s", c, resp)
+	}
+	if got := a.got(); len(got) != 1 || len(got[0]) > 1<<20 || !strings.Contains(got[0], body[len(`{"target":"t","arguments":[`):len(body)-1]) {
+		t.Fatalf("the send that fits: %d frames", len(got))
+	}
+}

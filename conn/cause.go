@@ -2,6 +2,8 @@ package conn
 
 import (
 	"errors"
+	"strings"
+	"unicode/utf8"
 )
 
 // cause is why a connection closed. One value carries everything the close
@@ -17,11 +19,24 @@ type cause struct {
 	idx       uint32 // position in causes + 1, stored in Conn.flags
 }
 
-// withText returns the cause with another text for the client.
+// withText returns the cause with another text for the client, as valid
+// UTF-8 (clientText).
 func (k *cause) withText(text string) *cause {
 	c := *k
-	c.text = text
+	c.text = clientText(text)
 	return &c
+}
+
+// clientText makes a text that may come from outside (a REST close
+// reason, an error quoting input) valid UTF-8: it goes to the client as
+// the WebSocket close reason and the SignalR Close error, and invalid
+// UTF-8 in either makes browsers and Node fail the connection instead of
+// reading why it closed.
+func clientText(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 // The causes a connection can close for. A close decided by the node
@@ -77,7 +92,7 @@ func causeOf(err error) *cause {
 		k = causeInvalidUTF8
 	}
 	c := *k
-	c.code, c.text = pe.Code, pe.Reason
+	c.code, c.text = pe.Code, clientText(pe.Reason)
 	return &c
 }
 

@@ -34,7 +34,7 @@ type Conn struct {
 	entry fanout.Entry // registry entry, embedded; id and user set at upgrade
 	bufs  *connBufs    // partial input, nil while idle
 
-	lastRead  atomic.Int32 // wheel seconds
+	lastRead  atomic.Int32 // wheel seconds of the last complete record (touchRead)
 	lastWrite atomic.Int32
 	state     atomic.Uint32
 	opened    int32
@@ -92,6 +92,49 @@ func (c *Conn) buffers() *connBufs {
 	return c.bufs
 }
 
+// closingSet holds the connections that left their hub on a close the
+// node decided (slow client, drain, time-out...) until the poller has
+// closed them: their queues are still held (up to the shutdown timeout
+// for a stalled client) and edgeplane_queue_bytes counts them.
+type closingSet struct {
+	mu    sync.Mutex
+	conns map[*Conn]struct{}
+}
+
+// add records c, unless OnClose already ran (it removes c after setting
+// flGone, under the same lock, so c is never left behind).
+func (s *closingSet) add(c *Conn) {
+	s.mu.Lock()
+	if !c.has(flGone) {
+		if s.conns == nil {
+			s.conns = make(map[*Conn]struct{})
+		}
+		s.conns[c] = struct{}{}
+	}
+	s.mu.Unlock()
+}
+
+func (s *closingSet) remove(c *Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// queuedBytes sums the queues of the closing connections.
+func (s *closingSet) queuedBytes() int {
+	s.mu.Lock()
+	all := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		all = append(all, c)
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, c := range all {
+		n += c.pc.QueuedBytes()
+	}
+	return n
+}
+
 // releaseBufs returns the buffers once nothing is pending.
 func (c *Conn) releaseBufs() {
 	b := c.bufs
@@ -106,9 +149,6 @@ func (c *Conn) releaseBufs() {
 func (c *Conn) OnData(data []byte) {
 	if c.state.Load() == stClosed {
 		return
-	}
-	if now := int32(c.srv.wheel.Now()); c.lastRead.Load() != now {
-		c.lastRead.Store(now)
 	}
 	buf := data
 	if c.bufs != nil && len(c.bufs.pending) > 0 {
@@ -204,7 +244,8 @@ func (c *Conn) shutdown(k *cause, final []byte) {
 		// Stop deliveries now rather than when the socket finally closes
 		// (a stalled client may hold its final frames until the poller's
 		// shutdown timeout). The entry was inserted before the state
-		// became open.
+		// became open. Its queue stays counted until OnClose.
+		c.srv.closing.add(c)
 		c.hub.Remove(&c.entry)
 	}
 	c.pc.Shutdown(final)
@@ -265,6 +306,7 @@ func (c *Conn) OnClose(err error) {
 		}
 	}
 	if registered {
+		c.srv.closing.remove(c)
 		c.hub.Remove(&c.entry) // no-op if shutdown already removed it
 		if up := c.srv.cfg.Upstream; up != nil {
 			reason := disconnectReason(c.cause(), err)

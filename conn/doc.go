@@ -9,13 +9,25 @@
 // keeps the policy: states, limits, keep-alive and why a connection closes.
 //
 // Deadlines (handshake 15 s, keep-alive Ping after 15 s of outbound
-// silence, client time-out after 30 s of inbound silence) run on one
-// timing wheel swept once a second, not a timer per connection.
+// silence, client time-out after 30 s without a complete record from the
+// client) run on one timing wheel swept once a second, not a timer per
+// connection. Bytes that never complete a record (a trickled frame, a
+// fragmented message that never ends, WebSocket pings) do not reset the
+// client time-out, so partial input has the same deadline; and every
+// frame that carries no record (control frames, fragments, empty
+// messages) counts toward the message rate like a record.
+//
+// The handshake response is always the first record a client gets: it is
+// queued before the connection joins its hub and becomes visible to
+// deliveries.
 //
 // Bad input closes only the offending connection, with the close code
 // chosen where the error is detected: 1002 protocol errors, 1007 invalid
-// UTF-8, 1009 messages over MaxMessageBytes, 1008 slow clients and
-// handshake time-outs; malformed HTTP gets 400.
+// UTF-8 (in text and binary messages: the JSON hub protocol is text
+// either way), 1009 messages over MaxMessageBytes, 1008 slow clients,
+// rate limits and handshake time-outs; malformed HTTP gets 400. Close
+// texts that come from outside (a REST close reason) are made valid UTF-8
+// before they reach the client.
 //
 // A connection token connects once on the whole fleet: with
 // Config.TokenClaims (the Redis backplane) the upgrade claims its id there

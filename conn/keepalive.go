@@ -6,7 +6,8 @@ import (
 )
 
 // Keep-alive on the timing wheel: handshake deadline, Ping after outbound
-// silence, client time-out after inbound silence.
+// silence, client time-out after inbound silence (no complete record:
+// partial input has the same deadline, see touchRead).
 
 // tick implements wheelItem: handshake deadline, keep-alive Ping, client
 // time-out.
@@ -38,6 +39,18 @@ func (c *Conn) tick(now int64) int64 {
 		lw = now
 	}
 	return min(lr+s.timeoutSec, lw+s.keepAliveSec)
+}
+
+// touchRead records a complete SignalR record from the client (or its
+// handshake). The client time-out counts from the last one, as ASP.NET
+// Core SignalR's does, not from the last byte: input that never completes
+// a record (a frame trickled in byte by byte, fragments of a message that
+// never ends, WebSocket pings) does not keep a connection alive, and the
+// partial input it pins is freed at the time-out.
+func (c *Conn) touchRead() {
+	if now := int32(c.srv.wheel.Now()); c.lastRead.Load() != now {
+		c.lastRead.Store(now)
+	}
 }
 
 func (c *Conn) touchWrite() {

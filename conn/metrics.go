@@ -44,10 +44,15 @@ func newMetrics(s *Server) *Metrics {
 	httpReqs := set.Counters("edgeplane_http_requests_total", "Client-port HTTP answers, by route and status code.", "route", "code")
 	m.httpReqs = func(route string, code int) *metrics.Counter { return httpReqs(route, strconv.Itoa(code)) }
 	set.Gauge("edgeplane_queue_bytes", "Outbound bytes queued but not yet written, all connections.", func() float64 {
-		var n int
+		// The hubs' members, and the connections that left their hub on
+		// their way out (slow clients...), whose queues the poller has
+		// not freed yet: a slow-client storm must not make the gauge drop.
+		// A member closing meanwhile is in the closing set, not counted
+		// twice.
+		n := s.closing.queuedBytes()
 		s.router.Hubs(func(h *fanout.Hub) {
 			h.Each(func(e *fanout.Entry) {
-				if c, ok := e.Member().(*Conn); ok {
+				if c, ok := e.Member().(*Conn); ok && c.state.Load() != stClosed {
 					n += c.pc.QueuedBytes()
 				}
 			})

@@ -160,6 +160,7 @@ type Server struct {
 	accept   acceptBucket
 	perIP    perIP
 	draining atomic.Bool
+	closing  closingSet
 
 	claims *claimer // fleet-wide token claims; nil without Config.TokenClaims
 

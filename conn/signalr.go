@@ -8,26 +8,42 @@ import (
 
 // The SignalR layer: the handshake, records, invocations to the upstream.
 
-// register completes the SignalR handshake: the connection joins its hub.
+// register completes the SignalR handshake: the handshake response is
+// queued, then the connection joins its hub. In that order: once in the
+// hub the connection receives deliveries from any goroutine, and the
+// official clients fail a connection whose first record is not the
+// handshake response ("Expected a handshake response from the server").
 func (c *Conn) register() bool {
 	if c.srv.draining.Load() {
 		c.closeWith(causeShutdown)
 		return false
 	}
-	if !c.hub.Insert(&c.entry) {
+	if c.hub.Lookup(c.entry.ID()) {
 		c.closeWith(causeDuplicate)
 		return false
 	}
-	if !c.state.CompareAndSwap(stHandshake, stOpen) {
-		c.hub.Remove(&c.entry) // closed meanwhile (e.g. handshake deadline)
+	c.send(handshakeOKFrame)
+	if !c.hub.Insert(&c.entry) {
+		c.closeWith(causeDuplicate) // lost a race with another upgrade of the same token
 		return false
 	}
+	if !c.state.CompareAndSwap(stHandshake, stOpen) {
+		c.hub.Remove(&c.entry) // closed meanwhile (handshake deadline, full queue, drain)
+		return false
+	}
+	c.touchRead() // the handshake is the first message: the client timeout starts now
 	c.flags.Or(flRegistered)
-	c.send(handshakeOKFrame)
 	if up := c.srv.cfg.Upstream; up != nil {
 		if err := up.Send(&backplane.Event{Kind: backplane.EventConnected, Hub: c.hub.Name(), ConnID: c.entry.ID(), UserID: c.entry.User()}); err != nil {
 			c.srv.M.upstreamErr.Inc()
 		}
+	}
+	// Drain sets draining, then snapshots the hubs; Insert and the
+	// snapshot take the same shard lock. So either the drain saw this
+	// connection, or this load sees draining: none is missed.
+	if c.srv.draining.Load() {
+		c.closeWith(causeShutdown)
+		return false
 	}
 	return true
 }
@@ -41,8 +57,9 @@ func (c *Conn) handshakeFailed(msg string) {
 // onRecord handles one SignalR record (without its separator).
 func (c *Conn) onRecord(rec []byte) error {
 	c.srv.M.messagesIn.Inc()
-	if !c.rate.allow(int32(c.srv.wheel.Now()), c.srv.cfg.MaxMessageRate) {
-		return protoErr(causeRateLimited.code, causeRateLimited.text)
+	c.touchRead()
+	if err := c.countInbound(); err != nil {
+		return err
 	}
 	if hubproto.JSON.IsPing(rec) {
 		return nil // keep-alive Ping, the most common record: no JSON decode
@@ -57,8 +74,18 @@ func (c *Conn) onRecord(rec []byte) error {
 	case hubproto.TypeClose:
 		c.shutdown(causeClientClose, wsframe.CompiledCloseNormal)
 	case hubproto.TypePing, hubproto.TypeCompletion, hubproto.TypeStreamItem, hubproto.TypeCancelInvocation, hubproto.TypeAck, hubproto.TypeSequence:
-		// Ping only refreshes lastRead (done in OnData); the others have no
+		// Ping only refreshes lastRead (done above); the others have no
 		// server-side meaning without an upstream that supports them.
+	}
+	return nil
+}
+
+// countInbound counts one unit of client input toward --max-message-rate:
+// a record, or a frame that carries none (control frame, fragment, empty
+// message), which costs the node work all the same.
+func (c *Conn) countInbound() error {
+	if !c.rate.allow(int32(c.srv.wheel.Now()), c.srv.cfg.MaxMessageRate) {
+		return protoErr(causeRateLimited.code, causeRateLimited.text)
 	}
 	return nil
 }

@@ -23,6 +23,11 @@ func (c *Conn) handleFrame(b []byte) (int, error) {
 	}
 	payload := b[hn:total]
 	wsframe.Unmask(payload, h.Mask)
+	if carriesNoRecord(&h) {
+		if err := c.countInbound(); err != nil {
+			return 0, err
+		}
+	}
 	switch h.Op {
 	case wsframe.OpPing:
 		c.send(wsframe.AppendFrame(nil, wsframe.OpPong, payload))
@@ -59,6 +64,22 @@ func (c *Conn) handleFrame(b []byte) (int, error) {
 	return total, nil
 }
 
+// carriesNoRecord reports whether a frame is one that delivers no SignalR
+// record of its own: a ping or pong, a fragment before a message's last,
+// an empty message. Each counts toward the message rate like a record, so
+// a client cannot make the node work without limit between records.
+func carriesNoRecord(h *wsframe.Header) bool {
+	switch h.Op {
+	case wsframe.OpPing, wsframe.OpPong:
+		return true
+	case wsframe.OpText, wsframe.OpBinary:
+		return !h.Fin || h.Length == 0
+	case wsframe.OpContinuation:
+		return !h.Fin
+	}
+	return false
+}
+
 func (c *Conn) onCloseFrame(payload []byte) error {
 	code, _, err := wsframe.ParseClosePayload(payload)
 	if err != nil {
@@ -71,9 +92,18 @@ func (c *Conn) onCloseFrame(payload []byte) error {
 	return nil
 }
 
+// errBinaryUTF8 closes a connection whose binary message is not UTF-8 (1007).
+var errBinaryUTF8 = protoErr(CloseInvalidPayload, "invalid UTF-8 in binary message (JSON hub protocol)")
+
 // onMessage handles one complete WebSocket data message.
 func (c *Conn) onMessage(op wsframe.OpCode, msg []byte) error {
-	if op == wsframe.OpText && !utf8.Valid(msg) {
+	// Binary frames too: the JSON hub protocol is text whatever the frame
+	// type, and what a client sends goes on to the upstream stream and
+	// into records other clients receive in text frames.
+	if !utf8.Valid(msg) {
+		if op == wsframe.OpBinary {
+			return errBinaryUTF8
+		}
 		return wsframe.ErrInvalidUTF8
 	}
 	if c.state.Load() == stHandshake {

@@ -15,6 +15,14 @@
 // connection embeds its Entry (56 B); the groups it joined, which are rare,
 // sit behind a pointer. See index.go.
 //
+// Router.Deliver is where every backplane message enters delivery; a
+// record that no client could take is dropped there and counted
+// (edgeplane_fanout_dropped_total{reason}): one that is not valid UTF-8
+// (in a text frame it would make every recipient's browser or Node client
+// fail its connection) or whose frame is larger than a connection's
+// outbound queue (Router.MaxFrameBytes: it would close every recipient as
+// a slow client). Router.Check says the same to the REST API.
+//
 //	r := fanout.NewRouter([]string{"chat"}, backplane)
 //	e, _ := r.Hub("chat").Add(member, connID, userID)
 //	r.Hub("chat").AddToGroup(connID, "room1")

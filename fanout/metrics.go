@@ -8,12 +8,13 @@ import (
 )
 
 // Metrics declares the router's metrics (deliveries, registered
-// connections per hub) on a set of their own, built on the first call, and
-// hooks them to Stats.OnDeliver (after a hook already set there, which
-// keeps being called). Call it before the first delivery.
+// connections per hub; messages dropped, declared by NewRouter) on a set
+// of their own, completed on the first call, and hooks them to
+// Stats.OnDeliver (after a hook already set there, which keeps being
+// called). Call it before the first delivery.
 func (r *Router) Metrics() *metricset.Set {
 	r.metricsOnce.Do(func() {
-		set := metricset.New()
+		set := r.metrics
 		msgsOut := set.Counter("edgeplane_messages_out_total", "(message, recipient) deliveries queued.")
 		bytesOut := set.Counter("edgeplane_bytes_out_total", "Frame bytes queued to recipients.")
 		fanoutMsgs := set.Counter("edgeplane_fanout_messages_total", "Messages delivered to this node's local recipients.")
@@ -33,7 +34,18 @@ func (r *Router) Metrics() *metricset.Set {
 			set.Gauge(fmt.Sprintf(`edgeplane_connections{hub=%q}`, name), "Registered (handshake done) client connections, by hub.",
 				func() float64 { return float64(h.Len()) })
 		}
-		r.metrics = set
 	})
 	return r.metrics
+}
+
+// declareDropped declares edgeplane_fanout_dropped_total with a series per
+// reason (zero until the first drop, so alerts see it from the start).
+// NewRouter calls it: Deliver counts drops whether or not Metrics is
+// called.
+func (r *Router) declareDropped() {
+	dropped := r.metrics.CounterVec("edgeplane_fanout_dropped_total", "reason",
+		"Messages dropped instead of delivered, by reason: invalid_utf8 (not valid UTF-8: in a text frame it would break every recipient's connection), too_large (its frame is larger than a connection's outbound queue, --max-queue-bytes).")
+	for i, l := range dropLabels {
+		r.dropped[i] = dropped(l)
+	}
 }

@@ -1,8 +1,13 @@
 package fanout
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 	"sync"
+	"unicode/utf8"
+
+	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/internal/metricset"
@@ -15,10 +20,37 @@ import (
 type Router struct {
 	hubs  map[string]*Hub
 	Stats Stats
+	// MaxFrameBytes is the largest frame a connection's outbound queue
+	// can take (the poller's MaxQueueBytes). A message whose frame is
+	// larger can never be queued: rather than close every recipient as a
+	// slow client, Deliver drops it and counts it (too_large). Set it
+	// before the first delivery; 0: no limit.
+	MaxFrameBytes int
 
 	metricsOnce sync.Once
 	metrics     *metricset.Set
+	dropped     [dropReasons]*metrics.Counter
 }
+
+// Why Deliver drops a message, as the reason label of
+// edgeplane_fanout_dropped_total.
+const (
+	dropInvalidUTF8 = iota
+	dropTooLarge
+	dropReasons
+)
+
+var dropLabels = [dropReasons]string{dropInvalidUTF8: "invalid_utf8", dropTooLarge: "too_large"}
+
+// Errors Check reports for a message that cannot be delivered.
+var (
+	// ErrInvalidUTF8: the record is not valid UTF-8. It would go out in a
+	// text frame, and browsers and Node fail the connection on one.
+	ErrInvalidUTF8 = errors.New("fanout: message is not valid UTF-8")
+	// ErrTooLarge: the message's frame is larger than a connection's
+	// outbound queue (MaxFrameBytes), so no recipient could ever take it.
+	ErrTooLarge = errors.New("fanout: message is larger than a connection's outbound queue")
+)
 
 // NewRouter builds the registries of the named hubs. sub is told about
 // first/last local members (the backplane); nil means nobody listens.
@@ -26,10 +58,11 @@ func NewRouter(hubs []string, sub Subscriber) *Router {
 	if sub == nil {
 		sub = nopSubscriber{}
 	}
-	r := &Router{hubs: make(map[string]*Hub, len(hubs))}
+	r := &Router{hubs: make(map[string]*Hub, len(hubs)), metrics: metricset.New()}
 	for _, name := range hubs {
 		r.hubs[name] = newHub(name, sub, &r.Stats)
 	}
+	r.declareDropped()
 	return r
 }
 
@@ -54,13 +87,51 @@ func (r *Router) Hubs(fn func(*Hub)) {
 }
 
 // Deliver implements backplane.Receiver: m.Payload (a complete JSON hub
-// record) is framed once and queued to every local recipient.
+// record) is framed once and queued to every local recipient. A message
+// that Check refuses is dropped and counted
+// (edgeplane_fanout_dropped_total): it reaches no one and closes no one.
 func (r *Router) Deliver(m *backplane.Message) {
 	h := r.hubs[m.Hub]
 	if h == nil || len(m.Payload) == 0 {
 		return
 	}
+	if err := r.Check(m.Payload); err != nil {
+		if errors.Is(err, ErrInvalidUTF8) {
+			r.dropped[dropInvalidUTF8].Inc()
+		} else {
+			r.dropped[dropTooLarge].Inc()
+		}
+		return
+	}
 	h.Deliver(m.Kind, m.Name, m.Excluded, wsframe.TextFrame(m.Payload))
+}
+
+// Check reports whether a record can be delivered: it must be valid UTF-8
+// (ErrInvalidUTF8) and its frame must fit a connection's outbound queue
+// (ErrTooLarge). Deliver drops what it refuses; the REST API asks first
+// and answers 400 or 413.
+func (r *Router) Check(payload []byte) error {
+	if r.MaxFrameBytes > 0 {
+		if n := FrameSize(len(payload)); n > r.MaxFrameBytes {
+			return fmt.Errorf("%w: a %d-byte frame, the limit is %d bytes", ErrTooLarge, n, r.MaxFrameBytes)
+		}
+	}
+	if !utf8.Valid(payload) {
+		return ErrInvalidUTF8
+	}
+	return nil
+}
+
+// FrameSize is the size of the text frame Deliver queues for an n-byte
+// record: the record and the frame header.
+func FrameSize(n int) int {
+	switch {
+	case n < 126:
+		return n + 2
+	case n <= 0xFFFF:
+		return n + 4
+	}
+	return n + 10
 }
 
 // ApplyGroup implements backplane.Receiver.

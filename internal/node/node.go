@@ -175,6 +175,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	undo = append(undo, func() { n.bp.Close() })
 	n.router = fanout.NewRouter(names, n.bp)
+	n.router.MaxFrameBytes = cfg.PollerConfig.WithDefaults().MaxQueueBytes
 	if n.srv, err = conn.New(cfg.Conn, n.router); err != nil {
 		return nil, err
 	}

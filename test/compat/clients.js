@@ -2,7 +2,11 @@
 // the Go compatibility tests (test/e2e). Usage:
 //   node clients.js '<json spec>'
 // spec: {"base":"http://127.0.0.1:PORT","clients":[{"name":"a","hub":"chat",
-//        "skipNegotiation":false,"accessToken":"...","targets":["t"],"invoke":{...}}]}
+//        "skipNegotiation":false,"accessToken":"...","targets":["t"],"invoke":{...},
+//        "ignore":["noise"],"stopAfterConnect":false}]}
+// ignore: targets handled without a line each (a load the test only needs
+// the client to survive); stopAfterConnect: stop the connection once it is
+// connected (and its invoke answered).
 // Prints one JSON line per event on stdout:
 //   {"name":"a","event":"connected","connectionId":"..."}
 //   {"name":"a","event":"message","target":"t","args":[...]}
@@ -31,6 +35,7 @@ async function start(c) {
   for (const t of c.targets || ["t"]) {
     conn.on(t, (...args) => { out({ name: c.name, event: "message", target: t, args }); });
   }
+  for (const t of c.ignore || []) conn.on(t, () => {});
   conn.onclose((err) => out({ name: c.name, event: "closed", error: err ? String(err) : null }));
   try {
     await conn.start();
@@ -48,6 +53,7 @@ async function start(c) {
       out({ name: c.name, event: "invokeError", error: String(err) });
     }
   }
+  if (c.stopAfterConnect) await conn.stop();
 }
 
 (async () => {

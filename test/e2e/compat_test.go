@@ -43,6 +43,10 @@ type jsClientSpec struct {
 	AccessToken     string   `json:"accessToken,omitempty"`
 	Targets         []string `json:"targets,omitempty"`
 	Invoke          any      `json:"invoke,omitempty"`
+	// Ignore: targets handled without an event each.
+	Ignore []string `json:"ignore,omitempty"`
+	// StopAfterConnect: the client stops once connected.
+	StopAfterConnect bool `json:"stopAfterConnect,omitempty"`
 }
 
 func compatDir(t *testing.T) string {
