@@ -2,7 +2,10 @@
 // the Go compatibility tests (test/e2e). Usage:
 //   node clients.js '<json spec>'
 // spec: {"base":"http://127.0.0.1:PORT","clients":[{"name":"a","hub":"chat",
-//        "skipNegotiation":false,"accessToken":"...","targets":["t"],"invoke":{...}}]}
+//        "skipNegotiation":false,"accessToken":"...","targets":["t"],"invoke":{...},
+//        "headers":{"X-Custom":"v"},"query":"room=42"}]}
+// (headers are sent with negotiate and the WebSocket, as withUrl's headers
+// option does under Node; query is appended to the hub URL.)
 // Prints one JSON line per event on stdout:
 //   {"name":"a","event":"connected","connectionId":"..."}
 //   {"name":"a","event":"message","target":"t","args":[...]}
@@ -19,13 +22,14 @@ const conns = [];
 
 async function start(c) {
   const opts = {};
+  if (c.headers) opts.headers = c.headers;
   if (c.skipNegotiation) {
     opts.skipNegotiation = true;
     opts.transport = signalR.HttpTransportType.WebSockets;
   }
   if (c.accessToken) opts.accessTokenFactory = () => c.accessToken;
   const conn = new signalR.HubConnectionBuilder()
-    .withUrl(`${spec.base}/${c.hub || "chat"}`, opts)
+    .withUrl(`${spec.base}/${c.hub || "chat"}${c.query ? "?" + c.query : ""}`, opts)
     .configureLogging(signalR.LogLevel.Warning)
     .build();
   for (const t of c.targets || ["t"]) {
