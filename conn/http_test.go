@@ -374,3 +374,39 @@ func TestStripCredentials(t *testing.T) {
 		}
 	}
 }
+
+type discardUpstream struct{}
+
+func (discardUpstream) Send(*backplane.Event) error { return nil }
+
+// BenchmarkConnect: one connection's upgrade (a browser-sized request),
+// SignalR handshake and close through OnData, without an upstream, with
+// one (the connect context is built and sent) and with one but the
+// context off: the difference is what the context costs per connect.
+func BenchmarkConnect(b *testing.B) {
+	req := []byte(upgradeReq("/chat?room=42&lang=fr",
+		"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36\r\n"+
+			"Origin: https://app.example.com\r\nAccept-Encoding: gzip, deflate, br, zstd\r\nAccept-Language: en-US,en;q=0.9\r\n"+
+			"Cache-Control: no-cache\r\nPragma: no-cache\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"+
+			"Cookie: session=0123456789abcdef\r\n"))
+	hs := clientFrame(0x81, []byte(`{"protocol":"json","version":1}`+"\x1e"))
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"no-upstream", Config{}},
+		{"context", Config{Upstream: discardUpstream{}}},
+		{"context-off", Config{Upstream: discardUpstream{}, ContextMaxBytes: -1}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			s := newTestServer(b, tc.cfg)
+			b.ReportAllocs()
+			for b.Loop() {
+				c := s.OnOpen(&fakeConn{})
+				c.OnData(req)
+				c.OnData(hs)
+				c.OnClose(nil)
+			}
+		})
+	}
+}
