@@ -73,7 +73,7 @@ func (c *Conn) route(req *http.Request, head []byte) {
 	}
 	if c.srv.draining.Load() {
 		c.srv.M.httpReqs("draining", http.StatusServiceUnavailable).Inc()
-		c.shutdown(causeShutdown, serviceUnavailable(jitteredRetryAfter(c.srv.cfg.RetryAfter), "edgeplane: server is restarting, retry later"))
+		c.shutdown(causeShutdown, serviceUnavailable(jitteredRetryAfter(c.srv.cfg.RetryAfter), "edgeplane: server is restarting, retry later", c.corsHeaders(req, false)))
 		return
 	}
 	switch {
@@ -84,7 +84,7 @@ func (c *Conn) route(req *http.Request, head []byte) {
 		}
 		switch req.Method {
 		case http.MethodPost:
-			if !c.admitRate() {
+			if !c.admitRate(req) {
 				return
 			}
 			c.negotiate(req, hubName)
@@ -196,7 +196,7 @@ func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
 			return
 		}
 	} else {
-		if !c.admitRate() {
+		if !c.admitRate(req) {
 			return
 		}
 		id = newConnID() // skipNegotiation
@@ -243,13 +243,13 @@ func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
 
 // admitRate applies the accept-rate limit to a new SignalR connection
 // (negotiate, or skipNegotiation upgrade); false means it was answered 503.
-func (c *Conn) admitRate() bool {
+func (c *Conn) admitRate(req *http.Request) bool {
 	if c.srv.accept.allow(time.Now()) {
 		return true
 	}
 	c.srv.M.Rejected("accept_rate")
 	c.srv.M.httpReqs("accept_rate", http.StatusServiceUnavailable).Inc()
-	c.shutdown(causeHTTPError, serviceUnavailable(jitteredRetryAfter(c.srv.cfg.RetryAfter), "edgeplane: too many new connections, retry later"))
+	c.shutdown(causeHTTPError, serviceUnavailable(jitteredRetryAfter(c.srv.cfg.RetryAfter), "edgeplane: too many new connections, retry later", c.corsHeaders(req, false)))
 	return false
 }
 

@@ -218,6 +218,16 @@ func TestCORS(t *testing.T) {
 					t.Errorf("%d answer: Allow-Origin %q, want %q", resp.StatusCode, got, tc.want)
 				}
 			}
+			// A 503 of the accept rate (the request was read).
+			limited := newTestServer(t, Config{AllowedOrigins: tc.allowed, AcceptRate: 0.001, AcceptBurst: 1})
+			exchange(t, limited, negotiateReq("/chat/negotiate", ""))
+			wantCode := 503
+			if tc.code == 403 {
+				wantCode = 403 // the origin is checked first
+			}
+			if resp, _ := exchange(t, limited, negotiateReq("/chat/negotiate", "Origin: "+tc.origin+"\r\n")); resp.StatusCode != wantCode || resp.Header.Get("Access-Control-Allow-Origin") != tc.want {
+				t.Errorf("%d answer (want %d): Allow-Origin %q, want %q", resp.StatusCode, wantCode, resp.Header.Get("Access-Control-Allow-Origin"), tc.want)
+			}
 		})
 	}
 }

@@ -90,10 +90,10 @@ func jitteredRetryAfter(base int) int {
 
 // serviceUnavailable is a complete 503 response: empty body, as ASP.NET
 // Core's rate limiter answers (clients show the status text), msg in
-// ErrorHeader for operators.
-func serviceUnavailable(retryAfter int, msg string) []byte {
+// ErrorHeader for operators; extra are more header lines (CORS).
+func serviceUnavailable(retryAfter int, msg, extra string) []byte {
 	return []byte("HTTP/1.1 503 Service Unavailable\r\nRetry-After: " + strconv.Itoa(retryAfter) +
-		"\r\nContent-Length: 0\r\nConnection: close\r\n" + errorHeader(msg) + "\r\n")
+		"\r\nContent-Length: 0\r\nConnection: close\r\n" + errorHeader(msg) + extra + "\r\n")
 }
 
 // originAllowed reports whether a browser Origin may connect: an empty

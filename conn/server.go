@@ -261,7 +261,7 @@ func (s *Server) OnOpen(pc poller.Conn) poller.Session {
 func (s *Server) refuse(c *Conn, reason, msg string) poller.Session {
 	s.M.Rejected(reason)
 	c.state.Store(stClosed)
-	c.pc.Shutdown(serviceUnavailable(jitteredRetryAfter(s.cfg.RetryAfter), "edgeplane: "+msg))
+	c.pc.Shutdown(serviceUnavailable(jitteredRetryAfter(s.cfg.RetryAfter), "edgeplane: "+msg, ""))
 	return c
 }
 
