@@ -207,17 +207,18 @@ func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
 		io.Writer
 	}{bytes.NewReader(head), &out}
 	if _, err := (&ws.Upgrader{}).Upgrade(rw); err != nil {
+		// Our own answer rather than gobwas's (which has the error as its
+		// body): empty body, detail in ErrorHeader.
 		code := http.StatusBadRequest
 		var rej interface{ StatusCode() int }
 		if errors.As(err, &rej) {
 			code = rej.StatusCode()
 		}
-		c.srv.M.httpReqs("connect", code).Inc()
-		if out.Len() == 0 {
-			c.httpError(req, "connect", code, "WebSocket upgrade failed: "+err.Error())
-			return
+		extra := c.corsHeaders(req, false)
+		if code == http.StatusUpgradeRequired {
+			extra += "Sec-WebSocket-Version: 13\r\n" // RFC 6455 4.4
 		}
-		c.shutdown(causeHTTPError, out.Bytes())
+		c.respond("connect", code, "", nil, errorHeader("WebSocket upgrade failed: "+err.Error())+extra)
 		return
 	}
 	c.srv.M.httpReqs("connect", http.StatusSwitchingProtocols).Inc()

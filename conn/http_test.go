@@ -102,6 +102,8 @@ func TestHTTPErrorsAnswerLikeASPNET(t *testing.T) {
 		{"token in use", upgradeReq("/chat?id="+n.ConnectionToken, "Authorization: Bearer "+good+"\r\n"), 409, "Conflict", "", "already used"},
 		{"chunked", "POST /chat/negotiate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411, "Length Required", "", "chunked"},
 		{"body too large", "POST /chat/negotiate HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", 413, "Payload Too Large", "", "too large"},
+		{"no WebSocket key", "GET /chat?access_token=" + good + " HTTP/1.1\r\nHost: edge.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n", 400, "Bad Request", "", "WebSocket upgrade failed"},
+		{"WebSocket version", "GET /chat?access_token=" + good + " HTTP/1.1\r\nHost: edge.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n", 426, "Upgrade Required", "", "WebSocket upgrade failed"},
 		{"header too large", "GET /chat HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("b", 2000) + "\r\n\r\n", 431, "Request Header Fields Too Large", "", "header"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -117,6 +119,9 @@ func TestHTTPErrorsAnswerLikeASPNET(t *testing.T) {
 			}
 			if tc.code == 401 && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
 				t.Errorf("401 without a Bearer challenge: %v", resp.Header)
+			}
+			if tc.code == 426 && resp.Header.Get("Sec-WebSocket-Version") != "13" {
+				t.Errorf("426 without Sec-WebSocket-Version: 13: %v", resp.Header)
 			}
 		})
 	}
