@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -48,16 +50,38 @@ type Config struct {
 	// Metrics is written on /metrics. Nil: an empty registry (process
 	// metrics only).
 	Metrics *metricset.Registry
-	// AccessKey, when set, makes the REST API require a bearer HS256 JWT
-	// signed with it. Empty: open.
+	// AccessKey, when set, makes the REST API and /debug/pprof/ require a
+	// bearer HS256 JWT signed with it whose audience is the request URL
+	// (auth.Claims.CheckREST) and which carries exp. Empty: the REST API is
+	// open and /debug/pprof/ answers loopback clients only.
 	AccessKey string
 	// RemoteGroupTimeout bounds a group change: waiting for the owning
 	// node's ack, or for this node's subscription. Default
 	// backplane.DefaultAckTimeout.
 	RemoteGroupTimeout time.Duration
+	// ReadTimeout bounds reading a whole request, body included (Server).
+	// Default DefaultReadTimeout.
+	ReadTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection idle this long (Server).
+	// Default DefaultIdleTimeout.
+	IdleTimeout time.Duration
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
 }
+
+// Admin server defaults.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultIdleTimeout       = 2 * time.Minute
+	// MaxProfileSeconds bounds the seconds parameter of /debug/pprof/
+	// (CPU profile, trace-like delta profiles): a longer profile would hold
+	// the one CPU profiler and a connection for as long as asked.
+	MaxProfileSeconds = 60
+	// writeTimeout bounds writing a response; it leaves room for the
+	// longest profile.
+	writeTimeout = (MaxProfileSeconds + 30) * time.Second
+)
 
 // Handler serves the admin port: /metrics, /healthz, /readyz and the REST
 // API in the Azure SignalR data-plane shape.
@@ -82,12 +106,18 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.RemoteGroupTimeout <= 0 {
 		cfg.RemoteGroupTimeout = backplane.DefaultAckTimeout
 	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = DefaultReadTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
 	h := &Handler{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
 	h.mux.HandleFunc("GET /metrics", h.metrics)
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	h.mux.HandleFunc("GET /readyz", h.readyz)
-	h.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	h.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	h.mux.HandleFunc("GET /debug/pprof/", h.operator(boundedProfile(pprof.Index)))
+	h.mux.HandleFunc("GET /debug/pprof/profile", h.operator(boundedProfile(pprof.Profile)))
 	h.mux.HandleFunc("HEAD /api/health", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	h.mux.HandleFunc("GET /api/health", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	api := func(pattern string, fn func(http.ResponseWriter, *http.Request)) {
@@ -111,6 +141,22 @@ func (h *Handler) SetDraining() { h.draining.Store(true) }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
+// Server is an http.Server for the admin port serving h, with every
+// timeout set: a slow or idle client cannot hold a connection and its
+// goroutine for longer than ReadHeaderTimeout, ReadTimeout (the request),
+// the write timeout (the response, longer than the longest profile) and
+// IdleTimeout (between keep-alive requests).
+func (h *Handler) Server() *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: DefaultReadHeaderTimeout,
+		ReadTimeout:       h.cfg.ReadTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       h.cfg.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelWarn),
+	}
+}
+
 func (h *Handler) metrics(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	h.cfg.Metrics.WritePrometheus(w)
@@ -127,20 +173,74 @@ func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
 	}
 }
 
-// authorized wraps a REST handler: with an access key configured it
-// requires a bearer HS256 JWT signed with it, and it checks the hub.
+// checkToken enforces the access key, if one is configured: a bearer HS256
+// JWT signed with it, with exp, whose audience is this request's URL (a
+// client's access token, whose audience is its hub, is refused). It
+// answers 401 itself and returns false when the request may not proceed.
+func (h *Handler) checkToken(w http.ResponseWriter, r *http.Request) bool {
+	key := h.cfg.AccessKey
+	if key == "" {
+		return true
+	}
+	tok := auth.FromRequest(r.Header.Get("Authorization"), "")
+	if tok == "" {
+		unauthorized(w, "missing bearer token")
+		return false
+	}
+	c, err := auth.Verify(tok, []byte(key), time.Now())
+	if err == nil {
+		err = c.CheckREST(r.Host, r.URL.Path)
+	}
+	if err != nil {
+		unauthorized(w, err.Error())
+		return false
+	}
+	return true
+}
+
+func unauthorized(w http.ResponseWriter, msg string) {
+	w.Header().Set("WWW-Authenticate", "Bearer")
+	apiError(w, http.StatusUnauthorized, msg)
+}
+
+// operator wraps an operator endpoint (/debug/pprof/): with an access key
+// it needs a REST token for the request's URL; without one, the node is
+// open, and these endpoints answer loopback clients only (a profile shows
+// the process' insides to whoever asks).
+func (h *Handler) operator(fn http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if h.cfg.AccessKey == "" {
+			if ap, err := netip.ParseAddrPort(r.RemoteAddr); err != nil || !ap.Addr().IsLoopback() {
+				apiError(w, http.StatusForbidden, "without --access-key, /debug/pprof/ answers loopback clients only")
+				return
+			}
+		} else if !h.checkToken(w, r) {
+			return
+		}
+		fn(w, r)
+	}
+}
+
+// boundedProfile refuses a seconds parameter that is not a whole number
+// in [1, MaxProfileSeconds].
+func boundedProfile(fn http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if v := r.URL.Query().Get("seconds"); v != "" {
+			if n, err := strconv.Atoi(v); err != nil || n < 1 || n > MaxProfileSeconds {
+				apiError(w, http.StatusBadRequest, fmt.Sprintf("seconds=%q: want a whole number of seconds from 1 to %d", v, MaxProfileSeconds))
+				return
+			}
+		}
+		fn(w, r)
+	}
+}
+
+// authorized wraps a REST handler: the access key's token check
+// (checkToken), then the hub must exist.
 func (h *Handler) authorized(fn func(http.ResponseWriter, *http.Request)) func(http.ResponseWriter, *http.Request) {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if key := h.cfg.AccessKey; key != "" {
-			tok := auth.FromRequest(r.Header.Get("Authorization"), "")
-			if tok == "" {
-				apiError(w, http.StatusUnauthorized, "missing bearer token")
-				return
-			}
-			if _, err := auth.Verify(tok, []byte(key), time.Now()); err != nil {
-				apiError(w, http.StatusUnauthorized, err.Error())
-				return
-			}
+		if !h.checkToken(w, r) {
+			return
 		}
 		if h.cfg.Router.Hub(r.PathValue("hub")) == nil {
 			apiError(w, http.StatusNotFound, fmt.Sprintf("unknown hub %q", r.PathValue("hub")))

@@ -1,7 +1,9 @@
 package admin
 
 import (
+	"bufio"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -138,22 +140,181 @@ func TestSendAndGroups(t *testing.T) {
 	}
 }
 
+// restToken signs a REST token for url (the request URL is the audience).
+func restToken(t *testing.T, key, url string, claims map[string]any) string {
+	t.Helper()
+	m := map[string]any{"aud": url, "exp": time.Now().Add(time.Minute).Unix()}
+	for k, v := range claims {
+		if v == nil {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+	}
+	tok, err := auth.Sign(m, []byte(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// TestAuth: the REST API takes only REST tokens: signed with the access
+// key, with exp, and whose audience is the request URL (Azure SignalR's
+// rule, matched as leniently as its Management SDK writes it). A client's
+// access token, a token for another URL and one that never expires are
+// refused with 401 and a message saying why.
 func TestAuth(t *testing.T) {
-	ts := setup(t, "k").ts
-	good, _ := auth.Sign(map[string]any{"exp": time.Now().Add(time.Minute).Unix()}, []byte("k"))
-	bad, _ := auth.Sign(map[string]any{}, []byte("other"))
-	if c, _ := do(t, "POST", ts.URL+"/api/hubs/chat/:send", `{"target":"t"}`, ""); c != 401 {
-		t.Fatalf("no token: %d", c)
-	}
-	if c, _ := do(t, "POST", ts.URL+"/api/hubs/chat/:send", `{"target":"t"}`, bad); c != 401 {
-		t.Fatalf("bad token: %d", c)
-	}
-	if c, _ := do(t, "POST", ts.URL+"/api/hubs/chat/:send", `{"target":"t"}`, good); c != 202 {
-		t.Fatalf("good token: %d", c)
+	const key = "admin-test-access-key-0123456789"
+	ts := setup(t, key).ts
+	const path = "/api/hubs/chat/:send"
+	host := strings.TrimPrefix(ts.URL, "http://")
+	hostNoPort, _, _ := strings.Cut(host, ":")
+	for _, tc := range []struct {
+		name, tok string
+		code      int
+		why       string
+	}{
+		{"no token", "", 401, "missing bearer token"},
+		{"wrong key", restToken(t, "another-key-of-32-bytes-at-least!", ts.URL+path, nil), 401, "bad signature"},
+		{"no exp", restToken(t, key, ts.URL+path, map[string]any{"exp": nil}), 401, "no exp"},
+		{"expired", restToken(t, key, ts.URL+path, map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}), 401, "expired"},
+		{"no aud", restToken(t, key, "", map[string]any{"aud": nil}), 401, "audience"},
+		{"a client access token", restToken(t, key, ts.URL+"/chat", map[string]any{"nameid": "alice"}), 401, "audience"},
+		{"an Azure client access token", restToken(t, key, "http://"+hostNoPort+"/client/?hub=chat", nil), 401, "audience"},
+		{"the node's base URL", restToken(t, key, ts.URL, nil), 401, "audience"},
+		{"another REST path", restToken(t, key, ts.URL+"/api/hubs/chat/groups/g/:send", nil), 401, "audience"},
+		{"the request URL", restToken(t, key, ts.URL+path, nil), 202, ""},
+		{"as the Management SDK writes it", restToken(t, key, "https://"+hostNoPort+"/api/hubs/CHAT/:send/?api-version=2022-06-01", nil), 202, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := do(t, "POST", ts.URL+path, `{"target":"t"}`, tc.tok)
+			if code != tc.code || !strings.Contains(body, tc.why) {
+				t.Fatalf("%d %s, want %d mentioning %q", code, body, tc.code, tc.why)
+			}
+		})
 	}
 	if c, _ := do(t, "GET", ts.URL+"/metrics", "", ""); c != 200 {
 		t.Fatalf("metrics must not need a token: %d", c)
 	}
+}
+
+// TestPprof: /debug/pprof/ needs a REST token for its URL when an access
+// key is configured, answers only loopback clients without one, and
+// refuses profiles longer than MaxProfileSeconds.
+func TestPprof(t *testing.T) {
+	const key = "admin-test-access-key-0123456789"
+	ts := setup(t, key).ts
+	if c, _ := do(t, "GET", ts.URL+"/debug/pprof/", "", ""); c != 401 {
+		t.Fatalf("pprof without a token: %d, want 401", c)
+	}
+	if c, _ := do(t, "GET", ts.URL+"/debug/pprof/", "", restToken(t, key, ts.URL+"/api/hubs/chat/:send", nil)); c != 401 {
+		t.Fatalf("pprof with a token for another URL: %d, want 401", c)
+	}
+	if c, body := do(t, "GET", ts.URL+"/debug/pprof/", "", restToken(t, key, ts.URL+"/debug/pprof/", nil)); c != 200 || !strings.Contains(body, "goroutine") {
+		t.Fatalf("pprof index with a token: %d %.200s", c, body)
+	}
+	if c, _ := do(t, "GET", ts.URL+"/debug/pprof/goroutine?debug=1", "", restToken(t, key, ts.URL+"/debug/pprof/goroutine", nil)); c != 200 {
+		t.Fatalf("goroutine profile with a token: %d", c)
+	}
+	// Refused at once (a client time-out, so that an unbounded profile
+	// fails the test instead of running for an hour).
+	quick := &http.Client{Timeout: 5 * time.Second}
+	for _, q := range []string{"seconds=3600", "seconds=61", "seconds=0", "seconds=-1", "seconds=abc"} {
+		for _, p := range []string{"/debug/pprof/profile", "/debug/pprof/heap"} {
+			req, _ := http.NewRequest("GET", ts.URL+p+"?"+q, nil)
+			req.Header.Set("Authorization", "Bearer "+restToken(t, key, ts.URL+p, nil))
+			resp, err := quick.Do(req)
+			if err != nil {
+				t.Errorf("GET %s?%s: %v, want 400 at once", p, q, err)
+				continue
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 400 || !strings.Contains(string(body), "seconds") {
+				t.Errorf("GET %s?%s: %d %s, want 400", p, q, resp.StatusCode, body)
+			}
+		}
+	}
+	if c, _ := do(t, "GET", ts.URL+"/debug/pprof/heap?seconds=1", "", restToken(t, key, ts.URL+"/debug/pprof/heap", nil)); c != 200 {
+		t.Fatalf("a 1 s heap delta profile: %d", c)
+	}
+
+	// Without an access key: loopback clients only.
+	open := setup(t, "")
+	if c, _ := do(t, "GET", open.ts.URL+"/debug/pprof/", "", ""); c != 200 {
+		t.Fatalf("open node, loopback client: %d", c)
+	}
+	for _, remote := range []string{"10.0.0.7:4242", "[2001:db8::1]:4242", "garbage"} {
+		req := httptest.NewRequest("GET", "/debug/pprof/", nil)
+		req.RemoteAddr = remote
+		rec := httptest.NewRecorder()
+		open.h.ServeHTTP(rec, req)
+		if rec.Code != 403 {
+			t.Errorf("open node, client %s: %d, want 403", remote, rec.Code)
+		}
+	}
+}
+
+// TestServerTimeouts: the admin server closes a request whose body stalls
+// (ReadTimeout) and a keep-alive connection left idle (IdleTimeout);
+// without them each holds a connection and a goroutine for ever.
+func TestServerTimeouts(t *testing.T) {
+	bp := backplane.NewMemory()
+	router := fanout.NewRouter([]string{"chat"}, bp)
+	if err := bp.Start(router); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bp.Close() })
+	h, err := New(Config{Router: router, Backplane: bp, Conns: &closer{}, ReadTimeout: 200 * time.Millisecond, IdleTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := h.Server()
+	if srv.ReadHeaderTimeout <= 0 || srv.WriteTimeout <= MaxProfileSeconds*time.Second {
+		t.Fatalf("ReadHeaderTimeout %v, WriteTimeout %v (must exceed the longest profile)", srv.ReadHeaderTimeout, srv.WriteTimeout)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	closedWithin := func(name string, c net.Conn, d time.Duration) {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(d))
+		buf := make([]byte, 4096)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					t.Fatalf("%s: the server kept the connection open for %v", name, d)
+				}
+				return // closed by the server
+			}
+		}
+	}
+	stalled, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	io.WriteString(stalled, "POST /api/hubs/chat/:send HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"tar")
+	closedWithin("stalled body", stalled, 5*time.Second)
+
+	idle, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	io.WriteString(idle, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(idle)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz: %v %v", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	closedWithin("idle keep-alive", idle, 5*time.Second)
 }
 
 func TestReadyzDraining(t *testing.T) {

@@ -78,6 +78,20 @@
 //	invocationId  invocation: present when the client expects a completion
 //	target        invocation: the hub method called
 //	arguments     invocation: the JSON array of arguments, as sent
+//	remoteAddress connected: the client's address, ip:port, as the node
+//	              sees it (behind a load balancer, the balancer's)
+//	query         connected: the connect request's query string as sent,
+//	              without access_token and id; absent when empty
+//	headers       connected: the connect request's headers, a JSON object
+//	              of canonical name → array of values (User-Agent, Host,
+//	              custom headers), without Authorization,
+//	              Proxy-Authorization, Cookie (unless the node forwards
+//	              cookies) and the WebSocket handshake's own headers
+//	claims        connected: the access token's claims, a JSON object;
+//	              absent without an access key
+//	truncated     connected: "true" when headers, the query or the claims
+//	              were left out to keep the context within the node's
+//	              bound (--upstream-context-bytes)
 //	reason        disconnected: why: "" for a normal close by the client,
 //	              else the node's close reason (slow_client, timeout,
 //	              server_close, shutdown, protocol_error, too_big,
@@ -85,6 +99,9 @@
 //	              socket went away without a close
 //	server        name of the node that holds the connection
 //
+// The connected event's request context (ConnectContext) is what ASP.NET
+// hub code reads with Context.GetHttpContext() and what Azure SignalR
+// forwards in OpenConnection and its upstream's X-ASRS-* headers.
 // The entry id gives the time. To answer an invocation, publish a
 // Completion record ({"type":3,"invocationId":…,"result":…} + 0x1e) as an
 // invocation on P:connection:{connectionId}. Events that cannot be queued

@@ -663,6 +663,11 @@ func TestRedisUpstream(t *testing.T) {
 		{Kind: EventInvocation, Hub: "chat", ConnID: "c1", UserID: "u1", InvocationID: "7", Target: "Echo", Arguments: []byte(`["hi",1]`)},
 		{Kind: EventInvocation, Hub: "chat", ConnID: "c1", Target: "Fire"},
 		{Kind: EventDisconnected, Hub: "chat", ConnID: "c1", Reason: "keep-alive timeout"},
+		{Kind: EventConnected, Hub: "chat", ConnID: "c2", UserID: "u2", Context: &ConnectContext{
+			Headers: map[string][]string{"User-Agent": {"ua"}, "X-A": {"1", "2"}}, Query: "a=1&b=%20",
+			RemoteAddr: "127.0.0.1:5", Claims: []byte(`{"nameid":"u2","exp":1}`), Truncated: true,
+		}},
+		{Kind: EventConnected, Hub: "chat", ConnID: "c3", Context: &ConnectContext{RemoteAddr: "[::1]:6"}},
 	}
 	for i := range events {
 		if err := up.Send(&events[i]); err != nil {
@@ -672,19 +677,22 @@ func TestRedisUpstream(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer client.Close()
 	var got []redis.XMessage
-	testutil.WaitUntil(t, 5*time.Second, "4 stream entries", func() bool {
+	testutil.WaitUntil(t, 5*time.Second, "6 stream entries", func() bool {
 		s, err := client.XRead(context.Background(), &redis.XReadArgs{Streams: []string{"chat:upstream", "0"}, Count: 10, Block: -1}).Result()
 		if err != nil || len(s) == 0 {
 			return false
 		}
 		got = s[0].Messages
-		return len(got) == 4
+		return len(got) == 6
 	})
 	want := []map[string]any{
 		{"type": "connected", "hub": "chat", "connectionId": "c1", "userId": "u1", "server": a.ServerName()},
 		{"type": "invocation", "hub": "chat", "connectionId": "c1", "userId": "u1", "invocationId": "7", "target": "Echo", "arguments": `["hi",1]`, "server": a.ServerName()},
 		{"type": "invocation", "hub": "chat", "connectionId": "c1", "target": "Fire", "arguments": `[]`, "server": a.ServerName()},
 		{"type": "disconnected", "hub": "chat", "connectionId": "c1", "reason": "keep-alive timeout", "server": a.ServerName()},
+		{"type": "connected", "hub": "chat", "connectionId": "c2", "userId": "u2", "remoteAddress": "127.0.0.1:5", "query": "a=1&b=%20",
+			"headers": `{"User-Agent":["ua"],"X-A":["1","2"]}`, "claims": `{"nameid":"u2","exp":1}`, "truncated": "true", "server": a.ServerName()},
+		{"type": "connected", "hub": "chat", "connectionId": "c3", "remoteAddress": "[::1]:6", "server": a.ServerName()},
 	}
 	for i := range want {
 		if fmt.Sprint(got[i].Values) != fmt.Sprint(want[i]) {
@@ -700,7 +708,7 @@ func TestRedisUpstream(t *testing.T) {
 	}
 	testutil.WaitUntil(t, 10*time.Second, "stream trimmed", func() bool {
 		n, err := client.XLen(context.Background(), "chat:upstream").Result()
-		return err == nil && n < 2000 && metric(t, a, "edgeplane_backplane_upstream_sent_total") == 3004
+		return err == nil && n < 2000 && metric(t, a, "edgeplane_backplane_upstream_sent_total") == 3006
 	})
 	_ = a.Close()
 	if err := up.Send(&events[0]); !errors.Is(err, ErrClosed) {

@@ -2,6 +2,7 @@ package backplane
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"sync"
@@ -305,10 +306,38 @@ func eventFields(e *Event, server string) []any {
 			args = []byte("[]")
 		}
 		v = append(v, "target", e.Target, "arguments", args)
+	case EventConnected:
+		v = appendContext(v, e.Context)
 	case EventDisconnected:
 		v = append(v, "reason", e.Reason)
 	}
 	return append(v, "server", server)
+}
+
+// appendContext adds a connected event's request context, in the order
+// documented in doc.go; empty parts are left out.
+func appendContext(v []any, c *ConnectContext) []any {
+	if c == nil {
+		return v
+	}
+	if c.RemoteAddr != "" {
+		v = append(v, "remoteAddress", c.RemoteAddr)
+	}
+	if c.Query != "" {
+		v = append(v, "query", c.Query)
+	}
+	if len(c.Headers) > 0 {
+		if h, err := json.Marshal(c.Headers); err == nil { // a map of strings always encodes
+			v = append(v, "headers", h)
+		}
+	}
+	if len(c.Claims) > 0 {
+		v = append(v, "claims", c.Claims)
+	}
+	if c.Truncated {
+		v = append(v, "truncated", "true")
+	}
+	return v
 }
 
 // close stops accepting events and writes the accepted ones (for at most

@@ -76,11 +76,14 @@ func (c *Conn) links() *wheelLinks[Conn] { return &c.wl }
 func (c *Conn) slot() *uint8             { return &c.wslot }
 
 // connBufs holds the rare partial input of a connection; it exists only
-// while a frame, request or fragmented message is incomplete.
+// while a frame, request or fragmented message is incomplete, or between
+// the upgrade and the SignalR handshake while the connect request's
+// context waits for the connected event.
 type connBufs struct {
 	pending []byte // partial frame or request (pooled)
 	frag    []byte // fragmented message being assembled (pooled)
 	fragOp  wsframe.OpCode
+	connect *backplane.ConnectContext // until register sends it upstream
 }
 
 var connBufsPool = sync.Pool{New: func() any { return new(connBufs) }}
@@ -138,7 +141,7 @@ func (s *closingSet) queuedBytes() int {
 // releaseBufs returns the buffers once nothing is pending.
 func (c *Conn) releaseBufs() {
 	b := c.bufs
-	if b == nil || b.pending != nil || b.frag != nil {
+	if b == nil || b.pending != nil || b.frag != nil || b.connect != nil {
 		return
 	}
 	c.bufs = nil
@@ -294,9 +297,12 @@ func (c *Conn) OnClose(err error) {
 	if c.has(flIPCounted) {
 		c.srv.perIP.release(addrOf(c.pc.RemoteAddr()))
 	}
-	if c.bufs != nil && c.bufs.frag != nil {
-		putBuf(c.bufs.frag)
-		c.bufs.frag = nil
+	if c.bufs != nil {
+		c.bufs.connect = nil
+		if c.bufs.frag != nil {
+			putBuf(c.bufs.frag)
+			c.bufs.frag = nil
+		}
 	}
 	c.releasePending()
 	if c.tokenExp != 0 {

@@ -35,6 +35,18 @@
 // event loop; Redis down or slow, the node's own check alone decides
 // (token.go says why).
 //
+// HTTP errors answer as ASP.NET Core does, the standard reason phrase and
+// an empty body (the SignalR clients show a non-empty body in place of the
+// status text), with the detail for operators in the X-Edgeplane-Error
+// header (ErrorHeader). With an access key, a client's token must be for
+// its hub's client endpoint (auth.Claims.CheckClient) and carry exp.
+//
+// With an Upstream, the upgrade request's context (headers without
+// credentials, query string, remote address, claims; connctx.go) rides on
+// the connected event. It waits in the connection's pooled buffers from
+// the upgrade to the SignalR handshake and is never held by an
+// established connection.
+//
 // conn owns client policy only: the handler, the timing wheel, connection
 // tokens, the accept bucket, the per-IP table, drain and close. It
 // registers connections in a fanout.Router and hands invocations to an

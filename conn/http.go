@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -25,34 +26,34 @@ func (c *Conn) handleHTTP(b []byte) (int, error) {
 	if c.has(flClaiming) {
 		// RFC 6455 4.1: a client sends nothing after its upgrade request
 		// until the 101.
-		c.httpError("connect", http.StatusBadRequest, "data sent before the WebSocket upgrade completed")
+		c.httpError(nil, "connect", http.StatusBadRequest, "data sent before the WebSocket upgrade completed")
 		return len(b), nil
 	}
 	end := bytes.Index(b, headEnd)
 	if end < 0 {
 		if len(b) > c.srv.cfg.MaxHeaderBytes {
-			c.httpError("", http.StatusRequestHeaderFieldsTooLarge, "request header too large")
+			c.httpError(nil, "", http.StatusRequestHeaderFieldsTooLarge, "request header too large")
 			return len(b), nil
 		}
 		return 0, nil
 	}
 	end += len(headEnd)
 	if end > c.srv.cfg.MaxHeaderBytes {
-		c.httpError("", http.StatusRequestHeaderFieldsTooLarge, "request header too large")
+		c.httpError(nil, "", http.StatusRequestHeaderFieldsTooLarge, "request header too large")
 		return len(b), nil
 	}
 	head := b[:end]
 	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
 	if err != nil {
-		c.httpError("", http.StatusBadRequest, "malformed HTTP request: "+err.Error())
+		c.httpError(nil, "", http.StatusBadRequest, "malformed HTTP request: "+err.Error())
 		return len(b), nil
 	}
 	if len(req.TransferEncoding) > 0 {
-		c.httpError("", http.StatusLengthRequired, "chunked request bodies are not supported")
+		c.httpError(req, "", http.StatusLengthRequired, "chunked request bodies are not supported")
 		return len(b), nil
 	}
 	if req.ContentLength > maxBodyBytes {
-		c.httpError("", http.StatusRequestEntityTooLarge, "request body too large")
+		c.httpError(req, "", http.StatusRequestEntityTooLarge, "request body too large")
 		return len(b), nil
 	}
 	total := end
@@ -73,54 +74,71 @@ func (c *Conn) route(req *http.Request, head []byte) {
 	h := c.srv.router.Hub(hubName)
 	if !originAllowed(c.srv.cfg.AllowedOrigins, req.Header.Get("Origin")) {
 		c.srv.M.Rejected("origin")
-		c.httpError("origin", http.StatusForbidden, "origin not allowed")
+		c.httpError(nil, "origin", http.StatusForbidden, "origin not allowed by --allowed-origins")
 		return
 	}
 	if c.srv.draining.Load() {
 		c.srv.M.httpReqs("draining", http.StatusServiceUnavailable).Inc()
-		c.shutdown(causeShutdown, serviceUnavailable(jitteredRetryAfter(c.srv.cfg.RetryAfter), "edgeplane: server is restarting, retry later"))
+		c.shutdown(causeShutdown, serviceUnavailable(jitteredRetryAfter(c.srv.cfg.RetryAfter), "edgeplane: server is restarting, retry later", c.corsHeaders(req, false)))
 		return
 	}
 	switch {
 	case rest == "negotiate":
 		if h == nil {
-			c.httpError("negotiate", http.StatusNotFound, "unknown hub")
+			c.httpError(req, "negotiate", http.StatusNotFound, "unknown hub")
 			return
 		}
 		switch req.Method {
 		case http.MethodPost:
-			if !c.admitRate() {
+			if !c.admitRate(req) {
 				return
 			}
 			c.negotiate(req, hubName)
 		case http.MethodOptions:
-			c.respond("negotiate", http.StatusNoContent, "", nil, corsHeaders(req, true))
+			c.respond("negotiate", http.StatusNoContent, "", nil, c.corsHeaders(req, true))
 		default:
-			c.httpError("negotiate", http.StatusMethodNotAllowed, "use POST")
+			c.httpError(req, "negotiate", http.StatusMethodNotAllowed, "negotiate takes POST")
 		}
 	case rest == "" && h != nil:
 		c.upgrade(req, head, hubName)
 	default:
-		c.httpError("other", http.StatusNotFound, "unknown hub or path")
+		c.httpError(req, "other", http.StatusNotFound, "unknown hub or path")
 	}
 }
 
-// authenticate checks the access token when an access key is configured
-// and returns the user id.
-func (c *Conn) authenticate(req *http.Request) (string, bool) {
-	tok := auth.FromRequest(req.Header.Get("Authorization"), req.URL.Query().Get("access_token"))
+// authenticate checks the client's access token when an access key is
+// configured: signed with the key, with exp, and for this hub's client
+// endpoint (a REST token is refused). It returns the token's claims, nil
+// when the node is open.
+func (c *Conn) authenticate(req *http.Request, hub string) (*auth.Claims, error) {
 	key := c.srv.cfg.AccessKey
 	if key == "" {
-		return "", true
+		return nil, nil
 	}
+	tok := auth.FromRequest(req.Header.Get("Authorization"), req.URL.Query().Get("access_token"))
 	if tok == "" {
-		return "", false
+		return nil, errNoAccessToken
 	}
 	cl, err := auth.Verify(tok, []byte(key), time.Now())
-	if err != nil {
-		return "", false
+	if err == nil {
+		err = cl.CheckClient(req.Host, hub)
 	}
-	return cl.UserID(), true
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnauthorized, err)
+	}
+	return cl, nil
+}
+
+var errNoAccessToken = fmt.Errorf("%w: no access token (access_token query or Authorization: Bearer)", ErrUnauthorized)
+
+// unauthorized answers 401 as ASP.NET Core's JWT bearer handler does.
+func (c *Conn) unauthorized(req *http.Request, route string, err error) {
+	c.srv.M.Rejected("unauthorized")
+	challenge := "WWW-Authenticate: Bearer\r\n"
+	if !errors.Is(err, errNoAccessToken) {
+		challenge = "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n"
+	}
+	c.respond(route, http.StatusUnauthorized, "", nil, challenge+errorHeader(err.Error())+c.corsHeaders(req, false))
 }
 
 type transport struct {
@@ -131,9 +149,8 @@ type transport struct {
 var wsOnly = []transport{{"WebSockets", []string{"Text", "Binary"}}}
 
 func (c *Conn) negotiate(req *http.Request, hubName string) {
-	if _, ok := c.authenticate(req); !ok {
-		c.srv.M.Rejected("unauthorized")
-		c.httpError("negotiate", http.StatusUnauthorized, ErrUnauthorized.Error())
+	if _, err := c.authenticate(req, hubName); err != nil {
+		c.unauthorized(req, "negotiate", err)
 		return
 	}
 	id := newConnID()
@@ -153,18 +170,17 @@ func (c *Conn) negotiate(req *http.Request, hubName string) {
 			AvailableTransports []transport `json:"availableTransports"`
 		}{token, wsOnly})
 	}
-	c.respond("negotiate", http.StatusOK, "application/json", body, corsHeaders(req, false))
+	c.respond("negotiate", http.StatusOK, "application/json", body, c.corsHeaders(req, false))
 }
 
 func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
 	if req.Method != http.MethodGet || !strings.EqualFold(req.Header.Get("Upgrade"), "websocket") {
-		c.httpError("connect", http.StatusBadRequest, "WebSocket upgrade required (only the WebSockets transport is supported)")
+		c.httpError(req, "connect", http.StatusBadRequest, "WebSocket upgrade required (only the WebSockets transport is supported)")
 		return
 	}
-	user, ok := c.authenticate(req)
-	if !ok {
-		c.srv.M.Rejected("unauthorized")
-		c.httpError("connect", http.StatusUnauthorized, ErrUnauthorized.Error())
+	claims, err := c.authenticate(req, hubName)
+	if err != nil {
+		c.unauthorized(req, "connect", err)
 		return
 	}
 	h := c.srv.router.Hub(hubName)
@@ -174,18 +190,19 @@ func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
 		var err error
 		id, exp, err = c.srv.signer.verify(hubName, tok, time.Now())
 		if err != nil {
-			c.httpError("connect", http.StatusNotFound, "No Connection with that ID: "+err.Error())
+			// ASP.NET Core's answer, body included.
+			c.respond("connect", http.StatusNotFound, "text/plain", []byte("No Connection with that ID"), errorHeader(err.Error()))
 			return
 		}
 		// Live ids are in the registry; ids that disconnected within their
 		// token's lifetime are in the used set. (Two upgrades racing with
 		// one token: the second fails to register, duplicate_id.)
 		if h.Lookup(b64.EncodeToString(id[:])) || c.srv.wasUsed(id) {
-			c.httpError("connect", http.StatusConflict, ErrTokenReused.Error())
+			c.httpError(req, "connect", http.StatusConflict, ErrTokenReused.Error())
 			return
 		}
 	} else {
-		if !c.admitRate() {
+		if !c.admitRate(req) {
 			return
 		}
 		id = newConnID() // skipNegotiation
@@ -196,22 +213,33 @@ func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
 		io.Writer
 	}{bytes.NewReader(head), &out}
 	if _, err := (&ws.Upgrader{}).Upgrade(rw); err != nil {
+		// Our own answer rather than gobwas's (which has the error as its
+		// body): empty body, detail in ErrorHeader.
 		code := http.StatusBadRequest
 		var rej interface{ StatusCode() int }
 		if errors.As(err, &rej) {
 			code = rej.StatusCode()
 		}
-		c.srv.M.httpReqs("connect", code).Inc()
-		if out.Len() == 0 {
-			c.httpError("connect", code, "WebSocket upgrade failed: "+err.Error())
-			return
+		extra := c.corsHeaders(req, false)
+		if code == http.StatusUpgradeRequired {
+			extra += "Sec-WebSocket-Version: 13\r\n" // RFC 6455 4.4
 		}
-		c.shutdown(causeHTTPError, out.Bytes())
+		c.respond("connect", code, "", nil, errorHeader("WebSocket upgrade failed: "+err.Error())+extra)
 		return
 	}
 	b64.Encode(c.idBuf[:], id[:])
+	var user string
+	if claims != nil {
+		user = claims.UserID()
+	}
 	c.entry.Init(c, unsafe.String(&c.idBuf[0], len(c.idBuf)), user)
 	c.hub = h
+	if c.srv.cfg.Upstream != nil && c.srv.cfg.ContextMaxBytes > 0 {
+		// Kept only until the connected event is sent (register). Built
+		// here, on the connection's own goroutine, before a fleet-wide
+		// claim may hand the 101 to the claim goroutine.
+		c.buffers().connect = c.connectContext(req, claims)
+	}
 	if !exp.IsZero() {
 		c.tokenExp = int32(exp.Unix() - c.srv.epoch)
 		if cl := c.srv.claims; cl != nil {
@@ -235,19 +263,28 @@ func (c *Conn) finishUpgrade(resp []byte) {
 
 // admitRate applies the accept-rate limit to a new SignalR connection
 // (negotiate, or skipNegotiation upgrade); false means it was answered 503.
-func (c *Conn) admitRate() bool {
+func (c *Conn) admitRate(req *http.Request) bool {
 	if c.srv.accept.allow(time.Now()) {
 		return true
 	}
 	c.srv.M.Rejected("accept_rate")
 	c.srv.M.httpReqs("accept_rate", http.StatusServiceUnavailable).Inc()
-	c.shutdown(causeHTTPError, serviceUnavailable(jitteredRetryAfter(c.srv.cfg.RetryAfter), "edgeplane: too many new connections, retry later"))
+	c.shutdown(causeHTTPError, serviceUnavailable(jitteredRetryAfter(c.srv.cfg.RetryAfter), "edgeplane: too many new connections, retry later", c.corsHeaders(req, false)))
 	return false
 }
 
-func corsHeaders(req *http.Request, preflight bool) string {
+// corsHeaders are the CORS response headers for a browser request: only
+// an Origin that --allowed-origins names (a pattern or "*" included) is
+// reflected, with credentials, as ASP.NET Core's CORS policy does with
+// WithOrigins(...).AllowCredentials(). Without --allowed-origins nothing
+// is reflected: a page of another origin cannot read negotiate with the
+// user's credentials (same-origin pages need no CORS).
+func (c *Conn) corsHeaders(req *http.Request, preflight bool) string {
+	if req == nil || len(c.srv.cfg.AllowedOrigins) == 0 {
+		return ""
+	}
 	origin := req.Header.Get("Origin")
-	if origin == "" {
+	if origin == "" || !originAllowed(c.srv.cfg.AllowedOrigins, origin) {
 		return ""
 	}
 	h := "Access-Control-Allow-Origin: " + origin + "\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin\r\n"
@@ -266,7 +303,7 @@ func (c *Conn) respond(route string, code int, ctype string, body []byte, extra 
 	b.WriteString("HTTP/1.1 ")
 	b.WriteString(strconv.Itoa(code))
 	b.WriteByte(' ')
-	b.WriteString(http.StatusText(code))
+	b.WriteString(reasonPhrase(code))
 	b.WriteString("\r\n")
 	if ctype != "" {
 		b.WriteString("Content-Type: " + ctype + "\r\n")
@@ -282,9 +319,50 @@ func (c *Conn) respond(route string, code int, ctype string, body []byte, extra 
 	c.shutdown(k, b.Bytes())
 }
 
-func (c *Conn) httpError(route string, code int, msg string) {
+// httpError answers an error as ASP.NET Core does: the status with its
+// standard reason phrase and an empty body. The SignalR clients show a
+// non-empty body as the error message in place of the status text, so
+// the client reports "Unauthorized: Status code '401'" as it does against
+// ASP.NET. The detail, for operators, is in the X-Edgeplane-Error header,
+// which no client shows. req (nil if not parsed) gives the CORS headers a
+// browser needs to read the status at all.
+func (c *Conn) httpError(req *http.Request, route string, code int, detail string) {
 	if route == "" {
 		route = "malformed"
 	}
-	c.respond(route, code, "text/plain; charset=utf-8", []byte(msg+"\n"), "")
+	c.respond(route, code, "", nil, errorHeader(detail)+c.corsHeaders(req, false))
+}
+
+// reasonPhrase is the status text ASP.NET Core (Kestrel) sends, which the
+// clients surface: Go's own differs for 413.
+func reasonPhrase(code int) string {
+	if code == http.StatusRequestEntityTooLarge {
+		return "Payload Too Large"
+	}
+	return http.StatusText(code)
+}
+
+// ErrorHeader is the response header carrying an error's detail for
+// operators (curl -i, proxy logs); clients never show it.
+const ErrorHeader = "X-Edgeplane-Error"
+
+// maxErrorDetail bounds the detail echoed in ErrorHeader.
+const maxErrorDetail = 256
+
+// errorHeader is the ErrorHeader line for detail: printable ASCII only,
+// bounded (the detail may quote what the client sent).
+func errorHeader(detail string) string {
+	if detail == "" {
+		return ""
+	}
+	if len(detail) > maxErrorDetail {
+		detail = detail[:maxErrorDetail]
+	}
+	b := []byte(detail)
+	for i, ch := range b {
+		if ch < 0x20 || ch > 0x7e {
+			b[i] = '?'
+		}
+	}
+	return ErrorHeader + ": " + string(b) + "\r\n"
 }

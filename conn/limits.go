@@ -88,12 +88,12 @@ func jitteredRetryAfter(base int) int {
 	return base + rand.IntN(base+1)
 }
 
-// serviceUnavailable is a complete 503 response.
-func serviceUnavailable(retryAfter int, msg string) []byte {
-	body := msg + "\n"
+// serviceUnavailable is a complete 503 response: empty body, as ASP.NET
+// Core's rate limiter answers (clients show the status text), msg in
+// ErrorHeader for operators; extra are more header lines (CORS).
+func serviceUnavailable(retryAfter int, msg, extra string) []byte {
 	return []byte("HTTP/1.1 503 Service Unavailable\r\nRetry-After: " + strconv.Itoa(retryAfter) +
-		"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " + strconv.Itoa(len(body)) +
-		"\r\nConnection: close\r\n\r\n" + body)
+		"\r\nContent-Length: 0\r\nConnection: close\r\n" + errorHeader(msg) + extra + "\r\n")
 }
 
 // originAllowed reports whether a browser Origin may connect: an empty

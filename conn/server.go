@@ -78,7 +78,18 @@ type Config struct {
 	// AllowedOrigins, if set, restricts browsers to these Origins (exact,
 	// or patterns like "https://*.example.com"); others get 403. Requests
 	// without an Origin header (non-browser clients) are not affected.
+	// CORS answers reflect only these origins (with credentials); with
+	// none set, no origin is reflected.
 	AllowedOrigins []string
+	// ContextMaxBytes bounds the connect request's context that the
+	// upstream's connected event carries (backplane.ConnectContext:
+	// headers, query string, claims): what does not fit is left out and
+	// the event marked truncated. Default DefaultContextMaxBytes;
+	// negative: no context.
+	ContextMaxBytes int
+	// ContextCookies puts the Cookie header in the connect context. Off by
+	// default: cookies are credentials.
+	ContextCookies bool
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -94,6 +105,7 @@ const (
 	DefaultAcceptRate        = 5000
 	DefaultMaxMessageRate    = 100
 	DefaultRetryAfter        = 2
+	DefaultContextMaxBytes   = 4 << 10
 	maxBodyBytes             = 4 << 10
 )
 
@@ -128,6 +140,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxMessageRate == 0 {
 		c.MaxMessageRate = DefaultMaxMessageRate
+	}
+	if c.ContextMaxBytes == 0 {
+		c.ContextMaxBytes = DefaultContextMaxBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -262,7 +277,7 @@ func (s *Server) OnOpen(pc poller.Conn) poller.Session {
 func (s *Server) refuse(c *Conn, reason, msg string) poller.Session {
 	s.M.Rejected(reason)
 	c.state.Store(stClosed)
-	c.pc.Shutdown(serviceUnavailable(jitteredRetryAfter(s.cfg.RetryAfter), "edgeplane: "+msg))
+	c.pc.Shutdown(serviceUnavailable(jitteredRetryAfter(s.cfg.RetryAfter), "edgeplane: "+msg, ""))
 	return c
 }
 

@@ -34,7 +34,7 @@ func (c *Conn) register() bool {
 	c.touchRead() // the handshake is the first message: the client timeout starts now
 	c.flags.Or(flRegistered)
 	if up := c.srv.cfg.Upstream; up != nil {
-		if err := up.Send(&backplane.Event{Kind: backplane.EventConnected, Hub: c.hub.Name(), ConnID: c.entry.ID(), UserID: c.entry.User()}); err != nil {
+		if err := up.Send(&backplane.Event{Kind: backplane.EventConnected, Hub: c.hub.Name(), ConnID: c.entry.ID(), UserID: c.entry.User(), Context: c.takeConnectContext()}); err != nil {
 			c.srv.M.upstreamErr.Inc()
 		}
 	}

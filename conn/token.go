@@ -250,7 +250,7 @@ func (cl *claimer) run() {
 				p.c.finishUpgrade(p.resp)
 			default:
 				cl.reused.Inc()
-				p.c.httpError("connect", http.StatusConflict, ErrTokenReused.Error())
+				p.c.httpError(nil, "connect", http.StatusConflict, ErrTokenReused.Error())
 			}
 		}
 		if err != nil {

@@ -136,14 +136,15 @@ func CountOpenFDs() int {
 var direntPool = sync.Pool{New: func() any { return new([8192]byte) }}
 
 // RejectResponse is the complete HTTP response written to a connection
-// that admission turned away.
+// that admission turned away. Its body is empty, as ASP.NET Core's 503s
+// are (SignalR clients show a body instead of the status text); the
+// reason is in the X-Edgeplane-Error header, for operators.
 func RejectResponse(retryAfter int, reason RejectReason) []byte {
-	body := "edgeplane: over capacity (" + string(reason) + "), retry later\n"
 	return []byte("HTTP/1.1 503 Service Unavailable\r\n" +
 		"Retry-After: " + strconv.Itoa(retryAfter) + "\r\n" +
-		"Content-Type: text/plain; charset=utf-8\r\n" +
-		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n" +
-		"Connection: close\r\n\r\n" + body)
+		"Content-Length: 0\r\n" +
+		"Connection: close\r\n" +
+		"X-Edgeplane-Error: over capacity (" + string(reason) + "), retry later\r\n\r\n")
 }
 
 // AcceptBackoff paces retries after accept errors such as EMFILE so that

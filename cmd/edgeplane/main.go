@@ -20,6 +20,7 @@ import (
 
 	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/conn"
+	"github.com/edgeplane/edgeplane/internal/auth"
 	"github.com/edgeplane/edgeplane/internal/node"
 	"github.com/edgeplane/edgeplane/poller"
 )
@@ -37,6 +38,9 @@ func (l *listFlag) Set(v string) error {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "token" {
+		os.Exit(runToken(os.Args[2:], os.Stdout))
+	}
 	os.Exit(run(os.Args[1:]))
 }
 
@@ -66,8 +70,8 @@ func run(args []string) int {
 	fs.DurationVar(&upMaxAge, "upstream-max-age", backplane.DefaultUpstreamMaxAge, "upstream stream entries older than this are trimmed")
 	fs.StringVar(&server, "server-name", "", "unique node name on the backplane (default {hostname}_{random})")
 	fs.StringVar(&cfg.Poller, "poller", "epoll", "event-loop backend: "+strings.Join(poller.Backends(), "|")+" (epoll: our own loop, densest; netpoll: cloudwego/netpoll)")
-	fs.StringVar(&cfg.Conn.AccessKey, "access-key", "", "HS256 key: REST API needs a bearer JWT and clients an access token signed with it (empty: open)")
-	fs.StringVar(&cfg.Conn.TokenKey, "token-key", "", "key signing connection tokens; share it across a fleet (default: derived from --access-key; else, with Redis, a random key the nodes agree on in Redis (edgeplane:token-key); else random)")
+	fs.StringVar(&cfg.Conn.AccessKey, "access-key", "", "HS256 key, at least 32 bytes: the REST API and /debug/pprof/ need a bearer JWT signed with it whose aud is the request URL, clients an access token whose aud is the hub's URL; both need exp (empty: open; the edgeplane token command makes tokens)")
+	fs.StringVar(&cfg.Conn.TokenKey, "token-key", "", "key signing connection tokens, at least 32 bytes; share it across a fleet (default: derived from --access-key; else, with Redis, a random key the nodes agree on in Redis (edgeplane:token-key); else random)")
 	fs.IntVar(&cfg.PollerConfig.MaxConns, "max-conns", 0, "maximum open client connections; the excess gets 503 (0: no limit but the fd reserve)")
 	fs.IntVar(&cfg.PollerConfig.FDReserve, "fd-reserve", poller.DefaultFDReserve, "file descriptors kept free under RLIMIT_NOFILE; connections beyond get 503")
 	fs.IntVar(&cfg.PollerConfig.MaxQueueBytes, "max-queue-bytes", poller.DefaultMaxQueueBytes, "outbound bytes queued per connection before it is dropped as a slow client")
@@ -80,7 +84,9 @@ func run(args []string) int {
 	fs.IntVar(&cfg.RetryAfter, "retry-after", conn.DefaultRetryAfter, "base seconds of the Retry-After sent with every 503 (admission, descriptor shedding, accept rate, drain; jittered over [base, 2*base] where the answer is built per request)")
 	fs.IntVar(&cfg.Conn.MaxConnsPerIP, "max-conns-per-ip", 0, "open connections per client address (0: off; mind load balancers without PROXY protocol)")
 	fs.IntVar(&cfg.Conn.MaxMessageRate, "max-message-rate", conn.DefaultMaxMessageRate, "SignalR records a client may send per second; more closes it with 1008 (negative: off)")
-	fs.Var(&origins, "allowed-origins", "browser Origins allowed to connect, e.g. https://app.example.com,https://*.example.com (default: any)")
+	fs.Var(&origins, "allowed-origins", "browser Origins allowed to connect, e.g. https://app.example.com,https://*.example.com, and the only ones CORS answers reflect (default: any may connect, none is reflected)")
+	fs.IntVar(&cfg.Conn.ContextMaxBytes, "upstream-context-bytes", conn.DefaultContextMaxBytes, "bound on the connect request's context (headers, query string, claims) in the upstream's connected event; what does not fit is left out and the event marked truncated (negative: no context)")
+	fs.BoolVar(&cfg.Conn.ContextCookies, "upstream-cookies", false, "put the Cookie header in the upstream's connect context (needs --allowed-origins: any site could otherwise open connections with your users' cookies)")
 	fs.DurationVar(&drainWindow, "drain-window", 30*time.Second, "on SIGTERM, close clients paced over this window (a second signal exits at once)")
 	fs.BoolVar(&cfg.NoTrim, "no-trim", false, "do not return freed memory to the OS after connection bursts or once the garbage of an idle node (no GC for a minute) reaches 2% of its live heap")
 	fs.IntVar(&gcPercent, "gc-percent", 25, "Go GC target percentage (GOGC): lower packs long-lived connection state more densely after connection bursts at more CPU during them (10 instead of 25: ~70-100 B less per idle netpoll connection, but ~2x the GC CPU of a connect burst); the GOGC environment variable, if set, wins")
@@ -103,6 +109,10 @@ func run(args []string) int {
 	var err error
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		fmt.Fprintln(os.Stderr, "edgeplane: --log-level:", err)
+		return 2
+	}
+	if err := checkSecurityFlags(cfg.Conn, origins); err != nil {
+		fmt.Fprintln(os.Stderr, "edgeplane:", err)
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
@@ -153,6 +163,23 @@ func run(args []string) int {
 	}
 	log.Info("stopped", "took", time.Since(start).String())
 	return 0
+}
+
+// checkSecurityFlags refuses keys that protect nothing and cookie
+// forwarding that any website could exploit.
+func checkSecurityFlags(c conn.Config, origins []string) error {
+	for _, k := range []struct{ flag, key string }{{"--access-key", c.AccessKey}, {"--token-key", c.TokenKey}} {
+		if k.key == "" {
+			continue
+		}
+		if err := auth.CheckKey(k.key); err != nil {
+			return fmt.Errorf("%s: %w", k.flag, err)
+		}
+	}
+	if c.ContextCookies && len(origins) == 0 {
+		return fmt.Errorf("--upstream-cookies needs --allowed-origins: WebSockets are not protected by CORS, so without it any website could open connections that carry your users' cookies to your app")
+	}
+	return nil
 }
 
 // parseHubs turns --hub values, NAME or NAME=PREFIX, into the node's hubs.

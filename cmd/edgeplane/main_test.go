@@ -1,8 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"flag"
+	"io"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/edgeplane/edgeplane/internal/auth"
 
 	"github.com/edgeplane/edgeplane/internal/testutil"
 )
@@ -60,6 +66,56 @@ func TestParseHubs(t *testing.T) {
 	for _, bad := range [][]string{{"=x"}, {"a", "a=b"}, {" "}} {
 		if _, err := parseHubs(bad); err == nil {
 			t.Errorf("parseHubs(%q) accepted", bad)
+		}
+	}
+}
+
+// TestRunRefusesWeakSecurity: keys under 32 bytes, the example placeholder
+// key, and cookie forwarding without --allowed-origins stop the node with
+// exit code 2 before it listens.
+func TestRunRefusesWeakSecurity(t *testing.T) {
+	long := strings.Repeat("k", 32)
+	for _, args := range [][]string{
+		{"--access-key", "short-key"},
+		{"--access-key", strings.Repeat("k", 31)},
+		{"--access-key", "change-me-to-a-long-random-secret"},
+		{"--access-key", long, "--token-key", "short"},
+		{"--upstream-cookies"},
+		{"--access-key", long, "--upstream-cookies"},
+	} {
+		if code := run(append([]string{"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, args...)); code != 2 {
+			t.Errorf("run(%q) = %d, want 2", args, code)
+		}
+	}
+	t.Setenv("EDGEPLANE_ACCESS_KEY", "change-me-to-a-long-random-secret")
+	if code := run([]string{"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"}); code != 2 {
+		t.Errorf("placeholder key from the environment: exit %d, want 2", code)
+	}
+}
+
+// TestTokenCommand: `edgeplane token` prints a token the node accepts for
+// the URL given, and refuses a weak key or a relative URL.
+func TestTokenCommand(t *testing.T) {
+	key := strings.Repeat("k", 32)
+	var out bytes.Buffer
+	if code := runToken([]string{"--access-key", key, "--url", "http://node:9090/api/hubs/chat/:send", "--user", "ops", "--ttl", "5m"}, &out); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	c, err := auth.Verify(strings.TrimSpace(out.String()), []byte(key), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckREST("node:9090", "/api/hubs/chat/:send"); err != nil || c.UserID() != "ops" || *c.Exp > time.Now().Add(6*time.Minute).Unix() {
+		t.Fatalf("token claims %+v: %v", c, err)
+	}
+	for _, args := range [][]string{
+		{"--access-key", "short", "--url", "http://node/x"},
+		{"--access-key", key, "--url", "/relative"},
+		{"--access-key", key},
+		{"--access-key", key, "--url", "http://node/x", "--ttl", "-1s"},
+	} {
+		if code := runToken(args, io.Discard); code != 2 {
+			t.Errorf("runToken(%q) = %d, want 2", args, code)
 		}
 	}
 }

@@ -7,6 +7,10 @@
 //     the client's pending invoke resolves with x.
 //   - Broadcast(args...): sends the invocation broadcast(args...) to every
 //     client of the hub (P:all) and completes the caller's invoke.
+//   - WhoAmI(): completes with what the caller's connect request said (its
+//     connected event's context): user id and claims, remote address, the
+//     query string and headers such as User-Agent or custom ones, as
+//     ASP.NET hub code reads them with Context.GetHttpContext().
 //   - anything else: a Completion error "unknown method …".
 //
 // Usage:
@@ -23,6 +27,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -102,11 +107,72 @@ func main() {
 
 // App is a running app server.
 type App struct {
-	cfg     Config
-	log     *slog.Logger
-	rdb     redis.UniversalClient
-	stream  string
-	cluster bool
+	cfg      Config
+	log      *slog.Logger
+	rdb      redis.UniversalClient
+	stream   string
+	cluster  bool
+	contexts contexts
+}
+
+// connContext is what a client's connect request said, from its connected
+// entry (fields documented in backplane/doc.go).
+type connContext struct {
+	UserID        string              `json:"userId,omitempty"`
+	RemoteAddress string              `json:"remoteAddress"`
+	Query         map[string][]string `json:"query"`
+	Headers       map[string][]string `json:"headers"`
+	Claims        json.RawMessage     `json:"claims,omitempty"`
+	Truncated     bool                `json:"truncated,omitempty"`
+}
+
+// contexts keeps the connect context of the connections this app server
+// saw connect, until they disconnect; at most maxContexts (the oldest go
+// first, should disconnected entries be missed). With several consumers in
+// a group, a connection's connected entry and its invocations may reach
+// different app servers: a real app keeps contexts in shared storage (a
+// Redis hash per connection, say) or reads them once on connect.
+type contexts struct {
+	byID  map[string]*connContext
+	order []string // ring of ids, oldest at next
+	next  int
+}
+
+const maxContexts = 100_000
+
+func (c *contexts) put(id string, cc *connContext) {
+	if c.byID == nil {
+		c.byID = make(map[string]*connContext)
+	}
+	if len(c.order) < maxContexts {
+		c.order = append(c.order, id)
+	} else {
+		delete(c.byID, c.order[c.next])
+		c.order[c.next] = id
+		c.next = (c.next + 1) % maxContexts
+	}
+	c.byID[id] = cc
+}
+
+// parseContext reads a connected entry's context fields.
+func parseContext(m redis.XMessage) (*connContext, error) {
+	cc := &connContext{UserID: field(m, "userId"), RemoteAddress: field(m, "remoteAddress"), Truncated: field(m, "truncated") == "true"}
+	var err error
+	if cc.Query, err = url.ParseQuery(field(m, "query")); err != nil {
+		return nil, fmt.Errorf("query: %w", err)
+	}
+	if h := field(m, "headers"); h != "" {
+		if err := json.Unmarshal([]byte(h), &cc.Headers); err != nil {
+			return nil, fmt.Errorf("headers: %w", err)
+		}
+	}
+	if c := field(m, "claims"); c != "" {
+		if !json.Valid([]byte(c)) {
+			return nil, errors.New("claims: not JSON")
+		}
+		cc.Claims = json.RawMessage(c)
+	}
+	return cc, nil
 }
 
 // Run consumes the upstream stream until ctx is cancelled.
@@ -185,8 +251,16 @@ func (a *App) handle(ctx context.Context, m redis.XMessage) {
 	conn := field(m, "connectionId")
 	switch typ := field(m, "type"); typ {
 	case "connected":
-		a.log.Info("client connected", "connectionId", conn, "userId", field(m, "userId"), "server", field(m, "server"))
+		cc, err := parseContext(m)
+		if err != nil {
+			a.log.Warn("connected entry with a bad context", "id", m.ID, "connectionId", conn, "err", err)
+			cc = &connContext{UserID: field(m, "userId")}
+		}
+		a.contexts.put(conn, cc)
+		a.log.Info("client connected", "connectionId", conn, "userId", cc.UserID, "server", field(m, "server"),
+			"remoteAddress", cc.RemoteAddress, "userAgent", first(cc.Headers["User-Agent"]))
 	case "disconnected":
+		delete(a.contexts.byID, conn)
 		a.log.Info("client disconnected", "connectionId", conn, "userId", field(m, "userId"), "reason", field(m, "reason"), "server", field(m, "server"))
 	case "invocation":
 		a.invocation(ctx, m, conn)
@@ -222,9 +296,24 @@ func (a *App) invocation(ctx context.Context, m redis.XMessage, conn string) {
 			return
 		}
 		a.complete(ctx, conn, invID, nil, "")
+	case "WhoAmI":
+		cc, ok := a.contexts.byID[conn]
+		if !ok {
+			a.complete(ctx, conn, invID, nil, "no connect context for this connection here")
+			return
+		}
+		result, _ := json.Marshal(cc)
+		a.complete(ctx, conn, invID, result, "")
 	default:
 		a.complete(ctx, conn, invID, nil, "unknown method "+target)
 	}
+}
+
+func first(v []string) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
 }
 
 // complete answers an invocation with a Completion record sent to the

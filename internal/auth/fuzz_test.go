@@ -23,6 +23,9 @@ func FuzzVerify(f *testing.F) {
 	for _, claims := range []map[string]any{
 		{"sub": "alice"},
 		{"nameid": "bob", "exp": now.Add(time.Hour).Unix()},
+		{"nameid": "bob", "exp": now.Add(time.Hour).Unix(), "aud": "http://edge/chat"},
+		{"exp": now.Add(time.Hour).Unix(), "aud": []string{"http://a/api/hubs/chat/:send", "x"}},
+		{"exp": now.Add(time.Hour).Unix(), "aud": 5},
 		{"exp": now.Add(-time.Hour).Unix()},
 		{"nbf": now.Add(time.Hour).Unix()},
 		{"sub": 5},
@@ -52,7 +55,7 @@ func FuzzVerify(f *testing.F) {
 				t.Fatal("claims returned with an error")
 			}
 			known := false
-			for _, e := range []error{ErrMalformed, ErrAlgorithm, ErrSignature, ErrExpired, ErrNotYet} {
+			for _, e := range []error{ErrMalformed, ErrAlgorithm, ErrSignature, ErrExpired, ErrNotYet, ErrNoExpiry} {
 				known = known || errors.Is(err, e)
 			}
 			if !known {
@@ -62,6 +65,9 @@ func FuzzVerify(f *testing.F) {
 		}
 		if c == nil {
 			t.Fatal("nil claims without an error")
+		}
+		if c.Exp == nil {
+			t.Fatalf("accepted a token without exp: %q", tok)
 		}
 		parts := strings.Split(tok, ".")
 		if len(parts) != 3 {

@@ -1,5 +1,3 @@
-// Package auth verifies HS256 JSON Web Tokens signed with an access key:
-// bearer tokens for the REST API and access tokens of client connections.
 package auth
 
 import (
@@ -20,14 +18,21 @@ var (
 	ErrSignature = errors.New("jwt: bad signature")
 	ErrExpired   = errors.New("jwt: token expired")
 	ErrNotYet    = errors.New("jwt: token not valid yet")
+	// ErrNoExpiry: the token has no exp claim. A token that never expires
+	// cannot be taken back short of changing the key, so none is accepted.
+	ErrNoExpiry = errors.New("jwt: token has no exp claim")
 )
 
 // Claims are the registered and SignalR claims edgeplane reads.
 type Claims struct {
-	Subject string `json:"sub"`
-	NameID  string `json:"nameid"`
-	Exp     *int64 `json:"exp"`
-	Nbf     *int64 `json:"nbf"`
+	Subject  string   `json:"sub"`
+	NameID   string   `json:"nameid"`
+	Exp      *int64   `json:"exp"`
+	Nbf      *int64   `json:"nbf"`
+	Audience Audience `json:"aud"`
+	// Raw is the token's payload, a JSON object with every claim (for the
+	// upstream's connect context). It is set by Verify.
+	Raw []byte `json:"-"`
 }
 
 // UserID is the user a token identifies: nameid if set, else sub.
@@ -43,7 +48,10 @@ const leeway = 30 * time.Second
 
 var b64 = base64.RawURLEncoding
 
-// Verify checks an HS256 token against key and returns its claims.
+// Verify checks an HS256 token against key and returns its claims. The
+// token must carry an exp claim and be within its validity (exp and nbf,
+// with a leeway for clock skew); its audience is for the caller to check
+// (Claims.CheckREST, Claims.CheckClient).
 func Verify(token string, key []byte, now time.Time) (*Claims, error) {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
@@ -84,7 +92,11 @@ func Verify(token string, key []byte, now time.Time) (*Claims, error) {
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
 	}
-	if c.Exp != nil && now.After(time.Unix(*c.Exp, 0).Add(leeway)) {
+	c.Raw = payload
+	if c.Exp == nil {
+		return nil, ErrNoExpiry
+	}
+	if now.After(time.Unix(*c.Exp, 0).Add(leeway)) {
 		return nil, ErrExpired
 	}
 	if c.Nbf != nil && now.Add(leeway).Before(time.Unix(*c.Nbf, 0)) {

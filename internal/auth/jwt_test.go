@@ -10,7 +10,8 @@ import (
 func TestVerify(t *testing.T) {
 	key := []byte("secret-key")
 	now := time.Unix(1_800_000_000, 0)
-	good, err := Sign(map[string]any{"nameid": "alice", "sub": "s", "exp": now.Add(time.Hour).Unix()}, key)
+	exp := now.Add(time.Hour).Unix()
+	good, err := Sign(map[string]any{"nameid": "alice", "sub": "s", "exp": exp, "role": "admin"}, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -18,12 +19,17 @@ func TestVerify(t *testing.T) {
 	if err != nil || c.UserID() != "alice" {
 		t.Fatalf("Verify good: %v %+v", err, c)
 	}
-	subOnly, _ := Sign(map[string]any{"sub": "bob"}, key)
+	if !strings.Contains(string(c.Raw), `"role":"admin"`) {
+		t.Fatalf("Raw payload %q lacks the other claims", c.Raw)
+	}
+	subOnly, _ := Sign(map[string]any{"sub": "bob", "exp": exp}, key)
 	if c, err := Verify(subOnly, key, now); err != nil || c.UserID() != "bob" {
 		t.Fatalf("sub fallback: %v", err)
 	}
 	expired, _ := Sign(map[string]any{"exp": now.Add(-time.Hour).Unix()}, key)
-	notYet, _ := Sign(map[string]any{"nbf": now.Add(time.Hour).Unix()}, key)
+	notYet, _ := Sign(map[string]any{"exp": exp, "nbf": now.Add(time.Hour).Unix()}, key)
+	noExp, _ := Sign(map[string]any{"nameid": "alice", "aud": "http://edge/chat"}, key)
+	badAud, _ := Sign(map[string]any{"exp": exp, "aud": 5}, key)
 	parts := strings.Split(good, ".")
 	none := b64.EncodeToString([]byte(`{"alg":"none"}`)) + "." + parts[1] + "." + parts[2]
 	tampered := parts[0] + "." + b64.EncodeToString([]byte(`{"nameid":"mallory"}`)) + "." + parts[2]
@@ -35,6 +41,8 @@ func TestVerify(t *testing.T) {
 		{"wrong key", good, []byte("other"), ErrSignature},
 		{"expired", expired, key, ErrExpired},
 		{"not yet", notYet, key, ErrNotYet},
+		{"no exp", noExp, key, ErrNoExpiry},
+		{"aud not a string", badAud, key, ErrMalformed},
 		{"alg none", none, key, ErrAlgorithm},
 		{"tampered", tampered, key, ErrSignature},
 		{"two parts", "a.b", key, ErrMalformed},
@@ -48,5 +56,104 @@ func TestVerify(t *testing.T) {
 	}
 	if FromRequest("Bearer abc", "q") != "abc" || FromRequest("", "q") != "q" {
 		t.Fatal("FromRequest")
+	}
+}
+
+// TestAudience: REST tokens are bound to the request URL, client tokens to
+// the hub's client endpoint, each matched as leniently as Azure SignalR's
+// SDKs write them and no further; neither opens the other.
+func TestAudience(t *testing.T) {
+	key := []byte("secret-key")
+	now := time.Unix(1_800_000_000, 0)
+	claims := func(aud any) *Claims {
+		t.Helper()
+		m := map[string]any{"exp": now.Add(time.Hour).Unix()}
+		if aud != nil {
+			m["aud"] = aud
+		}
+		tok, err := Sign(m, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := Verify(tok, key, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	const host, sendPath = "edge.example.com:9090", "/api/hubs/chat/:send"
+	for _, tc := range []struct {
+		name string
+		aud  any
+		ok   bool
+	}{
+		{"exact", "http://edge.example.com:9090/api/hubs/chat/:send", true},
+		{"management SDK form: https, no port, query, lower-case hub", "https://edge.example.com/api/hubs/chat/:send?api-version=2022-06-01", true},
+		{"trailing slash and case", "HTTP://EDGE.example.com/API/hubs/Chat/:send/", true},
+		{"one of several", []string{"http://other/x", "http://edge.example.com/api/hubs/chat/:send"}, true},
+		{"no aud", nil, false},
+		{"empty aud", "", false},
+		{"another path", "http://edge.example.com/api/hubs/chat/groups/g/:send", false},
+		{"a prefix of the path", "http://edge.example.com/api/hubs/chat", false},
+		{"another host", "http://evil.example.com/api/hubs/chat/:send", false},
+		{"relative", "/api/hubs/chat/:send", false},
+		{"a client token", "http://edge.example.com/chat", false},
+		{"an Azure client token", "https://edge.example.com/client/?hub=chat", false},
+	} {
+		t.Run("rest/"+tc.name, func(t *testing.T) {
+			err := claims(tc.aud).CheckREST(host, sendPath)
+			if tc.ok != (err == nil) || err != nil && !errors.Is(err, ErrAudience) {
+				t.Fatalf("CheckREST(aud %v) = %v, want ok %v", tc.aud, err, tc.ok)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		aud  any
+		ok   bool
+	}{
+		{"edgeplane form", "http://edge.example.com:8080/chat", true},
+		{"https, no port, trailing slash, case", "https://Edge.Example.com/Chat/", true},
+		{"Azure form", "https://edge.example.com/client/?hub=chat", true},
+		{"Azure form, hub case", "https://edge.example.com/client/?hub=CHAT&asrs.op=%2Fchat", true},
+		{"no aud", nil, false},
+		{"another hub", "http://edge.example.com/news", false},
+		{"Azure form, another hub", "http://edge.example.com/client/?hub=news", false},
+		{"another host", "http://evil.example.com/chat", false},
+		{"a REST token", "http://edge.example.com/api/hubs/chat/:send", false},
+		{"the bare endpoint", "http://edge.example.com", false},
+	} {
+		t.Run("client/"+tc.name, func(t *testing.T) {
+			err := claims(tc.aud).CheckClient("edge.example.com", "chat")
+			if tc.ok != (err == nil) || err != nil && !errors.Is(err, ErrAudience) {
+				t.Fatalf("CheckClient(aud %v) = %v, want ok %v", tc.aud, err, tc.ok)
+			}
+		})
+	}
+	// IPv6 hosts: brackets and port are not part of the name.
+	if err := claims("http://[::1]:8080/chat").CheckClient("[::1]:9999", "chat"); err != nil {
+		t.Fatalf("IPv6: %v", err)
+	}
+	// Hosts are compared by name, so one without a Host header matches nothing.
+	if err := claims("http:///chat").CheckClient("", "chat"); err == nil {
+		t.Fatal("empty host matched")
+	}
+}
+
+func TestCheckKey(t *testing.T) {
+	for _, tc := range []struct {
+		key string
+		ok  bool
+	}{
+		{strings.Repeat("k", MinKeyBytes), true},
+		{"a-random-secret-of-thirty-two-b!", true},
+		{strings.Repeat("k", MinKeyBytes-1), false},
+		{"short", false},
+		{"change-me-to-a-long-random-secret", false}, // deploy/edgeplane.env.example
+	} {
+		err := CheckKey(tc.key)
+		if tc.ok != (err == nil) || err != nil && !errors.Is(err, ErrWeakKey) {
+			t.Errorf("CheckKey(%q) = %v, want ok %v", tc.key, err, tc.ok)
+		}
 	}
 }

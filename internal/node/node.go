@@ -14,6 +14,7 @@ import (
 	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/conn"
 	"github.com/edgeplane/edgeplane/fanout"
+	"github.com/edgeplane/edgeplane/internal/auth"
 	"github.com/edgeplane/edgeplane/internal/metricset"
 	"github.com/edgeplane/edgeplane/poller"
 )
@@ -134,6 +135,9 @@ type Node struct {
 // down in the opposite order.
 func Start(cfg Config) (*Node, error) {
 	cfg = cfg.WithDefaults()
+	if err := checkKeys(cfg.Conn); err != nil {
+		return nil, err
+	}
 	n := &Node{cfg: cfg, log: cfg.Logger, metrics: metricset.NewRegistry()}
 	// Undo whatever was started if a later step fails.
 	var (
@@ -234,7 +238,7 @@ func Start(cfg Config) (*Node, error) {
 		n.adminLn.Close()
 		return nil, err
 	}
-	n.http = &http.Server{Handler: n.admin, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
+	n.http = n.admin.Server()
 	go func() {
 		if err := n.http.Serve(n.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("admin server stopped", "err", err)
@@ -253,6 +257,21 @@ func Start(cfg Config) (*Node, error) {
 		"poller", cfg.Poller, "hubs", names)
 	started = true
 	return n, nil
+}
+
+// checkKeys refuses access and token keys that protect nothing (too
+// short, or a published placeholder); empty keys are allowed (open access,
+// random token key).
+func checkKeys(c conn.Config) error {
+	for _, k := range []struct{ name, key string }{{"access key", c.AccessKey}, {"token key", c.TokenKey}} {
+		if k.key == "" {
+			continue
+		}
+		if err := auth.CheckKey(k.key); err != nil {
+			return fmt.Errorf("%s: %w", k.name, err)
+		}
+	}
+	return nil
 }
 
 // registerMetrics puts every part's metrics in the node's registry.

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/edgeplane/edgeplane/conn"
+	"github.com/edgeplane/edgeplane/internal/auth"
 	"github.com/edgeplane/edgeplane/internal/node"
 	"github.com/edgeplane/edgeplane/internal/node/nodetest"
 	"github.com/edgeplane/edgeplane/internal/testutil"
@@ -123,6 +126,35 @@ func TestStartFailsCleanly(t *testing.T) {
 		t.Fatalf("Start on a used admin port: %v", err)
 	}
 	testutil.WaitUntil(t, 5*time.Second, "the failed node's goroutines to end", func() bool {
+		return len(testutil.Leaks(before, "cloudwego/netpoll")) == 0
+	})
+}
+
+// TestStartRefusesWeakKeys: an access or token key under 32 bytes, or the
+// placeholder of deploy/edgeplane.env.example, stops Start with an error
+// naming the key; nothing is left running.
+func TestStartRefusesWeakKeys(t *testing.T) {
+	before := testutil.Snapshot()
+	for _, tc := range []struct {
+		name string
+		c    conn.Config
+		want string
+	}{
+		{"short access key", conn.Config{AccessKey: "secret"}, "access key"},
+		{"placeholder access key", conn.Config{AccessKey: "change-me-to-a-long-random-secret"}, "placeholder"},
+		{"short token key", conn.Config{AccessKey: strings.Repeat("a", 32), TokenKey: "short"}, "token key"},
+	} {
+		n, err := node.Start(node.Config{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", NoTrim: true, Conn: tc.c})
+		if err == nil {
+			n.Close()
+			t.Errorf("%s: Start accepted it", tc.name)
+			continue
+		}
+		if !errors.Is(err, auth.ErrWeakKey) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want ErrWeakKey mentioning %q", tc.name, err, tc.want)
+		}
+	}
+	testutil.WaitUntil(t, 5*time.Second, "no goroutine left", func() bool {
 		return len(testutil.Leaks(before, "cloudwego/netpoll")) == 0
 	})
 }

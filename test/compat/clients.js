@@ -3,10 +3,13 @@
 //   node clients.js '<json spec>'
 // spec: {"base":"http://127.0.0.1:PORT","clients":[{"name":"a","hub":"chat",
 //        "skipNegotiation":false,"accessToken":"...","targets":["t"],"invoke":{...},
-//        "ignore":["noise"],"stopAfterConnect":false}]}
+//        "ignore":["noise"],"stopAfterConnect":false,
+//        "headers":{"X-Custom":"v"},"query":"room=42"}]}
 // ignore: targets handled without a line each (a load the test only needs
 // the client to survive); stopAfterConnect: stop the connection once it is
-// connected (and its invoke answered).
+// connected (and its invoke answered). headers are sent with negotiate and
+// the WebSocket, as withUrl's headers option does under Node; query is
+// appended to the hub URL.
 // Prints one JSON line per event on stdout:
 //   {"name":"a","event":"connected","connectionId":"..."}
 //   {"name":"a","event":"message","target":"t","args":[...]}
@@ -23,13 +26,14 @@ const conns = [];
 
 async function start(c) {
   const opts = {};
+  if (c.headers) opts.headers = c.headers;
   if (c.skipNegotiation) {
     opts.skipNegotiation = true;
     opts.transport = signalR.HttpTransportType.WebSockets;
   }
   if (c.accessToken) opts.accessTokenFactory = () => c.accessToken;
   const conn = new signalR.HubConnectionBuilder()
-    .withUrl(`${spec.base}/${c.hub || "chat"}`, opts)
+    .withUrl(`${spec.base}/${c.hub || "chat"}${c.query ? "?" + c.query : ""}`, opts)
     .configureLogging(signalR.LogLevel.Warning)
     .build();
   for (const t of c.targets || ["t"]) {

@@ -133,22 +133,26 @@ func TestBadInput(t *testing.T) {
 
 func TestAccessKey(t *testing.T) {
 	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
-		const key = "test-access-key-0123456789"
+		const key = "test-access-key-0123456789-abcdef"
 		n := startNode(t, backend, "--access-key", key)
 		if c := dialRaw(t, n.client).upgrade("/chat"); c != 401 {
 			t.Fatalf("no token: %d, want 401", c)
 		}
-		wrong := token(t, "other-key", map[string]any{"nameid": "alice"})
+		wrong := clientToken(t, "other-key-0123456789-0123456789-x", n, "chat", map[string]any{"nameid": "alice"})
 		if c := dialRaw(t, n.client).upgrade("/chat?access_token=" + wrong); c != 401 {
 			t.Fatalf("wrong key: %d, want 401", c)
 		}
-		expired := token(t, key, map[string]any{"nameid": "alice", "exp": time.Now().Add(-time.Hour).Unix()})
+		expired := clientToken(t, key, n, "chat", map[string]any{"nameid": "alice", "exp": time.Now().Add(-time.Hour).Unix()})
 		if c := dialRaw(t, n.client).upgrade("/chat", "Authorization: Bearer "+expired); c != 401 {
 			t.Fatalf("expired: %d, want 401", c)
 		}
-		good := token(t, key, map[string]any{"nameid": "alice"})
+		noExp := token(t, key, map[string]any{"nameid": "alice", "aud": "http://" + n.client + "/chat", "exp": nil})
+		if c := dialRaw(t, n.client).upgrade("/chat?access_token=" + noExp); c != 401 {
+			t.Fatalf("no exp: %d, want 401", c)
+		}
+		good := clientToken(t, key, n, "chat", map[string]any{"nameid": "alice"})
 		r := n.connect(t, "/chat?access_token="+good)
-		r2 := n.connect(t, "/chat", "Authorization: Bearer "+token(t, key, map[string]any{"sub": "alice"}))
+		r2 := n.connect(t, "/chat", "Authorization: Bearer "+clientToken(t, key, n, "chat", map[string]any{"sub": "alice"}))
 
 		if c, _ := n.api("POST", "/api/hubs/chat/users/alice/:send", `{"target":"u","arguments":[]}`, ""); c != 401 {
 			t.Fatalf("REST without token: %d, want 401", c)
@@ -156,12 +160,16 @@ func TestAccessKey(t *testing.T) {
 		if c, _ := n.api("POST", "/api/hubs/chat/users/alice/:send", `{"target":"u","arguments":[]}`, wrong); c != 401 {
 			t.Fatalf("REST wrong token: %d, want 401", c)
 		}
-		if c, b := n.api("POST", "/api/hubs/chat/users/alice/:send", `{"target":"u","arguments":[1]}`, good); c != 202 {
+		// A client's access token is not a REST token (its audience is the hub).
+		if c, b := n.api("POST", "/api/hubs/chat/users/alice/:send", `{"target":"u","arguments":[1]}`, good); c != 401 || !strings.Contains(b, "audience") {
+			t.Fatalf("REST with a client token: %d %s, want 401", c, b)
+		}
+		if c, b := n.restAPI("POST", "/api/hubs/chat/users/alice/:send", `{"target":"u","arguments":[1]}`, key); c != 202 {
 			t.Fatalf("REST: %d %s", c, b)
 		}
 		r.expectRecord(`"target":"u"`, 5*time.Second)
 		r2.expectRecord(`"target":"u"`, 5*time.Second)
-		if c, _ := n.api("HEAD", "/api/hubs/chat/users/alice", "", good); c != 200 {
+		if c, _ := n.restAPI("HEAD", "/api/hubs/chat/users/alice", "", key); c != 200 {
 			t.Fatalf("HEAD user: %d", c)
 		}
 	})

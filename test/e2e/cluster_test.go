@@ -98,11 +98,10 @@ func TestRedisCluster(t *testing.T) {
 	t.Logf("cluster up in %v: %v", time.Since(start).Round(time.Millisecond), cl.Addrs())
 	seeds := strings.Join(cl.Addrs(), ",")
 	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
-		const key = "cluster-access-key-0123456789"
+		const key = "cluster-access-key-0123456789-abcdef"
 		common := []string{"--redis-cluster", seeds, "--access-key", key, "--hub", "chat"}
 		nodes := []*node{startNode(t, backend, common...), startNode(t, backend, common...), startNode(t, backend, common...)}
-		tok := func(user string) string { return token(t, key, map[string]any{"nameid": user}) }
-		rest := tok("app")
+		tok := func(user string) string { return clientToken(t, key, nodes[0], "chat", map[string]any{"nameid": user}) }
 		for i, n := range nodes {
 			testutil.WaitUntil(t, 10*time.Second, fmt.Sprintf("node %d ready", i+1), func() bool { c, _ := n.api("GET", "/readyz", "", ""); return c == 200 })
 		}
@@ -131,7 +130,7 @@ func TestRedisCluster(t *testing.T) {
 
 		group := func(n *node, method, g, name string) {
 			t.Helper()
-			if code, body := n.api(method, "/api/hubs/chat/groups/"+g+"/connections/"+ids[name], "", rest); code != 200 {
+			if code, body := n.restAPI(method, "/api/hubs/chat/groups/"+g+"/connections/"+ids[name], "", key); code != 200 {
 				t.Fatalf("%s group %s %s on node %s: %d %s", method, g, name, n.admin, code, body)
 			}
 		}
@@ -146,7 +145,7 @@ func TestRedisCluster(t *testing.T) {
 
 		send := func(n *node, path, msg string) {
 			t.Helper()
-			if code, body := n.api("POST", path, fmt.Sprintf(`{"target":"t","arguments":[%q]}`, msg), rest); code != 202 {
+			if code, body := n.restAPI("POST", path, fmt.Sprintf(`{"target":"t","arguments":[%q]}`, msg), key); code != 202 {
 				t.Fatalf("POST %s: %d %s", path, code, body)
 			}
 		}

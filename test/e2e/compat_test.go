@@ -37,12 +37,14 @@ type jsEvent struct {
 }
 
 type jsClientSpec struct {
-	Name            string   `json:"name"`
-	Hub             string   `json:"hub,omitempty"`
-	SkipNegotiation bool     `json:"skipNegotiation,omitempty"`
-	AccessToken     string   `json:"accessToken,omitempty"`
-	Targets         []string `json:"targets,omitempty"`
-	Invoke          any      `json:"invoke,omitempty"`
+	Name            string            `json:"name"`
+	Hub             string            `json:"hub,omitempty"`
+	SkipNegotiation bool              `json:"skipNegotiation,omitempty"`
+	AccessToken     string            `json:"accessToken,omitempty"`
+	Targets         []string          `json:"targets,omitempty"`
+	Invoke          any               `json:"invoke,omitempty"`
+	Headers         map[string]string `json:"headers,omitempty"`
+	Query           string            `json:"query,omitempty"`
 	// Ignore: targets handled without an event each.
 	Ignore []string `json:"ignore,omitempty"`
 	// StopAfterConnect: the client stops once connected.
@@ -144,11 +146,10 @@ func (j *jsClients) received(name string) []string {
 // all, a group, a user and a connection; excluded connections get nothing.
 func TestCompatSignalRClient(t *testing.T) {
 	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
-		const key = "compat-access-key-0123456789"
+		const key = "compat-access-key-0123456789-abcdef"
 		n := startNode(t, backend, "--hub", "chat", "--access-key", key)
-		alice := token(t, key, map[string]any{"nameid": "alice"})
-		bob := token(t, key, map[string]any{"sub": "bob"})
-		rest := token(t, key, map[string]any{"aud": "http://" + n.admin})
+		alice := clientToken(t, key, n, "chat", map[string]any{"nameid": "alice"})
+		bob := clientToken(t, key, n, "chat", map[string]any{"sub": "bob"})
 		js := startJS(t, "http://"+n.client, []jsClientSpec{
 			{Name: "a", AccessToken: alice},
 			{Name: "b", AccessToken: bob},
@@ -165,7 +166,7 @@ func TestCompatSignalRClient(t *testing.T) {
 			t.Fatalf("invoke error %q", e)
 		}
 		for _, g := range []string{a, b} {
-			if c, body := n.api("PUT", "/api/hubs/chat/groups/g1/connections/"+g, "", rest); c != 200 {
+			if c, body := n.restAPI("PUT", "/api/hubs/chat/groups/g1/connections/"+g, "", key); c != 200 {
 				t.Fatalf("add to group: %d %s", c, body)
 			}
 		}
@@ -178,7 +179,7 @@ func TestCompatSignalRClient(t *testing.T) {
 			{"/api/hubs/chat/connections/" + b + "/:send", "conn-b"},
 		}
 		for _, s := range sends {
-			if c, body := n.api("POST", s.path, fmt.Sprintf(`{"target":"t","arguments":[%q]}`, s.msg), rest); c != 202 {
+			if c, body := n.restAPI("POST", s.path, fmt.Sprintf(`{"target":"t","arguments":[%q]}`, s.msg), key); c != 202 {
 				t.Fatalf("POST %s: %d %s", s.path, c, body)
 			}
 		}
@@ -204,10 +205,10 @@ func TestCompatSignalRClient(t *testing.T) {
 			}
 		}
 		// Group removal, and a server-side close reaches the client.
-		if c, _ := n.api("DELETE", "/api/hubs/chat/groups/g1/connections/"+a, "", rest); c != 200 {
+		if c, _ := n.restAPI("DELETE", "/api/hubs/chat/groups/g1/connections/"+a, "", key); c != 200 {
 			t.Fatalf("remove from group: %d", c)
 		}
-		if c, _ := n.api("DELETE", "/api/hubs/chat/connections/"+b, "", rest); c != 200 {
+		if c, _ := n.restAPI("DELETE", "/api/hubs/chat/connections/"+b, "", key); c != 200 {
 			t.Fatalf("close connection: %d", c)
 		}
 		testutil.WaitUntil(t, 10*time.Second, "b closed", func() bool { return len(js.find("b", "closed")) == 1 })

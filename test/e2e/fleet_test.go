@@ -49,13 +49,12 @@ func realisticVector(t *testing.T) []byte {
 func TestFleet(t *testing.T) {
 	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		rs := redistest.Start(t)
-		const key = "fleet-access-key-0123456789"
+		const key = "fleet-access-key-0123456789-abcdef"
 		common := []string{"--redis", rs.URL(), "--access-key", key, "--hub", "chat"}
 		n1 := startNode(t, backend, common...)
 		n2 := startNode(t, backend, common...)
 		n3 := startNode(t, backend, common...)
-		tok := func(user string) string { return token(t, key, map[string]any{"nameid": user}) }
-		rest := tok("app")
+		tok := func(user string) string { return clientToken(t, key, n1, "chat", map[string]any{"nameid": user}) }
 		targets := []string{"t", "Send"}
 		js1 := startJS(t, "http://"+n1.client, []jsClientSpec{{Name: "a1", AccessToken: tok("alice"), Targets: targets}})
 		js2 := startJS(t, "http://"+n2.client, []jsClientSpec{{Name: "a2", AccessToken: tok("alice"), Targets: targets}, {Name: "b", AccessToken: tok("bob"), Targets: targets}})
@@ -68,16 +67,16 @@ func TestFleet(t *testing.T) {
 
 		// Group changes from a node that does not own the connection.
 		for _, id := range []string{a1, c} {
-			if code, body := n2.api("PUT", "/api/hubs/chat/groups/g/connections/"+id, "", rest); code != 200 {
+			if code, body := n2.restAPI("PUT", "/api/hubs/chat/groups/g/connections/"+id, "", key); code != 200 {
 				t.Fatalf("remote group add %s: %d %s", id, code, body)
 			}
 		}
-		if code, body := n2.api("PUT", "/api/hubs/chat/groups/g/connections/nobody", "", rest); code != 404 {
+		if code, body := n2.restAPI("PUT", "/api/hubs/chat/groups/g/connections/nobody", "", key); code != 404 {
 			t.Fatalf("group add of unknown connection: %d %s", code, body)
 		}
 		send := func(n *node, path, msg string) {
 			t.Helper()
-			if code, body := n.api("POST", path, fmt.Sprintf(`{"target":"t","arguments":[%q]}`, msg), rest); code != 202 {
+			if code, body := n.restAPI("POST", path, fmt.Sprintf(`{"target":"t","arguments":[%q]}`, msg), key); code != 202 {
 				t.Fatalf("POST %s: %d %s", path, code, body)
 			}
 		}
@@ -89,7 +88,7 @@ func TestFleet(t *testing.T) {
 		send(n1, "/api/hubs/chat/connections/"+b+"/:send", "conn-b")
 		send(n2, "/api/hubs/chat/connections/"+neg.ConnectionID+"/:send", "conn-d")
 		// Remote group removal, then a group send reaches only a1.
-		if code, body := n1.api("DELETE", "/api/hubs/chat/groups/g/connections/"+c, "", rest); code != 200 {
+		if code, body := n1.restAPI("DELETE", "/api/hubs/chat/groups/g/connections/"+c, "", key); code != 200 {
 			t.Fatalf("remote group remove: %d %s", code, body)
 		}
 		send(n3, "/api/hubs/chat/groups/g/:send", "group-after-remove")

@@ -150,6 +150,7 @@ func (n *node) metric(name string) float64 {
 	return -1
 }
 
+// token signs claims with key, adding exp (an hour) unless claims has one.
 func token(t *testing.T, key string, claims map[string]any) string {
 	t.Helper()
 	if _, ok := claims["exp"]; !ok {
@@ -160,6 +161,23 @@ func token(t *testing.T, key string, claims map[string]any) string {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// clientToken is a client access token for hub on n: its audience is the
+// hub's client URL, http://{client address}/{hub} (the port does not
+// count, so it opens the hub on every node of this host).
+func clientToken(t *testing.T, key string, n *node, hub string, claims map[string]any) string {
+	t.Helper()
+	claims["aud"] = "http://" + n.client + "/" + hub
+	return token(t, key, claims)
+}
+
+// restAPI calls the REST API with a REST token for the request's URL (its
+// audience), signed with key.
+func (n *node) restAPI(method, path, body, key string) (int, string) {
+	n.t.Helper()
+	u, _, _ := strings.Cut(path, "?")
+	return n.api(method, path, body, token(n.t, key, map[string]any{"aud": "http://" + n.admin + u}))
 }
 
 // ---- raw client ----
@@ -192,9 +210,10 @@ func (n *node) negotiate(t *testing.T, hub, accessToken string) negotiation {
 }
 
 type rawConn struct {
-	t  *testing.T
-	c  net.Conn
-	br *bufio.Reader
+	t    *testing.T
+	c    net.Conn
+	br   *bufio.Reader
+	host string // the Host header: the address dialled
 }
 
 func dialRaw(t *testing.T, addr string) *rawConn {
@@ -204,14 +223,14 @@ func dialRaw(t *testing.T, addr string) *rawConn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &rawConn{t: t, c: c, br: bufio.NewReader(c)}
+	return &rawConn{t: t, c: c, br: bufio.NewReader(c), host: addr}
 }
 
 // upgrade sends a WebSocket upgrade request for path and returns the
 // response status code.
 func (r *rawConn) upgrade(path string, headers ...string) int {
 	r.t.Helper()
-	req := "GET " + path + " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+	req := "GET " + path + " HTTP/1.1\r\nHost: " + r.host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
 	for _, h := range headers {
 		req += h + "\r\n"

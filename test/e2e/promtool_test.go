@@ -57,20 +57,18 @@ func deployPromtool(t *testing.T) string {
 // It returns /metrics.
 func deployLiveNode(t *testing.T) (*node, string) {
 	t.Helper()
-	const key = "deploy-access-key-0123456789"
+	const key = "deploy-access-key-0123456789-abcdef"
 	rs := redistest.Start(t)
 	n := startNode(t, testutil.Backends(t)[0], "--redis", rs.URL(), "--hub", "chat", "--access-key", key)
 	testutil.WaitUntil(t, 10*time.Second, "backplane connected", func() bool {
 		return n.metric("edgeplane_backplane_connected") == 1
 	})
-	admin := token(t, key, map[string]any{"sub": "ops"})
-
-	r := n.connect(t, "/chat?access_token="+token(t, key, map[string]any{"nameid": "alice"}))
-	n.negotiate(t, "chat", token(t, key, map[string]any{"nameid": "bob"}))
+	r := n.connect(t, "/chat?access_token="+clientToken(t, key, n, "chat", map[string]any{"nameid": "alice"}))
+	n.negotiate(t, "chat", clientToken(t, key, n, "chat", map[string]any{"nameid": "bob"}))
 	if c := dialRaw(t, n.client).upgrade("/chat"); c != 401 {
 		t.Fatalf("upgrade without a token: status %d, want 401", c)
 	}
-	if code, body := n.api("POST", "/api/hubs/chat/:send", `{"target":"news","arguments":["hi"]}`, admin); code != 202 {
+	if code, body := n.restAPI("POST", "/api/hubs/chat/:send", `{"target":"news","arguments":["hi"]}`, key); code != 202 {
 		t.Fatalf("REST send: %d %s", code, body)
 	}
 	r.expectRecord(`"target":"news"`, 5*time.Second)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"github.com/edgeplane/edgeplane/internal/testutil"
 	"os/exec"
 	"path/filepath"
@@ -156,15 +157,19 @@ func checkFields(t *testing.T, what string, e map[string]any, want map[string]st
 // example app server (examples/upstream) reads it with a consumer group and
 // publishes a Completion on chat:connection:{id}; the client's invoke
 // resolves with the result. Broadcasts from the app reach every client;
-// connected/disconnected entries carry the documented fields.
+// connected/disconnected entries carry the documented fields. A hub method
+// of the app reads what the client's connect request said: a custom
+// header, the User-Agent and a query value set by the client, its claims;
+// credentials (Authorization, access_token, the connection token) never
+// reach the app.
 func TestUpstreamExampleApp(t *testing.T) {
 	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		rs := redistest.Start(t)
-		const key = "upstream-access-key-0123456789"
+		const key = "upstream-access-key-0123456789-abcdef"
 		const server = "node-up-1"
 		n := startNode(t, backend, "--redis", rs.URL(), "--hub", "chat", "--access-key", key, "--server-name", server)
 		app := startApp(t, "--redis", rs.URL(), "--hub", "chat", "--group", "app")
-		tok := func(user string) string { return token(t, key, map[string]any{"nameid": user}) }
+		tok := func(user string) string { return clientToken(t, key, n, "chat", map[string]any{"nameid": user}) }
 
 		// A raw client already connected sees the app's broadcast.
 		watcher := n.connect(t, "/chat", "Authorization: Bearer "+tok("watcher"))
@@ -174,6 +179,8 @@ func TestUpstreamExampleApp(t *testing.T) {
 			{Name: "echoObj", AccessToken: tok("alice"), Targets: []string{"broadcast"}, Invoke: map[string]any{"target": "Echo", "args": []any{map[string]any{"n": []int{1, 2}}}}},
 			{Name: "bc", AccessToken: tok("bob"), Targets: []string{"broadcast"}, Invoke: map[string]any{"target": "Broadcast", "args": []any{"news", 7}}},
 			{Name: "bad", AccessToken: tok("carol"), Targets: []string{"broadcast"}, Invoke: map[string]any{"target": "Nope", "args": []any{}}},
+			{Name: "ctx", AccessToken: tok("dave"), Targets: []string{"broadcast"}, Invoke: map[string]any{"target": "WhoAmI", "args": []any{}},
+				Headers: map[string]string{"X-Custom-Header": "hello"}, Query: "room=42&lang=fr"},
 		})
 		// startJS returns once every invoke settled.
 		for name, want := range map[string]string{"echo": `"hi"`, "echoObj": `{"n":[1,2]}`, "bc": `null`} {
@@ -188,6 +195,36 @@ func TestUpstreamExampleApp(t *testing.T) {
 		if e := js.find("bad", "invokeError"); len(e) != 1 || !strings.Contains(*e[0].Error, "unknown method Nope") {
 			t.Errorf("client bad: invokeError %+v", e)
 		}
+		if ok := js.find("ctx", "invokeOk"); len(ok) != 1 || len(ok[0].Args) != 1 {
+			t.Errorf("client ctx: WhoAmI %+v, errors %+v", ok, js.find("ctx", "invokeError"))
+		} else {
+			var who struct {
+				UserID        string              `json:"userId"`
+				RemoteAddress string              `json:"remoteAddress"`
+				Query         map[string][]string `json:"query"`
+				Headers       map[string][]string `json:"headers"`
+				Claims        map[string]any      `json:"claims"`
+			}
+			raw := string(ok[0].Args[0])
+			if err := json.Unmarshal(ok[0].Args[0], &who); err != nil {
+				t.Fatalf("WhoAmI result %s: %v", raw, err)
+			}
+			if who.UserID != "dave" || who.Claims["nameid"] != "dave" || !strings.HasPrefix(who.RemoteAddress, "127.0.0.1:") {
+				t.Errorf("WhoAmI user/claims/address: %s", raw)
+			}
+			if h := who.Headers["X-Custom-Header"]; len(h) != 1 || h[0] != "hello" {
+				t.Errorf("WhoAmI: the custom header is %q: %s", h, raw)
+			}
+			if ua := who.Headers["User-Agent"]; len(ua) != 1 || !strings.HasPrefix(ua[0], "Microsoft SignalR/") {
+				t.Errorf("WhoAmI: User-Agent %q: %s", ua, raw)
+			}
+			if q := who.Query; len(q["room"]) != 1 || q["room"][0] != "42" || q["lang"][0] != "fr" || q["id"] != nil || q["access_token"] != nil {
+				t.Errorf("WhoAmI: query %v: %s", q, raw)
+			}
+			if who.Headers["Authorization"] != nil || strings.Contains(raw, "Bearer") {
+				t.Errorf("WhoAmI: credentials reached the app: %s", raw)
+			}
+		}
 		watcher.expectRecord(`"target":"broadcast","arguments":["news",7]`, 5*time.Second)
 		testutil.WaitUntil(t, 5*time.Second, "bc receives its broadcast", func() bool { return len(js.find("bc", "message")) == 1 })
 		if m := js.find("bc", "message")[0]; m.Target != "broadcast" || len(m.Args) != 2 || string(m.Args[0]) != `"news"` {
@@ -195,7 +232,7 @@ func TestUpstreamExampleApp(t *testing.T) {
 		}
 
 		ids := map[string]string{}
-		for _, name := range []string{"echo", "echoObj", "bc", "bad"} {
+		for _, name := range []string{"echo", "echoObj", "bc", "bad", "ctx"} {
 			ids[name] = js.connID(name)
 		}
 		// Clients stop cleanly: disconnected entries follow.
@@ -218,10 +255,21 @@ func TestUpstreamExampleApp(t *testing.T) {
 			}
 			return true
 		})
-		users := map[string]string{"echo": "alice", "echoObj": "alice", "bc": "bob", "bad": "carol"}
+		users := map[string]string{"echo": "alice", "echoObj": "alice", "bc": "bob", "bad": "carol", "ctx": "dave"}
 		for name, id := range ids {
 			base := map[string]string{"type": "connected", "hub": "chat", "connectionId": id, "userId": users[name], "server": server}
-			checkFields(t, name+" connected", entryFor(entries["connected"], id), base)
+			connected := map[string]string{"remoteAddress": "+", "headers": "+", "claims": "+"}
+			if name == "ctx" {
+				connected["query"] = "room=42&lang=fr"
+			}
+			for k, v := range base {
+				connected[k] = v
+			}
+			con := entryFor(entries["connected"], id)
+			checkFields(t, name+" connected", con, connected)
+			if h, _ := con["headers"].(string); strings.Contains(h, "Authorization") || strings.Contains(h, "Sec-Websocket-Key") || !strings.Contains(h, `"User-Agent":["Microsoft SignalR/`) {
+				t.Errorf("%s connected: headers %s", name, h)
+			}
 			dis := map[string]string{"reason": "*"}
 			for k, v := range base {
 				dis[k] = v
@@ -251,8 +299,8 @@ func TestUpstreamExampleApp(t *testing.T) {
 				t.Errorf("app did not log the connect of %s (%s)", name, id)
 			}
 		}
-		if got := len(entries["invocation"]); got != 4 {
-			t.Errorf("%d invocation entries, want 4: %v", got, entries["invocation"])
+		if got := len(entries["invocation"]); got != 5 {
+			t.Errorf("%d invocation entries, want 5: %v", got, entries["invocation"])
 		}
 	})
 }
