@@ -136,7 +136,7 @@ func TestTokenKeyAgreementRefusesBadKey(t *testing.T) {
 		t.Fatalf("a failed Start left goroutines:\n%s", strings.Join(leaks, "\n"))
 	}
 	// A node given a key starts, and neither uses nor touches Redis's.
-	n := redisNode(t, srv, node.Config{Conn: conn.Config{TokenKey: "explicit-key"}})
+	n := redisNode(t, srv, node.Config{Conn: conn.Config{TokenKey: "explicit-key-of-at-least-32-bytes-long"}})
 	if v := metricOf(t, n, "edgeplane_token_key_agreed"); v != "" {
 		t.Fatalf("a node with --token-key exposes edgeplane_token_key_agreed %q", v)
 	}
