@@ -51,6 +51,49 @@ func TestAdmissionFDReserve(t *testing.T) {
 	}
 }
 
+// TestAdmissionFDReserveThreshold: a connection is admitted while it
+// leaves at least FDReserve descriptors under the limit, and not one more:
+// with 100 free and a reserve of 64, exactly 36 connections stay.
+func TestAdmissionFDReserveThreshold(t *testing.T) {
+	for _, tc := range []struct {
+		limit, open   int64
+		reserve, want int
+	}{
+		{limit: 1000, open: 900, reserve: 64, want: 36},
+		{limit: 1000, open: 935, reserve: 64, want: 1},
+		{limit: 1000, open: 936, reserve: 64, want: 0},
+		{limit: 1000, open: 990, reserve: 64, want: 0},
+		{limit: 10, open: 5, reserve: 0, want: 5}, // a reserve of 0 still stops at the limit
+	} {
+		var rejects []poller.RejectReason
+		a := poller.NewAdmission(poller.Config{FDReserve: tc.reserve, OnReject: func(r poller.RejectReason) { rejects = append(rejects, r) }})
+		a.SetFDs(tc.limit, tc.open)
+		if h := a.Headroom(); h != tc.limit-tc.open {
+			t.Fatalf("%+v: Headroom() = %d, want %d", tc, h, tc.limit-tc.open)
+		}
+		admitted := 0
+		for a.Admit() == "" && admitted <= 2*int(tc.limit) {
+			admitted++
+		}
+		if admitted != tc.want || a.Conns() != tc.want {
+			t.Errorf("limit %d, open %d, reserve %d: admitted %d (Conns %d), want %d", tc.limit, tc.open, tc.reserve, admitted, a.Conns(), tc.want)
+		}
+		if len(rejects) != 1 || rejects[0] != poller.RejectFDReserve {
+			t.Errorf("limit %d, open %d, reserve %d: OnReject got %v, want one fd_reserve", tc.limit, tc.open, tc.reserve, rejects)
+		}
+		if h := a.Headroom(); h != tc.limit-tc.open-int64(tc.want) {
+			t.Errorf("limit %d, open %d: Headroom() = %d after %d admitted, want %d", tc.limit, tc.open, h, tc.want, tc.limit-tc.open-int64(tc.want))
+		}
+		if tc.want > 0 {
+			// A connection that closes frees its descriptor for the next.
+			a.Closed()
+			if r := a.Admit(); r != "" {
+				t.Errorf("limit %d, open %d: Admit after Closed = %q", tc.limit, tc.open, r)
+			}
+		}
+	}
+}
+
 func TestAdmissionHeadroom(t *testing.T) {
 	a := poller.NewAdmission(poller.Config{}.WithDefaults())
 	h0 := a.Headroom()
