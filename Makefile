@@ -62,7 +62,7 @@ test-long: deps
 # with make bench-density, not here.)
 bench-smoke:
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./fanout/ ./backplane/...
-	$(GO) test -run '^$$' -bench '^Benchmark(Send|Broadcast)$$' -benchtime 20x ./poller/
+	$(GO) test -run '^$$' -bench '^Benchmark(Send|Broadcast|CountOpenFDs)$$' -benchtime 20x ./poller/
 
 fuzz:
 	@for t in FuzzTokenVerify FuzzClientBytes; do \

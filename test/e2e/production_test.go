@@ -424,8 +424,9 @@ func TestRedisPaused(t *testing.T) {
 }
 
 // TestStalledClientFlood: a client that never reads while many broadcasts
-// go out is disconnected once its queue passes the limit; a reading client
-// receives every broadcast; the node's memory stays bounded.
+// go out is disconnected once its queue passes the limit (which bounds the
+// memory it holds); a reading client receives every broadcast. Memory
+// itself is measured by edgebench, not asserted here.
 func TestStalledClientFlood(t *testing.T) {
 	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		total := sizeFor(5000, 50000)
@@ -433,7 +434,6 @@ func TestStalledClientFlood(t *testing.T) {
 		reader := n.connect(t, "/chat")
 		stalled := n.connect(t, "/chat")
 		stalled.c.(interface{ SetReadBuffer(int) error }).SetReadBuffer(4096)
-		rss0 := n.metric("process_resident_memory_bytes")
 		got := make(chan int, 1)
 		var read, sent atomic.Int64
 		go func() {
@@ -478,10 +478,5 @@ func TestStalledClientFlood(t *testing.T) {
 		testutil.WaitUntil(t, 10*time.Second, "stalled client dropped", func() bool {
 			return n.metric(`edgeplane_closed_total{reason="slow_client"}`) == 1
 		})
-		rss1 := n.metric("process_resident_memory_bytes")
-		t.Logf("%d broadcasts of ~1 KB: RSS %0.f MB → %0.f MB", per*8, rss0/1e6, rss1/1e6)
-		if rss1-rss0 > 64<<20 {
-			t.Fatalf("RSS grew by %.0f MB: memory not bounded", (rss1-rss0)/1e6)
-		}
 	})
 }
