@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeplane/edgeplane/internal/testutil"
 	"github.com/edgeplane/edgeplane/poller"
 )
 
@@ -133,6 +134,35 @@ func TestCountOpenFDs(t *testing.T) {
 	n1 := poller.CountOpenFDs()
 	if n1-n0 < more || n1-n0 > more+50 {
 		t.Fatalf("CountOpenFDs() went from %d to %d after opening %d files", n0, n1, more)
+	}
+	// Exact: the entries of /proc/self/fd but "." and "..", less the one
+	// the listing itself opens (os.ReadDir lists its own too). Other
+	// tests' descriptors may come and go: it must agree once.
+	testutil.WaitUntil(t, 5*time.Second, "CountOpenFDs() = entries of /proc/self/fd", func() bool {
+		n := poller.CountOpenFDs()
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n == len(ents)-1
+	})
+}
+
+func TestConfigWithDefaults(t *testing.T) {
+	want := poller.Config{FDReserve: poller.DefaultFDReserve, MaxQueueBytes: poller.DefaultMaxQueueBytes,
+		ShutdownTimeout: poller.DefaultShutdownTimeout, RetryAfter: poller.DefaultRetryAfter}
+	if got := (poller.Config{}).WithDefaults(); got.FDReserve != want.FDReserve || got.MaxQueueBytes != want.MaxQueueBytes ||
+		got.ShutdownTimeout != want.ShutdownTimeout || got.RetryAfter != want.RetryAfter || got.MaxConns != 0 || got.Loops != 0 {
+		t.Errorf("zero Config with defaults = %+v, want %+v", got, want)
+	}
+	// Negative values are defaulted too, except FDReserve (negative: no reserve).
+	neg := poller.Config{FDReserve: -1, MaxQueueBytes: -1, ShutdownTimeout: -1, RetryAfter: -1}.WithDefaults()
+	if neg.FDReserve != -1 || neg.MaxQueueBytes != want.MaxQueueBytes || neg.ShutdownTimeout != want.ShutdownTimeout || neg.RetryAfter != want.RetryAfter {
+		t.Errorf("negative Config with defaults = %+v", neg)
+	}
+	set := poller.Config{MaxConns: 3, FDReserve: 1, MaxQueueBytes: 2, ShutdownTimeout: time.Second, RetryAfter: 1, Loops: 4}
+	if got := set.WithDefaults(); got.MaxConns != 3 || got.FDReserve != 1 || got.MaxQueueBytes != 2 || got.ShutdownTimeout != time.Second || got.RetryAfter != 1 || got.Loops != 4 {
+		t.Errorf("set Config with defaults = %+v, want %+v", got, set)
 	}
 }
 

@@ -91,10 +91,10 @@ func (r result) Efficacy() float64 {
 	return 100 * float64(r.Killed) / float64(r.Killed+r.Lived)
 }
 
-// Coverage is (killed + lived) / all mutants, as gremlins computes it
-// (timed-out and not-viable mutants count in the total only).
+// Coverage is (killed + lived) / (killed + lived + not covered), as
+// gremlins computes it (timed-out and not-viable mutants count in neither).
 func (r result) Coverage() float64 {
-	total := r.Killed + r.Lived + r.TimedOut + r.NotCover + r.NotViable
+	total := r.Killed + r.Lived + r.NotCover
 	if total == 0 {
 		return 0
 	}
