@@ -439,6 +439,53 @@ func TestRedisGroupAddAckedAfterSubscription(t *testing.T) {
 	testutil.WaitUntil(t, 5*time.Second, "B receives the group's message", func() bool { return rb.has(string(rec("to-room"))) })
 }
 
+// msgLog is a slog.Handler that keeps the messages logged.
+type msgLog struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (h *msgLog) Enabled(context.Context, slog.Level) bool { return true }
+func (h *msgLog) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	h.msgs = append(h.msgs, r.Message)
+	h.mu.Unlock()
+	return nil
+}
+func (h *msgLog) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *msgLog) WithGroup(string) slog.Handler      { return h }
+
+func (h *msgLog) all() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.msgs)
+}
+
+// TestRedisGroupAddAckedWithoutConfirmation: an owner that cannot get its
+// subscription confirmed within PublishTimeout acks the add all the same
+// (the connection is in the group; only the group's messages may miss it
+// for a while), and says so in its log.
+func TestRedisGroupAddAckedWithoutConfirmation(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	a, _ := startNode(t, RedisConfig{URL: srv.URL(), AckTimeout: time.Minute})
+	logs := &msgLog{}
+	b, rb := startNode(t, RedisConfig{URL: srv.URL(), PublishTimeout: 200 * time.Millisecond, Logger: slog.New(logs)}, "conn-b")
+	rb.onApply = func(hub string, action GroupAction, group string) { b.Subscribe(hub, Group, group) }
+	settle(t, a)
+	settle(t, b)
+
+	b.subMu.Lock() // the flusher cannot write the SUBSCRIBE
+	err := a.RemoteGroup(ctx, "chat", GroupAdd, "room", "conn-b")
+	b.subMu.Unlock()
+	if err != nil {
+		t.Fatalf("RemoteGroup add: %v, want the ack sent once B gave up on the confirmation", err)
+	}
+	if got := logs.all(); !slices.Contains(got, "group subscription not confirmed before ack") {
+		t.Errorf("B logged %q, want the unconfirmed subscription", got)
+	}
+}
+
 // TestRedisWireCompat drives the nodes with the byte-exact vectors written
 // by a plain Redis client, as an ASP.NET Core server would.
 func TestRedisWireCompat(t *testing.T) {
