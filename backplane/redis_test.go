@@ -318,9 +318,13 @@ func TestRedisSubscribeBatchingAndUnsubscribe(t *testing.T) {
 		t.Errorf("NUMSUB chat:group:back = %d, want 1", got)
 	}
 
+	before = metric(t, a, "edgeplane_backplane_subscribe_commands_total")
 	a.Unsubscribe("chat", Group, "g5")
 	a.Unsubscribe("chat", Group, "never-subscribed")
 	settle(t, a)
+	if got := metric(t, a, "edgeplane_backplane_subscribe_commands_total") - before; got != 1 {
+		t.Errorf("an unsubscribe took %v commands, want 1 (one UNSUBSCRIBE, no empty SUBSCRIBE)", got)
+	}
 	if got := numsub("chat:group:g5"); got != 0 {
 		t.Errorf("NUMSUB chat:group:g5 after Unsubscribe = %d, want 0", got)
 	}
