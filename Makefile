@@ -14,7 +14,7 @@ FUZZTIME  ?= 30s
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build run test test-long deps deps-redis deps-node vet fmt-check bench-smoke fuzz mutate mutate-changed clean
+.PHONY: all build run test test-long deps deps-redis deps-node vet fmt-check bench-smoke fuzz mutate mutate-changed mutate-report clean
 
 all: build
 
@@ -87,6 +87,7 @@ fuzz:
 #   make mutate
 #   make mutate MUTATE_PKGS="internal/auth fanout"
 #   make mutate-changed BASE=main
+#   make mutate-report   (table from the last runs' JSON in bin/mutate)
 GREMLINS_VERSION := v0.6.0
 GREMLINS         := $(BIN)/gremlins-$(GREMLINS_VERSION)/gremlins
 MUTATE_PKGS      ?= fanout poller backplane/wire backplane internal/auth internal/wsframe internal/hubproto
@@ -98,6 +99,11 @@ $(GREMLINS):
 
 mutate: $(GREMLINS)
 	$(GO) run ./tools/mutate -gremlins $(GREMLINS) -workers $(MUTATE_WORKERS) -doc docs/MUTATION.md $(MUTATE_PKGS)
+
+# The table again from the JSON the last runs left in bin/mutate (after
+# re-running one package with MUTATE_PKGS=...).
+mutate-report:
+	$(GO) run ./tools/mutate -report-only -doc docs/MUTATION.md $(MUTATE_PKGS)
 
 mutate-changed: $(GREMLINS)
 	$(GO) run ./tools/mutate -gremlins $(GREMLINS) -workers $(MUTATE_WORKERS) -changed-since $(BASE) $(MUTATE_PKGS)

@@ -108,7 +108,8 @@ func (r result) OK() bool {
 
 // gremlinsOutput is the part of gremlins' -o JSON that is read.
 type gremlinsOutput struct {
-	Files []struct {
+	Elapsed float64 `json:"elapsed_time"` // seconds
+	Files   []struct {
 		Name      string `json:"file_name"`
 		Mutations []struct {
 			Type   string `json:"type"`
@@ -126,7 +127,7 @@ func parseResult(pkg string, data []byte, src func(name string) ([]byte, error))
 	if err := json.Unmarshal(data, &out); err != nil {
 		return result{Pkg: pkg}, fmt.Errorf("gremlins output: %w", err)
 	}
-	r := result{Pkg: pkg}
+	r := result{Pkg: pkg, Elapsed: time.Duration(out.Elapsed * float64(time.Second))}
 	for _, f := range out.Files {
 		var lines []string
 		if src != nil {
@@ -296,7 +297,7 @@ func runPackage(gremlins, pkg, outDir string, workers int, log io.Writer) result
 	if err != nil {
 		return result{Pkg: pkg, Err: err}
 	}
-	jsonOut, err := filepath.Abs(filepath.Join(outDir, strings.ReplaceAll(pkg, "/", "_")+".json"))
+	jsonOut, err := filepath.Abs(jsonPath(outDir, pkg))
 	if err != nil {
 		return result{Pkg: pkg, Err: err}
 	}
@@ -326,12 +327,24 @@ func runPackage(gremlins, pkg, outDir string, workers int, log io.Writer) result
 	if err := cmd.Run(); err != nil {
 		return result{Pkg: pkg, Err: fmt.Errorf("gremlins: %w", err), Elapsed: time.Since(start)}
 	}
-	data, err := os.ReadFile(jsonOut)
+	r := readResult(pkg, outDir)
+	r.Elapsed = time.Since(start)
+	return r
+}
+
+// jsonPath is where a package's gremlins output goes.
+func jsonPath(outDir, pkg string) string {
+	return filepath.Join(outDir, strings.ReplaceAll(pkg, "/", "_")+".json")
+}
+
+// readResult reads a package's gremlins output from outDir.
+func readResult(pkg, outDir string) result {
+	data, err := os.ReadFile(jsonPath(outDir, pkg))
 	if err != nil {
-		return result{Pkg: pkg, Err: err, Elapsed: time.Since(start)}
+		return result{Pkg: pkg, Err: err}
 	}
 	r, err := parseResult(pkg, data, func(name string) ([]byte, error) { return os.ReadFile(filepath.Join(pkg, name)) })
-	r.Err, r.Elapsed = err, time.Since(start)
+	r.Err = err
 	return r
 }
 
@@ -341,6 +354,7 @@ func main() {
 	out := flag.String("out", "bin/mutate", "directory for gremlins' JSON output and the table (table.md)")
 	since := flag.String("changed-since", "", "mutate only the listed packages with Go files changed since this git revision (git diff REV)")
 	workers := flag.Int("workers", 0, "gremlins --workers (0: its default, the number of CPUs)")
+	reportOnly := flag.Bool("report-only", false, "run nothing: make the table from the JSON that earlier runs left in -out (packages run one at a time, e.g. after fixing one)")
 	flag.Parse()
 	pkgs := flag.Args()
 	if len(pkgs) == 0 {
@@ -366,7 +380,12 @@ func main() {
 	}
 	var rs []result
 	for _, p := range pkgs {
-		r := runPackage(*gremlins, p, *out, *workers, os.Stdout)
+		var r result
+		if *reportOnly {
+			r = readResult(p, *out)
+		} else {
+			r = runPackage(*gremlins, p, *out, *workers, os.Stdout)
+		}
 		rs = append(rs, r)
 		fmt.Printf("== %s: killed %d, lived %d, timed out %d, not covered %d; efficacy %.1f%%, coverage %.1f%% (%v) %v\n",
 			p, r.Killed, r.Lived, r.TimedOut, r.NotCover, r.Efficacy(), r.Coverage(), r.Elapsed.Round(time.Second), r.Err)

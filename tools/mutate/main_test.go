@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgeplane/edgeplane/internal/testutil"
 )
@@ -11,7 +12,7 @@ import (
 func TestMain(m *testing.M) { testutil.Main(m) }
 
 func TestParseResult(t *testing.T) {
-	data := []byte(`{"files":[{"file_name":"a.go","mutations":[
+	data := []byte(`{"elapsed_time":2.5,"files":[{"file_name":"a.go","mutations":[
 		{"type":"CONDITIONALS_BOUNDARY","status":"LIVED","line":3,"column":7},
 		{"type":"ARITHMETIC_BASE","status":"KILLED","line":1,"column":1},
 		{"type":"ARITHMETIC_BASE","status":"KILLED","line":2,"column":1},
@@ -34,6 +35,9 @@ func TestParseResult(t *testing.T) {
 		{File: "a.go", Type: "CONDITIONALS_BOUNDARY", Code: "if a < b {", Line: 3, Col: 7}}
 	if !slices.Equal(r.LivedList, want) {
 		t.Fatalf("lived %+v, want %+v", r.LivedList, want)
+	}
+	if r.Elapsed != 2500*time.Millisecond {
+		t.Fatalf("elapsed %v, want 2.5s", r.Elapsed)
 	}
 	if r.OK() {
 		t.Fatal("50% efficacy passes the thresholds")
