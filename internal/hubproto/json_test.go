@@ -420,3 +420,25 @@ func TestMessageTypeString(t *testing.T) {
 		}
 	}
 }
+
+// TestPeekTypeEdges: the fast path reads only a complete {"type":N, or
+// {"type":N}; anything else, a record cut after the digits included, gets
+// the decoder's answer (0 for what does not decode) and never a panic.
+func TestPeekTypeEdges(t *testing.T) {
+	for rec, want := range map[string]MessageType{
+		`{"type":12`:                  0,
+		`{"type":`:                    0,
+		`{"type":1`:                   0,
+		`{"type":7}`:                  7,
+		`{"type":1,"target":"x"}`:     1,
+		`{"type":123456789}`:          123456789,
+		`{"type":1234567890}`:         1234567890,
+		`{"type":10,"target":"x"}`:    10,
+		`{"type":9,"invocationId":1}`: 9,
+		`{"target":"x","type":3}`:     3,
+	} {
+		if got := JSON.PeekType([]byte(rec)); got != want {
+			t.Errorf("PeekType(%s) = %d, want %d", rec, got, want)
+		}
+	}
+}
