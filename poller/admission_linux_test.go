@@ -59,8 +59,10 @@ func TestAdmissionFDReserveThreshold(t *testing.T) {
 	for _, tc := range []struct {
 		limit, open   int64
 		reserve, want int
+		pre           int // connections admitted before: among the open descriptors
 	}{
 		{limit: 1000, open: 900, reserve: 64, want: 36},
+		{limit: 1000, open: 900, reserve: 64, want: 36, pre: 10},
 		{limit: 1000, open: 935, reserve: 64, want: 1},
 		{limit: 1000, open: 936, reserve: 64, want: 0},
 		{limit: 1000, open: 990, reserve: 64, want: 0},
@@ -68,6 +70,11 @@ func TestAdmissionFDReserveThreshold(t *testing.T) {
 	} {
 		var rejects []poller.RejectReason
 		a := poller.NewAdmission(poller.Config{FDReserve: tc.reserve, OnReject: func(r poller.RejectReason) { rejects = append(rejects, r) }})
+		for range tc.pre {
+			if r := a.Admit(); r != "" {
+				t.Fatalf("Admit before the limit is set: %q", r)
+			}
+		}
 		a.SetFDs(tc.limit, tc.open)
 		if h := a.Headroom(); h != tc.limit-tc.open {
 			t.Fatalf("%+v: Headroom() = %d, want %d", tc, h, tc.limit-tc.open)
@@ -76,7 +83,7 @@ func TestAdmissionFDReserveThreshold(t *testing.T) {
 		for a.Admit() == "" && admitted <= 2*int(tc.limit) {
 			admitted++
 		}
-		if admitted != tc.want || a.Conns() != tc.want {
+		if admitted != tc.want || a.Conns() != tc.pre+tc.want {
 			t.Errorf("limit %d, open %d, reserve %d: admitted %d (Conns %d), want %d", tc.limit, tc.open, tc.reserve, admitted, a.Conns(), tc.want)
 		}
 		if len(rejects) != 1 || rejects[0] != poller.RejectFDReserve {
