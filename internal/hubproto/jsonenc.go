@@ -91,8 +91,10 @@ func appendRaw(dst, v []byte) ([]byte, error) {
 			dst = append(dst, v[start:i]...)
 			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
 			start = i + 1
-		} else if c == 0xE2 && i+2 < len(v) && v[i+1] == 0x80 && v[i+2]&^1 == 0xA8 {
-			// U+2028, U+2029: only valid inside a string.
+		} else if c == 0xE2 && v[i+1] == 0x80 && v[i+2]&^1 == 0xA8 {
+			// U+2028, U+2029: only valid inside a string. v is valid
+			// JSON, so 0xE2 starts a 3-byte rune inside a string: its two
+			// continuation bytes and the closing quote follow.
 			dst = append(dst, v[start:i]...)
 			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[v[i+2]&0xF])
 			i += 2
