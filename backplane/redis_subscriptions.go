@@ -220,15 +220,13 @@ func (r *Redis) flush() {
 		for slot, e := range bySlot {
 			r.apply(ctx, slot, e[0], e[1])
 		}
-	} else if len(subs)+len(unsubs) > 0 {
-		r.apply(ctx, 0, subs, unsubs)
+	} else {
+		r.apply(ctx, 0, subs, unsubs) // nothing when both are empty
 	}
 	cancel()
 
 	r.mu.Lock()
-	if gen > r.doneGen {
-		r.doneGen = gen
-	}
+	r.doneGen = max(r.doneGen, gen)
 	close(r.flushed)
 	r.flushed = make(chan struct{})
 	r.mu.Unlock()

@@ -51,11 +51,11 @@ func home(slots []int32, hv uint64) int {
 }
 
 // find returns the position in list of the entry with id (hv its hash), or
-// -1, and the slot holding it, or the empty slot where it would go (-1 if
-// the table is not allocated yet).
+// -1, and the slot holding it, or the empty slot where it would go (none,
+// 0, if the table is not allocated yet: insert allocates it first).
 func (s *connShard) find(id string, hv uint64) (slot, pos int) {
 	if len(s.slots) == 0 {
-		return -1, -1
+		return 0, -1
 	}
 	mask := len(s.slots) - 1
 	for i := home(s.slots, hv); ; i = (i + 1) & mask {

@@ -94,7 +94,6 @@ func (a *acceptor) init(backend string, cfg Config, adm *Admission, open opener)
 	for _, r := range rejectReasons {
 		a.rejects[r] = RejectResponse(cfg.RetryAfter, r)
 	}
-	a.spare = -1
 }
 
 // serve takes over ln and starts the accept goroutine. A Poller serves
@@ -137,7 +136,8 @@ func dupListener(ln net.Listener) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listener descriptor: %w", err)
 	}
-	fd, derr := -1, error(nil)
+	var fd int
+	var derr error
 	if err := src.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || derr != nil {
 		return nil, fmt.Errorf("dup listener: %w", errors.Join(err, derr))
 	}
@@ -162,7 +162,6 @@ func (a *acceptor) run() {
 	defer func() {
 		if a.spare >= 0 {
 			unix.Close(a.spare)
-			a.spare = -1
 		}
 	}()
 	for {
@@ -268,7 +267,7 @@ func (a *acceptor) shed(lfd int) shedResult {
 // The socket is new and its send buffer empty: the short write does not
 // block.
 func (a *acceptor) reject(nfd int, r RejectReason) {
-	_, _ = writeFD(nfd, a.rejects[r])
+	_ = writeFD(nfd, a.rejects[r])
 	unix.Close(nfd)
 }
 
@@ -341,15 +340,11 @@ func (a *acceptor) close() error {
 }
 
 // writeFD is a non-blocking write that retries EINTR.
-func writeFD(fd int, b []byte) (int, error) {
+func writeFD(fd int, b []byte) error {
 	for {
-		n, err := unix.Write(fd, b)
-		if err == unix.EINTR {
-			continue
+		_, err := unix.Write(fd, b)
+		if err != unix.EINTR {
+			return err
 		}
-		if n < 0 {
-			n = 0
-		}
-		return n, err
 	}
 }

@@ -22,7 +22,9 @@ func TestCompactAddr(t *testing.T) {
 		{"ipv6", v6, "[2001:db8::7]:443", "[2001:db8::7]:443"},
 		{"v4-mapped is unmapped", mapped, "10.1.2.3:80", ""},
 		{"net.TCPAddr", &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 9}, "192.0.2.1:9", ""},
-		{"other kind, parsed", &net.UDPAddr{IP: net.IPv4(192, 0, 2, 5), Port: 10}, "192.0.2.5:10", ""},
+		{"other kind with AddrPort", &net.UDPAddr{IP: net.IPv4(192, 0, 2, 5), Port: 10}, "192.0.2.5:10", ""},
+		{"other kind, parsed", strAddr("192.0.2.6:11"), "192.0.2.6:11", ""},
+		{"other kind, unparsable", strAddr("nowhere"), "invalid AddrPort", ""},
 		{"unix: none", &net.UnixAddr{Name: "/x", Net: "unix"}, "invalid AddrPort", ""},
 		{"nil: none", nil, "invalid AddrPort", ""},
 	}
@@ -40,3 +42,9 @@ func TestCompactAddr(t *testing.T) {
 		}
 	}
 }
+
+// strAddr is a net.Addr known only by its String.
+type strAddr string
+
+func (a strAddr) Network() string { return "test" }
+func (a strAddr) String() string  { return string(a) }

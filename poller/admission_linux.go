@@ -156,8 +156,8 @@ type AcceptBackoff struct{ d time.Duration }
 func (b *AcceptBackoff) Failed() time.Duration {
 	if b.d == 0 {
 		b.d = 5 * time.Millisecond
-	} else if b.d *= 2; b.d > time.Second {
-		b.d = time.Second
+	} else {
+		b.d = min(2*b.d, time.Second)
 	}
 	return b.d
 }

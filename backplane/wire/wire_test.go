@@ -5,10 +5,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"slices"
 	"sort"
 	"testing"
+
+	"github.com/tinylib/msgp/msgp"
 
 	"github.com/edgeplane/edgeplane/internal/testutil"
 )
@@ -244,6 +247,29 @@ func TestNegativeIDRoundTrip(t *testing.T) {
 		got, err := ReadAck(AppendAck(nil, id))
 		if err != nil || got != id {
 			t.Errorf("ack %d round trip = %d, %v", id, got, err)
+		}
+	}
+}
+
+// TestAckIDRange: an id is an int32: both ends of its range decode, one
+// past either end is malformed.
+func TestAckIDRange(t *testing.T) {
+	for _, tc := range []struct {
+		v  int64
+		ok bool
+	}{{math.MinInt32, true}, {math.MaxInt32, true}, {math.MinInt32 - 1, false}, {math.MaxInt32 + 1, false}, {0, true}} {
+		b := msgp.AppendInt64(msgp.AppendArrayHeader(nil, 1), tc.v)
+		id, err := ReadAck(b)
+		if tc.ok && (err != nil || int64(id) != tc.v) {
+			t.Errorf("ReadAck(id %d) = %d, %v", tc.v, id, err)
+		}
+		if !tc.ok && !errors.Is(err, ErrMalformed) {
+			t.Errorf("ReadAck(id %d) = %d, %v; want ErrMalformed", tc.v, id, err)
+		}
+		if tc.ok {
+			if got, err := ReadAck(AppendAck(nil, int32(tc.v))); err != nil || int64(got) != tc.v {
+				t.Errorf("AppendAck(%d) read back as %d, %v", tc.v, got, err)
+			}
 		}
 	}
 }

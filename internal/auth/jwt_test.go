@@ -157,3 +157,34 @@ func TestCheckKey(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyLeeway: exp and nbf tolerate exactly 30 s of clock skew, no
+// more: a token expired 30 s ago still verifies, one expired 31 s ago does
+// not, and likewise for a token valid from 30 or 31 s in the future.
+func TestVerifyLeeway(t *testing.T) {
+	key := []byte("secret-key")
+	now := time.Unix(1_800_000_000, 0)
+	for _, tc := range []struct {
+		name   string
+		claims map[string]any
+		want   error
+	}{
+		{"expired now", map[string]any{"exp": now.Unix()}, nil},
+		{"expired 30s ago", map[string]any{"exp": now.Add(-30 * time.Second).Unix()}, nil},
+		{"expired 31s ago", map[string]any{"exp": now.Add(-31 * time.Second).Unix()}, ErrExpired},
+		{"valid from now", map[string]any{"nbf": now.Unix(), "exp": now.Add(time.Hour).Unix()}, nil},
+		{"valid in 30s", map[string]any{"nbf": now.Add(30 * time.Second).Unix(), "exp": now.Add(time.Hour).Unix()}, nil},
+		{"valid in 31s", map[string]any{"nbf": now.Add(31 * time.Second).Unix(), "exp": now.Add(time.Hour).Unix()}, ErrNotYet},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok, err := Sign(tc.claims, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := Verify(tok, key, now)
+			if !errors.Is(err, tc.want) || (err == nil) != (c != nil) {
+				t.Fatalf("Verify = %+v, %v; want error %v", c, err, tc.want)
+			}
+		})
+	}
+}

@@ -18,7 +18,7 @@ var JSON JSONProtocol
 var _ Protocol = JSON
 
 // jsonPing is the Ping record, separator included.
-var jsonPing = []byte(`{"type":6}` + "\x1e")
+var jsonPing = []byte("{\"type\":6}\x1e")
 
 // Name implements Protocol: "json".
 func (JSONProtocol) Name() string { return "json" }

@@ -420,3 +420,48 @@ func TestMessageTypeString(t *testing.T) {
 		}
 	}
 }
+
+// TestPeekTypeEdges: a record that starts {"type":N, or {"type":N} (N of
+// up to 9 digits) is read without decoding the rest; anything else, a
+// record cut after the digits included, gets the decoder's answer (0 for
+// what does not decode) and never a panic.
+func TestPeekTypeEdges(t *testing.T) {
+	for rec, want := range map[string]MessageType{
+		`{"type":12`:                  0,
+		`{"type":`:                    0,
+		`{"type":1`:                   0,
+		`{"type":7}`:                  7,
+		`{"type":1,"target":"x"}`:     1,
+		`{"type":123456789}`:          123456789,
+		`{"type":1234567890}`:         1234567890,
+		`{"type":10,"target":"x"}`:    10,
+		`{"type":9,"invocationId":1}`: 9,
+		`{"target":"x","type":3}`:     3,
+		`{"type":1x}`:                 0,
+		// Read without decoding: what follows the type may be anything.
+		`{"type":10,"tar`:     10,
+		`{"type":9,`:          9,
+		`{"type":123456789,`:  123456789,
+		`{"type":1234567890,`: 0, // over 9 digits: decoded, and not JSON
+		`{"type":1 }`:         1,
+	} {
+		if got := JSON.PeekType([]byte(rec)); got != want {
+			t.Errorf("PeekType(%s) = %d, want %d", rec, got, want)
+		}
+	}
+}
+
+// TestAppendRawErrorSaysWhy: arguments that are not JSON are refused with
+// encoding/json's account of what is wrong.
+func TestAppendRawErrorSaysWhy(t *testing.T) {
+	for raw, why := range map[string]string{
+		`[1,`:   "unexpected end of JSON input",
+		`[1] 2`: "invalid character '2' after top-level value",
+		`[tru]`: "invalid character ']' in literal true",
+	} {
+		got, err := JSON.AppendInvocation([]byte("pre"), "", "T", []byte(raw))
+		if string(got) != "pre" || !errors.Is(err, ErrInvalidJSON) || !strings.Contains(err.Error(), why) {
+			t.Errorf("args %s: %q, %v; want dst unchanged and ErrInvalidJSON saying %q", raw, got, err, why)
+		}
+	}
+}

@@ -165,3 +165,17 @@ func TestParseClosePayload(t *testing.T) {
 		})
 	}
 }
+
+// TestClosePayloadOnlyCutsLongReasons: a reason of MaxCloseReason bytes or
+// fewer is the caller's and goes out as given; only a longer one is cut and
+// cleaned of the invalid UTF-8 the cut may leave.
+func TestClosePayloadOnlyCutsLongReasons(t *testing.T) {
+	exact := strings.Repeat("a", MaxCloseReason-1) + "\xff"
+	if got := AppendClosePayload(nil, CloseNormal, exact); string(got[2:]) != exact {
+		t.Errorf("reason of %d bytes sent as %q, want it as given", len(exact), got[2:])
+	}
+	long := exact + "b"
+	if got := AppendClosePayload(nil, CloseNormal, long); string(got[2:]) != exact[:MaxCloseReason-1] {
+		t.Errorf("reason of %d bytes sent as %q, want it cut to %d bytes and cleaned", len(long), got[2:], MaxCloseReason)
+	}
+}

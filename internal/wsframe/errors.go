@@ -23,11 +23,7 @@ const (
 // validOnWire reports whether a peer may send c in a close frame: 1000-1014
 // except the reserved 1004-1006, and the registered/private 3000-4999.
 func (c CloseCode) validOnWire() bool {
-	switch {
-	case c < 1000, c == 1004, c == 1005, c == 1006, c > 1014 && c < 3000, c >= 5000:
-		return false
-	}
-	return true
+	return c >= 1000 && c != 1004 && c != 1005 && c != 1006 && (c <= 1014 || c >= 3000) && c < 5000
 }
 
 // ProtocolError is a WebSocket-level violation by the peer; it carries the

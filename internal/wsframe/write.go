@@ -13,23 +13,22 @@ func appendHeader(dst []byte, op OpCode, n int, masked bool) []byte {
 	if masked {
 		m = 0x80
 	}
-	switch {
-	case n < 126:
+	if n < 126 {
 		return append(dst, 0x80|byte(op), m|byte(n))
-	case n <= 0xFFFF:
-		return append(dst, 0x80|byte(op), m|126, byte(n>>8), byte(n))
-	default:
-		dst = append(dst, 0x80|byte(op), m|127)
-		return binary.BigEndian.AppendUint64(dst, uint64(n))
 	}
+	if n <= 0xFFFF {
+		return append(dst, 0x80|byte(op), m|126, byte(n>>8), byte(n))
+	}
+	dst = append(dst, 0x80|byte(op), m|127)
+	return binary.BigEndian.AppendUint64(dst, uint64(n))
 }
 
 // headerSize is the size of an unmasked header for an n-byte payload.
 func headerSize(n int) int {
-	switch {
-	case n < 126:
+	if n < 126 {
 		return 2
-	case n <= 0xFFFF:
+	}
+	if n <= 0xFFFF {
 		return 4
 	}
 	return 10

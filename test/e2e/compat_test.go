@@ -9,7 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -127,7 +127,8 @@ func (j *jsClients) connID(name string) string {
 	return ev[0].ConnectionID
 }
 
-// received lists the first argument of every message a client got.
+// received lists the first argument of every message a client got, in the
+// order they arrived.
 func (j *jsClients) received(name string) []string {
 	var out []string
 	for _, e := range j.find(name, "message") {
@@ -137,7 +138,28 @@ func (j *jsClients) received(name string) []string {
 		}
 		out = append(out, s)
 	}
-	sort.Strings(out)
+	return out
+}
+
+// receivedUpTo waits until every named client has received marker and
+// returns what each received before it, in order. Messages from one sender
+// to one connection arrive in the order sent: a message sent before the
+// marker and received by nobody it was meant for shows as missing, one
+// received by a client it was not meant for as extra.
+func (j *jsClients) receivedUpTo(marker string, names ...string) map[string][]string {
+	j.t.Helper()
+	out := make(map[string][]string, len(names))
+	testutil.WaitUntil(j.t, 10*time.Second, "marker "+marker, func() bool {
+		for _, name := range names {
+			got := j.received(name)
+			i := slices.Index(got, marker)
+			if i < 0 {
+				return false
+			}
+			out[name] = got[:i]
+		}
+		return true
+	})
 	return out
 }
 
@@ -183,31 +205,41 @@ func TestCompatSignalRClient(t *testing.T) {
 				t.Fatalf("POST %s: %d %s", s.path, c, body)
 			}
 		}
+		fence := func(marker string) {
+			t.Helper()
+			if c, body := n.restAPI("POST", "/api/hubs/chat/:send", fmt.Sprintf(`{"target":"t","arguments":[%q]}`, marker), key); c != 202 {
+				t.Fatalf("POST fence: %d %s", c, body)
+			}
+		}
+		fence("fence-1")
+		// In the order sent; nothing else before the fence.
 		want := map[string][]string{
 			"a": {"all", "group", "user-alice"},
-			"b": {"all", "conn-b", "group", "group-except-a"},
+			"b": {"all", "group", "group-except-a", "conn-b"},
 			"c": {"all", "all-except-ab", "user-alice"},
 			"d": {"all", "all-except-ab"},
 		}
-		// Wait for the last expected message everywhere, then a little for strays.
-		testutil.WaitUntil(t, 10*time.Second, "all deliveries", func() bool {
-			for name, w := range want {
-				if len(js.received(name)) < len(w) {
-					return false
-				}
-			}
-			return true
-		})
-		time.Sleep(300 * time.Millisecond)
-		for name, w := range want {
-			if got := js.received(name); strings.Join(got, ",") != strings.Join(w, ",") {
-				t.Errorf("client %s received %v, want %v", name, got, w)
+		for name, got := range js.receivedUpTo("fence-1", "a", "b", "c", "d") {
+			if !slices.Equal(got, want[name]) {
+				t.Errorf("client %s received %v, want %v", name, got, want[name])
 			}
 		}
-		// Group removal, and a server-side close reaches the client.
+		// Group removal: the group's next message reaches b, not a.
 		if c, _ := n.restAPI("DELETE", "/api/hubs/chat/groups/g1/connections/"+a, "", key); c != 200 {
 			t.Fatalf("remove from group: %d", c)
 		}
+		if c, body := n.restAPI("POST", "/api/hubs/chat/groups/g1/:send", `{"target":"t","arguments":["group-after-remove"]}`, key); c != 202 {
+			t.Fatalf("POST to g1: %d %s", c, body)
+		}
+		fence("fence-2")
+		got := js.receivedUpTo("fence-2", "a", "b")
+		if w := []string{"fence-1"}; !slices.Equal(got["a"][len(want["a"]):], w) {
+			t.Errorf("a after leaving g1 received %v, want %v", got["a"][len(want["a"]):], w)
+		}
+		if w := []string{"fence-1", "group-after-remove"}; !slices.Equal(got["b"][len(want["b"]):], w) {
+			t.Errorf("b received %v after a left g1, want %v", got["b"][len(want["b"]):], w)
+		}
+		// A server-side close reaches the client.
 		if c, _ := n.restAPI("DELETE", "/api/hubs/chat/connections/"+b, "", key); c != 200 {
 			t.Fatalf("close connection: %d", c)
 		}

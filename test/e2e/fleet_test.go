@@ -8,6 +8,7 @@ import (
 	"github.com/edgeplane/edgeplane/internal/testutil"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -119,7 +120,8 @@ func TestFleet(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		for js, m := range want {
 			for name, w := range m {
-				if got := js.received(name); strings.Join(got, ",") != strings.Join(w, ",") {
+				// Sorted: the senders are three nodes.
+				if got := slices.Sorted(slices.Values(js.received(name))); strings.Join(got, ",") != strings.Join(w, ",") {
 					t.Errorf("%s received %v, want %v", name, got, w)
 				}
 			}

@@ -1,9 +1,13 @@
 package e2e
 
 import (
-	"github.com/edgeplane/edgeplane/internal/testutil"
+	"bytes"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgeplane/edgeplane/internal/testutil"
 )
 
 // TestGoroutinesFlat: the node's goroutine count does not grow with idle
@@ -25,9 +29,9 @@ func TestGoroutinesFlat(t *testing.T) {
 			}
 			return g
 		}
-		openConns(t, n, 100)
+		conns := openConns(t, n, 100)
 		g100 := settle(100)
-		openConns(t, n, 4900)
+		conns = append(conns, openConns(t, n, 4900)...)
 		g5000 := settle(5000)
 		t.Logf("%s: goroutines at 100 conns: %v, at 5000 conns: %v", backend, g100, g5000)
 		if g5000-g100 > 10 {
@@ -36,6 +40,31 @@ func TestGoroutinesFlat(t *testing.T) {
 		// Everyone still receives.
 		if c, _ := n.api("POST", "/api/hubs/chat/:send", `{"target":"all","arguments":[]}`, ""); c != 202 {
 			t.Fatal("send")
+		}
+		var received atomic.Int64
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 64)
+		for _, r := range conns {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				for {
+					f, err := r.readFrame(30 * time.Second)
+					if err != nil {
+						return
+					}
+					if bytes.Contains(f.payload, []byte(`"target":"all"`)) {
+						received.Add(1)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if got := received.Load(); got != int64(len(conns)) {
+			t.Fatalf("%d of %d connections received the broadcast", got, len(conns))
 		}
 	})
 }

@@ -237,22 +237,21 @@ func TestReconnectStorm(t *testing.T) {
 	})
 }
 
-// cpuSeconds reads a process's user+system CPU time.
-func cpuSeconds(t *testing.T, pid int) float64 {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		t.Fatal(err)
+// rejected is the number of connections admission turned away, for any
+// reason.
+func (n *node) rejected() float64 {
+	n.t.Helper()
+	var sum float64
+	for _, r := range []string{"max_conns", "fd_reserve", "accept_rate", "accept_error"} {
+		sum += max(n.metric(`edgeplane_rejected_total{reason="`+r+`"}`), 0)
 	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ
+	return sum
 }
 
 // TestFDExhaustion: under a 1,000-descriptor limit, 1,500 connections: the
-// excess gets 503 before the upgrade, the admin port keeps working, no core
-// spins, and headroom goes to its floor and back.
+// excess gets 503 before the upgrade, the admin port keeps working, each
+// attempt at the limit is answered and counted once, and headroom goes to
+// the reserve and back.
 func TestFDExhaustion(t *testing.T) {
 	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		n := startNodeWrapped(t, []string{"prlimit", "--nofile=1000:1000"}, backend, "--fd-reserve", "64", "--log-level", "info")
@@ -288,13 +287,20 @@ func TestFDExhaustion(t *testing.T) {
 		if rejected.Load() < 400 || ok.Load() < 800 {
 			t.Fatalf("admitted %d, rejected %d: want the excess rejected and the rest served", ok.Load(), rejected.Load())
 		}
+		// Admission stops at the reserve: what is left is the reserve, less
+		// descriptors that admission does not count (the admin port's
+		// connections, the acceptor's spare, rejected connections being
+		// answered): about 55 on this machine, and about half the reserve
+		// if admission stopped at half of it.
 		floor := n.metric("edgeplane_fd_headroom")
-		if floor < 0 || floor > 100 {
-			t.Fatalf("headroom at the limit = %v, want near the reserve (64)", floor)
+		t.Logf("headroom at the limit: %v", floor)
+		if floor < 64-24 || floor > 64 {
+			t.Fatalf("headroom at the limit = %v, want the reserve (64) less a few", floor)
 		}
-		// Idle at the limit with attempts continuing: no spinning.
-		pid := n.cmd.Process.Pid
-		c0 := cpuSeconds(t, pid)
+		// At the limit, each further attempt is answered 503 and counted
+		// once: the acceptor neither fails in a loop (each failure counts
+		// an accept_error) nor leaves an attempt unanswered.
+		rejected0 := n.rejected()
 		for i := 0; i < 100; i++ {
 			r := dialRaw(t, n.client)
 			if code := r.upgrade("/chat"); code != 503 {
@@ -302,15 +308,15 @@ func TestFDExhaustion(t *testing.T) {
 			}
 			r.c.Close()
 		}
-		time.Sleep(2 * time.Second)
-		if used := cpuSeconds(t, pid) - c0; used > 1.0 {
-			t.Fatalf("node used %.2fs CPU over ~2s at the limit: spinning", used)
-		}
+		testutil.WaitUntil(t, 5*time.Second, "100 rejections counted", func() bool { return n.rejected() >= rejected0+100 })
 		for _, r := range conns {
 			r.c.Close()
 		}
 		testutil.WaitUntil(t, 10*time.Second, "headroom back", func() bool { return n.metric("edgeplane_fd_headroom") > 800 })
 		n.connect(t, "/chat")
+		if got := n.rejected() - rejected0; got != 100 {
+			t.Fatalf("%v rejections counted for 100 attempts at the limit", got)
+		}
 	})
 }
 
@@ -418,8 +424,9 @@ func TestRedisPaused(t *testing.T) {
 }
 
 // TestStalledClientFlood: a client that never reads while many broadcasts
-// go out is disconnected once its queue passes the limit; a reading client
-// receives every broadcast; the node's memory stays bounded.
+// go out is disconnected once its queue passes the limit (which bounds the
+// memory it holds); a reading client receives every broadcast. Memory
+// itself is measured by edgebench, not asserted here.
 func TestStalledClientFlood(t *testing.T) {
 	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		total := sizeFor(5000, 50000)
@@ -427,7 +434,6 @@ func TestStalledClientFlood(t *testing.T) {
 		reader := n.connect(t, "/chat")
 		stalled := n.connect(t, "/chat")
 		stalled.c.(interface{ SetReadBuffer(int) error }).SetReadBuffer(4096)
-		rss0 := n.metric("process_resident_memory_bytes")
 		got := make(chan int, 1)
 		var read, sent atomic.Int64
 		go func() {
@@ -472,10 +478,5 @@ func TestStalledClientFlood(t *testing.T) {
 		testutil.WaitUntil(t, 10*time.Second, "stalled client dropped", func() bool {
 			return n.metric(`edgeplane_closed_total{reason="slow_client"}`) == 1
 		})
-		rss1 := n.metric("process_resident_memory_bytes")
-		t.Logf("%d broadcasts of ~1 KB: RSS %0.f MB → %0.f MB", per*8, rss0/1e6, rss1/1e6)
-		if rss1-rss0 > 64<<20 {
-			t.Fatalf("RSS grew by %.0f MB: memory not bounded", (rss1-rss0)/1e6)
-		}
 	})
 }
