@@ -72,6 +72,7 @@ fuzz:
 	@for t in FuzzFrameHeader FuzzFrameRoundTrip; do \
 	  echo "== wsframe $$t ($(FUZZTIME))"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/wsframe/ || exit 1; done
 	@echo "== auth FuzzVerify"; $(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./internal/auth/
+	@echo "== backplane FuzzRESPRead"; $(GO) test -run '^$$' -fuzz '^FuzzRESPRead$$' -fuzztime $(FUZZTIME) ./backplane/
 	@for t in $$($(GO) test -list '^Fuzz' ./backplane/wire/ | grep '^Fuzz'); do \
 	  echo "== wire $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./backplane/wire/ || exit 1; done
 

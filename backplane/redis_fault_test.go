@@ -3,6 +3,7 @@ package backplane
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -323,4 +324,148 @@ func TestRedisClusterConnectionBudget(t *testing.T) {
 			t.Errorf("%s not delivered", ch)
 		}
 	}
+}
+
+// TestRedisClusterReshard: a slot carrying a group moves to another master
+// (resharding): Redis drops its subscriptions on the old master and the
+// node subscribes them on the new one.
+func TestRedisClusterReshard(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	n, rn := startNode(t, RedisConfig{ClusterAddrs: cl.Addrs(), HealthInterval: 400 * time.Millisecond})
+	n.Subscribe("chat", Group, "moving")
+	settle(t, n)
+	slot := cl.Slot(t, "chat:group:moving")
+	from := cl.MasterOf(t, slot)
+	var to *redistest.Server
+	for _, s := range cl.Servers {
+		if s != from {
+			to = s
+			break
+		}
+	}
+	cl.MoveSlot(t, slot, to)
+	if got := cl.MasterOf(t, slot); got != to {
+		t.Fatalf("slot %d on %s after the move, want %s", slot, got.Addr(), to.Addr())
+	}
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
+	defer cc.Close()
+	sprayUntil(t, 10*time.Second, cc, true, "chat:group:moving", "after-reshard", rn)
+	testutil.WaitUntil(t, 5*time.Second, "ready after the reshard", n.Ready)
+	if v := metric(t, n, `edgeplane_backplane_gaps_total{reason="slot_moved"}`); v < 1 {
+		t.Errorf("gaps_total{slot_moved} = %v, want ≥ 1", v)
+	}
+	checkPlacement(t, n)
+	if k := pubsubClients(t, from); k > 1 {
+		t.Errorf("old master still holds %d subscription connections", k)
+	}
+}
+
+// TestRedisNotSubscribed: Redis moves behind a stable address while the old
+// server keeps running: the subscription connection stays on the old one
+// (alive, answering PINGs) while publishes go to the new one. The health
+// probe's publish reaches no subscriber there; the node resubscribes on
+// the new server and counts the gap.
+func TestRedisNotSubscribed(t *testing.T) {
+	a, b := redistest.Start(t), redistest.Start(t)
+	p := faultproxy.Start(t, a.Addr())
+	const h = 300 * time.Millisecond
+	n, rn := startNode(t, RedisConfig{URL: "redis://" + p.Addr(), HealthInterval: h})
+	settle(t, n)
+	fence(t, n, rn)
+	p.Failover(b.Addr())
+	// The command connections move to b; the subscription stays on a.
+	if r, err := a.Do("CLIENT", "KILL", "TYPE", "normal"); err != nil || !strings.HasPrefix(r, ":") {
+		t.Fatalf("CLIENT KILL TYPE normal: %q, %v", r, err)
+	}
+	cb := redis.NewClient(&redis.Options{Addr: b.Addr()})
+	defer cb.Close()
+	sprayUntil(t, 10*time.Second, cb, false, "chat:all", "on-b", rn)
+	testutil.WaitUntil(t, 5*time.Second, "ready on b", n.Ready)
+	if v := metric(t, n, `edgeplane_backplane_gaps_total{reason="not_subscribed"}`); v < 1 {
+		t.Errorf("gaps_total{not_subscribed} = %v, want ≥ 1", v)
+	}
+	fence(t, n, rn)
+}
+
+// syncBuffer is a log sink tests read while the backplane writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestRedisAuth: a password in the URL authenticates the subscription
+// connection too; a wrong one keeps the node not ready with a clear error
+// in the log, and nothing else breaks.
+func TestRedisAuth(t *testing.T) {
+	srv := redistest.StartArgs(t, "--requirepass", "s3cret")
+	n, rn := startNode(t, RedisConfig{URL: "redis://:s3cret@" + srv.Addr()})
+	n.Subscribe("chat", Group, "g")
+	settle(t, n)
+	publish(t, n, &Message{Hub: "chat", Kind: Group, Name: "g", Payload: rec("authed")})
+	fence(t, n, rn)
+	if !rn.has(string(rec("authed"))) {
+		t.Errorf("group message not delivered with a password")
+	}
+
+	var logs syncBuffer
+	bad, err := NewRedis(RedisConfig{URL: "redis://:wrong@" + srv.Addr(), Hubs: map[string]string{"chat": ""},
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if err := bad.Start(newRecorder()); err != nil {
+		t.Fatalf("Start with a wrong password: %v (want nil: not ready, retrying)", err)
+	}
+	if bad.Ready() {
+		t.Fatalf("ready with a wrong password")
+	}
+	testutil.WaitUntil(t, 5*time.Second, "AUTH error logged", func() bool {
+		return strings.Contains(logs.String(), "redis AUTH on the subscription connection") && strings.Contains(logs.String(), "WRONGPASS")
+	})
+}
+
+// TestRedisSubscribeRefused: Redis refusing SUBSCRIBE (an ACL without the
+// channel) keeps the node not ready, retrying with a warning, and once the
+// channels are allowed it subscribes everything and is ready.
+func TestRedisSubscribeRefused(t *testing.T) {
+	srv := redistest.Start(t)
+	if r, err := srv.Do("ACL", "SETUSER", "edge", "on", ">pw", "~*", "+@all", "resetchannels"); err != nil || r != "+OK" {
+		t.Fatalf("ACL SETUSER: %q, %v", r, err)
+	}
+	var logs syncBuffer
+	bp, err := NewRedis(RedisConfig{URL: "redis://edge:pw@" + srv.Addr(), Hubs: map[string]string{"chat": ""},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bp.Close()
+	r := newRecorder()
+	if err := bp.Start(r); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitUntil(t, 5*time.Second, "refusal logged", func() bool {
+		return strings.Contains(logs.String(), "redis refused a subscription command") && strings.Contains(logs.String(), "NOPERM")
+	})
+	if bp.Ready() {
+		t.Fatalf("ready while Redis refuses the subscriptions")
+	}
+	if r, err := srv.Do("ACL", "SETUSER", "edge", "allchannels"); err != nil || r != "+OK" {
+		t.Fatalf("ACL SETUSER allchannels: %q, %v", r, err)
+	}
+	testutil.WaitUntil(t, 10*time.Second, "ready once allowed", bp.Ready)
+	settle(t, bp)
+	fence(t, bp, r)
 }

@@ -28,6 +28,9 @@ const (
 	// respKeepScratch: a scratch buffer grown beyond this is dropped after
 	// the reply that needed it.
 	respKeepScratch = 64 << 10
+	// respGrowAbove: a longer bulk string is read into memory that grows
+	// as its bytes arrive.
+	respGrowAbove = 1 << 20
 )
 
 // errRESP is wrapped by every malformed-reply error.
@@ -175,18 +178,31 @@ func (r *respReader) bulk(hdr []byte, own bool) ([]byte, error) {
 		return nil, fmt.Errorf("%w: bulk string of %d bytes", errRESP, n)
 	}
 	var b []byte
-	if own {
+	switch {
+	case n > respGrowAbove:
+		// Memory in step with the bytes that actually arrive, not with
+		// what a length line claims.
+		var err error
+		if b, err = io.ReadAll(io.LimitReader(r.br, int64(n)+2)); err != nil {
+			return nil, err
+		}
+		if len(b) < n+2 {
+			return nil, io.ErrUnexpectedEOF
+		}
+	case own:
 		b = make([]byte, n+2)
-	} else {
+	default:
 		start := len(r.scratch)
 		r.scratch = append(r.scratch, make([]byte, n+2)...)
 		b = r.scratch[start:]
 	}
-	if _, err := io.ReadFull(r.br, b); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+	if n <= respGrowAbove {
+		if _, err := io.ReadFull(r.br, b); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
 		}
-		return nil, err
 	}
 	if b[n] != '\r' || b[n+1] != '\n' {
 		return nil, fmt.Errorf("%w: bulk string of %d bytes not followed by CRLF", errRESP, n)

@@ -23,6 +23,7 @@ type Server struct {
 	Port    int
 	Dir     string
 	cluster bool
+	extra   []string // redis-server arguments given to StartArgs
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -51,7 +52,14 @@ func Start(tb testing.TB) *Server {
 	return start(tb, false)
 }
 
-func start(tb testing.TB, cluster bool) *Server {
+// StartArgs is Start with extra redis-server arguments (for example
+// "--requirepass", "secret"); Restart keeps them.
+func StartArgs(tb testing.TB, args ...string) *Server {
+	tb.Helper()
+	return start(tb, false, args...)
+}
+
+func start(tb testing.TB, cluster bool, extra ...string) *Server {
 	tb.Helper()
 	lookPath(tb, "redis-server")
 	var lastErr error
@@ -60,7 +68,7 @@ func start(tb testing.TB, cluster bool) *Server {
 		if err != nil {
 			tb.Fatalf("redistest: %v", err)
 		}
-		s := &Server{tb: tb, Port: port, Dir: tb.TempDir(), cluster: cluster}
+		s := &Server{tb: tb, Port: port, Dir: tb.TempDir(), cluster: cluster, extra: extra}
 		if lastErr = s.run(); lastErr == nil {
 			tb.Cleanup(s.Stop)
 			return s
@@ -117,6 +125,7 @@ func (s *Server) run() error {
 			"--repl-diskless-sync-delay", "0",
 			"--cluster-replica-validity-factor", "0")
 	}
+	args = append(args, s.extra...)
 	cmd := exec.Command("redis-server", args...)
 	cmd.SysProcAttr = dieWithParent()
 	if err := cmd.Start(); err != nil {
@@ -135,8 +144,8 @@ func (s *Server) run() error {
 			return fmt.Errorf("redis-server on port %d exited at start: %s", s.Port, s.logTail())
 		default:
 		}
-		if reply, err := s.Do("PING"); err == nil && reply == "+PONG" {
-			return nil
+		if reply, err := s.Do("PING"); err == nil && (reply == "+PONG" || strings.HasPrefix(reply, "-NOAUTH")) {
+			return nil // answering (with a password set, NOAUTH)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -492,6 +501,49 @@ func (c *Cluster) Failover(tb testing.TB, replica *Server) {
 		tb.Fatalf("redistest: CLUSTER FAILOVER on %s: %q, %v", replica.Addr(), r, err)
 	}
 	c.WaitMaster(tb, replica, 20*time.Second)
+}
+
+// MoveSlot moves an empty slot (no keys; pub/sub channels are not keys) to
+// master to, as resharding does: IMPORTING on to, MIGRATING on the owner,
+// then NODE on every master; it waits until the cluster is stable again.
+func (c *Cluster) MoveSlot(tb testing.TB, slot int, to *Server) {
+	tb.Helper()
+	from := c.MasterOf(tb, slot)
+	if from == to {
+		tb.Fatalf("redistest: slot %d is already on %s", slot, to.Addr())
+	}
+	id := func(s *Server) string {
+		nodes, err := c.Nodes(s)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, n := range nodes {
+			if n.Addr == s.Addr() {
+				return n.ID
+			}
+		}
+		tb.Fatalf("redistest: %s not in its own CLUSTER NODES", s.Addr())
+		return ""
+	}
+	sl := strconv.Itoa(slot)
+	steps := [][]string{
+		{to.Addr(), "IMPORTING", id(from)},
+		{from.Addr(), "MIGRATING", id(to)},
+		{to.Addr(), "NODE", id(to)},
+		{from.Addr(), "NODE", id(to)},
+	}
+	for _, st := range steps {
+		s := c.server(st[0])
+		if r, err := s.Do("CLUSTER", "SETSLOT", sl, st[1], st[2]); err != nil || r != "+OK" {
+			tb.Fatalf("redistest: CLUSTER SETSLOT %s %s on %s: %q, %v", sl, st[1], s.Addr(), r, err)
+		}
+	}
+	for _, s := range c.Servers {
+		if s.running() && s != to && s != from {
+			_, _ = s.Do("CLUSTER", "SETSLOT", sl, "NODE", id(to))
+		}
+	}
+	c.WaitStable(tb, 20*time.Second)
 }
 
 // WaitMaster waits until s is a master that serves slots and the cluster is
