@@ -63,9 +63,11 @@ type RedisConfig struct {
 	Logger *slog.Logger
 }
 
+// DefaultHealthInterval is RedisConfig.HealthInterval's default.
+const DefaultHealthInterval = 2 * time.Second
+
 const (
 	defaultPublishTimeout = 2 * time.Second
-	defaultHealthInterval = 2 * time.Second
 	defaultUpstreamMaxLen = 100_000
 	defaultUpstreamBuffer = 10_000
 	// startWait: how long Start waits for the first subscriptions to be
@@ -90,7 +92,7 @@ func (c RedisConfig) withDefaults() RedisConfig {
 		c.PublishTimeout = defaultPublishTimeout
 	}
 	if c.HealthInterval <= 0 {
-		c.HealthInterval = defaultHealthInterval
+		c.HealthInterval = DefaultHealthInterval
 	}
 	if c.UpstreamMaxLen <= 0 {
 		c.UpstreamMaxLen = defaultUpstreamMaxLen

@@ -288,7 +288,7 @@ func (r *Redis) reroute() bool {
 				old.change(r.channelsInSlots(map[uint16]bool{slot: true})[slot], false, false)
 			}
 		}
-		r.log.Warn("a publish to a channel this node subscribes to reached no subscriber, and the server carrying the subscription does not count it; resubscribing", "channel", ch, "server", placed, "master", owner)
+		r.log.Warn("a publish to a channel this node subscribes to reached no subscriber, and the server carrying the subscription does not count it; resubscribing", "channel", ch, "redis", placed, "master", owner)
 		r.slotLost(slot, reasonNotSubscribed, time.Now(), owner, "")
 		r.mu.Lock()
 		delete(r.reroutes, slot)

@@ -271,9 +271,9 @@ func (r *Redis) subscriptionLost(s *subscriber, reason string, since time.Time, 
 	}
 	r.stateMu.Unlock()
 	if first {
-		r.log.Warn("redis subscription connection lost; resubscribing", "server", s.addr, "reason", reason, "err", cause)
+		r.log.Warn("redis subscription connection lost; resubscribing", "redis", s.addr, "reason", reason, "err", cause)
 	} else {
-		r.log.Debug("redis subscription connection still down", "server", s.addr, "err", cause)
+		r.log.Debug("redis subscription connection still down", "redis", s.addr, "err", cause)
 	}
 	if r.cluster {
 		r.mu.Lock()
@@ -325,7 +325,10 @@ func (r *Redis) dropped(s *subscriber, ch string) {
 	carried := r.slotAddr[slot] == s.addr
 	r.mu.RUnlock()
 	if active && carried {
-		r.slotLost(slot, reasonSlotMoved, time.Now(), "", s.addr)
+		// Redis dropped the slot before its notice was read: the gap
+		// starts no later than the read before (publishes executed after
+		// the drop, but answered before the notice was read, are in it).
+		r.slotLost(slot, reasonSlotMoved, s.prevRead, "", s.addr)
 	}
 }
 
@@ -336,7 +339,7 @@ func (r *Redis) moved(s *subscriber, slot uint16, addr string) {
 	carried := r.slotAddr[slot] == s.addr
 	r.mu.RUnlock()
 	if carried {
-		r.slotLost(slot, reasonSlotMoved, time.Now(), addr, "")
+		r.slotLost(slot, reasonSlotMoved, s.prevRead, addr, "")
 	}
 }
 
@@ -411,7 +414,7 @@ func (r *Redis) reportGap(s *subscriber, ended []*fault, slots int, now time.Tim
 	}
 	sort.Strings(why)
 	r.log.Warn("redis subscriptions restored after a gap; messages published on their channels during the gap were lost",
-		"server", s.addr, "reason", strings.Join(why, ","), "slots", slots,
+		"redis", s.addr, "reason", strings.Join(why, ","), "slots", slots,
 		"gap_from", from.UTC().Format(time.RFC3339Nano), "gap_to", now.UTC().Format(time.RFC3339Nano),
 		"gap", now.Sub(from).Round(time.Millisecond))
 }

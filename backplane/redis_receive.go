@@ -115,7 +115,7 @@ func (s *subscriber) errorReply(text []byte) error {
 			return nil
 		}
 	}
-	r.errLog.warn(r.log, "redis refused a subscription command; resubscribing", "server", s.addr, "err", string(text))
+	r.errLog.warn(r.log, "redis refused a subscription command; resubscribing", "redis", s.addr, "err", string(text))
 	return fmt.Errorf("%w: %s", errErrorReply, truncate(text))
 }
 

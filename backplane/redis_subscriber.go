@@ -54,6 +54,11 @@ type subscriber struct {
 
 	synced atomic.Uint64 // the last sync PING answered
 	alive  atomic.Int64  // unix nanoseconds: bytes were last read
+	// prevRead is when the read before the latest one returned (read
+	// goroutine only): bytes that arrived with the latest read, such as a
+	// dropped subscription, were sent after it at the earliest (loopback
+	// aside, at least as late as anything read before).
+	prevRead time.Time
 	reset  atomic.Pointer[string]
 
 	ctx    context.Context // canceled by close: ends dials
@@ -305,7 +310,7 @@ func (s *subscriber) change(chans []string, sub, sync bool) uint64 {
 	if err != nil {
 		// The read loop sees the closed connection and reconnects, which
 		// subscribes everything carried then.
-		r.log.Debug("subscription command not written; the reconnect restores the subscriptions", "server", s.addr, "channels", len(chans), "err", err)
+		r.log.Debug("subscription command not written; the reconnect restores the subscriptions", "redis", s.addr, "channels", len(chans), "err", err)
 		_ = c.nc.Close()
 		return 0
 	}
@@ -418,7 +423,8 @@ func (a *aliveReader) Read(p []byte) (int, error) {
 		_ = a.c.nc.SetReadDeadline(time.Now().Add(half))
 		n, err := a.c.nc.Read(p)
 		if n > 0 {
-			a.s.alive.Store(time.Now().UnixNano())
+			now := time.Now()
+			a.s.prevRead = time.Unix(0, a.s.alive.Swap(now.UnixNano()))
 			return n, err
 		}
 		if err == nil {

@@ -52,12 +52,14 @@ func run(args []string) int {
 		origins     listFlag
 		gcPercent   int
 		drainWindow time.Duration
+		redisHealth time.Duration
 	)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "client address (SignalR negotiate and WebSocket)")
 	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin address: /metrics, /healthz, /readyz and the REST API")
 	fs.Var(&hubs, "hub", "hub clients may connect to, NAME or NAME=PREFIX (PREFIX: Redis channel prefix, e.g. the .NET hub type name); repeat for several (default chat)")
 	fs.StringVar(&redisURL, "redis", "", "Redis backplane URL, redis://host:port (default: in-memory backplane, single node)")
 	fs.Var(&cluster, "redis-cluster", "Redis Cluster seed addresses host:port,... (sharded pub/sub, Redis 7+)")
+	fs.DurationVar(&redisHealth, "redis-health-interval", backplane.DefaultHealthInterval, "longest the node stays ready while deaf: a Redis subscription connection silent this long (half of it, then a PING) is reconnected and resubscribed, and the publish path is probed this often")
 	fs.StringVar(&server, "server-name", "", "unique node name on the backplane (default {hostname}_{random})")
 	fs.StringVar(&cfg.Poller, "poller", "epoll", "event-loop backend: "+strings.Join(poller.Backends(), "|")+" (epoll: our own loop, densest; netpoll: cloudwego/netpoll)")
 	fs.StringVar(&cfg.Conn.AccessKey, "access-key", "", "HS256 key: REST API needs a bearer JWT and clients an access token signed with it (empty: open)")
@@ -115,7 +117,11 @@ func run(args []string) int {
 		return 2
 	}
 	if redisURL != "" || len(cluster) > 0 {
-		cfg.Redis = &backplane.RedisConfig{URL: redisURL, ClusterAddrs: cluster, ServerName: server}
+		if redisHealth <= 0 {
+			fmt.Fprintln(os.Stderr, "edgeplane: --redis-health-interval must be positive")
+			return 2
+		}
+		cfg.Redis = &backplane.RedisConfig{URL: redisURL, ClusterAddrs: cluster, ServerName: server, HealthInterval: redisHealth}
 	}
 
 	n, err := node.Start(cfg)
