@@ -166,8 +166,7 @@ type Redis struct {
 	// is subscribed on, active channels per slot, slots to place again
 	// (with the master a MOVED named, or ""), failed subscribers whose
 	// slots may have moved.
-	slotAddr map[uint16]string
-	slotUse  map[uint16]int
+	slots    *slotTable // nil with a single server
 	reroutes map[uint16]string
 	checks   map[*subscriber]struct{}
 	verify   map[uint16]string // slot → a channel a publish on reached no subscriber
@@ -220,8 +219,6 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		confirmed:  make(chan struct{}),
 		kick:       make(chan struct{}, 1),
 		subs:       make(map[string]*subscriber),
-		slotAddr:   make(map[uint16]string),
-		slotUse:    make(map[uint16]int),
 		reroutes:   make(map[uint16]string),
 		checks:     make(map[*subscriber]struct{}),
 		verify:     make(map[uint16]string),
@@ -245,6 +242,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 			return nil, fmt.Errorf("backplane: ClusterAddrs and URL/Addr are exclusive")
 		}
 		r.cluster = true
+		r.slots = newSlotTable()
 		r.cc = redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs:           cfg.ClusterAddrs,
 			Protocol:        2,

@@ -43,16 +43,15 @@ type slotRange struct {
 }
 
 // applyCluster writes a flush's changes: per slot, on the subscriber that
-// carries the slot; a slot newly in use is placed on its master first; a
-// subscriber left with no slot is closed.
+// carries the slot, in one write per subscriber; a slot newly in use is
+// placed on its master first; a subscriber left with no slot is closed.
 func (r *Redis) applyCluster(subs, unsubs []string) {
-	type change struct{ subs, unsubs []string }
-	bySlot := make(map[uint16]*change)
-	get := func(ch string) *change {
+	bySlot := make(map[uint16]*chanChange)
+	get := func(ch string) *chanChange {
 		slot := hashSlot(ch)
 		c := bySlot[slot]
 		if c == nil {
-			c = &change{}
+			c = &chanChange{}
 			bySlot[slot] = c
 		}
 		return c
@@ -65,44 +64,59 @@ func (r *Redis) applyCluster(subs, unsubs []string) {
 		c := get(ch)
 		c.unsubs = append(c.unsubs, ch)
 	}
-	var place []uint16
+	var place, released []uint16
+	known := make(map[uint16][]string) // a new slot's channels, when all are in this flush
+	perSub := make(map[*subscriber][]chanChange)
+	r.mu.RLock()
+	r.subMu.Lock()
 	for slot, c := range bySlot {
-		r.mu.RLock()
-		addr, placed := r.slotAddr[slot]
-		inUse := r.slotUse[slot] > 0
-		r.mu.RUnlock()
-		if !placed {
-			if inUse {
-				place = append(place, slot)
+		addr, placed := r.slots.addr(slot)
+		use := int(r.slots.use[slot])
+		switch {
+		case !placed && use > 0:
+			place = append(place, slot)
+			if use == len(c.subs) {
+				known[slot] = c.subs
 			}
-			continue
+		case placed:
+			if s := r.subs[addr]; s != nil {
+				perSub[s] = append(perSub[s], *c)
+			}
+			if use == 0 {
+				released = append(released, slot)
+			}
 		}
-		s := r.subscriber(addr)
-		if len(c.unsubs) > 0 {
-			s.change(c.unsubs, false, false)
-		}
-		if !inUse {
+	}
+	r.subMu.Unlock()
+	r.mu.RUnlock()
+	for s, batches := range perSub {
+		s.changes(batches, false)
+	}
+	for _, slot := range released {
+		r.mu.RLock()
+		addr, _ := r.slots.addr(slot)
+		r.mu.RUnlock()
+		r.subMu.Lock()
+		s := r.subs[addr]
+		r.subMu.Unlock()
+		if s != nil {
 			r.unplace(slot, s)
-			continue
-		}
-		if len(c.subs) > 0 {
-			s.change(c.subs, true, false)
 		}
 	}
 	if len(place) > 0 {
-		r.placeSlots(place, nil)
+		r.placeSlots(place, nil, known)
 	}
 }
 
 // placeSlots places each slot (with all of its channels) on hints[slot] if
 // set, else on the master the topology names, refreshing it once if a slot
-// is not in it. Slots that cannot be placed now are queued for a retry.
-func (r *Redis) placeSlots(slots []uint16, hints map[uint16]string) {
-	want := make(map[uint16]bool, len(slots))
-	for _, slot := range slots {
-		want[slot] = true
-	}
-	chans := r.channelsInSlots(want)
+// is not in it, and subscribes the channels there: known[slot] if given,
+// else the slot's active channels. Each subscriber gets one write, ending
+// in a sync PING whose answer clears the slots' faults. Slots that cannot
+// be placed now are queued for a retry; a subscriber left with no slot is
+// closed.
+func (r *Redis) placeSlots(slots []uint16, hints map[uint16]string, known map[uint16][]string) {
+	where := make(map[uint16]string, len(slots))
 	refreshed := false
 	for _, slot := range slots {
 		addr := hints[slot]
@@ -124,43 +138,70 @@ func (r *Redis) placeSlots(slots []uint16, hints map[uint16]string) {
 			r.mu.Unlock()
 			continue
 		}
-		r.place(slot, addr, chans[slot])
+		where[slot] = addr
 	}
-}
-
-// place assigns slot to addr's subscriber and subscribes chans (all of the
-// slot's channels) there, followed by a sync PING that clears the slot's
-// fault, if it has one. The subscriber that carried the slot before is
-// closed if it carries nothing else.
-func (r *Redis) place(slot uint16, addr string, chans []string) {
-	s := r.subscriber(addr)
-	var old *subscriber
-	r.mu.Lock()
-	if r.slotUse[slot] == 0 {
-		r.mu.Unlock()
-		r.stateMu.Lock()
-		r.dropSlotFaultLocked(slot, time.Now())
-		r.stateMu.Unlock()
-		return
-	}
-	if prev, ok := r.slotAddr[slot]; !ok || prev != addr {
-		if ok {
-			r.subMu.Lock()
-			old = r.subs[prev]
-			r.subMu.Unlock()
-			if old != nil {
-				old.nslots--
-			}
+	scan := make(map[uint16]bool)
+	for slot := range where {
+		if _, ok := known[slot]; !ok {
+			scan[slot] = true
 		}
-		r.slotAddr[slot] = addr
-		s.nslots++
 	}
-	r.mu.Unlock()
-	seq := s.change(chans, true, true)
-	r.stateMu.Lock()
-	r.slotWrittenLocked(slot, s, seq)
-	r.stateMu.Unlock()
-	if old != nil {
+	var found map[uint16][]string
+	if len(scan) > 0 {
+		found = r.channelsInSlots(scan)
+	}
+
+	type target struct {
+		batches []chanChange
+		slots   []uint16
+	}
+	targets := make(map[*subscriber]*target)
+	olds := make(map[*subscriber]bool)
+	for slot, addr := range where {
+		s := r.subscriber(addr)
+		r.mu.Lock()
+		if r.slots.use[slot] == 0 {
+			r.mu.Unlock()
+			r.stateMu.Lock()
+			r.dropSlotFaultLocked(slot, time.Now())
+			r.stateMu.Unlock()
+			continue
+		}
+		if prev, ok := r.slots.addr(slot); !ok || prev != addr {
+			if ok {
+				r.subMu.Lock()
+				old := r.subs[prev]
+				r.subMu.Unlock()
+				if old != nil {
+					old.nslots--
+					olds[old] = true
+				}
+			}
+			r.slots.place(slot, addr)
+			s.nslots++
+		}
+		r.mu.Unlock()
+		t := targets[s]
+		if t == nil {
+			t = &target{}
+			targets[s] = t
+		}
+		chans, ok := known[slot]
+		if !ok {
+			chans = found[slot]
+		}
+		t.batches = append(t.batches, chanChange{subs: chans})
+		t.slots = append(t.slots, slot)
+	}
+	for s, t := range targets {
+		seq := s.changes(t.batches, true)
+		r.stateMu.Lock()
+		for _, slot := range t.slots {
+			r.slotWrittenLocked(slot, s, seq)
+		}
+		r.stateMu.Unlock()
+	}
+	for old := range olds {
 		r.closeIfIdle(old)
 	}
 }
@@ -168,8 +209,8 @@ func (r *Redis) place(slot uint16, addr string, chans []string) {
 // unplace forgets a slot no longer in use; s carried it.
 func (r *Redis) unplace(slot uint16, s *subscriber) {
 	r.mu.Lock()
-	if r.slotAddr[slot] == s.addr {
-		delete(r.slotAddr, slot)
+	if r.slots.on(slot, s.addr) {
+		r.slots.unplace(slot)
 		s.nslots--
 	}
 	r.mu.Unlock()
@@ -269,7 +310,7 @@ func (r *Redis) reroute() bool {
 	for slot, ch := range verify {
 		owner := r.owner(slot)
 		r.mu.RLock()
-		placed := r.slotAddr[slot]
+		placed, _ := r.slots.addr(slot)
 		r.mu.RUnlock()
 		if owner == "" || placed == "" {
 			continue
@@ -312,12 +353,7 @@ func (r *Redis) reroute() bool {
 			continue
 		}
 		r.mu.RLock()
-		var mine []uint16
-		for slot, addr := range r.slotAddr {
-			if addr == s.addr {
-				mine = append(mine, slot)
-			}
-		}
+		mine := r.slots.placedOn(s.addr)
 		r.mu.RUnlock()
 		for _, slot := range mine {
 			owner := r.owner(slot)
@@ -352,7 +388,7 @@ func (r *Redis) reroute() bool {
 	// Publishes follow: the cluster client reloads its slot map.
 	r.cc.ReloadState(context.Background())
 	r.log.Info("redis cluster slots moved; subscribing their channels on the masters that serve them now", "slots", len(slots), "to", servers)
-	r.placeSlots(slots, moves)
+	r.placeSlots(slots, moves, nil)
 	r.mu.RLock()
 	left := len(r.reroutes) > 0
 	r.mu.RUnlock()

@@ -28,18 +28,18 @@ func checkPlacement(t *testing.T, bp *Redis) int {
 	}
 	perAddr := map[string]int{}
 	for slot, n := range use {
-		if bp.slotUse[slot] != n {
-			t.Errorf("slot %d: slotUse %d, active channels %d", slot, bp.slotUse[slot], n)
+		if int(bp.slots.use[slot]) != n {
+			t.Errorf("slot %d: use %d, active channels %d", slot, bp.slots.use[slot], n)
 		}
-		addr, ok := bp.slotAddr[slot]
+		addr, ok := bp.slots.addr(slot)
 		if !ok {
 			t.Errorf("slot %d in use but not placed", slot)
 			continue
 		}
 		perAddr[addr]++
 	}
-	for slot := range bp.slotAddr {
-		if use[slot] == 0 {
+	for slot := range uint16(clusterSlots) {
+		if _, placed := bp.slots.addr(slot); placed && use[slot] == 0 {
 			t.Errorf("slot %d placed but not in use", slot)
 		}
 	}

@@ -350,7 +350,12 @@ func TestRedisClusterReshard(t *testing.T) {
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
 	defer cc.Close()
 	sprayUntil(t, 10*time.Second, cc, true, "chat:group:moving", "after-reshard", rn)
-	testutil.WaitUntil(t, 5*time.Second, "ready after the reshard", n.Ready)
+	testutil.WaitUntil(t, 5*time.Second, "ready after the reshard", func() bool {
+		if !n.Ready() {
+			t.Log(n.faultSummary())
+		}
+		return n.Ready()
+	})
 	if v := metric(t, n, `edgeplane_backplane_gaps_total{reason="slot_moved"}`); v < 1 {
 		t.Errorf("gaps_total{slot_moved} = %v, want ≥ 1", v)
 	}

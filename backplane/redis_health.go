@@ -290,7 +290,7 @@ func (r *Redis) subscriptionLost(s *subscriber, reason string, since time.Time, 
 // first from source (the server that dropped them knows who took over).
 func (r *Redis) slotLost(slot uint16, reason string, since time.Time, hint, source string) {
 	r.mu.Lock()
-	if r.slotUse[slot] == 0 {
+	if r.slots.use[slot] == 0 {
 		r.mu.Unlock()
 		return
 	}
@@ -302,8 +302,12 @@ func (r *Redis) slotLost(slot uint16, reason string, since time.Time, hint, sour
 	}
 	r.mu.Unlock()
 	r.stateMu.Lock()
-	if r.slotFaults[slot] == nil && !r.closed.Load() {
-		var f *fault
+	if f := r.slotFaults[slot]; f != nil {
+		// Already being restored, and that failed too (a MOVED to the
+		// SSUBSCRIBE that restored it): only a new placement clears it,
+		// not the sync PING written after the failed one.
+		f.sub, f.need = nil, 0
+	} else if !r.closed.Load() {
 		r.addFaultLocked(&f, &fault{reason: reason, since: since})
 		r.slotFaults[slot] = f
 	}
@@ -322,7 +326,7 @@ func (r *Redis) dropped(s *subscriber, ch string) {
 	slot := hashSlot(ch)
 	r.mu.RLock()
 	_, active := r.active[ch]
-	carried := r.slotAddr[slot] == s.addr
+	carried := r.slots.on(slot, s.addr)
 	r.mu.RUnlock()
 	if active && carried {
 		// Redis dropped the slot before its notice was read: the gap
@@ -336,7 +340,7 @@ func (r *Redis) dropped(s *subscriber, ch string) {
 // the slot is served by addr.
 func (r *Redis) moved(s *subscriber, slot uint16, addr string) {
 	r.mu.RLock()
-	carried := r.slotAddr[slot] == s.addr
+	carried := r.slots.on(slot, s.addr)
 	r.mu.RUnlock()
 	if carried {
 		r.slotLost(slot, reasonSlotMoved, s.prevRead, addr, "")

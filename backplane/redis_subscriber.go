@@ -59,7 +59,7 @@ type subscriber struct {
 	// dropped subscription, were sent after it at the earliest (loopback
 	// aside, at least as late as anything read before).
 	prevRead time.Time
-	reset  atomic.Pointer[string]
+	reset    atomic.Pointer[string]
 
 	ctx    context.Context // canceled by close: ends dials
 	cancel context.CancelFunc
@@ -273,11 +273,27 @@ func (s *subscriber) restart(reason string) {
 	s.wmu.Unlock()
 }
 
+// chanChange is a batch of subscription changes for one slot (all of a
+// single server's channels are slot 0).
+type chanChange struct {
+	subs, unsubs []string
+}
+
 // change writes (S)SUBSCRIBE (sub) or (S)UNSUBSCRIBE commands for chans,
 // which must all be of one slot in a cluster, and, with sync, a sync PING.
 // It returns the sync's sequence number, 0 when not connected: then the
 // next connection subscribes whatever the subscriber carries by then.
 func (s *subscriber) change(chans []string, sub, sync bool) uint64 {
+	if sub {
+		return s.changes([]chanChange{{subs: chans}}, sync)
+	}
+	return s.changes([]chanChange{{unsubs: chans}}, sync)
+}
+
+// changes writes the unsubscriptions and subscriptions of every batch
+// (each of one slot) in one write, followed, with sync, by a sync PING
+// whose sequence number it returns (0: not connected, or no sync).
+func (s *subscriber) changes(batches []chanChange, sync bool) uint64 {
 	r := s.r
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -286,15 +302,21 @@ func (s *subscriber) change(chans []string, sub, sync bool) uint64 {
 		return 0
 	}
 	b := s.wbuf[:0]
-	if sub {
-		b = r.appendSubscribe(b, chans)
-	} else {
-		c.mu.Lock()
-		for _, ch := range chans {
-			c.unsubs[ch]++
+	n := 0
+	for _, ch := range batches {
+		if len(ch.unsubs) > 0 {
+			c.mu.Lock()
+			for _, x := range ch.unsubs {
+				c.unsubs[x]++
+			}
+			c.mu.Unlock()
+			b = r.appendUnsubscribe(b, ch.unsubs)
+			n++
 		}
-		c.mu.Unlock()
-		b = r.appendUnsubscribe(b, chans)
+		if len(ch.subs) > 0 {
+			b = r.appendSubscribe(b, ch.subs)
+			n++
+		}
 	}
 	var seq uint64
 	if sync {
@@ -302,15 +324,16 @@ func (s *subscriber) change(chans []string, sub, sync bool) uint64 {
 		seq = s.seq
 		b = appendCommand(b, "PING", syncPrefix+strconv.FormatUint(seq, 10))
 	}
-	if len(chans) > 0 {
-		r.m.subscribeCmds.Inc()
+	if len(b) == 0 {
+		return 0
 	}
+	r.m.subscribeCmds.Add(n)
 	err := c.write(b, r.cfg.PublishTimeout)
 	s.keepBuf(b)
 	if err != nil {
 		// The read loop sees the closed connection and reconnects, which
 		// subscribes everything carried then.
-		r.log.Debug("subscription command not written; the reconnect restores the subscriptions", "redis", s.addr, "channels", len(chans), "err", err)
+		r.log.Debug("subscription commands not written; the reconnect restores the subscriptions", "redis", s.addr, "commands", n, "err", err)
 		_ = c.nc.Close()
 		return 0
 	}

@@ -222,7 +222,7 @@ func (r *Redis) flush() {
 			subs = append(subs, ch)
 			r.active[ch] = struct{}{}
 			if r.cluster {
-				r.slotUse[hashSlot(ch)]++
+				r.slots.use[hashSlot(ch)]++
 			}
 		case !want && isActive:
 			unsubs = append(unsubs, ch)
@@ -230,28 +230,24 @@ func (r *Redis) flush() {
 			delete(r.routes, ch)
 			if r.cluster {
 				slot := hashSlot(ch)
-				if r.slotUse[slot]--; r.slotUse[slot] <= 0 {
-					delete(r.slotUse, slot)
-				}
+				r.slots.use[slot]--
 			}
 		case !want:
 			delete(r.routes, ch)
 		}
 	}
-	clear(r.pending)
+	if len(r.pending) > 1024 {
+		r.pending = make(map[string]bool) // clear would keep a burst's buckets
+	} else {
+		clear(r.pending)
+	}
 	r.mu.Unlock()
 
 	r.m.subscriptions.Add(float64(len(subs) - len(unsubs)))
 	if r.cluster {
 		r.applyCluster(subs, unsubs)
 	} else if len(subs)+len(unsubs) > 0 {
-		s := r.subscriber(r.sc.Options().Addr)
-		if len(unsubs) > 0 {
-			s.change(unsubs, false, false)
-		}
-		if len(subs) > 0 {
-			s.change(subs, true, false)
-		}
+		r.subscriber(r.sc.Options().Addr).changes([]chanChange{{subs: subs, unsubs: unsubs}}, false)
 	}
 
 	r.mu.Lock()
@@ -275,7 +271,7 @@ func (r *Redis) channelsOf(s *subscriber) map[uint16][]string {
 			continue
 		}
 		slot := hashSlot(ch)
-		if r.slotAddr[slot] == s.addr {
+		if r.slots.on(slot, s.addr) {
 			out[slot] = append(out[slot], ch)
 		}
 	}

@@ -407,6 +407,13 @@ func (c *Cluster) unstable() string {
 			!strings.Contains(string(r), "master_link_status:up") {
 			return s.Addr() + " is a replica not in sync with its master"
 		}
+		if nodes, err := c.Nodes(s); err == nil {
+			for _, n := range nodes {
+				if n.Master && !n.Failed && len(n.Slots) == 0 && c.server(n.Addr) != nil {
+					return fmt.Sprintf("%s sees %s as a master without slots (a replica not yet known as one)", s.Addr(), n.Addr)
+				}
+			}
+		}
 		if first == nil {
 			first = owners
 			for _, a := range owners {
@@ -446,28 +453,34 @@ func (c *Cluster) MasterOf(tb testing.TB, slot int) *Server {
 	return nil
 }
 
-// ReplicaOf returns a running replica of master.
+// ReplicaOf returns a running replica of master (waiting up to 10 s for
+// master to know one).
 func (c *Cluster) ReplicaOf(tb testing.TB, master *Server) *Server {
 	tb.Helper()
-	nodes, err := c.Nodes(master)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var id string
-	for _, n := range nodes {
-		if n.Addr == master.Addr() {
-			id = n.ID
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		nodes, err := c.Nodes(master)
+		if err != nil {
+			tb.Fatal(err)
 		}
-	}
-	for _, n := range nodes {
-		if !n.Master && n.MasterID == id {
-			if s := c.server(n.Addr); s != nil {
-				return s
+		var id string
+		for _, n := range nodes {
+			if n.Addr == master.Addr() {
+				id = n.ID
 			}
 		}
+		for _, n := range nodes {
+			if !n.Master && n.MasterID == id {
+				if s := c.server(n.Addr); s != nil {
+					return s
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("redistest: %s has no running replica", master.Addr())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	tb.Fatalf("redistest: %s has no running replica", master.Addr())
-	return nil
 }
 
 // Slot is key's hash slot (CLUSTER KEYSLOT); sharded pub/sub places
