@@ -151,12 +151,13 @@ func (r *Redis) setPublishFailing(failing bool, cause error) {
 	}
 }
 
-// health probes the publish path every HealthInterval and keeps the down
-// and gap time counters current. (Subscription connections watch their
-// own liveness: aliveReader.)
+// health probes the publish path every HealthInterval (every eighth of it
+// while the probe fails, so that the node is ready again soon after Redis
+// is back) and keeps the down and gap time counters current.
+// (Subscription connections watch their own liveness: aliveReader.)
 func (r *Redis) health() {
 	defer r.wg.Done()
-	t := time.NewTicker(r.cfg.HealthInterval)
+	t := time.NewTimer(r.cfg.HealthInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -170,6 +171,11 @@ func (r *Redis) health() {
 		r.accountGapLocked(now)
 		r.stateMu.Unlock()
 		r.probe()
+		next := r.cfg.HealthInterval
+		if r.pubFailing.Load() {
+			next = max(next/8, 10*time.Millisecond)
+		}
+		t.Reset(next)
 	}
 }
 
@@ -445,19 +451,23 @@ func (r *Redis) accountGapLocked(now time.Time) {
 // faultSummary describes what keeps the node from being ready (for logs
 // and tests).
 func (r *Redis) faultSummary() string {
+	r.subMu.Lock()
+	subs := make([]*subscriber, 0, len(r.subs))
+	for _, s := range r.subs {
+		subs = append(subs, s)
+	}
+	r.subMu.Unlock()
 	r.stateMu.Lock()
 	defer r.stateMu.Unlock()
 	var parts []string
 	if r.starting != nil {
 		parts = append(parts, "starting")
 	}
-	r.subMu.Lock()
-	for addr, s := range r.subs {
+	for _, s := range subs {
 		if s.fault != nil {
-			parts = append(parts, addr+": "+s.fault.reason)
+			parts = append(parts, s.addr+": "+s.fault.reason)
 		}
 	}
-	r.subMu.Unlock()
 	if n := len(r.slotFaults); n > 0 {
 		parts = append(parts, strconv.Itoa(n)+" slots")
 	}

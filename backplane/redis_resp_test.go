@@ -1,11 +1,15 @@
 package backplane
 
 import (
+	"bytes"
 	"errors"
 	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/edgeplane/edgeplane/backplane/wire"
 )
 
 func TestRESPAppendCommand(t *testing.T) {
@@ -139,5 +143,49 @@ func TestRESPLargeBulk(t *testing.T) {
 	err := newRESPReader(strings.NewReader("$400000000\r\nshort")).read(&rep)
 	if !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Errorf("bulk cut short: %v, want ErrUnexpectedEOF", err)
+	}
+}
+
+// loopReader repeats b forever.
+type loopReader struct {
+	b   []byte
+	off int
+}
+
+func (l *loopReader) Read(p []byte) (int, error) {
+	n := copy(p, l.b[l.off:])
+	l.off = (l.off + n) % len(l.b)
+	return n, nil
+}
+
+// BenchmarkRedisReadPath measures a subscription connection's receive
+// path for one message: RESP parse (the payload in memory of its own, the
+// one allocation), route lookup, MessagePack decode, Deliver.
+func BenchmarkRedisReadPath(b *testing.B) {
+	bp, err := NewRedis(RedisConfig{Logger: slog.New(slog.NewTextHandler(ioDiscard{}, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bp.Close()
+	var n int
+	bp.recv = countingReceiver{&n}
+	bp.routes["chat:group:g"] = route{hub: "chat", kind: chanGroup, name: "g"}
+	payload := wire.AppendInvocation(nil, []string{"conn-1"}, rec("hello world"))
+	msg := appendCommand(nil, "message", "chat:group:g", string(payload)) // a push has the same framing
+	s := &subscriber{r: bp, excluded: make([]string, 0, 16)}
+	c := &subConn{unsubs: map[string]int{}}
+	c.rd = newRESPReader(&loopReader{b: bytes.Repeat(msg, 64)})
+	b.ReportAllocs()
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		if err := c.rd.read(&s.rep); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.push(c, &s.rep); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if n != b.N {
+		b.Fatalf("delivered %d of %d", n, b.N)
 	}
 }

@@ -726,9 +726,10 @@ func TestRedisUpstreamUnavailable(t *testing.T) {
 	}
 }
 
-// BenchmarkRedisReceive measures the path from a Redis message (as go-redis
-// hands it over) to Receiver.Deliver: route lookup, MessagePack decode, the
-// Message. Allocations per message are go-redis's only (none here).
+// BenchmarkRedisReceive measures the path from a Redis message (as the
+// RESP reader hands it over) to Receiver.Deliver: route lookup, MessagePack
+// decode, the Message. No allocation here; the reader's one (the payload)
+// is in BenchmarkRedisReadPath.
 func BenchmarkRedisReceive(b *testing.B) {
 	for _, nex := range []int{0, 4} {
 		b.Run(fmt.Sprintf("excluded=%d", nex), func(b *testing.B) {

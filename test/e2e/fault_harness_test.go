@@ -356,7 +356,7 @@ func (r faultReport) row() string {
 		r.delivered, r.expected, r.missedCounted, r.uncounted, r.lost, r.gaps, r.gapSeconds, r.readyWhileDeaf.Seconds())
 }
 
-const faultTableHeader = "| scenario | fault lasted | not ready after | ready again after | published | accepted / refused (503) | delivered / expected | missed, in a counted gap | missed, uncounted | lost_total | gaps_total (gap_seconds_total) | ready while deaf (max) |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+const faultTableHeader = "| scenario | fault lasted | not ready after | ready again after | published | accepted / refused (503) | delivered / expected | missed, in a counted gap | missed, uncounted | lost_total | gaps_total (gap_seconds_total), all nodes | ready while deaf (max) |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
 
 // inject marks the start of the fault.
 func (s *faultScenario) inject() { s.faultStart = time.Now() }
@@ -422,14 +422,22 @@ func (s *faultScenario) finish() faultReport {
 	for _, i := range s.affected {
 		affected[i] = true
 	}
-	windowEnd := recoveredAt
+	// The fault's window ends when the last affected node was ready for
+	// good (by its watcher; recoveredAt, when finish saw it, is later).
+	var windowEnd time.Time
 	for _, i := range s.affected {
 		if nr := s.watchers[i].firstNotReady(s.faultStart); !nr.IsZero() {
 			rep.notReady = max(rep.notReady, nr.Sub(s.faultStart))
 		}
-		if ra, down := s.watchers[i].recovery(s.faultStart, windowEnd); down && !ra.IsZero() {
+		if ra, down := s.watchers[i].recovery(s.faultStart, recoveredAt); down && !ra.IsZero() {
 			rep.recovered = max(rep.recovered, ra.Sub(s.faultStart))
+			if ra.After(windowEnd) {
+				windowEnd = ra
+			}
 		}
+	}
+	if windowEnd.IsZero() || windowEnd.Before(s.faultEnd) {
+		windowEnd = s.faultEnd // never (seen) not ready: the fault itself
 	}
 	gaps := make([][]gap, len(s.nodes))
 	for i, n := range s.nodes {
