@@ -53,9 +53,10 @@ test: deps fmt-check vet
 	$(MAKE) bench-smoke
 
 # The long variants: 15,000-client storm, 50,000 broadcasts to a stalled
-# client, 20 s Redis pause (CI runs the default suite).
+# client, 20 s Redis pause, the fault scenarios with 20 s faults and 10
+# clients a node (CI runs the default suite, then this).
 test-long: deps
-	EDGEPLANE_LONG=1 $(GO) test -count=1 -timeout 40m -run 'Drain|Storm|RedisPaused|StalledClientFlood' -v ./test/e2e/
+	EDGEPLANE_LONG=1 $(GO) test -count=1 -timeout 40m -run 'Drain|Storm|RedisPaused|StalledClientFlood|Fault' -v ./test/e2e/
 
 # Benchmarks run briefly so they keep compiling and running.
 # (The poller density benchmarks open thousands of connections: they run
@@ -72,6 +73,7 @@ fuzz:
 	@for t in FuzzFrameHeader FuzzFrameRoundTrip; do \
 	  echo "== wsframe $$t ($(FUZZTIME))"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/wsframe/ || exit 1; done
 	@echo "== auth FuzzVerify"; $(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./internal/auth/
+	@echo "== backplane FuzzRESPRead"; $(GO) test -run '^$$' -fuzz '^FuzzRESPRead$$' -fuzztime $(FUZZTIME) ./backplane/
 	@for t in $$($(GO) test -list '^Fuzz' ./backplane/wire/ | grep '^Fuzz'); do \
 	  echo "== wire $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./backplane/wire/ || exit 1; done
 

@@ -46,19 +46,52 @@
 // the Receiver (the read goroutine calls Deliver), so nothing is dropped on
 // the way; a slow Receiver slows reading, Redis buffers for the node up to
 // its client-output-buffer-limit for pubsub and then disconnects it, which
-// is counted as a disconnect (and what was in flight is lost).
+// is counted as a gap (and what was in flight is lost).
+//
+// Subscription connections are the backplane's own (a small RESP2 reader,
+// redis_resp.go); go-redis carries publishes, the health probe, the
+// upstream stream and CLUSTER SLOTS.
 //
 // With RedisConfig.ClusterAddrs the backplane uses sharded pub/sub
-// (SPUBLISH/SSUBSCRIBE, Redis 7+) through a cluster client, with one
-// subscription connection per hash slot in use (one SSUBSCRIBE may only
-// name channels of one slot). Resharding while subscribed is not handled.
+// (SPUBLISH/SSUBSCRIBE, Redis 7+): one subscription connection per master
+// in use, each slot's channels in SSUBSCRIBEs of their own (one command may
+// only name channels of one slot). When a slot moves (CLUSTER FAILOVER, a
+// replica taking over a dead master, resharding) Redis 7 sends sunsubscribe
+// for its channels; that, a MOVED reply, or a subscription connection that
+// fails makes the node re-read the topology and subscribe the slot's
+// channels on the master that serves it now.
 //
-// When Redis goes away, client connections stay up; go-redis reconnects
-// and restores every subscription, including those made meanwhile. Ready
-// reports false until then, Publish fails fast with ErrUnavailable, and
-// the message is lost (pub/sub keeps nothing): it is counted in
-// edgeplane_backplane_lost_total. Messages published by others while this
-// node was disconnected are lost to it as well.
+// # Never ready while deaf
+//
+// Ready is true only while every subscription is in effect and the publish
+// path works:
+//
+//   - a subscription connection that has read nothing for half of
+//     HealthInterval is sent a PING; one that has read nothing for a whole
+//     HealthInterval (a half-open socket after a partition, a paused Redis,
+//     a Redis that moved behind a stable address) is closed, dialed again
+//     and everything is subscribed anew;
+//   - a connection or a slot counts as working again only once a PING
+//     written after its SUBSCRIBEs is answered;
+//   - every HealthInterval the health probe publishes on this node's own
+//     ack channel: an error or a time-out makes the node not ready until a
+//     probe succeeds, and a probe (or a broadcast) that reaches no
+//     subscriber while this node believes itself subscribed means the
+//     subscription is on another server than publishes go to: it is
+//     restored (a broadcast that reached no one fails with ErrUnavailable
+//     and is counted as lost).
+//
+// Between the last moment a subscription was known to work (the last bytes
+// read) and the confirmation of its resubscription, messages published on
+// its channels are lost to this node (pub/sub keeps nothing). That gap is
+// counted (gaps_total by reason, gap_seconds_total) and logged as a
+// warning with its bounds (gap_from, gap_to).
+//
+// When Redis goes away, client connections stay up; the backplane
+// reconnects with a capped backoff and restores every subscription,
+// including those made meanwhile. Ready reports false until then, Publish
+// fails fast with ErrUnavailable, and the message is lost: it is counted
+// in edgeplane_backplane_lost_total.
 //
 // # Upstream stream
 //
@@ -135,10 +168,16 @@
 //	published_total             messages published (group commands, acks too)
 //	publish_duration_seconds    one publish, retries included (histogram)
 //	lost_total                  messages not published: Redis down or failing
-//	connected                   1 while connected (gauge)
-//	disconnects_total           connection lost after having been up
-//	reconnects_total            connection back after a disconnect
-//	down_seconds_total          time disconnected after having been up
+//	connected                   1 while every subscription is in effect (gauge)
+//	disconnects_total           stopped receiving after having been up
+//	reconnects_total            receiving everything again after a disconnect
+//	down_seconds_total          time not receiving, from detection to recovery
+//	gaps_total{reason}          subscriptions (a connection, a cluster slot)
+//	                            restored after a gap: connection_error, no_pong,
+//	                            slot_moved, not_subscribed, error_reply
+//	gap_seconds_total           time with a subscription not in effect, from
+//	                            when it was last known to work
+//	subscription_connections    subscription connections (gauge)
 //	group_commands_total        group commands sent to other nodes
 //	ack_timeouts_total          group commands no node acknowledged in time
 //	acks_dropped_total          acks dropped, the ack queue full
@@ -158,10 +197,13 @@
 //	                        Publish, Close
 //	redis_subscriptions.go  Subscribe/Unsubscribe bookkeeping, the flusher that
 //	                        batches them, WaitSubscribed
-//	redis_subscriber.go     one subscription connection (per hash slot in a cluster)
+//	redis_subscriber.go     one subscription connection (per master in a
+//	                        cluster): dial, resubscribe, liveness
+//	redis_resp.go           RESP2 for subscription connections
 //	redis_receive.go        a subscription's read loop; decoding and dispatch
+//	redis_cluster.go        slot placement on masters, topology, moved slots
 //	redis_groups.go         RemoteGroup, applying group commands, acks
-//	redis_health.go         Ready, connection state, pings, down time
+//	redis_health.go         Ready, faults and gaps, the health probe, down time
 //	redis_upstream.go       RedisUpstream, the Redis Stream writer and its bounds
 //	redis_tokens.go         connection-token claims and the agreed token key
 //	redis_metrics.go        the metrics, (*Redis).Metrics

@@ -47,7 +47,10 @@ type RedisConfig struct {
 	AckTimeout time.Duration
 	// PublishTimeout bounds one PUBLISH (and its retries). Default: 2 s.
 	PublishTimeout time.Duration
-	// HealthInterval: a subscription connection idle this long is pinged.
+	// HealthInterval bounds how long the node may be deaf while ready: a
+	// subscription connection that has read nothing for half of it is
+	// pinged, one that has read nothing for all of it is reconnected and
+	// resubscribed, and the publish path is probed once per interval.
 	// Default: 2 s.
 	HealthInterval time.Duration
 	// UpstreamMaxLen bounds each hub's upstream stream (XADD MAXLEN ~).
@@ -71,9 +74,11 @@ type RedisConfig struct {
 	Logger *slog.Logger
 }
 
+// DefaultHealthInterval is RedisConfig.HealthInterval's default.
+const DefaultHealthInterval = 2 * time.Second
+
 const (
 	defaultPublishTimeout = 2 * time.Second
-	defaultHealthInterval = 2 * time.Second
 	defaultUpstreamMaxLen = 100_000
 	defaultUpstreamBuffer = 10_000
 	// startWait: how long Start waits for the first subscriptions to be
@@ -98,7 +103,7 @@ func (c RedisConfig) withDefaults() RedisConfig {
 		c.PublishTimeout = defaultPublishTimeout
 	}
 	if c.HealthInterval <= 0 {
-		c.HealthInterval = defaultHealthInterval
+		c.HealthInterval = DefaultHealthInterval
 	}
 	if c.UpstreamMaxLen <= 0 {
 		c.UpstreamMaxLen = defaultUpstreamMaxLen
@@ -131,16 +136,19 @@ func defaultServerName() string {
 // Redis is the Redis pub/sub backplane, in the ASP.NET Core SignalR Redis
 // wire format. See the package documentation for channels and payloads.
 //
-// Locks: each is taken alone (never while another is held), and none is
-// held during Redis I/O or while calling the Receiver.
+// Locks, in the order they may nest (outer first); none is held during
+// Redis I/O except a subscriber's wmu, and none while calling the
+// Receiver:
 //
-//	mu       subscription state: hubs, routes, pending changes, generations
-//	         (redis_subscriptions.go; read by the receive path for routes)
-//	subMu    the subscribers by slot (written by the flusher, read by health
-//	         and Close)
-//	stateMu  the connection state and each subscriber's down/closed flags
-//	         (redis_health.go, redis_subscriber.go)
-//	ackMu    the RemoteGroup calls waiting for an ack (redis_groups.go)
+//	subscriber.wmu  one subscription connection's writes (redis_subscriber.go)
+//	mu       subscription state: hubs, routes, pending changes, generations,
+//	         cluster slot placement (redis_subscriptions.go, redis_cluster.go;
+//	         read by the receive path for routes)
+//	subMu    the subscribers by server address (created and closed by the
+//	         flusher only)
+//	stateMu  faults and readiness (redis_health.go)
+//	ackMu    the RemoteGroup calls waiting for an ack (redis_groups.go),
+//	         taken alone
 //
 // RedisUpstream's own mu (redis_upstream.go) is not nested with these
 // either.
@@ -171,18 +179,35 @@ type Redis struct {
 	confirmed chan struct{} // closed and replaced when a subscription is confirmed
 	kick      chan struct{}
 
+	// Cluster slot placement, also under mu: the master each slot in use
+	// is subscribed on, active channels per slot, slots to place again
+	// (with the master a MOVED named, or ""), failed subscribers whose
+	// slots may have moved.
+	slots    *slotTable // nil with a single server
+	reroutes map[uint16]string
+	checks   map[*subscriber]struct{}
+	verify   map[uint16]string // slot → a channel a publish on reached no subscriber
+	prefer   map[string]bool   // servers to read the topology from first
+	// topo is the last CLUSTER SLOTS, sorted (flusher only).
+	topo []slotRange
+
 	// subMu guards subs (written by the flusher only).
 	subMu sync.Mutex
-	subs  map[uint16]*subscriber // by hash slot; slot 0 in single-server mode
+	subs  map[string]*subscriber // by server address
 
-	// stateMu guards the connection state.
+	// stateMu guards faults and readiness (redis_health.go).
 	stateMu     sync.Mutex
-	downN       int // subscribers not connected
+	downN       int // faults: subscribers and slots not working, the start
+	starting    *fault
+	slotFaults  map[uint16]*fault
 	everUp      bool
 	downSince   time.Time
 	downCounted time.Time   // down time is added to m.downSeconds up to here
+	gapN        int         // faults that are gaps
+	gapCounted  time.Time   // gap time is added to m.gapSeconds up to here
 	ready       atomic.Bool // downN == 0 && everUp; written under stateMu
-	pubFailing  atomic.Bool // the last command round trip (PING or PUBLISH) failed
+	pubFailing  atomic.Bool // the last command round trip (probe or PUBLISH) failed
+	probeCh     string      // the health probe's channel
 
 	ackMu   sync.Mutex
 	waiters map[int32]chan struct{}
@@ -201,20 +226,25 @@ type Redis struct {
 func NewRedis(cfg RedisConfig) (*Redis, error) {
 	cfg = cfg.withDefaults()
 	r := &Redis{
-		cfg:       cfg,
-		name:      cfg.ServerName,
-		hubs:      make(map[string]struct{}),
-		routes:    make(map[string]route),
-		pending:   make(map[string]bool),
-		active:    make(map[string]struct{}),
-		flushed:   make(chan struct{}),
-		confirmed: make(chan struct{}),
-		kick:      make(chan struct{}, 1),
-		subs:      make(map[uint16]*subscriber),
-		waiters:   make(map[int32]chan struct{}),
-		acks:      make(chan ackReq, ackQueue),
-		stop:      make(chan struct{}),
-		m:         newRedisMetrics(),
+		cfg:        cfg,
+		name:       cfg.ServerName,
+		hubs:       make(map[string]struct{}),
+		routes:     make(map[string]route),
+		pending:    make(map[string]bool),
+		active:     make(map[string]struct{}),
+		flushed:    make(chan struct{}),
+		confirmed:  make(chan struct{}),
+		kick:       make(chan struct{}, 1),
+		subs:       make(map[string]*subscriber),
+		reroutes:   make(map[uint16]string),
+		checks:     make(map[*subscriber]struct{}),
+		verify:     make(map[uint16]string),
+		prefer:     make(map[string]bool),
+		slotFaults: make(map[uint16]*fault),
+		waiters:    make(map[int32]chan struct{}),
+		acks:       make(chan ackReq, ackQueue),
+		stop:       make(chan struct{}),
+		m:          newRedisMetrics(),
 	}
 	r.log = cfg.Logger.With("component", "backplane", "server", r.name)
 	r.errLog.every = time.Second
@@ -232,6 +262,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 			return nil, fmt.Errorf("backplane: ClusterAddrs and URL/Addr are exclusive")
 		}
 		r.cluster = true
+		r.slots = newSlotTable()
 		r.cc = redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs:           cfg.ClusterAddrs,
 			Protocol:        2,
@@ -308,9 +339,13 @@ func (r *Redis) Start(recv Receiver) error {
 		return errors.New("backplane: Start called twice")
 	}
 	r.recv = recv
+	r.probeCh = r.probeChannel()
 	r.stateMu.Lock()
 	r.downSince = time.Now()
 	r.downCounted = r.downSince
+	// Not ready before the first subscriptions are placed (the flusher
+	// ends this fault) and confirmed (their subscribers' own).
+	r.addFaultLocked(&r.starting, &fault{reason: reasonStart, since: r.downSince})
 	r.stateMu.Unlock()
 
 	r.wg.Add(3)
@@ -371,10 +406,25 @@ func (r *Redis) Publish(ctx context.Context, m *Message) error {
 	}
 	bp := encBufs.Get().(*[]byte)
 	b := wire.AppendInvocation((*bp)[:0], m.Excluded, m.Payload)
-	err := r.publish(ctx, ch, b)
+	// This node subscribes to P:all of every hub it serves: a broadcast
+	// that reaches no subscriber while that subscription is confirmed
+	// means this node is deaf (subscribed on another server than it
+	// publishes to), and with a single server that the message reached no
+	// one. (In a cluster the count is the serving node's own subscribers
+	// only: a publish that went to a replica, the client's slot map lagging
+	// a failover, still reaches the shard, so it is only checked.)
+	deafCheck := m.Kind == All && r.subscribedTo(ch)
+	n, err := r.publish(ctx, ch, b)
 	if cap(b) <= maxPooledBuf {
 		*bp = b
 		encBufs.Put(bp)
+	}
+	if err == nil && n == 0 && deafCheck && r.subscribedTo(ch) {
+		r.notSubscribed(ch)
+		if !r.cluster {
+			r.m.lost.Inc()
+			return fmt.Errorf("backplane: publish to %s reached no subscriber, not even this node's (resubscribing): %w", ch, ErrUnavailable)
+		}
 	}
 	return err
 }
@@ -383,15 +433,18 @@ const maxPooledBuf = 64 << 10
 
 var encBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
-func (r *Redis) publish(ctx context.Context, ch string, b []byte) error {
+// publish publishes b on ch and returns how many subscribers received it
+// (on the master that serves ch, in a cluster).
+func (r *Redis) publish(ctx context.Context, ch string, b []byte) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
 	defer cancel()
 	start := time.Now()
+	var n int64
 	var err error
 	if r.cluster {
-		err = r.cc.SPublish(ctx, ch, b).Err()
+		n, err = r.cc.SPublish(ctx, ch, b).Result()
 	} else {
-		err = r.sc.Publish(ctx, ch, b).Err()
+		n, err = r.sc.Publish(ctx, ch, b).Result()
 	}
 	r.m.publishDuration.UpdateDuration(start)
 	if err != nil {
@@ -399,13 +452,13 @@ func (r *Redis) publish(ctx context.Context, ch string, b []byte) error {
 		if ctx.Err() != nil || !r.ready.Load() {
 			r.setPublishFailing(true, err)
 		}
-		return fmt.Errorf("backplane: publish to %s: %w: %w", ch, ErrUnavailable, err)
+		return 0, fmt.Errorf("backplane: publish to %s: %w: %w", ch, ErrUnavailable, err)
 	}
 	if r.pubFailing.Load() {
 		r.setPublishFailing(false, nil)
 	}
 	r.m.published.Inc()
-	return nil
+	return n, nil
 }
 
 // Close implements Backplane. It flushes the upstream writer (briefly),
@@ -421,7 +474,9 @@ func (r *Redis) Close() error {
 	if r.everUp && r.downN == 0 {
 		r.m.connected.Dec()
 	}
-	r.accountDownLocked(time.Now())
+	now := time.Now()
+	r.accountDownLocked(now)
+	r.accountGapLocked(now)
 	r.stateMu.Unlock()
 	close(r.stop)
 	r.wg.Wait()

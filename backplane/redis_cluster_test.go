@@ -13,6 +13,49 @@ import (
 	"github.com/edgeplane/edgeplane/internal/testutil"
 )
 
+// checkPlacement checks that every slot in use is placed on a subscriber
+// that counts it, that no slot is placed that is not in use and no
+// subscriber carries nothing, and returns the slots in use.
+func checkPlacement(t *testing.T, bp *Redis) int {
+	t.Helper()
+	bp.mu.RLock()
+	defer bp.mu.RUnlock()
+	bp.subMu.Lock()
+	defer bp.subMu.Unlock()
+	use := map[uint16]int{}
+	for ch := range bp.active {
+		use[hashSlot(ch)]++
+	}
+	perAddr := map[string]int{}
+	for slot, n := range use {
+		if int(bp.slots.use[slot]) != n {
+			t.Errorf("slot %d: use %d, active channels %d", slot, bp.slots.use[slot], n)
+		}
+		addr, ok := bp.slots.addr(slot)
+		if !ok {
+			t.Errorf("slot %d in use but not placed", slot)
+			continue
+		}
+		perAddr[addr]++
+	}
+	for slot := range uint16(clusterSlots) {
+		if _, placed := bp.slots.addr(slot); placed && use[slot] == 0 {
+			t.Errorf("slot %d placed but not in use", slot)
+		}
+	}
+	for addr, s := range bp.subs {
+		if s.nslots != perAddr[addr] {
+			t.Errorf("subscriber %s counts %d slots, carries %d", addr, s.nslots, perAddr[addr])
+		}
+	}
+	for addr := range perAddr {
+		if bp.subs[addr] == nil {
+			t.Errorf("slots placed on %s, which has no subscriber", addr)
+		}
+	}
+	return len(use)
+}
+
 // TestRedisCluster: two nodes on a 3-master Redis Cluster with sharded
 // pub/sub; broadcasts, group sends spread over slots, group commands.
 func TestRedisCluster(t *testing.T) {
@@ -50,7 +93,11 @@ func TestRedisCluster(t *testing.T) {
 	a.subMu.Lock()
 	nsubs := len(a.subs)
 	a.subMu.Unlock()
-	t.Logf("node A: %d subscription connections (one per slot in use)", nsubs)
+	slotsBefore := checkPlacement(t, a)
+	t.Logf("node A: %d subscription connections for %d slots in use", nsubs, slotsBefore)
+	if nsubs > 3 {
+		t.Errorf("%d subscription connections on a 3-master cluster, want ≤ 3 (one per master)", nsubs)
+	}
 
 	publish(t, a, &Message{Hub: "chat", Kind: All, Payload: rec("all"), Excluded: []string{"x"}})
 	for i := 0; i < groups; i++ {
@@ -92,16 +139,13 @@ func TestRedisCluster(t *testing.T) {
 		t.Errorf("all: excluded %q", m.Excluded)
 	}
 
-	// Unsubscribing the last channel of a slot closes its connection.
+	// Unsubscribing the last channel of a slot forgets the slot.
 	for i := 0; i < groups; i += 2 {
 		a.Unsubscribe("chat", Group, "g"+strconv.Itoa(i))
 	}
 	settle(t, a)
-	a.subMu.Lock()
-	left := len(a.subs)
-	a.subMu.Unlock()
-	if left >= nsubs {
-		t.Errorf("subscription connections %d → %d after unsubscribing the groups", nsubs, left)
+	if left := checkPlacement(t, a); left >= slotsBefore {
+		t.Errorf("slots in use %d → %d after unsubscribing the groups", slotsBefore, left)
 	}
 	publish(t, b, &Message{Hub: "chat", Kind: Group, Name: "g2", Payload: rec("g2-after")})
 	fence(t, b, ra, rb)

@@ -54,7 +54,7 @@ func (r *Redis) RemoteGroup(ctx context.Context, hub string, action GroupAction,
 	b := wire.AppendGroupCommand(nil, &wire.GroupCommand{
 		ID: id, ServerName: r.name, Action: uint8(action), Group: group, ConnectionID: connID,
 	})
-	if err := r.publish(ctx, r.Prefix(hub)+":internal:groups", b); err != nil {
+	if _, err := r.publish(ctx, r.Prefix(hub)+":internal:groups", b); err != nil {
 		return err
 	}
 	r.m.groupCommands.Inc()
@@ -123,7 +123,7 @@ func (r *Redis) ackSender() {
 				}
 				cancel()
 			}
-			if err := r.publish(context.Background(), a.channel, wire.AppendAck(nil, a.id)); err != nil {
+			if _, err := r.publish(context.Background(), a.channel, wire.AppendAck(nil, a.id)); err != nil {
 				r.errLog.warn(r.log, "ack not published", "channel", a.channel, "err", err)
 			}
 		case <-r.stop:

@@ -30,6 +30,10 @@ type redisMetrics struct {
 	reconnects  *metrics.Counter
 	downSeconds *metrics.FloatCounter
 
+	gapsConnection, gapsNoPong, gapsSlotMoved, gapsNotSubscribed, gapsErrorReply *metrics.Counter
+	gapSeconds                                                                   *metrics.FloatCounter
+	subConns                                                                     *metrics.Gauge
+
 	groupCommands *metrics.Counter
 	ackTimeouts   *metrics.Counter
 	acksDropped   *metrics.Counter
@@ -44,6 +48,8 @@ func newRedisMetrics() *redisMetrics {
 	s := metricset.New()
 	received := s.CounterVec("edgeplane_backplane_received_total", "kind",
 		"Messages received on a channel this node subscribes to, by channel kind (all, group, user, connection, group_command, ack), before decoding.")
+	gaps := s.CounterVec("edgeplane_backplane_gaps_total", "reason",
+		"Subscriptions (a subscription connection, or a cluster slot's channels) restored after a gap in which messages published on them were lost, by why they stopped: connection_error, no_pong (nothing read for a health interval: half-open connection, paused Redis), slot_moved (cluster failover or resharding), not_subscribed (a publish reached no subscriber), error_reply.")
 	return &redisMetrics{
 		set: s,
 
@@ -71,13 +77,23 @@ func newRedisMetrics() *redisMetrics {
 			"Messages not published because Redis was unreachable or the publish failed; pub/sub keeps nothing, so they are lost."),
 
 		connected: s.Gauge("edgeplane_backplane_connected",
-			"1 while the Redis backplane is connected.", nil),
+			"1 while the Redis backplane is connected and every subscription is in effect.", nil),
 		disconnects: s.Counter("edgeplane_backplane_disconnects_total",
-			"Times the backplane lost its Redis subscription connection after having been connected."),
+			"Times the backplane stopped receiving (a subscription connection lost, or a cluster slot's subscriptions dropped) after having been connected."),
 		reconnects: s.Counter("edgeplane_backplane_reconnects_total",
-			"Times the backplane was connected to Redis again after a disconnect."),
+			"Times the backplane was receiving everything again after a disconnect."),
 		downSeconds: s.FloatCounter("edgeplane_backplane_down_seconds_total",
 			"Seconds the backplane was disconnected from Redis after having been connected."),
+
+		gapsConnection:    gaps(reasonConnection),
+		gapsNoPong:        gaps(reasonNoPong),
+		gapsSlotMoved:     gaps(reasonSlotMoved),
+		gapsNotSubscribed: gaps(reasonNotSubscribed),
+		gapsErrorReply:    gaps(reasonErrorReply),
+		gapSeconds: s.FloatCounter("edgeplane_backplane_gap_seconds_total",
+			"Seconds during which at least one subscription was not in effect, from the last moment it was known to work (the last bytes read) until its resubscription was confirmed; messages published on its channels meanwhile were lost."),
+		subConns: s.Gauge("edgeplane_backplane_subscription_connections",
+			"Redis subscription connections: one for a single server, one per master in use in a cluster.", nil),
 
 		groupCommands: s.Counter("edgeplane_backplane_group_commands_total",
 			"Group commands published for connections on other nodes."),
@@ -112,6 +128,22 @@ func (m *redisMetrics) received(k chanKind) *metrics.Counter {
 		return m.receivedGroups
 	default:
 		return m.receivedAck
+	}
+}
+
+// gaps returns the gaps_total counter for a reason.
+func (m *redisMetrics) gaps(reason string) *metrics.Counter {
+	switch reason {
+	case reasonNoPong:
+		return m.gapsNoPong
+	case reasonSlotMoved:
+		return m.gapsSlotMoved
+	case reasonNotSubscribed:
+		return m.gapsNotSubscribed
+	case reasonErrorReply:
+		return m.gapsErrorReply
+	default:
+		return m.gapsConnection
 	}
 }
 

@@ -25,6 +25,9 @@ var backplaneFamilies = []string{
 	"edgeplane_backplane_disconnects_total",
 	"edgeplane_backplane_reconnects_total",
 	"edgeplane_backplane_down_seconds_total",
+	"edgeplane_backplane_gaps_total",
+	"edgeplane_backplane_gap_seconds_total",
+	"edgeplane_backplane_subscription_connections",
 	"edgeplane_backplane_group_commands_total",
 	"edgeplane_backplane_ack_timeouts_total",
 	"edgeplane_backplane_acks_dropped_total",
@@ -78,6 +81,11 @@ func TestRedisMetricsExposition(t *testing.T) {
 	}
 	for _, kind := range []string{"all", "group", "user", "connection", "group_command", "ack"} {
 		if s := `edgeplane_backplane_received_total{kind="` + kind + `"} 0`; !strings.Contains(got, s+"\n") {
+			t.Errorf("exposition lacks %s:\n%s", s, got)
+		}
+	}
+	for _, reason := range []string{reasonConnection, reasonNoPong, reasonSlotMoved, reasonNotSubscribed, reasonErrorReply} {
+		if s := `edgeplane_backplane_gaps_total{reason="` + reason + `"} 0`; !strings.Contains(got, s+"\n") {
 			t.Errorf("exposition lacks %s:\n%s", s, got)
 		}
 	}

@@ -35,3 +35,56 @@ func hashSlot(key string) uint16 {
 	}
 	return crc % clusterSlots
 }
+
+// slotTable is a cluster node's slot placement: per slot, how many active
+// channels it has and the server they are subscribed on. Its size is fixed
+// (about 96 KiB), so it costs nothing per connection. Guarded by r.mu.
+type slotTable struct {
+	use   [clusterSlots]int32
+	at    [clusterSlots]uint16 // 1 + index in addrs; 0: not placed
+	addrs []string
+	index map[string]uint16
+}
+
+func newSlotTable() *slotTable { return &slotTable{index: make(map[string]uint16)} }
+
+// addr is the server slot is placed on.
+func (t *slotTable) addr(slot uint16) (string, bool) {
+	if i := t.at[slot]; i != 0 {
+		return t.addrs[i-1], true
+	}
+	return "", false
+}
+
+// on reports whether slot is placed on addr.
+func (t *slotTable) on(slot uint16, addr string) bool {
+	a, ok := t.addr(slot)
+	return ok && a == addr
+}
+
+func (t *slotTable) place(slot uint16, addr string) {
+	i, ok := t.index[addr]
+	if !ok {
+		t.addrs = append(t.addrs, addr)
+		i = uint16(len(t.addrs))
+		t.index[addr] = i
+	}
+	t.at[slot] = i
+}
+
+func (t *slotTable) unplace(slot uint16) { t.at[slot] = 0 }
+
+// placedOn lists the slots placed on addr.
+func (t *slotTable) placedOn(addr string) []uint16 {
+	i, ok := t.index[addr]
+	if !ok {
+		return nil
+	}
+	var out []uint16
+	for slot, at := range t.at {
+		if at == i {
+			out = append(out, uint16(slot))
+		}
+	}
+	return out
+}

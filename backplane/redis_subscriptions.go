@@ -1,6 +1,9 @@
 package backplane
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Subscription bookkeeping: Subscribe and Unsubscribe only queue a change
 // (under r.mu); the flusher goroutine writes everything queued in one
@@ -166,18 +169,46 @@ func (r *Redis) waitFor(ctx context.Context, cond func() (done bool, wake chan s
 	}
 }
 
-// flusher writes queued subscription changes: everything queued while the
-// previous batch was being written goes out in one command per slot.
+// flusher writes queued subscription changes (everything queued while the
+// previous batch was being written goes out together: one command per
+// subscription connection, per slot in a cluster) and, in a cluster,
+// places slots whose subscriptions were lost on their current master. It
+// is the only goroutine that creates or closes subscribers and assigns
+// slots to them.
 func (r *Redis) flusher() {
 	defer r.wg.Done()
+	var retry <-chan time.Time
 	for {
 		select {
 		case <-r.kick:
+		case <-retry:
 		case <-r.stop:
 			return
 		}
+		retry = nil
 		r.flush()
+		if r.cluster && r.reroute() {
+			retry = time.After(rerouteRetry)
+		}
+		r.started1()
 	}
+}
+
+// started1 ends the start-up fault once every slot in use has been placed
+// (so that the node is not ready before all of its first subscription
+// connections exist and have confirmed their channels).
+func (r *Redis) started1() {
+	r.mu.RLock()
+	pending := len(r.reroutes) > 0
+	r.mu.RUnlock()
+	if pending {
+		return
+	}
+	r.stateMu.Lock()
+	if r.starting != nil {
+		r.dropFaultLocked(&r.starting, time.Now())
+	}
+	r.stateMu.Unlock()
 }
 
 func (r *Redis) flush() {
@@ -190,40 +221,34 @@ func (r *Redis) flush() {
 		case want && !isActive:
 			subs = append(subs, ch)
 			r.active[ch] = struct{}{}
+			if r.cluster {
+				r.slots.use[hashSlot(ch)]++
+			}
 		case !want && isActive:
 			unsubs = append(unsubs, ch)
 			delete(r.active, ch)
 			delete(r.routes, ch)
+			if r.cluster {
+				slot := hashSlot(ch)
+				r.slots.use[slot]--
+			}
 		case !want:
 			delete(r.routes, ch)
 		}
 	}
-	clear(r.pending)
+	if len(r.pending) > 1024 {
+		r.pending = make(map[string]bool) // clear would keep a burst's buckets
+	} else {
+		clear(r.pending)
+	}
 	r.mu.Unlock()
 
 	r.m.subscriptions.Add(float64(len(subs) - len(unsubs)))
-	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.PublishTimeout)
 	if r.cluster {
-		bySlot := make(map[uint16][2][]string)
-		for _, ch := range subs {
-			s := hashSlot(ch)
-			e := bySlot[s]
-			e[0] = append(e[0], ch)
-			bySlot[s] = e
-		}
-		for _, ch := range unsubs {
-			s := hashSlot(ch)
-			e := bySlot[s]
-			e[1] = append(e[1], ch)
-			bySlot[s] = e
-		}
-		for slot, e := range bySlot {
-			r.apply(ctx, slot, e[0], e[1])
-		}
-	} else {
-		r.apply(ctx, 0, subs, unsubs) // nothing when both are empty
+		r.applyCluster(subs, unsubs)
+	} else if len(subs)+len(unsubs) > 0 {
+		r.subscriber(r.sc.Options().Addr).changes([]chanChange{{subs: subs, unsubs: unsubs}}, false)
 	}
-	cancel()
 
 	r.mu.Lock()
 	r.doneGen = max(r.doneGen, gen)
@@ -232,46 +257,21 @@ func (r *Redis) flush() {
 	r.mu.Unlock()
 }
 
-// apply sends one batch of changes for one slot's subscriber, creating or
-// closing the subscriber as needed. Only the flusher calls it.
-func (r *Redis) apply(ctx context.Context, slot uint16, subs, unsubs []string) {
-	r.subMu.Lock()
-	s := r.subs[slot]
-	r.subMu.Unlock()
-	if s == nil {
-		if len(subs) == 0 {
-			return
+// channelsOf lists the channels s carries, by slot (slot 0 with a single
+// server), for its (re)subscription.
+func (r *Redis) channelsOf(s *subscriber) map[uint16][]string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make(map[uint16][]string)
+	for ch := range r.active {
+		if !r.cluster {
+			out[0] = append(out[0], ch)
+			continue
 		}
-		s = r.newSubscriber(ctx, slot, subs)
-		r.subMu.Lock()
-		r.subs[slot] = s
-		r.subMu.Unlock()
-		return
-	}
-	s.nchan += len(subs) - len(unsubs)
-	if len(unsubs) > 0 {
-		r.m.subscribeCmds.Inc()
-		var err error
-		if r.cluster {
-			err = s.ps.SUnsubscribe(ctx, unsubs...)
-		} else {
-			err = s.ps.Unsubscribe(ctx, unsubs...)
-		}
-		if err != nil {
-			r.log.Debug("unsubscribe not written; the reconnect will not restore it", "channels", len(unsubs), "err", err)
+		slot := hashSlot(ch)
+		if r.slots.on(slot, s.addr) {
+			out[slot] = append(out[slot], ch)
 		}
 	}
-	if r.cluster && s.nchan <= 0 {
-		r.subMu.Lock()
-		delete(r.subs, slot)
-		r.subMu.Unlock()
-		s.close()
-		return
-	}
-	if len(subs) > 0 {
-		r.m.subscribeCmds.Inc()
-		if err := s.subscribe(ctx, subs); err != nil {
-			r.log.Debug("subscribe not written; the reconnect will restore it", "channels", len(subs), "err", err)
-		}
-	}
+	return out
 }

@@ -161,13 +161,15 @@ func settle(t *testing.T, bp *Redis) {
 	}
 	bp.subMu.Unlock()
 	for _, s := range subs {
-		// Replies come in order: once the pong (or anything after it) has
-		// been read, the SUBSCRIBEs before it are in effect.
-		s.recvd.Store(false)
-		if err := s.ps.Ping(ctx, "settle"); err != nil {
-			t.Fatalf("ping subscription: %v", err)
-		}
-		testutil.WaitUntil(t, 5*time.Second, "pong on the subscription", s.recvd.Load)
+		// Replies come in order: once the sync PING's answer has been
+		// read, the SUBSCRIBEs before it are in effect.
+		var seq uint64
+		testutil.WaitUntil(t, 5*time.Second, "pong on the subscription "+s.addr, func() bool {
+			if seq == 0 {
+				seq = s.ping() // 0 while not connected
+			}
+			return seq != 0 && s.synced.Load() >= seq
+		})
 	}
 }
 
@@ -697,24 +699,26 @@ func TestRedisRestart(t *testing.T) {
 	}
 }
 
-// TestRedisNoReconnectAfterClose: a read loop that gets a message between
-// Close and its subscriber's close must not count a reconnect or set
-// connected back to 1.
+// TestRedisNoReconnectAfterClose: a read loop that confirms a
+// resubscription between Close and its subscriber's close must not count a
+// reconnect or set connected back to 1.
 func TestRedisNoReconnectAfterClose(t *testing.T) {
 	bp, err := NewRedis(RedisConfig{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Up once, then one subscription connection went down.
+	// Up once, then one subscription connection went down and has
+	// resubscribed (sync PING 1 written).
 	s := &subscriber{r: bp, done: make(chan struct{})}
+	bp.m.connected.Inc()
 	bp.stateMu.Lock()
-	bp.everUp, bp.downN = true, 1
-	s.down.Store(true)
+	bp.everUp = true
+	bp.addFaultLocked(&s.fault, &fault{reason: reasonConnection, since: time.Now(), sub: s, need: 1})
 	bp.stateMu.Unlock()
 	if err := bp.Close(); err != nil {
 		t.Fatal(err)
 	}
-	bp.setDown(s, false, nil) // what the read loop does on its next message
+	bp.synced(s, 1) // what the read loop does when the sync PING is answered
 	for name, want := range map[string]float64{
 		"edgeplane_backplane_connected":        0,
 		"edgeplane_backplane_reconnects_total": 0,
@@ -859,9 +863,10 @@ func TestRedisUpstreamUnavailable(t *testing.T) {
 	}
 }
 
-// BenchmarkRedisReceive measures the path from a Redis message (as go-redis
-// hands it over) to Receiver.Deliver: route lookup, MessagePack decode, the
-// Message. Allocations per message are go-redis's only (none here).
+// BenchmarkRedisReceive measures the path from a Redis message (as the
+// RESP reader hands it over) to Receiver.Deliver: route lookup, MessagePack
+// decode, the Message. No allocation here; the reader's one (the payload)
+// is in BenchmarkRedisReadPath.
 func BenchmarkRedisReceive(b *testing.B) {
 	for _, nex := range []int{0, 4} {
 		b.Run(fmt.Sprintf("excluded=%d", nex), func(b *testing.B) {
@@ -877,12 +882,13 @@ func BenchmarkRedisReceive(b *testing.B) {
 			for i := 0; i < nex; i++ {
 				ex = append(ex, fmt.Sprintf("conn-%d", i))
 			}
-			payload := string(wire.AppendInvocation(nil, ex, rec("hello world")))
+			payload := wire.AppendInvocation(nil, ex, rec("hello world"))
 			s := &subscriber{r: bp, excluded: make([]string, 0, 16)}
+			channel := []byte("chat:group:g")
 			b.ReportAllocs()
 			b.SetBytes(int64(len(payload)))
 			for b.Loop() {
-				bp.handle(s, "chat:group:g", payload)
+				bp.handle(s, channel, payload)
 			}
 			if n != b.N {
 				b.Fatalf("delivered %d of %d", n, b.N)

@@ -197,6 +197,7 @@ func runDensity(ctx context.Context, args []string) error {
 	conc := fs.Int("concurrency", 256, "connection attempts in flight per client process")
 	skipNeg := fs.Bool("skip-negotiate", false, "connect without negotiate (skipNegotiation)")
 	profDir := fs.String("profile-dir", "", "save each server's heap profile at the largest size here (if it serves /debug/pprof/heap)")
+	epArgs := fs.String("edgeplane-args", "", `extra edgeplane arguments, space separated (e.g. "--redis-cluster 127.0.0.1:7000,127.0.0.1:7001")`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -213,6 +214,7 @@ func runDensity(ctx context.Context, args []string) error {
 		Sizes: ns, Systems: c.systems(), Edgeplane: c.edgeplane, Self: self,
 		IdleWindow: *idle, IdleAtEverySize: *idleAll, Settle: *settle, Concurrency: *conc,
 		SkipNegotiate: *skipNeg, Log: log, Progress: progress, ProfileDir: *profDir,
+		ServerArgs: map[bench.Kind][]string{bench.KindEdgeplane: strings.Fields(*epArgs)},
 	})
 	if rep == nil {
 		return err

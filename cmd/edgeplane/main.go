@@ -59,6 +59,7 @@ func run(args []string) int {
 		upRedis     string
 		upMaxBytes  int64
 		upMaxAge    time.Duration
+		redisHealth time.Duration
 	)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "client address (SignalR negotiate and WebSocket)")
 	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin address: /metrics, /healthz, /readyz and the REST API")
@@ -68,6 +69,7 @@ func run(args []string) int {
 	fs.StringVar(&upRedis, "upstream-redis", "", "Redis URL for the upstream streams (client invocations and lifecycle events), e.g. one with maxmemory (default: the backplane's Redis)")
 	fs.Int64Var(&upMaxBytes, "upstream-max-bytes", backplane.DefaultUpstreamMaxBytes, "approximate Redis memory bound of each hub's upstream stream, in bytes (entries are trimmed oldest first)")
 	fs.DurationVar(&upMaxAge, "upstream-max-age", backplane.DefaultUpstreamMaxAge, "upstream stream entries older than this are trimmed")
+	fs.DurationVar(&redisHealth, "redis-health-interval", backplane.DefaultHealthInterval, "longest the node stays ready while deaf: a Redis subscription connection silent this long (half of it, then a PING) is reconnected and resubscribed, and the publish path is probed this often")
 	fs.StringVar(&server, "server-name", "", "unique node name on the backplane (default {hostname}_{random})")
 	fs.StringVar(&cfg.Poller, "poller", "epoll", "event-loop backend: "+strings.Join(poller.Backends(), "|")+" (epoll: our own loop, densest; netpoll: cloudwego/netpoll)")
 	fs.StringVar(&cfg.Conn.AccessKey, "access-key", "", "HS256 key, at least 32 bytes: the REST API and /debug/pprof/ need a bearer JWT signed with it whose aud is the request URL, clients an access token whose aud is the hub's URL; both need exp (empty: open; the edgeplane token command makes tokens)")
@@ -131,7 +133,11 @@ func run(args []string) int {
 		return 2
 	}
 	if redisURL != "" || len(cluster) > 0 {
-		cfg.Redis = &backplane.RedisConfig{URL: redisURL, ClusterAddrs: cluster, ServerName: server,
+		if redisHealth <= 0 {
+			fmt.Fprintln(os.Stderr, "edgeplane: --redis-health-interval must be positive")
+			return 2
+		}
+		cfg.Redis = &backplane.RedisConfig{URL: redisURL, ClusterAddrs: cluster, ServerName: server, HealthInterval: redisHealth,
 			UpstreamURL: upRedis, UpstreamMaxBytes: upMaxBytes, UpstreamMaxAge: upMaxAge}
 	} else if upRedis != "" {
 		fmt.Fprintln(os.Stderr, "edgeplane: --upstream-redis needs --redis or --redis-cluster (the upstream's replies travel on the backplane)")

@@ -43,6 +43,8 @@ func TestRunRejectsBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"--log-level", "loud"},
 		{"--redis", "redis://x:1", "--redis-cluster", "a:1"},
+		{"--redis", "redis://x:1", "--redis-health-interval", "0s"},
+		{"--redis", "redis://x:1", "--redis-health-interval", "soon"},
 		{"--hub", "=prefix"},
 		{"--no-such-flag"},
 		{"--upstream-redis", "redis://x:1"}, // without a backplane

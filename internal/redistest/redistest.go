@@ -23,6 +23,7 @@ type Server struct {
 	Port    int
 	Dir     string
 	cluster bool
+	extra   []string // redis-server arguments given to StartArgs
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -51,7 +52,14 @@ func Start(tb testing.TB) *Server {
 	return start(tb, false)
 }
 
-func start(tb testing.TB, cluster bool) *Server {
+// StartArgs is Start with extra redis-server arguments (for example
+// "--requirepass", "secret"); Restart keeps them.
+func StartArgs(tb testing.TB, args ...string) *Server {
+	tb.Helper()
+	return start(tb, false, args...)
+}
+
+func start(tb testing.TB, cluster bool, extra ...string) *Server {
 	tb.Helper()
 	lookPath(tb, "redis-server")
 	var lastErr error
@@ -60,7 +68,7 @@ func start(tb testing.TB, cluster bool) *Server {
 		if err != nil {
 			tb.Fatalf("redistest: %v", err)
 		}
-		s := &Server{tb: tb, Port: port, Dir: tb.TempDir(), cluster: cluster}
+		s := &Server{tb: tb, Port: port, Dir: tb.TempDir(), cluster: cluster, extra: extra}
 		if lastErr = s.run(); lastErr == nil {
 			tb.Cleanup(s.Stop)
 			return s
@@ -111,8 +119,13 @@ func (s *Server) run() error {
 		args = append(args,
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", filepath.Join(s.Dir, "nodes.conf"),
-			"--cluster-node-timeout", "2000")
+			"--cluster-node-timeout", "2000",
+			// Replicas sync at once and may always take over (test data
+			// is disposable): a failover right after a start works.
+			"--repl-diskless-sync-delay", "0",
+			"--cluster-replica-validity-factor", "0")
 	}
+	args = append(args, s.extra...)
 	cmd := exec.Command("redis-server", args...)
 	cmd.SysProcAttr = dieWithParent()
 	if err := cmd.Start(); err != nil {
@@ -131,8 +144,8 @@ func (s *Server) run() error {
 			return fmt.Errorf("redis-server on port %d exited at start: %s", s.Port, s.logTail())
 		default:
 		}
-		if reply, err := s.Do("PING"); err == nil && reply == "+PONG" {
-			return nil
+		if reply, err := s.Do("PING"); err == nil && (reply == "+PONG" || strings.HasPrefix(reply, "-NOAUTH")) {
+			return nil // answering (with a password set, NOAUTH)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -223,12 +236,15 @@ func (s *Server) Stop() {
 	}
 }
 
-// Cluster is a Redis Cluster of masters without replicas.
+// Cluster is a Redis Cluster: masters, each with the same number of
+// replicas.
 type Cluster struct {
-	Servers []*Server
+	Servers []*Server // masters first, then replicas, as created
+	cli     string
 }
 
-// Addrs are the masters' host:port.
+// Addrs are every server's host:port (masters first): seeds for a
+// cluster client.
 func (c *Cluster) Addrs() []string {
 	a := make([]string, len(c.Servers))
 	for i, s := range c.Servers {
@@ -242,34 +258,336 @@ func (c *Cluster) Addrs() []string {
 // node reports cluster_state:ok.
 func StartCluster(tb testing.TB, n int) *Cluster {
 	tb.Helper()
-	if n < 3 {
-		tb.Fatalf("redistest: a Redis cluster needs at least 3 masters, got %d", n)
+	return StartClusterReplicas(tb, n, 0)
+}
+
+// StartClusterReplicas runs masters (at least 3) cluster-enabled
+// redis-servers and replicas replicas of each, joins them with redis-cli
+// --cluster create --cluster-replicas, and waits until every node reports
+// cluster_state:ok and agrees on who serves every slot. Nodes time out
+// after 2 s (cluster-node-timeout), so a replica takes over a dead master
+// within a few seconds.
+func StartClusterReplicas(tb testing.TB, masters, replicas int) *Cluster {
+	tb.Helper()
+	if masters < 3 {
+		tb.Fatalf("redistest: a Redis cluster needs at least 3 masters, got %d", masters)
 	}
-	cli := lookPath(tb, "redis-cli")
-	c := &Cluster{}
-	for i := 0; i < n; i++ {
+	c := &Cluster{cli: lookPath(tb, "redis-cli")}
+	for i := 0; i < masters*(1+replicas); i++ {
 		c.Servers = append(c.Servers, start(tb, true))
 	}
 	args := append([]string{"--cluster", "create"}, c.Addrs()...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
-	out, err := exec.Command(cli, args...).CombinedOutput()
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
+	out, err := exec.Command(c.cli, args...).CombinedOutput()
 	if err != nil {
 		tb.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	c.WaitStable(tb, 20*time.Second)
+	return c
+}
+
+// Node is one line of CLUSTER NODES.
+type Node struct {
+	ID, Addr string
+	Master   bool
+	MasterID string // of a replica
+	Failed   bool   // flagged fail or pfail, or disconnected
+	Slots    [][2]int
+}
+
+// Nodes is CLUSTER NODES as server s sees it.
+func (c *Cluster) Nodes(s *Server) ([]Node, error) {
+	out, err := exec.Command(c.cli, "-p", strconv.Itoa(s.Port), "cluster", "nodes").Output()
+	if err != nil {
+		return nil, fmt.Errorf("redistest: cluster nodes on %s: %w", s.Addr(), err)
+	}
+	var nodes []Node
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 8 {
+			continue
+		}
+		n := Node{ID: f[0], Addr: strings.Split(f[1], "@")[0], MasterID: f[3]}
+		flags := f[2]
+		n.Master = strings.Contains(flags, "master")
+		n.Failed = strings.Contains(flags, "fail") || f[7] != "connected"
+		for _, r := range f[8:] {
+			if strings.HasPrefix(r, "[") {
+				continue // a slot being migrated
+			}
+			lo, hi, _ := strings.Cut(r, "-")
+			a, _ := strconv.Atoi(lo)
+			b := a
+			if hi != "" {
+				b, _ = strconv.Atoi(hi)
+			}
+			n.Slots = append(n.Slots, [2]int{a, b})
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes, nil
+}
+
+// server returns the running server with address addr (nil if none).
+func (c *Cluster) server(addr string) *Server {
 	for _, s := range c.Servers {
-		for {
-			info, err := exec.Command(cli, "-p", strconv.Itoa(s.Port), "cluster", "info").Output()
-			if err == nil && strings.Contains(string(info), "cluster_state:ok") {
-				break
-			}
-			if time.Now().After(deadline) {
-				tb.Fatalf("redistest: cluster node %s not ok after 20s: %v\n%s", s.Addr(), err, info)
-			}
-			time.Sleep(50 * time.Millisecond)
+		if s.Addr() == addr && s.running() {
+			return s
 		}
 	}
-	return c
+	return nil
+}
+
+func (s *Server) running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd != nil
+}
+
+// view is the slot → master address map of one server, and whether it
+// reports cluster_state:ok.
+func (c *Cluster) view(s *Server) (owners map[int]string, ok bool, err error) {
+	nodes, err := c.Nodes(s)
+	if err != nil {
+		return nil, false, err
+	}
+	owners = make(map[int]string)
+	for _, n := range nodes {
+		if !n.Master {
+			continue
+		}
+		for _, r := range n.Slots {
+			for slot := r[0]; slot <= r[1]; slot++ {
+				owners[slot] = n.Addr
+			}
+		}
+	}
+	info, err := exec.Command(c.cli, "-p", strconv.Itoa(s.Port), "cluster", "info").Output()
+	if err != nil {
+		return nil, false, err
+	}
+	return owners, strings.Contains(string(info), "cluster_state:ok"), nil
+}
+
+// WaitStable waits until every running server reports cluster_state:ok,
+// every slot is served by a running master, and all agree on which.
+func (c *Cluster) WaitStable(tb testing.TB, d time.Duration) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	var why string
+	for {
+		why = c.unstable()
+		if why == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("redistest: cluster not stable after %v: %s", d, why)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// unstable says why the cluster is not stable ("" if it is).
+func (c *Cluster) unstable() string {
+	var first map[int]string
+	for _, s := range c.Servers {
+		if !s.running() {
+			continue
+		}
+		owners, ok, err := c.view(s)
+		switch {
+		case err != nil:
+			return err.Error()
+		case !ok:
+			return s.Addr() + " is not cluster_state:ok"
+		case len(owners) != 16384:
+			return fmt.Sprintf("%s sees %d slots served", s.Addr(), len(owners))
+		}
+		if r, _ := exec.Command(c.cli, "-p", strconv.Itoa(s.Port), "info", "replication").Output(); strings.Contains(string(r), "role:slave") &&
+			!strings.Contains(string(r), "master_link_status:up") {
+			return s.Addr() + " is a replica not in sync with its master"
+		}
+		if nodes, err := c.Nodes(s); err == nil {
+			for _, n := range nodes {
+				if n.Master && !n.Failed && len(n.Slots) == 0 && c.server(n.Addr) != nil {
+					return fmt.Sprintf("%s sees %s as a master without slots (a replica not yet known as one)", s.Addr(), n.Addr)
+				}
+			}
+		}
+		if first == nil {
+			first = owners
+			for _, a := range owners {
+				if c.server(a) == nil {
+					return fmt.Sprintf("%s sees %s, which is not running, serve slots", s.Addr(), a)
+				}
+			}
+			continue
+		}
+		for slot, a := range owners {
+			if first[slot] != a {
+				return fmt.Sprintf("slot %d: served by %s or %s", slot, first[slot], a)
+			}
+		}
+	}
+	return ""
+}
+
+// MasterOf returns the running master that serves slot, as the first
+// running server sees it.
+func (c *Cluster) MasterOf(tb testing.TB, slot int) *Server {
+	tb.Helper()
+	for _, s := range c.Servers {
+		if !s.running() {
+			continue
+		}
+		owners, _, err := c.view(s)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if m := c.server(owners[slot]); m != nil {
+			return m
+		}
+		tb.Fatalf("redistest: slot %d is served by %q, not a running server", slot, owners[slot])
+	}
+	tb.Fatalf("redistest: no server is running")
+	return nil
+}
+
+// ReplicaOf returns a running replica of master (waiting up to 10 s for
+// master to know one).
+func (c *Cluster) ReplicaOf(tb testing.TB, master *Server) *Server {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		nodes, err := c.Nodes(master)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		var id string
+		for _, n := range nodes {
+			if n.Addr == master.Addr() {
+				id = n.ID
+			}
+		}
+		for _, n := range nodes {
+			if !n.Master && n.MasterID == id {
+				if s := c.server(n.Addr); s != nil {
+					return s
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("redistest: %s has no running replica", master.Addr())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Slot is key's hash slot (CLUSTER KEYSLOT); sharded pub/sub places
+// channels the same way.
+func (c *Cluster) Slot(tb testing.TB, key string) int {
+	tb.Helper()
+	for _, s := range c.Servers {
+		if !s.running() {
+			continue
+		}
+		r, err := s.Do("CLUSTER", "KEYSLOT", key)
+		if err != nil || !strings.HasPrefix(r, ":") {
+			tb.Fatalf("redistest: CLUSTER KEYSLOT %s: %q, %v", key, r, err)
+		}
+		n, err := strconv.Atoi(r[1:])
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return n
+	}
+	tb.Fatalf("redistest: no server is running")
+	return 0
+}
+
+// Failover runs CLUSTER FAILOVER on replica (a coordinated switch with its
+// master, nothing lost) and waits until the cluster is stable with replica
+// serving its old master's slots.
+func (c *Cluster) Failover(tb testing.TB, replica *Server) {
+	tb.Helper()
+	if r, err := replica.Do("CLUSTER", "FAILOVER"); err != nil || r != "+OK" {
+		tb.Fatalf("redistest: CLUSTER FAILOVER on %s: %q, %v", replica.Addr(), r, err)
+	}
+	c.WaitMaster(tb, replica, 20*time.Second)
+}
+
+// MoveSlot moves an empty slot (no keys; pub/sub channels are not keys) to
+// master to, as resharding does: IMPORTING on to, MIGRATING on the owner,
+// then NODE on every master; it waits until the cluster is stable again.
+func (c *Cluster) MoveSlot(tb testing.TB, slot int, to *Server) {
+	tb.Helper()
+	from := c.MasterOf(tb, slot)
+	if from == to {
+		tb.Fatalf("redistest: slot %d is already on %s", slot, to.Addr())
+	}
+	id := func(s *Server) string {
+		nodes, err := c.Nodes(s)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, n := range nodes {
+			if n.Addr == s.Addr() {
+				return n.ID
+			}
+		}
+		tb.Fatalf("redistest: %s not in its own CLUSTER NODES", s.Addr())
+		return ""
+	}
+	sl := strconv.Itoa(slot)
+	steps := [][]string{
+		{to.Addr(), "IMPORTING", id(from)},
+		{from.Addr(), "MIGRATING", id(to)},
+		{to.Addr(), "NODE", id(to)},
+		{from.Addr(), "NODE", id(to)},
+	}
+	for _, st := range steps {
+		s := c.server(st[0])
+		if r, err := s.Do("CLUSTER", "SETSLOT", sl, st[1], st[2]); err != nil || r != "+OK" {
+			tb.Fatalf("redistest: CLUSTER SETSLOT %s %s on %s: %q, %v", sl, st[1], s.Addr(), r, err)
+		}
+	}
+	for _, s := range c.Servers {
+		if s.running() && s != to && s != from {
+			_, _ = s.Do("CLUSTER", "SETSLOT", sl, "NODE", id(to))
+		}
+	}
+	c.WaitStable(tb, 20*time.Second)
+}
+
+// WaitMaster waits until s is a master that serves slots and the cluster is
+// stable (after a failover, or after its master was killed).
+func (c *Cluster) WaitMaster(tb testing.TB, s *Server, d time.Duration) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		owners, _, err := c.view(s)
+		serves := false
+		for _, a := range owners {
+			if a == s.Addr() {
+				serves = true
+				break
+			}
+		}
+		if err == nil && serves && c.unstable() == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			var dump string
+			for _, x := range c.Servers {
+				if x.running() {
+					out, _ := exec.Command(c.cli, "-p", strconv.Itoa(x.Port), "cluster", "nodes").Output()
+					dump += "\n" + x.Addr() + ":\n" + string(out) + x.logTail()
+				}
+			}
+			tb.Fatalf("redistest: %s not serving slots in a stable cluster after %v: %v %s%s", s.Addr(), d, err, c.unstable(), dump)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // Signal sends sig to the running redis-server, e.g. SIGSTOP and SIGCONT to

@@ -30,3 +30,33 @@ func TestCluster(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterReplicasFailover: 3 masters with a replica each; CLUSTER
+// FAILOVER on a replica makes it the master of its old master's slots, and
+// a killed master is replaced by its replica.
+func TestClusterReplicasFailover(t *testing.T) {
+	start := time.Now()
+	c := StartClusterReplicas(t, 3, 1)
+	t.Logf("3+3 cluster up in %v", time.Since(start).Round(time.Millisecond))
+	if len(c.Servers) != 6 {
+		t.Fatalf("%d servers, want 6", len(c.Servers))
+	}
+	slot := c.Slot(t, "chat:all")
+	m := c.MasterOf(t, slot)
+	r := c.ReplicaOf(t, m)
+	c.Failover(t, r)
+	if got := c.MasterOf(t, slot); got != r {
+		t.Fatalf("slot %d served by %s after CLUSTER FAILOVER on %s", slot, got.Addr(), r.Addr())
+	}
+	// The old master is now r's replica; kill r: the old master takes over.
+	if back := c.ReplicaOf(t, r); back != m {
+		t.Fatalf("replica of %s is %s, want the old master %s", r.Addr(), back.Addr(), m.Addr())
+	}
+	start = time.Now()
+	r.Kill()
+	c.WaitMaster(t, m, 20*time.Second)
+	t.Logf("replica took over a killed master in %v", time.Since(start).Round(time.Millisecond))
+	if got := c.MasterOf(t, slot); got != m {
+		t.Fatalf("slot %d served by %s after killing %s", slot, got.Addr(), r.Addr())
+	}
+}
