@@ -25,11 +25,11 @@ import (
 // (issue 12, items 5-9): the official clients' protocol is never broken
 // and one message never disconnects a hub.
 
-// publisher publishes one record to chat:all through Redis, as an app
+// redisFlood publishes one record to chat:all through Redis, as an app
 // server on the ASP.NET backplane would, as fast as pipelines of 100 per
 // 5 ms allow (20,000/s at most: Redis must not drop the node's subscriber
 // for falling behind).
-func publisher(t *testing.T, rs *redistest.Server, rec []byte, stop <-chan struct{}) (published *atomic.Int64, done <-chan struct{}) {
+func redisFlood(t *testing.T, rs *redistest.Server, rec []byte, stop <-chan struct{}) (published *atomic.Int64, done <-chan struct{}) {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
 	payload := wire.AppendInvocation(nil, nil, rec)
@@ -106,7 +106,7 @@ func TestHandshakeFirstUnderBroadcast(t *testing.T) {
 		n := startNode(t, backend, "--redis", rs.URL(), "--accept-rate", "-1", "--log-level", "info")
 		testutil.WaitUntil(t, 10*time.Second, "node ready", func() bool { c, _ := n.api("GET", "/readyz", "", ""); return c == 200 })
 		stop := make(chan struct{})
-		published, done := publisher(t, rs, []byte(`{"type":1,"target":"noise","arguments":["x"]}`+"\x1e"), stop)
+		published, done := redisFlood(t, rs, []byte(`{"type":1,"target":"noise","arguments":["x"]}`+"\x1e"), stop)
 		defer func() { close(stop); <-done }()
 		testutil.WaitUntil(t, 10*time.Second, "broadcasts flowing", func() bool {
 			return n.metric("edgeplane_fanout_messages_total") > 1000
