@@ -100,7 +100,7 @@ func sprayUntil(t *testing.T, d time.Duration, c redis.UniversalClient, cluster 
 func TestRedisHalfOpenSubscription(t *testing.T) {
 	a, b := redistest.Start(t), redistest.Start(t)
 	p := faultproxy.Start(t, a.Addr())
-	const h = 400 * time.Millisecond
+	const h = time.Second
 	n, rn := startNode(t, RedisConfig{URL: "redis://" + p.Addr(), HealthInterval: h})
 	n.Subscribe("chat", Group, "g")
 	n.Subscribe("chat", Connection, "c1")
@@ -144,7 +144,7 @@ func TestRedisHalfOpenSubscription(t *testing.T) {
 func TestRedisPartition(t *testing.T) {
 	srv := redistest.Start(t)
 	p := faultproxy.Start(t, srv.Addr())
-	const h = 400 * time.Millisecond
+	const h = time.Second
 	n, rn := startNode(t, RedisConfig{URL: "redis://" + p.Addr(), HealthInterval: h})
 	n.Subscribe("chat", Group, "g")
 	settle(t, n)

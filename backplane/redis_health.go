@@ -242,11 +242,13 @@ func (r *Redis) endFaultLocked(slot **fault, now time.Time) *fault {
 
 // downLocked counts one fault less.
 func (r *Redis) downLocked(now time.Time) {
+	if r.downN == 1 {
+		r.accountDownLocked(now) // while downN still counts this fault
+	}
 	r.downN--
 	if r.downN == 0 && !r.closed.Load() {
 		r.m.connected.Inc()
 		if r.everUp {
-			r.accountDownLocked(now)
 			r.m.reconnects.Inc()
 			r.log.Info("redis backplane receiving again", "down", now.Sub(r.downSince).Round(time.Millisecond))
 		}
