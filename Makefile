@@ -99,7 +99,7 @@ BASE             ?= main
 $(GREMLINS):
 	GOBIN=$(abspath $(dir $(GREMLINS))) $(GO) install github.com/go-gremlins/gremlins/cmd/gremlins@$(GREMLINS_VERSION)
 
-mutate: $(GREMLINS)
+mutate: $(GREMLINS) deps-redis
 	$(GO) run ./tools/mutate -gremlins $(GREMLINS) -workers $(MUTATE_WORKERS) -doc docs/MUTATION.md $(MUTATE_PKGS)
 
 # The table again from the JSON the last runs left in bin/mutate (after
@@ -107,7 +107,7 @@ mutate: $(GREMLINS)
 mutate-report:
 	$(GO) run ./tools/mutate -report-only -doc docs/MUTATION.md $(MUTATE_PKGS)
 
-mutate-changed: $(GREMLINS)
+mutate-changed: $(GREMLINS) deps-redis
 	$(GO) run ./tools/mutate -gremlins $(GREMLINS) -workers $(MUTATE_WORKERS) -changed-since $(BASE) $(MUTATE_PKGS)
 
 clean:
