@@ -254,6 +254,14 @@ func TestRedisClusterMasterKilled(t *testing.T) {
 		}
 		return n.Ready()
 	})
+	// The publish path (go-redis's cluster client) learns the new master on
+	// its own schedule; until then a publish fails with ErrUnavailable and is
+	// counted, which is not deafness. Wait for it before the fence.
+	testutil.WaitNoError(t, 15*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return n.Publish(ctx, &Message{Hub: "chat", Kind: Group, Name: "no-such-group", Payload: rec("probe")})
+	})
 	fence(t, n, rn)
 	checkPlacement(t, n)
 	if v := metric(t, n, `edgeplane_backplane_gaps_total{reason="connection_error"}`); v < 1 {
