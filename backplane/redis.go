@@ -282,13 +282,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 				return nil, fmt.Errorf("backplane: redis URL %q: %w", cfg.URL, err)
 			}
 		}
-		opt.Protocol = 2
-		opt.DisableIdentity = true
-		opt.DialTimeout = time.Second
-		opt.ReadTimeout = cfg.PublishTimeout
-		opt.WriteTimeout = cfg.PublishTimeout
-		opt.PoolTimeout = cfg.PublishTimeout
-		opt.MaxRetries = 2
+		commandOptions(opt, cfg)
 		r.sc = redis.NewClient(opt)
 		r.client = r.sc
 	}
@@ -492,4 +486,17 @@ func (r *Redis) Close() error {
 	clear(r.active)
 	r.mu.Unlock()
 	return r.client.Close()
+}
+
+// commandOptions sets what every command client of a node (the backplane's
+// and the upstream's own Redis) uses: RESP2, no CLIENT SETINFO, and the
+// publish timeout on every step with two retries.
+func commandOptions(opt *redis.Options, cfg RedisConfig) {
+	opt.Protocol = 2
+	opt.DisableIdentity = true
+	opt.DialTimeout = time.Second
+	opt.ReadTimeout = cfg.PublishTimeout
+	opt.WriteTimeout = cfg.PublishTimeout
+	opt.PoolTimeout = cfg.PublishTimeout
+	opt.MaxRetries = 2
 }

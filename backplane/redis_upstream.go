@@ -84,13 +84,7 @@ func upstreamOptions(cfg RedisConfig) (*redis.Options, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backplane: upstream redis URL %q: %w", cfg.UpstreamURL, err)
 	}
-	opt.Protocol = 2
-	opt.DisableIdentity = true
-	opt.DialTimeout = time.Second
-	opt.ReadTimeout = cfg.PublishTimeout
-	opt.WriteTimeout = cfg.PublishTimeout
-	opt.PoolTimeout = cfg.PublishTimeout
-	opt.MaxRetries = 2
+	commandOptions(opt, cfg)
 	return opt, nil
 }
 
