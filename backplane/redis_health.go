@@ -105,11 +105,13 @@ func (r *Redis) setDown(s *subscriber, down bool, cause error) {
 		r.updateReadyLocked()
 		return
 	}
+	// The down time since the last health tick, counted while downN still
+	// says down (an outage shorter than HealthInterval counted nothing).
+	r.accountDownLocked(now)
 	r.downN--
 	if r.downN == 0 {
 		r.m.connected.Inc()
 		if r.everUp {
-			r.accountDownLocked(now)
 			r.m.reconnects.Inc()
 			r.log.Info("redis backplane reconnected", "down", now.Sub(r.downSince).Round(time.Millisecond))
 		}
