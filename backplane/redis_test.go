@@ -415,7 +415,7 @@ func TestRedisGroupCommands(t *testing.T) {
 func TestRedisGroupAddAckedAfterSubscription(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	a, _ := startNode(t, RedisConfig{URL: srv.URL(), AckTimeout: 2 * time.Second})
+	a, _ := startNode(t, RedisConfig{URL: srv.URL(), AckTimeout: time.Minute})
 	// B waits for the confirmation longer than A waits for the ack.
 	b, rb := startNode(t, RedisConfig{URL: srv.URL(), PublishTimeout: time.Minute}, "conn-b")
 	rb.onApply = func(hub string, action GroupAction, group string) {
@@ -427,7 +427,9 @@ func TestRedisGroupAddAckedAfterSubscription(t *testing.T) {
 	settle(t, b)
 
 	b.subMu.Lock() // the flusher cannot write the SUBSCRIBE
-	err := a.RemoteGroup(ctx, "chat", GroupAdd, "room", "conn-b")
+	held, cancel := context.WithTimeout(ctx, time.Second)
+	err := a.RemoteGroup(held, "chat", GroupAdd, "room", "conn-b")
+	cancel()
 	applied := rb.appliedCmds()
 	b.subMu.Unlock()
 	if !errors.Is(err, ErrNotFound) {
