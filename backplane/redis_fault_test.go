@@ -256,11 +256,13 @@ func TestRedisClusterMasterKilled(t *testing.T) {
 	})
 	// The publish path (go-redis's cluster client) learns the new master on
 	// its own schedule; until then a publish fails with ErrUnavailable and is
-	// counted, which is not deafness. Wait for it before the fence.
-	testutil.WaitNoError(t, 15*time.Second, func() error {
+	// counted, which is not deafness. Wait for it before the fence, on the
+	// fence's own channel: another slot may be served by a live master the
+	// client already knew.
+	testutil.WaitNoError(t, 30*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		return n.Publish(ctx, &Message{Hub: "chat", Kind: Group, Name: "no-such-group", Payload: rec("probe")})
+		return n.Publish(ctx, &Message{Hub: "chat", Kind: All, Payload: rec("probe")})
 	})
 	fence(t, n, rn)
 	checkPlacement(t, n)
