@@ -219,6 +219,15 @@ type Redis struct {
 
 	m      *redisMetrics
 	errLog rateLog
+
+	hooks *testHooks // nil outside tests
+}
+
+// testHooks let a test force an interleaving of the flusher and a
+// subscriber's goroutine; set before Start, nil outside tests.
+type testHooks struct {
+	dial    func(addr string)               // before a subscription connection is dialed
+	written func(s *subscriber, seq uint64) // after placeSlots wrote slots on s (seq: their sync, 0 if s was not connected)
 }
 
 // NewRedis validates cfg and creates the client. Nothing is connected until

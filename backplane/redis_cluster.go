@@ -112,9 +112,9 @@ func (r *Redis) applyCluster(subs, unsubs []string) {
 // set, else on the master the topology names, refreshing it once if a slot
 // is not in it, and subscribes the channels there: known[slot] if given,
 // else the slot's active channels. Each subscriber gets one write, ending
-// in a sync PING whose answer clears the slots' faults. Slots that cannot
-// be placed now are queued for a retry; a subscriber left with no slot is
-// closed.
+// in a sync PING whose answer clears the slots' faults (writeSlots). Slots
+// that cannot be placed now are queued for a retry; a subscriber left with
+// no slot is closed.
 func (r *Redis) placeSlots(slots []uint16, hints map[uint16]string, known map[uint16][]string) {
 	where := make(map[uint16]string, len(slots))
 	refreshed := false
@@ -194,16 +194,55 @@ func (r *Redis) placeSlots(slots []uint16, hints map[uint16]string, known map[ui
 		t.slots = append(t.slots, slot)
 	}
 	for s, t := range targets {
-		seq := s.changes(t.batches, true)
-		r.stateMu.Lock()
-		for _, slot := range t.slots {
-			r.slotWrittenLocked(slot, s, seq)
+		seq := r.writeSlots(s, t.slots, t.batches)
+		if r.hooks != nil && r.hooks.written != nil {
+			r.hooks.written(s, seq)
 		}
-		r.stateMu.Unlock()
 	}
 	for old := range olds {
 		r.closeIfIdle(old)
 	}
+}
+
+// writeSlots subscribes the channels of slots, just placed on s, and
+// hands their faults to s: the answer to the sync PING written after them
+// clears them. It returns that PING's sequence number (0: s is not
+// connected; its connect subscribes what s carries and writes the sync).
+//
+// It holds s.wmu throughout, as s's connect does from listing what s
+// carries to recording its own sync (writtenLocked, for the faults that
+// name s then): the two never interleave. Recording after the write
+// without it let a connect run in between (s not connected at the write,
+// connected and synced before the record), whose sync was then
+// overwritten with "not written": the slot's channels delivered, its
+// fault never cleared, the node not ready for good. And the faults name s
+// before the write, so that a MOVED or sunsubscribe for them read before
+// the record (slotLost: they wait for a new placement) is not undone by it.
+func (r *Redis) writeSlots(s *subscriber, slots []uint16, batches []chanChange) uint64 {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	r.stateMu.Lock()
+	for _, slot := range slots {
+		if f := r.slotFaults[slot]; f != nil {
+			f.sub, f.need = s, 0
+		}
+	}
+	r.stateMu.Unlock()
+	seq := s.changesLocked(batches, true)
+	if seq == 0 {
+		return 0
+	}
+	r.stateMu.Lock()
+	for _, slot := range slots {
+		// A fault slotLost took off s since the write (a MOVED or an
+		// sunsubscribe read meanwhile) waits for its next placement, not
+		// for this sync.
+		if f := r.slotFaults[slot]; f != nil && f.sub == s {
+			f.need = seq
+		}
+	}
+	r.stateMu.Unlock()
+	return seq
 }
 
 // unplace forgets a slot no longer in use; s carried it.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -376,6 +377,131 @@ func TestRedisClusterReshard(t *testing.T) {
 	if k := pubsubClients(t, from); k > 1 {
 		t.Errorf("old master still holds %d subscription connections", k)
 	}
+}
+
+// TestRedisClusterReshardToNewSubscriber: the moved slot goes to a master
+// the node holds no subscription connection to. The flusher creates one
+// and writes the slot's SSUBSCRIBE while it is not connected yet (nothing
+// written, no sync); the connection comes up, subscribes what it carries
+// and writes its own sync PING, and only then does the flusher record the
+// slot's placement. That ordering (seen once on a loaded box) used to
+// leave the slot's fault waiting for a sync nobody would write: its
+// channel delivered, the node not ready for good. Hooks force it.
+func TestRedisClusterReshardToNewSubscriber(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
+	defer cc.Close()
+	ranges, err := cc.ClusterSlots(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	masterOf := func(ch string) string {
+		slot := int(hashSlot(ch))
+		for _, rg := range ranges {
+			if rg.Start <= slot && slot <= rg.End {
+				return rg.Nodes[0].Addr
+			}
+		}
+		t.Fatalf("slot %d of %s not served", slot, ch)
+		return ""
+	}
+	// A server name and a group whose channels are served by the masters
+	// of chat:all and chat:internal:groups (the group in a slot of its
+	// own), so that a third master carries nothing of the node's.
+	used := map[string]bool{masterOf("chat:all"): true, masterOf("chat:internal:groups"): true}
+	var name string
+	for i := 0; name == ""; i++ {
+		if n := fmt.Sprintf("reshard-node-%d", i); used[masterOf("chat:internal:ack:"+n)] {
+			name = n
+		}
+	}
+	statics := map[uint16]bool{hashSlot("chat:all"): true, hashSlot("chat:internal:groups"): true, hashSlot("chat:internal:ack:" + name): true}
+	var group string
+	for i := 0; group == ""; i++ {
+		g := fmt.Sprintf("g%d", i)
+		if ch := "chat:group:" + g; !statics[hashSlot(ch)] && used[masterOf(ch)] {
+			group = g
+		}
+	}
+	var to *redistest.Server
+	for _, s := range cl.Servers {
+		if !used[s.Addr()] {
+			to = s
+		}
+	}
+	if to == nil {
+		t.Fatalf("every master serves one of the node's channels")
+	}
+
+	// The subscriber for the new master is not connected when the flusher
+	// writes the slot's channels on it; the flusher then waits until the
+	// subscriber has connected and its own sync PING is answered.
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	var hooked, wroteNothing, connectedFirst atomic.Bool
+	hooks := &testHooks{
+		dial: func(addr string) {
+			if addr == to.Addr() {
+				<-release
+			}
+		},
+		written: func(s *subscriber, seq uint64) {
+			if s.addr != to.Addr() || hooked.Swap(true) {
+				return
+			}
+			wroteNothing.Store(seq == 0)
+			free()
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				if s.synced.Load() > 0 {
+					connectedFirst.Store(true)
+					return
+				}
+			}
+		},
+	}
+	n, err := NewRedis(RedisConfig{ClusterAddrs: cl.Addrs(), ServerName: name, HealthInterval: 400 * time.Millisecond,
+		Hubs: map[string]string{"chat": ""}, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.hooks = hooks
+	rn := newRecorder()
+	if err := n.Start(rn); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	t.Cleanup(free) // before Close, which waits for a dial held here
+	if !n.Ready() {
+		t.Fatalf("backplane not ready after Start")
+	}
+	n.Subscribe("chat", Group, group)
+	settle(t, n)
+	n.subMu.Lock()
+	_, onTo := n.subs[to.Addr()]
+	n.subMu.Unlock()
+	if onTo {
+		t.Fatalf("the node already holds a subscription connection to %s", to.Addr())
+	}
+
+	slot := hashSlot("chat:group:" + group)
+	cl.MoveSlot(t, int(slot), to)
+	sprayUntil(t, 10*time.Second, cc, true, "chat:group:"+group, "after-reshard", rn)
+	if !hooked.Load() || !wroteNothing.Load() || !connectedFirst.Load() {
+		t.Fatalf("ordering not forced: placed on %s %v, before it connected %v, connected before the placement was recorded %v",
+			to.Addr(), hooked.Load(), wroteNothing.Load(), connectedFirst.Load())
+	}
+	testutil.WaitUntil(t, 10*time.Second, "ready after the reshard", func() bool {
+		if !n.Ready() {
+			t.Log(n.faultSummary())
+		}
+		return n.Ready()
+	})
+	if v := metric(t, n, `edgeplane_backplane_gaps_total{reason="slot_moved"}`); v < 1 {
+		t.Errorf("gaps_total{slot_moved} = %v, want ≥ 1", v)
+	}
+	checkPlacement(t, n)
+	fence(t, n, rn)
 }
 
 // TestRedisNotSubscribed: Redis moves behind a stable address while the old

@@ -356,7 +356,8 @@ func (r *Redis) moved(s *subscriber, slot uint16, addr string) {
 }
 
 // writtenLocked records that everything s carries was subscribed on its
-// new connection before the sync PING seq. stateMu must be held.
+// new connection before the sync PING seq. stateMu and s.wmu must be held
+// (writeSlots relies on the latter).
 func (r *Redis) writtenLocked(s *subscriber, seq uint64) {
 	if s.fault != nil {
 		s.fault.need = seq
@@ -365,15 +366,6 @@ func (r *Redis) writtenLocked(s *subscriber, seq uint64) {
 		if f.sub == s {
 			f.need = seq
 		}
-	}
-}
-
-// slotWrittenLocked records that slot's channels were subscribed on s
-// before the sync PING seq (0: s is not connected; its next connection
-// will). stateMu must be held.
-func (r *Redis) slotWrittenLocked(slot uint16, s *subscriber, seq uint64) {
-	if f := r.slotFaults[slot]; f != nil {
-		f.sub, f.need = s, seq
 	}
 }
 

@@ -174,6 +174,9 @@ func (s *subscriber) run() {
 // PONG is read.
 func (s *subscriber) connect() (*subConn, error) {
 	r := s.r
+	if r.hooks != nil && r.hooks.dial != nil {
+		r.hooks.dial(s.addr)
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, subDialTimeout)
 	nc, err := r.dialSub(ctx, s.addr)
 	cancel()
@@ -294,9 +297,14 @@ func (s *subscriber) change(chans []string, sub, sync bool) uint64 {
 // (each of one slot) in one write, followed, with sync, by a sync PING
 // whose sequence number it returns (0: not connected, or no sync).
 func (s *subscriber) changes(batches []chanChange, sync bool) uint64 {
-	r := s.r
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	return s.changesLocked(batches, sync)
+}
+
+// changesLocked is changes with s.wmu held.
+func (s *subscriber) changesLocked(batches []chanChange, sync bool) uint64 {
+	r := s.r
 	c := s.conn
 	if c == nil {
 		return 0
