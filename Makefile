@@ -49,13 +49,13 @@ deps-node:
 # what it installed.
 BROWSER_NPM_ENV := PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 PUPPETEER_SKIP_DOWNLOAD=1 PUPPETEER_SKIP_CHROMIUM_DOWNLOAD=1
 
-deps-browser: deps-node examples/browser/node_modules/.package-lock.json test/browser/node_modules/.package-lock.json
+deps-browser: examples/browser/node_modules/.package-lock.json test/browser/node_modules/.package-lock.json
 	@command -v chromium >/dev/null || { \
 	  echo "installing chromium (apt-get)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
-	@chromium --version
+	@chromium --version 2>/dev/null
 
-examples/browser/node_modules/.package-lock.json test/browser/node_modules/.package-lock.json: %/node_modules/.package-lock.json: %/package-lock.json
+examples/browser/node_modules/.package-lock.json test/browser/node_modules/.package-lock.json: %/node_modules/.package-lock.json: %/package-lock.json | deps-node
 	cd $* && $(BROWSER_NPM_ENV) npm ci --no-audit --no-fund
 	@touch $@
 
