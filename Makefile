@@ -14,7 +14,7 @@ FUZZTIME  ?= 30s
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build run test test-long deps deps-redis deps-node vet fmt-check bench-smoke fuzz mutate mutate-changed mutate-report clean
+.PHONY: all build run test test-long deps deps-redis deps-node deps-browser vet fmt-check bench-smoke fuzz mutate mutate-changed mutate-report clean
 
 all: build
 
@@ -25,8 +25,9 @@ run: build
 	$(BIN)/edgeplane --listen $(LISTEN) --admin $(ADMIN) $(foreach h,$(HUBS),--hub $(h)) --poller $(POLLER) $(RUN_FLAGS)
 
 # deps installs what the tests need on a fresh machine: redis-server (Debian
-# package) and the npm packages of the compatibility tests (committed lockfile).
-deps: deps-redis deps-node deps-promtool
+# package), the npm packages of the compatibility tests (committed lockfile)
+# and what the browser test needs (deps-browser).
+deps: deps-redis deps-node deps-promtool deps-browser
 
 deps-redis:
 	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { \
@@ -39,6 +40,24 @@ deps-node:
 	  echo "installing nodejs and npm (apt-get)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; }
 	@[ -d test/compat/node_modules/@microsoft/signalr ] || (cd test/compat && npm ci --no-audit --no-fund)
+
+# deps-browser: Debian's chromium (/usr/bin/chromium), the browser bundles of
+# @microsoft/signalr that examples/browser serves, and playwright-core, which
+# drives that chromium in test/e2e/browser_test.go. Nothing downloads a
+# browser: playwright-core has no install step, and the variables say so to
+# any package that would. npm ci runs again when a lockfile is newer than
+# what it installed.
+BROWSER_NPM_ENV := PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 PUPPETEER_SKIP_DOWNLOAD=1 PUPPETEER_SKIP_CHROMIUM_DOWNLOAD=1
+
+deps-browser: examples/browser/node_modules/.package-lock.json test/browser/node_modules/.package-lock.json
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium (apt-get)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	@chromium --version 2>/dev/null
+
+examples/browser/node_modules/.package-lock.json test/browser/node_modules/.package-lock.json: %/node_modules/.package-lock.json: %/package-lock.json | deps-node
+	cd $* && $(BROWSER_NPM_ENV) npm ci --no-audit --no-fund
+	@touch $@
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
