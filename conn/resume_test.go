@@ -583,3 +583,108 @@ func TestResumeChecks(t *testing.T) {
 		t.Fatalf("drain of a detached connection: %+v", e)
 	}
 }
+
+// TestResumeUnderLoad: messages published without pause while the
+// client's socket drops and comes back, again and again (sometimes the
+// node sees the drop first, sometimes the reconnect): a client that
+// handles Sequence and duplicates as the official one does
+// (MessageBuffer) gets every message once, in order.
+func TestResumeUnderLoad(t *testing.T) {
+	s := newTestServer(t, Config{ReconnectBufferBytes: 10 << 20, MaxMessageRate: -1})
+	sc := openStateful(t, s, "")
+	const n = 3000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			broadcast(s, fmt.Sprint(i))
+			if i%50 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	// The client's receive side (MessageBuffer._shouldProcessMessage,
+	// _resetSequence), fed socket by socket.
+	var got []string
+	next, latest := int64(1), int64(0)
+	read := func(fc *fakeConn, first bool) {
+		out := fc.output()
+		if i := bytes.Index(out, []byte("\r\n\r\n")); i >= 0 && bytes.HasPrefix(out, []byte("HTTP/1.1 101")) {
+			out = out[i+4:]
+		}
+		waiting := !first
+		for len(out) > 0 {
+			n := int(out[1] & 0x7f)
+			hdr := 2
+			if n == 126 {
+				n, hdr = int(out[2])<<8|int(out[3]), 4
+			}
+			rec := strings.TrimSuffix(string(out[hdr:hdr+n]), "\x1e")
+			out = out[hdr+n:]
+			var m struct {
+				Type       int      `json:"type"`
+				SequenceID int64    `json:"sequenceId"`
+				Arguments  []string `json:"arguments"`
+			}
+			if err := json.Unmarshal([]byte(rec), &m); err != nil {
+				t.Fatalf("record %q: %v", rec, err)
+			}
+			if waiting && m.Type != 9 {
+				continue
+			}
+			switch m.Type {
+			case 9:
+				waiting = false
+				if m.SequenceID > next {
+					t.Fatalf("Sequence %d ahead of %d", m.SequenceID, next)
+				}
+				next = m.SequenceID
+			case 1:
+				id := next
+				next++
+				if id <= latest {
+					continue
+				}
+				latest = id
+				got = append(got, m.Arguments[0])
+			}
+		}
+	}
+	first := true
+	for round := 0; ; round++ {
+		select {
+		case <-done:
+		default:
+			time.Sleep(time.Millisecond)
+			old, oldSess := sc.fc, sc.sess
+			if round%2 == 0 {
+				old.Close()
+				oldSess.OnClose(io.ErrUnexpectedEOF)
+				if r := sc.reconnect(""); r == nil || r.StatusCode != 101 {
+					t.Fatalf("round %d: reconnect %v", round, r)
+				}
+			} else {
+				sc.reconnect("") // the node still holds the old socket
+				oldSess.OnClose(nil)
+				if r := sc.response(); r == nil || r.StatusCode != 101 {
+					t.Fatalf("round %d: takeover %v", round, r)
+				}
+			}
+			read(old, first)
+			first = false
+			sc.send(`{"type":9,"sequenceId":1}`, fmt.Sprintf(`{"type":8,"sequenceId":%d}`, latest))
+			continue
+		}
+		break
+	}
+	read(sc.fc, first)
+	if len(got) != n {
+		t.Fatalf("client got %d messages, want %d", len(got), n)
+	}
+	for i, m := range got {
+		if m != fmt.Sprint(i) {
+			t.Fatalf("message %d is %q", i, m)
+		}
+	}
+	t.Logf("%d messages over %d sockets, %d replayed", n, s.M.resume.resumed.Get()+1, s.M.resume.replayed.Get())
+}
