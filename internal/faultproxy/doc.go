@@ -24,6 +24,9 @@
 //     p.Heal()                     // or: everything flows again
 //     p.Reset()                    // RST every open connection
 //
+// StartRoundRobin spreads new connections over several servers in turn,
+// as a round-robin balancer in front of a fleet does.
+//
 // It runs anywhere (no privileges, no network namespaces) and holds two
 // goroutines per open connection. Everything stops at test cleanup.
 package faultproxy

@@ -171,3 +171,20 @@ func TestReset(t *testing.T) {
 		t.Fatalf("new connection after Reset: %q, %v", got, err)
 	}
 }
+
+// TestRoundRobin: connections go to the targets in turn, in the order
+// they arrive; Failover then sends all to one.
+func TestRoundRobin(t *testing.T) {
+	p := StartRoundRobin(t, echoServer(t, "a"), echoServer(t, "b"), echoServer(t, "c"))
+	for i, want := range []string{"a:x", "b:x", "c:x", "a:x", "b:x"} {
+		if got, err := dial(t, p.Addr()).ask("x", time.Second); got != want || err != nil {
+			t.Fatalf("connection %d: %q, %v; want %q", i, got, err, want)
+		}
+	}
+	p.Failover(echoServer(t, "d"))
+	for i := range 2 {
+		if got, err := dial(t, p.Addr()).ask("x", time.Second); got != "d:x" || err != nil {
+			t.Fatalf("after Failover, connection %d: %q, %v", i, got, err)
+		}
+	}
+}
