@@ -262,6 +262,10 @@ func (c *Conn) shutdown(k *cause, final []byte) {
 		// became open. Its queue stays counted until OnClose.
 		c.srv.closing.add(c)
 		c.hub.Remove(&c.entry)
+		// Refused from now on, not only once the socket is through: a
+		// stateful-reconnect client reconnects at once when it reads
+		// the Close (allowReconnect), before the node closes the socket.
+		c.markTokenUsed()
 	}
 	sock := c.out()
 	if st == stDetached || sock == nil {
@@ -356,12 +360,7 @@ func (c *Conn) finish(err error) {
 	// comes round (up to the handshake time-out later).
 	c.srv.wheel.remove(c)
 	c.dropResume()
-	if c.tokenExp != 0 {
-		var id [idLen]byte
-		if _, err := b64.Decode(id[:], c.idBuf[:]); err == nil {
-			c.srv.markUsed(id, c.srv.epoch+int64(c.tokenExp))
-		}
-	}
+	c.markTokenUsed()
 	if registered {
 		c.srv.closing.remove(c)
 		c.hub.Remove(&c.entry) // no-op if shutdown already removed it
@@ -370,6 +369,16 @@ func (c *Conn) finish(err error) {
 			if e := up.Send(&backplane.Event{Kind: backplane.EventDisconnected, Hub: c.hub.Name(), ConnID: c.entry.ID(), UserID: c.entry.User(), Reason: reason}); e != nil {
 				c.srv.M.upstreamErr.Inc()
 			}
+		}
+	}
+}
+
+// markTokenUsed records that c's negotiated token may not connect again.
+func (c *Conn) markTokenUsed() {
+	if c.tokenExp != 0 {
+		var id [idLen]byte
+		if _, err := b64.Decode(id[:], c.idBuf[:]); err == nil {
+			c.srv.markUsed(id, c.srv.epoch+int64(c.tokenExp))
 		}
 	}
 }

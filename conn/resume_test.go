@@ -688,3 +688,22 @@ func TestResumeUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d messages over %d sockets, %d replayed", n, s.M.resume.resumed.Get()+1, s.M.resume.replayed.Get())
 }
+
+// TestClosedByTheNodeIsNotResumed: a connection the node closes (here
+// with allowReconnect) is not resumable, even before its socket is
+// through: the official client tries its token again as soon as it reads
+// the Close, and must be told to start over.
+func TestClosedByTheNodeIsNotResumed(t *testing.T) {
+	s := newTestServer(t, Config{})
+	sc := openStateful(t, s, "")
+	broadcast(s, "m1")
+	sc.c.closeWith(causeServerClose)
+	old := sc.sess
+	if r := sc.reconnect(""); r == nil || r.StatusCode != 409 {
+		t.Fatalf("reconnect after the node closed the connection: %v", r)
+	}
+	old.OnClose(nil)
+	if s.M.resume.resumed.Get() != 0 || s.M.resume.detached.Get() != 0 {
+		t.Fatal("a connection the node closed was kept or resumed")
+	}
+}
