@@ -426,6 +426,8 @@ func (c *Conn) attachLocked(rs *resume, x *replay, n *Conn, resp []byte) (ok, fu
 	full = n.pc.Send(resp) != nil
 	seq := c.frameOf(c.proto().AppendSequence(nil, rs.sent-int64(len(x.frames))+1))
 	full = full || n.pc.Send(seq) != nil
+	c.srv.M.ownOut.Inc()
+	c.srv.M.ownBytes.Add(len(seq))
 	for _, f := range x.frames {
 		if full {
 			break

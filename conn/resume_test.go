@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -705,5 +706,58 @@ func TestClosedByTheNodeIsNotResumed(t *testing.T) {
 	old.OnClose(nil)
 	if s.M.resume.resumed.Get() != 0 || s.M.resume.detached.Get() != 0 {
 		t.Fatal("a connection the node closed was kept or resumed")
+	}
+}
+
+// BenchmarkIdleConnMemory reports the heap an idle connection holds
+// (B/conn, Conn and fanout index included, the fake socket not): plain,
+// with stateful reconnect, and with stateful reconnect after a message
+// it acknowledged (its sequence counters allocated).
+//
+//	go test -run X -bench IdleConnMemory -benchtime 1x ./conn/
+func BenchmarkIdleConnMemory(b *testing.B) {
+	const n = 5000
+	for _, mode := range []string{"json", "stateful", "stateful-acked"} {
+		b.Run(mode, func(b *testing.B) {
+			for range b.N {
+				s := newTestServer(b, Config{})
+				socks := make([]*fakeConn, n)
+				for i := range socks {
+					socks[i] = &fakeConn{}
+				}
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				sess := make([]*Conn, n)
+				for i := range sess {
+					flags := tokStateful
+					hs := `{"protocol":"json","version":2}` + "\x1e"
+					if mode == "json" {
+						flags, hs = 0, `{"protocol":"json","version":1}`+"\x1e"
+					}
+					tok := s.signer.issueFlags("chat", newConnID(), time.Now(), flags)
+					c := s.OnOpen(socks[i]).(*Conn)
+					c.OnData([]byte(upgradeReq("/chat?id="+tok, "")))
+					c.OnData(clientFrame(0x81, []byte(hs)))
+					sess[i] = c
+				}
+				if mode == "stateful-acked" {
+					broadcast(s, "m")
+					for _, c := range sess {
+						c.OnData(clientFrame(0x81, []byte(`{"type":8,"sequenceId":1}`+"\x1e")))
+					}
+				}
+				for _, f := range socks {
+					f.mu.Lock()
+					f.out = bytes.Buffer{} // the fake socket's own buffer is not the connection's
+					f.mu.Unlock()
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/conn")
+				runtime.KeepAlive(sess)
+				runtime.KeepAlive(socks)
+			}
+		})
 	}
 }
