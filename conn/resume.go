@@ -138,16 +138,19 @@ func (c *Conn) queued() int {
 	return 0
 }
 
-// proto is the connection's hub protocol. JSON for now: the MessagePack
-// work makes it the protocol the handshake chose.
+// proto is the connection's hub protocol: JSON, the only one connections
+// speak so far. The MessagePack work keeps one per connection (and
+// replaces this); ackFrame and sequenceFrame are the only users here.
 func (c *Conn) proto() hubproto.Protocol { return hubproto.JSON }
 
-// frameOf frames a record of the connection's protocol.
-func (c *Conn) frameOf(rec []byte) []byte {
-	if c.proto().Binary() {
-		return wsframe.BinaryFrame(rec)
-	}
-	return wsframe.TextFrame(rec)
+// ackFrame is Ack{id} in the connection's protocol, framed.
+func (c *Conn) ackFrame(id int64) []byte {
+	return wsframe.TextFrame(c.proto().AppendAck(nil, id))
+}
+
+// sequenceFrame is Sequence{id} in the connection's protocol, framed.
+func (c *Conn) sequenceFrame(id int64) []byte {
+	return wsframe.TextFrame(c.proto().AppendSequence(nil, id))
 }
 
 // deliverTracked queues a trackable frame of a stateful-reconnect
@@ -237,7 +240,7 @@ func (c *Conn) sendAck() {
 	rs.mu.Lock()
 	n := rs.recv
 	rs.mu.Unlock()
-	c.send(c.frameOf(c.proto().AppendAck(nil, n)))
+	c.send(c.ackFrame(n))
 }
 
 // onAck drops the frames the client acknowledged.
@@ -424,7 +427,7 @@ func (c *Conn) attachLocked(rs *resume, x *replay, n *Conn, resp []byte) (ok, fu
 	c.srv.wheel.remove(n)
 	c.srv.M.httpReqs("connect", http.StatusSwitchingProtocols).Inc()
 	full = n.pc.Send(resp) != nil
-	seq := c.frameOf(c.proto().AppendSequence(nil, rs.sent-int64(len(x.frames))+1))
+	seq := c.sequenceFrame(rs.sent - int64(len(x.frames)) + 1)
 	full = full || n.pc.Send(seq) != nil
 	c.srv.M.ownOut.Inc()
 	c.srv.M.ownBytes.Add(len(seq))
