@@ -133,6 +133,15 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "edgeplane: --reconnect-window and --reconnect-buffer-bytes must be positive")
 		return 2
 	}
+	if maxQ := cfg.PollerConfig.WithDefaults().MaxQueueBytes; cfg.Conn.ReconnectBufferBytes > maxQ {
+		// A resume queues the whole buffer at once: the default follows
+		// a smaller queue, a value given is an error.
+		if flagSet(fs, "reconnect-buffer-bytes") {
+			fmt.Fprintln(os.Stderr, "edgeplane: --reconnect-buffer-bytes must not exceed --max-queue-bytes")
+			return 2
+		}
+		cfg.Conn.ReconnectBufferBytes = maxQ
+	}
 	if cfg.Hubs, err = parseHubs(hubs); err != nil {
 		fmt.Fprintln(os.Stderr, "edgeplane: --hub:", err)
 		return 2
@@ -230,4 +239,12 @@ func applyEnv(fs *flag.FlagSet) error {
 		}
 	})
 	return err
+}
+
+// flagSet reports whether the named flag was given (on the command line
+// or in the environment).
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
