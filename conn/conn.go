@@ -52,7 +52,7 @@ type Conn struct {
 // Conn.flags bits. One word instead of three flags and a cause field:
 // 12 bytes per connection.
 const (
-	flGone       uint32 = 1 << iota // OnClose ran
+	flGone       uint32 = 1 << iota // finished: OnClose ran, or a detached connection ended (finish)
 	flRegistered                    // inserted in the hub (upstream saw "connected")
 	flIPCounted                     // counted in the server's per-IP table
 	flClaiming                      // upgrade waiting for its answer: a fleet-wide token claim (token.go) or a resume (resume.go)
