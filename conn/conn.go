@@ -109,7 +109,7 @@ type closingSet struct {
 	conns map[*Conn]struct{}
 }
 
-// add records c, unless OnClose already ran (it removes c after setting
+// add records c, unless it is finished already (finish removes c after setting
 // flGone, under the same lock, so c is never left behind).
 func (s *closingSet) add(c *Conn) {
 	s.mu.Lock()
