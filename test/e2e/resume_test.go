@@ -128,7 +128,7 @@ func (j *resumeJS) waitFor(name, msg string) []string {
 }
 
 // send posts one message to every client through the REST API of an
-// open node.
+// open node (no access key).
 func send(t *testing.T, n *node, msg string) {
 	t.Helper()
 	if code, body := n.api("POST", "/api/hubs/chat/:send", fmt.Sprintf(`{"target":"t","arguments":[%q]}`, msg), ""); code != 202 {
@@ -156,23 +156,36 @@ func puts(t *testing.T, rdb *redis.Client) []int {
 
 // TestCompatStatefulReconnect: the real @microsoft/signalr client built
 // withStatefulReconnect() behind a proxy that kills its socket (RST both
-// ways) three times while the node streams messages to it and it streams
-// invocations to the node. Its transport resumes each time with the same
-// connection (the HubConnection never even sees a reconnect), it gets
-// every message exactly once, in order, and the upstream gets each of its
-// invocations exactly once, in order.
+// ways) three times while the node streams messages to it, to all, its
+// group, its user and its connection (and, which it must not get, to all
+// but it), and it streams invocations to the node. Its transport resumes
+// each time with the same connection (the HubConnection never even sees a
+// reconnect), it gets every message meant for it exactly once, in order,
+// and the upstream gets each of its invocations exactly once, in order.
 func TestCompatStatefulReconnect(t *testing.T) {
 	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
+		const key = "resume-access-key-0123456789-abcdef"
 		rs := redistest.Start(t)
 		rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
 		t.Cleanup(func() { rdb.Close() })
-		n := startNode(t, backend, "--hub", "chat", "--redis", rs.URL(), "--max-message-rate", "1000")
+		n := startNode(t, backend, "--hub", "chat", "--redis", rs.URL(), "--access-key", key, "--max-message-rate", "1000")
 		p := faultproxy.Start(t, n.client)
-		js := startResumeJS(t, "http://"+p.Addr(), nil, map[string]any{"name": "a"})
+		// The token's audience is the hub's URL on this host (any port).
+		js := startResumeJS(t, "http://"+p.Addr(), nil, map[string]any{"name": "a", "accessToken": clientToken(t, key, n, "chat", map[string]any{"nameid": "alice"})})
 		c := js.find("a", "connected")[0]
 		if !c.Stateful {
 			t.Fatal("the client did not get stateful reconnect from negotiate")
 		}
+		if code, body := n.restAPI("PUT", "/api/hubs/chat/groups/g/connections/"+c.ConnectionID, "", key); code != 200 {
+			t.Fatalf("add to group: %d %s", code, body)
+		}
+		post := func(path, msg string) {
+			t.Helper()
+			if code, body := n.restAPI("POST", path, fmt.Sprintf(`{"target":"t","arguments":[%q]}`, msg), key); code != 202 {
+				t.Fatalf("POST %s: %d %s", path, code, body)
+			}
+		}
+		paths := []string{"/api/hubs/chat/:send", "/api/hubs/chat/groups/g/:send", "/api/hubs/chat/users/alice/:send", "/api/hubs/chat/connections/" + c.ConnectionID + "/:send"}
 		const msgs, invocations = 600, 300
 		js.command("put a %d 3", invocations)
 		var want []string
@@ -181,13 +194,15 @@ func TestCompatStatefulReconnect(t *testing.T) {
 				p.Reset()
 			}
 			want = append(want, strconv.Itoa(i))
-			send(t, n, want[i])
-			time.Sleep(time.Millisecond)
+			post(paths[i%len(paths)], want[i])
+			if i%10 == 0 {
+				post("/api/hubs/chat/:send?excluded="+c.ConnectionID, "not-for-a")
+			}
 		}
-		send(t, n, "fence")
+		post(paths[0], "fence")
 		got := js.waitFor("a", "fence")
 		if !slices.Equal(got, append(want, "fence")) {
-			t.Fatalf("client received %d messages, want %d once each in order; first differences: %v", len(got), len(want)+1, firstDiff(got, append(want, "fence")))
+			t.Fatalf("client received %d messages, want %d once each in order; first difference: %v", len(got), len(want)+1, firstDiff(got, append(want, "fence")))
 		}
 		testutil.WaitUntil(t, 20*time.Second, "the client's invocations", func() bool { return len(js.find("a", "putDone")) == 1 && len(puts(t, rdb)) >= invocations })
 		wantPuts := make([]int, invocations)
