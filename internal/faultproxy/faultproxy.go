@@ -121,6 +121,27 @@ func (p *Proxy) Reset() {
 	}
 }
 
+// DropClients resets the client side of every open connection (RST) and
+// leaves the server side open and silent: the server sees nothing, as
+// when a client's network dies and the server has not noticed yet (its
+// connection is half-open). The server side is closed at Close. New
+// connections are handled as before.
+func (p *Proxy) DropClients() {
+	p.mu.Lock()
+	var clients []net.Conn
+	for l := range p.links {
+		l.held = true // nothing flows to or from the server side any more
+		clients = append(clients, l.client)
+	}
+	p.mu.Unlock()
+	for _, c := range clients {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		_ = c.Close()
+	}
+}
+
 // Conns is the number of connections open through the proxy.
 func (p *Proxy) Conns() int {
 	p.mu.Lock()

@@ -188,3 +188,41 @@ func TestRoundRobin(t *testing.T) {
 		}
 	}
 }
+
+// TestDropClients: the client side gets an RST, the server side stays
+// open and hears nothing (no FIN, no RST, no data) until the proxy
+// closes.
+func TestDropClients(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	p := Start(t, ln.Addr().String())
+	c := dial(t, p.Addr())
+	srv, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if _, err := io.WriteString(c.c, "hi\n"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	if n, err := srv.Read(buf); err != nil || string(buf[:n]) != "hi\n" {
+		t.Fatalf("server read %q, %v", buf[:n], err)
+	}
+	p.DropClients()
+	if _, err := c.read(time.Second); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("client read after DropClients: %v, want ECONNRESET", err)
+	}
+	_ = srv.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, err := srv.Read(buf); !isTimeout(err) {
+		t.Fatalf("server side after DropClients: %v, want it open and silent", err)
+	}
+	p.Close()
+	_ = srv.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := srv.Read(buf); err == nil || isTimeout(err) {
+		t.Fatalf("server side after Close: %v, want closed", err)
+	}
+}

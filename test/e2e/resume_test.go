@@ -155,8 +155,10 @@ func puts(t *testing.T, rdb *redis.Client) []int {
 }
 
 // TestCompatStatefulReconnect: the real @microsoft/signalr client built
-// withStatefulReconnect() behind a proxy that kills its socket (RST both
-// ways) three times while the node streams messages to it, to all, its
+// withStatefulReconnect() behind a proxy that kills its socket three
+// times (RST both ways; the second time only the client's side, so the
+// node still holds the old socket open when the client comes back and
+// must take over from it) while the node streams messages to it, to all, its
 // group, its user and its connection (and, which it must not get, to all
 // but it), and it streams invocations to the node. Its transport resumes
 // each time with the same connection (the HubConnection never even sees a
@@ -190,8 +192,11 @@ func TestCompatStatefulReconnect(t *testing.T) {
 		js.command("put a %d 3", invocations)
 		var want []string
 		for i := range msgs {
-			if i == 100 || i == 300 || i == 500 {
+			switch i {
+			case 100, 500:
 				p.Reset()
+			case 300:
+				p.DropClients()
 			}
 			want = append(want, strconv.Itoa(i))
 			post(paths[i%len(paths)], want[i])
@@ -219,6 +224,9 @@ func TestCompatStatefulReconnect(t *testing.T) {
 		}
 		if r := n.metric("edgeplane_reconnect_resumed_total"); r != 3 {
 			t.Errorf("edgeplane_reconnect_resumed_total = %v, want 3", r)
+		}
+		if r := n.metric("edgeplane_reconnect_takeovers_total"); r != 1 {
+			t.Errorf("edgeplane_reconnect_takeovers_total = %v, want 1 (the half-open socket)", r)
 		}
 		if d := n.metric(`edgeplane_closed_total{reason="peer_gone"}`); d > 0 {
 			t.Errorf("closed peer_gone = %v: a killed socket ended its connection", d)
