@@ -104,7 +104,9 @@
 // P:upstream app $ MKSTREAM, then XREADGROUP). An entry's fields, all
 // strings:
 //
-//	type          "invocation", "connected" or "disconnected"
+//	type          "invocation", "connected", "disconnected" or
+//	              "reconnected" (a stateful-reconnect connection came back
+//	              on a new socket within its window: same id and groups)
 //	hub           hub name
 //	connectionId  the client connection
 //	userId        the authenticated user; absent when anonymous
@@ -128,8 +130,11 @@
 //	reason        disconnected: why: "" for a normal close by the client,
 //	              else the node's close reason (slow_client, timeout,
 //	              server_close, shutdown, protocol_error, too_big,
-//	              invalid_utf8, rate_limited, …) or peer_gone when the
-//	              socket went away without a close
+//	              invalid_utf8, rate_limited, reconnect_expired,
+//	              reconnect_buffer_full, …) or peer_gone when the socket
+//	              went away without a close (with stateful reconnect: when
+//	              the client did not come back, reconnect_expired, at the
+//	              end of the window)
 //	server        name of the node that holds the connection
 //
 // The connected event's request context (ConnectContext) is what ASP.NET

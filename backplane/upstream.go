@@ -8,6 +8,10 @@ const (
 	EventInvocation EventKind = iota + 1
 	EventConnected
 	EventDisconnected
+	// EventReconnected: a stateful-reconnect connection came back on a
+	// new socket within its reconnect window; it kept its id, groups and
+	// messages (its disconnected event comes only when it ends for good).
+	EventReconnected
 )
 
 func (k EventKind) String() string {
@@ -18,6 +22,8 @@ func (k EventKind) String() string {
 		return "connected"
 	case EventDisconnected:
 		return "disconnected"
+	case EventReconnected:
+		return "reconnected"
 	}
 	return "unknown"
 }

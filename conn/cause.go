@@ -58,6 +58,9 @@ var (
 	causeShutdown         = &cause{label: "shutdown", code: CloseServiceRestart, text: "server is restarting", reconnect: true}
 	causeDuplicate        = &cause{label: "duplicate_id", code: ClosePolicyViolation, text: "connection id already connected"}
 	causeRateLimited      = &cause{label: "rate_limited", code: ClosePolicyViolation, text: "message rate limit exceeded"}
+	// Stateful reconnect (resume.go).
+	causeReconnectExpired    = &cause{label: "reconnect_expired"} // the socket went away and no reconnect came within --reconnect-window
+	causeReconnectBufferFull = &cause{label: "reconnect_buffer_full", code: ClosePolicyViolation, text: "stateful reconnect buffer full: too much unacknowledged data", reconnect: true}
 )
 
 // causes is the one list of causes: metric labels and the index stored in
@@ -68,6 +71,7 @@ var causes = func() []*cause {
 		causeHandshakeTimeout, causeProtocolError, causeTooBig, causeInvalidUTF8,
 		causeHandshakeError, causeHTTPDone, causeHTTPError, causeServerClose,
 		causeShutdown, causeDuplicate, causeRateLimited,
+		causeReconnectExpired, causeReconnectBufferFull,
 	}
 	for i, c := range all {
 		c.idx = uint32(i + 1)

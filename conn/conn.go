@@ -18,6 +18,8 @@ const (
 	stHandshake               // WebSocket open, waiting for the SignalR handshake
 	stOpen                    // SignalR connection established
 	stClosed                  // closing or closed; input is ignored
+	stDetached                // stateful reconnect: socket gone, waiting for the client to come back (resume.go)
+	stCarrier                 // a resumed socket's session: its input goes to the connection it resumed (resume.go)
 )
 
 // Conn is one client connection: a poller.Session (input) and a
@@ -44,15 +46,18 @@ type Conn struct {
 	idBuf     [22]byte      // the connection id's characters; entry's id points here
 	wslot     uint8         // timing wheel slot (in idBuf's padding)
 	wl        wheelLinks[Conn]
+	rs        atomic.Pointer[resume] // stateful reconnect's sequence state, nil until needed (resume.go)
 }
 
 // Conn.flags bits. One word instead of three flags and a cause field:
 // 12 bytes per connection.
 const (
-	flGone       uint32 = 1 << iota // OnClose ran
+	flGone       uint32 = 1 << iota // finished: OnClose ran, or a detached connection ended (finish)
 	flRegistered                    // inserted in the hub (upstream saw "connected")
 	flIPCounted                     // counted in the server's per-IP table
-	flClaiming                      // upgrade waiting for its fleet-wide token claim (token.go)
+	flClaiming                      // upgrade waiting for its answer: a fleet-wide token claim (token.go) or a resume (resume.go)
+	flStateful                      // stateful reconnect: trackable messages are numbered, kept and replayed (resume.go)
+	flAckDue                        // stateful reconnect: a trackable message arrived since the last Ack
 
 	flCauseShift = 8 // bits 8-15: why it was closed, cause.idx
 	flCauseMask  = 0xff << flCauseShift
@@ -104,7 +109,7 @@ type closingSet struct {
 	conns map[*Conn]struct{}
 }
 
-// add records c, unless OnClose already ran (it removes c after setting
+// add records c, unless it is finished already (finish removes c after setting
 // flGone, under the same lock, so c is never left behind).
 func (s *closingSet) add(c *Conn) {
 	s.mu.Lock()
@@ -133,7 +138,7 @@ func (s *closingSet) queuedBytes() int {
 	s.mu.Unlock()
 	n := 0
 	for _, c := range all {
-		n += c.pc.QueuedBytes()
+		n += c.queued()
 	}
 	return n
 }
@@ -150,7 +155,11 @@ func (c *Conn) releaseBufs() {
 
 // OnData implements poller.Session.
 func (c *Conn) OnData(data []byte) {
-	if c.state.Load() == stClosed {
+	switch c.state.Load() {
+	case stClosed:
+		return
+	case stCarrier:
+		c.forward(data)
 		return
 	}
 	buf := data
@@ -202,6 +211,9 @@ func (c *Conn) process(buf []byte) (int, error) {
 				return off + n, err
 			}
 			off += n
+		case stCarrier:
+			c.forward(buf[off:]) // bytes that followed the upgrade request
+			return len(buf), nil
 		default:
 			return len(buf), nil
 		}
@@ -225,7 +237,7 @@ func (c *Conn) closeWith(k *cause) {
 	case stHandshake:
 		final = wsframe.AppendCloseFrame(final, k.code, k.text)
 	}
-	c.shutdown(k, final)
+	c.shutdown(k, final) // stDetached: no socket to tell
 }
 
 // shutdown marks the connection closed (once), counts the cause and
@@ -243,20 +255,34 @@ func (c *Conn) shutdown(k *cause, final []byte) {
 	}
 	c.srv.M.closed[k.idx].Inc()
 	c.setCause(k.idx)
-	if st == stOpen {
+	if st == stOpen || st == stDetached {
 		// Stop deliveries now rather than when the socket finally closes
 		// (a stalled client may hold its final frames until the poller's
 		// shutdown timeout). The entry was inserted before the state
 		// became open. Its queue stays counted until OnClose.
 		c.srv.closing.add(c)
 		c.hub.Remove(&c.entry)
+		// Refused from now on, not only once the socket is through: a
+		// stateful-reconnect client reconnects at once when it reads
+		// the Close (allowReconnect), before the node closes the socket.
+		c.markTokenUsed()
 	}
-	c.pc.Shutdown(final)
+	sock := c.out()
+	if st == stDetached || sock == nil {
+		c.finish(nil) // no socket, so no OnClose to wait for
+		return
+	}
+	sock.Shutdown(final)
 }
 
-// send queues a frame the connection layer produced itself.
+// send queues a frame the connection layer produced itself that is not
+// a trackable message (sendTrackable is for those).
 func (c *Conn) send(frame []byte) {
-	if err := c.pc.Send(frame); err != nil {
+	sock := c.out()
+	if sock == nil {
+		return // detached: the client gets a fresh Sequence when it returns
+	}
+	if err := sock.Send(frame); err != nil {
 		if errors.Is(err, poller.ErrQueueFull) {
 			c.slow()
 		}
@@ -269,6 +295,10 @@ func (c *Conn) send(frame []byte) {
 
 // Deliver implements fanout.Member.
 func (c *Conn) Deliver(frame []byte) {
+	if c.has(flStateful) {
+		c.deliverTracked(frame)
+		return
+	}
 	if err := c.pc.Send(frame); err != nil {
 		if errors.Is(err, poller.ErrQueueFull) {
 			c.slow()
@@ -285,16 +315,20 @@ func (c *Conn) slow() {
 
 // OnClose implements poller.Session.
 func (c *Conn) OnClose(err error) {
-	st := c.state.Swap(stClosed)
-	if st != stClosed {
-		c.srv.M.closed[causePeerGone.idx].Inc()
+	if c.carrierClosed(err) {
+		return // a resumed socket's session: its connection decides (resume.go)
 	}
-	registered := c.flags.Or(flGone)&flRegistered != 0
-	// Off the wheel now: nothing else refers to a closed connection, so
-	// it and its poller state are garbage at once, not when its slot
-	// comes round (up to the handshake time-out later).
-	c.srv.wheel.remove(c)
-	if c.has(flIPCounted) {
+	c.releaseSocket()
+	if c.detach(c.pc, err) != socketGone {
+		return // kept for the client to come back (resume.go)
+	}
+	c.finish(err)
+}
+
+// releaseSocket frees what belongs to the socket that closed rather than
+// to the connection: its place in the per-IP table and partial input.
+func (c *Conn) releaseSocket() {
+	if c.flags.And(^flIPCounted)&flIPCounted != 0 {
 		c.srv.perIP.release(addrOf(c.pc.RemoteAddr()))
 	}
 	if c.bufs != nil {
@@ -305,12 +339,28 @@ func (c *Conn) OnClose(err error) {
 		}
 	}
 	c.releasePending()
-	if c.tokenExp != 0 {
-		var id [idLen]byte
-		if _, err := b64.Decode(id[:], c.idBuf[:]); err == nil {
-			c.srv.markUsed(id, c.srv.epoch+int64(c.tokenExp))
-		}
+}
+
+// finish ends the connection for good (once): off the wheel and out of
+// its hub, its token marked used, the upstream told. It runs when the
+// socket closes or, for a connection kept for stateful reconnect, when
+// its window ends.
+func (c *Conn) finish(err error) {
+	st := c.state.Swap(stClosed)
+	if st != stClosed {
+		c.srv.M.closed[causePeerGone.idx].Inc()
 	}
+	old := c.flags.Or(flGone)
+	if old&flGone != 0 {
+		return
+	}
+	registered := old&flRegistered != 0
+	// Off the wheel now: nothing else refers to a closed connection, so
+	// it and its poller state are garbage at once, not when its slot
+	// comes round (up to the handshake time-out later).
+	c.srv.wheel.remove(c)
+	c.dropResume()
+	c.markTokenUsed()
 	if registered {
 		c.srv.closing.remove(c)
 		c.hub.Remove(&c.entry) // no-op if shutdown already removed it
@@ -319,6 +369,16 @@ func (c *Conn) OnClose(err error) {
 			if e := up.Send(&backplane.Event{Kind: backplane.EventDisconnected, Hub: c.hub.Name(), ConnID: c.entry.ID(), UserID: c.entry.User(), Reason: reason}); e != nil {
 				c.srv.M.upstreamErr.Inc()
 			}
+		}
+	}
+}
+
+// markTokenUsed records that c's negotiated token may not connect again.
+func (c *Conn) markTokenUsed() {
+	if c.tokenExp != 0 {
+		var id [idLen]byte
+		if _, err := b64.Decode(id[:], c.idBuf[:]); err == nil {
+			c.srv.markUsed(id, c.srv.epoch+int64(c.tokenExp))
 		}
 	}
 }

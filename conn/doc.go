@@ -29,6 +29,15 @@
 // texts that come from outside (a REST close reason) are made valid UTF-8
 // before they reach the client.
 //
+// Stateful reconnect (resume.go): a client that negotiated it
+// (useStatefulReconnect, hub protocol version 2) has its trackable
+// messages numbered and kept until acknowledged, as references to the
+// shared fanout frames. When its socket drops without a close, the
+// connection stays in its hub for Config.ReconnectWindow; the client's
+// new socket with the same token resumes it without a handshake:
+// Sequence, then every unacknowledged message. The node Acks from the
+// timing wheel, about once a second while messages arrive.
+//
 // A connection token connects once on the whole fleet: with
 // Config.TokenClaims (the Redis backplane) the upgrade claims its id there
 // before it is answered, from one goroutine that batches the claims off the

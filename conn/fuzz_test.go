@@ -17,6 +17,7 @@ func FuzzTokenVerify(f *testing.F) {
 	id := [idLen]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
 	valid := s.issue("chat", id, now)
 	f.Add("chat", valid)
+	f.Add("chat", s.issueFlags("chat", id, now, tokStateful))
 	f.Add("chat", valid[:len(valid)-1]+"B")
 	f.Add("chat", valid[:52]+"\n\n")
 	// Regression: a token whose last byte is 0 with its last two
@@ -36,30 +37,32 @@ func FuzzTokenVerify(f *testing.F) {
 	f.Add("chat2", valid)
 	f.Add("chat", "!"+valid[1:])
 	f.Fuzz(func(t *testing.T, hub, tok string) {
-		gotID, exp, err := s.verify(hub, tok, now)
+		ti, err := s.open(hub, tok, now)
+		gotID, exp, verr := s.verify(hub, tok, now)
+		if !errors.Is(verr, err) && verr != err {
+			t.Fatalf("verify err %v, open err %v", verr, err)
+		}
 		switch {
 		case errors.Is(err, ErrBadToken):
-			if gotID != ([idLen]byte{}) {
+			if gotID != ([idLen]byte{}) || ti.id != ([idLen]byte{}) {
 				t.Fatal("bad token returned an id")
 			}
 			return
-		case err == nil, errors.Is(err, ErrTokenExpired):
+		case err == nil:
+			if gotID != ti.id || !exp.Equal(ti.exp) {
+				t.Fatalf("verify %x %v, open %+v", gotID, exp, ti)
+			}
+		case errors.Is(err, ErrTokenExpired):
+			if gotID != ([idLen]byte{}) {
+				t.Fatal("expired token returned an id from verify")
+			}
 		default:
 			t.Fatalf("unexpected error %v", err)
 		}
 		// Anything that passes the MAC must be exactly the token the
-		// signer issues for that id and expiry: no other string verifies.
-		var rawID [idLen]byte
-		if err == nil {
-			rawID = gotID
-		} else {
-			raw, derr := b64.DecodeString(tok)
-			if derr != nil || len(raw) != tokenLen {
-				t.Fatalf("expired token %q does not decode: %v", tok, derr)
-			}
-			copy(rawID[:], raw)
-		}
-		if reissued := s.issue(hub, rawID, exp.Add(-s.ttl)); reissued != tok {
+		// signer issues for that id, expiry and flags: no other string
+		// verifies.
+		if reissued := s.issueFlags(hub, ti.id, ti.exp.Add(-s.ttl), ti.flags); reissued != tok {
 			t.Fatalf("hub %q token %q verified (err %v) but the signer issues %q", hub, tok, err, reissued)
 		}
 	})

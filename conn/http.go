@@ -154,23 +154,44 @@ func (c *Conn) negotiate(req *http.Request, hubName string) {
 		return
 	}
 	id := newConnID()
-	token := c.srv.signer.issue(hubName, id, time.Now())
+	// Stateful reconnect only when the client asks (the official clients
+	// fail a connection whose server grants it unasked) and it is offered.
+	stateful := !c.srv.cfg.DisableStatefulReconnect && wantsStatefulReconnect(req)
+	var flags uint8
+	if stateful {
+		flags = tokStateful
+	}
+	token := c.srv.signer.issueFlags(hubName, id, time.Now(), flags)
 	var body []byte
 	if v, _ := strconv.Atoi(req.URL.Query().Get("negotiateVersion")); v >= 1 {
 		body, _ = json.Marshal(struct {
-			NegotiateVersion    int         `json:"negotiateVersion"`
-			ConnectionID        string      `json:"connectionId"`
-			ConnectionToken     string      `json:"connectionToken"`
-			AvailableTransports []transport `json:"availableTransports"`
-		}{1, encodeID(id), token, wsOnly})
+			NegotiateVersion     int         `json:"negotiateVersion"`
+			ConnectionID         string      `json:"connectionId"`
+			ConnectionToken      string      `json:"connectionToken"`
+			AvailableTransports  []transport `json:"availableTransports"`
+			UseStatefulReconnect bool        `json:"useStatefulReconnect,omitempty"`
+		}{1, encodeID(id), token, wsOnly, stateful})
 	} else {
 		// Version 0: the client connects with connectionId as its id.
 		body, _ = json.Marshal(struct {
-			ConnectionID        string      `json:"connectionId"`
-			AvailableTransports []transport `json:"availableTransports"`
-		}{token, wsOnly})
+			ConnectionID         string      `json:"connectionId"`
+			AvailableTransports  []transport `json:"availableTransports"`
+			UseStatefulReconnect bool        `json:"useStatefulReconnect,omitempty"`
+		}{token, wsOnly, stateful})
 	}
 	c.respond("negotiate", http.StatusOK, "application/json", body, c.corsHeaders(req, false))
+}
+
+// wantsStatefulReconnect reports whether negotiate asks for stateful
+// reconnect: useStatefulReconnect=true, the key in any case as ASP.NET
+// Core's query lookup matches it.
+func wantsStatefulReconnect(req *http.Request) bool {
+	for k, v := range req.URL.Query() {
+		if strings.EqualFold(k, "useStatefulReconnect") && len(v) > 0 && strings.EqualFold(strings.TrimSpace(v[0]), "true") {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
@@ -186,18 +207,33 @@ func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
 	h := c.srv.router.Hub(hubName)
 	var id [idLen]byte
 	var exp time.Time
+	var owner *Conn // the connection a stateful reconnect resumes (resume.go)
+	var stateful bool
 	if tok := req.URL.Query().Get("id"); tok != "" {
-		var err error
-		id, exp, err = c.srv.signer.verify(hubName, tok, time.Now())
+		ti, err := c.srv.signer.open(hubName, tok, time.Now())
+		id, exp, stateful = ti.id, ti.exp, ti.flags&tokStateful != 0
+		if stateful && (err == nil || errors.Is(err, ErrTokenExpired)) {
+			// The client comes back with its token, however old: the
+			// connection it names, kept here, is the authority.
+			if owner = resumable(h, id); owner != nil {
+				err = nil
+			}
+		}
 		if err != nil {
 			// ASP.NET Core's answer, body included.
 			c.respond("connect", http.StatusNotFound, "text/plain", []byte("No Connection with that ID"), errorHeader(err.Error()))
 			return
 		}
-		// Live ids are in the registry; ids that disconnected within their
-		// token's lifetime are in the used set. (Two upgrades racing with
-		// one token: the second fails to register, duplicate_id.)
-		if h.Lookup(b64.EncodeToString(id[:])) || c.srv.wasUsed(id) {
+		if owner != nil {
+			if claims != nil && claims.UserID() != owner.entry.User() {
+				c.httpError(req, "connect", http.StatusForbidden, "the access token's user is not the connection's")
+				return
+			}
+		} else if h.Lookup(b64.EncodeToString(id[:])) || c.srv.wasUsed(id) {
+			// Live ids are in the registry; ids that disconnected within
+			// their token's lifetime are in the used set. (Two upgrades
+			// racing with one token: the second fails to register,
+			// duplicate_id.)
 			c.httpError(req, "connect", http.StatusConflict, ErrTokenReused.Error())
 			return
 		}
@@ -226,6 +262,13 @@ func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
 		}
 		c.respond("connect", code, "", nil, errorHeader("WebSocket upgrade failed: "+err.Error())+extra)
 		return
+	}
+	if owner != nil {
+		c.resume(owner, out.Bytes()) // resume.go: no handshake; Sequence, replay
+		return
+	}
+	if stateful {
+		c.flags.Or(flStateful) // until a handshake below version 2 clears it
 	}
 	b64.Encode(c.idBuf[:], id[:])
 	var user string

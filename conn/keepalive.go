@@ -10,7 +10,7 @@ import (
 // partial input has the same deadline, see touchRead).
 
 // tick implements wheelItem: handshake deadline, keep-alive Ping, client
-// time-out.
+// time-out; with stateful reconnect, Acks and the reconnect window.
 func (c *Conn) tick(now int64) int64 {
 	s := c.srv
 	switch c.state.Load() {
@@ -19,6 +19,10 @@ func (c *Conn) tick(now int64) int64 {
 			return 0
 		}
 		return now + 1 + s.handshakeSec // keep watching until the poller closes it
+	case stDetached:
+		return c.detachedTick(now) // resume.go: the reconnect window
+	case stCarrier:
+		return 0 // its connection keeps the time
 	case stHTTP, stHandshake:
 		deadline := int64(c.opened) + s.handshakeSec
 		if now >= deadline {
@@ -33,6 +37,10 @@ func (c *Conn) tick(now int64) int64 {
 	if now-lr >= s.timeoutSec {
 		c.closeWith(causeTimeout)
 		return now + 1
+	}
+	if c.flags.Load()&flAckDue != 0 {
+		c.sendAck() // resume.go: about once a second while messages arrive
+		lw = now
 	}
 	if now-lw >= s.keepAliveSec {
 		c.send(pingFrame)

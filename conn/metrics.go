@@ -22,6 +22,7 @@ type Metrics struct {
 	dropped     *metrics.Counter // invocations dropped: no upstream
 	upstreamErr *metrics.Counter
 	httpReqs    func(route string, code int) *metrics.Counter
+	resume      resumeMetrics
 }
 
 func newMetrics(s *Server) *Metrics {
@@ -41,6 +42,7 @@ func newMetrics(s *Server) *Metrics {
 	for _, k := range causes {
 		m.closed[k.idx] = closed(k.label)
 	}
+	m.resume = newResumeMetrics(set)
 	httpReqs := set.Counters("edgeplane_http_requests_total", "Client-port HTTP answers, by route and status code.", "route", "code")
 	m.httpReqs = func(route string, code int) *metrics.Counter { return httpReqs(route, strconv.Itoa(code)) }
 	set.Gauge("edgeplane_queue_bytes", "Outbound bytes queued but not yet written, all connections.", func() float64 {
@@ -53,7 +55,7 @@ func newMetrics(s *Server) *Metrics {
 		s.router.Hubs(func(h *fanout.Hub) {
 			h.Each(func(e *fanout.Entry) {
 				if c, ok := e.Member().(*Conn); ok && c.state.Load() != stClosed {
-					n += c.pc.QueuedBytes()
+					n += c.queued()
 				}
 			})
 		})

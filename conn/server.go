@@ -90,23 +90,39 @@ type Config struct {
 	// ContextCookies puts the Cookie header in the connect context. Off by
 	// default: cookies are credentials.
 	ContextCookies bool
+	// DisableStatefulReconnect stops negotiate from offering stateful
+	// reconnect (useStatefulReconnect) to clients that ask for it.
+	// Default: offered. Connections that negotiated it keep it.
+	DisableStatefulReconnect bool
+	// ReconnectWindow is how long a stateful-reconnect connection whose
+	// socket dropped is kept (id, groups, user, messages sent meanwhile)
+	// for the client to come back with its connection token. Default
+	// 15s, ASP.NET Core's DisconnectTimeout.
+	ReconnectWindow time.Duration
+	// ReconnectBufferBytes bounds the bytes of messages a stateful
+	// reconnect connection holds until the client acknowledges them;
+	// past it the connection is closed (allowReconnect). Default 100000,
+	// ASP.NET Core's StatefulReconnectBufferSize.
+	ReconnectBufferBytes int
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
 }
 
 // Defaults.
 const (
-	DefaultMaxMessageBytes   = 32 << 10
-	DefaultMaxHeaderBytes    = 8 << 10
-	DefaultHandshakeTimeout  = 15 * time.Second
-	DefaultKeepAliveInterval = 15 * time.Second
-	DefaultClientTimeout     = 30 * time.Second
-	DefaultTokenTTL          = 60 * time.Second
-	DefaultAcceptRate        = 5000
-	DefaultMaxMessageRate    = 100
-	DefaultRetryAfter        = 2
-	DefaultContextMaxBytes   = 4 << 10
-	maxBodyBytes             = 4 << 10
+	DefaultMaxMessageBytes      = 32 << 10
+	DefaultMaxHeaderBytes       = 8 << 10
+	DefaultHandshakeTimeout     = 15 * time.Second
+	DefaultKeepAliveInterval    = 15 * time.Second
+	DefaultClientTimeout        = 30 * time.Second
+	DefaultTokenTTL             = 60 * time.Second
+	DefaultAcceptRate           = 5000
+	DefaultMaxMessageRate       = 100
+	DefaultRetryAfter           = 2
+	DefaultContextMaxBytes      = 4 << 10
+	DefaultReconnectWindow      = 15 * time.Second
+	DefaultReconnectBufferBytes = 100_000
+	maxBodyBytes                = 4 << 10
 )
 
 // WithDefaults returns c with every unset field at its default.
@@ -144,6 +160,12 @@ func (c Config) WithDefaults() Config {
 	if c.ContextMaxBytes == 0 {
 		c.ContextMaxBytes = DefaultContextMaxBytes
 	}
+	if c.ReconnectWindow <= 0 {
+		c.ReconnectWindow = DefaultReconnectWindow
+	}
+	if c.ReconnectBufferBytes <= 0 {
+		c.ReconnectBufferBytes = DefaultReconnectBufferBytes
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -170,7 +192,7 @@ type Server struct {
 	wheel  *wheel[Conn, *Conn]
 	M      *Metrics
 
-	handshakeSec, keepAliveSec, timeoutSec int64
+	handshakeSec, keepAliveSec, timeoutSec, reconnectSec int64
 
 	accept   acceptBucket
 	perIP    perIP
@@ -202,6 +224,7 @@ func New(cfg Config, router *fanout.Router) (*Server, error) {
 		handshakeSec: secs(cfg.HandshakeTimeout),
 		keepAliveSec: secs(cfg.KeepAliveInterval),
 		timeoutSec:   secs(cfg.ClientTimeout),
+		reconnectSec: secs(cfg.ReconnectWindow),
 	}
 	switch {
 	case cfg.TokenKey != "":

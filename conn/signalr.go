@@ -68,6 +68,20 @@ func (c *Conn) onRecord(rec []byte) error {
 	if err != nil {
 		return err
 	}
+	if c.has(flStateful) {
+		// Stateful reconnect (resume.go): trackable messages are numbered,
+		// duplicates of ones already processed skipped; Ack and Sequence
+		// are handled there.
+		if m.Type.IsTrackable() && !c.inbound() {
+			return nil
+		}
+		switch m.Type {
+		case hubproto.TypeAck:
+			c.onAck(m.SequenceID)
+		case hubproto.TypeSequence:
+			return c.onSequence(m.SequenceID)
+		}
+	}
 	switch m.Type {
 	case hubproto.TypeInvocation, hubproto.TypeStreamInvocation:
 		c.invoke(&m)
@@ -109,7 +123,7 @@ func (c *Conn) invoke(m *hubproto.Message) {
 	}
 	c.srv.M.dropped.Inc()
 	if m.InvocationID != "" {
-		c.send(wsframe.TextFrame(hubproto.JSON.AppendCompletionError(nil, m.InvocationID, err.Error())))
+		c.sendTrackable(wsframe.TextFrame(hubproto.JSON.AppendCompletionError(nil, m.InvocationID, err.Error())))
 	}
 }
 

@@ -24,7 +24,14 @@ import (
 //
 //	token = base64url( connID[16] | expiry[8, unix seconds] | HMAC-SHA256(key, hub | connID | expiry)[:16] )
 //
-// The connection id given to the client and used for targeting is
+// or, for a connection that negotiated stateful reconnect (resume.go),
+// one byte of flags more, signed with the rest:
+//
+//	token = base64url( connID[16] | expiry[8] | flags[1] | HMAC-SHA256(key, hub | connID | expiry | flags)[:16] )
+//
+// (54 or 55 characters: a node that does not know the flags answers 404
+// to the longer token, which clients take as any failed connect). The
+// connection id given to the client and used for targeting is
 // base64url(connID).
 //
 // A token connects once on the whole fleet. Locally, a live id is in the
@@ -44,6 +51,14 @@ const (
 	idLen    = 16
 	macLen   = 16
 	tokenLen = idLen + 8 + macLen
+	// flaggedLen is the length of a token with a flags byte.
+	flaggedLen = tokenLen + 1
+)
+
+// Token flags.
+const (
+	// tokStateful: the connection negotiated stateful reconnect.
+	tokStateful uint8 = 1 << iota
 )
 
 // Strict: a token has exactly one encoding (no malleable trailing bits).
@@ -111,34 +126,76 @@ func mac(key []byte, hub string, body []byte) []byte {
 
 // issue returns the token for a new connection id on hub.
 func (s *tokenSigner) issue(hub string, id [idLen]byte, now time.Time) string {
-	var b [tokenLen]byte
+	return s.issueFlags(hub, id, now, 0)
+}
+
+// issueFlags returns the token for a new connection id on hub carrying
+// flags (tok*); without flags it is the plain 40-byte token.
+func (s *tokenSigner) issueFlags(hub string, id [idLen]byte, now time.Time, flags uint8) string {
+	var b [flaggedLen]byte
 	copy(b[:idLen], id[:])
 	binary.BigEndian.PutUint64(b[idLen:idLen+8], uint64(now.Add(s.ttl).Unix()))
+	body := b[:idLen+8]
+	if flags != 0 {
+		b[idLen+8] = flags
+		body = b[:idLen+9]
+	}
 	key, _ := s.keys(now)
-	copy(b[idLen+8:], mac(key, hub, b[:idLen+8]))
-	return b64.EncodeToString(b[:])
+	n := copy(b[len(body):], mac(key, hub, body))
+	return b64.EncodeToString(b[:len(body)+n])
+}
+
+// tokenInfo is what a genuine token says.
+type tokenInfo struct {
+	id    [idLen]byte
+	exp   time.Time
+	flags uint8
 }
 
 // verify checks a token for hub and returns its connection id and expiry.
 func (s *tokenSigner) verify(hub, token string, now time.Time) (id [idLen]byte, exp time.Time, err error) {
-	var b [tokenLen]byte
-	if b64.EncodedLen(tokenLen) != len(token) {
-		return id, exp, ErrBadToken
+	ti, err := s.open(hub, token, now)
+	if err != nil {
+		return id, ti.exp, err
 	}
-	if n, err := b64.Decode(b[:], []byte(token)); err != nil || n != tokenLen { // CR/LF are skipped
-		return id, exp, ErrBadToken
+	return ti.id, ti.exp, nil
+}
+
+// open checks a token's signature for hub and returns what it says. A
+// genuine token past its expiry is ErrTokenExpired with the info filled
+// in: a stateful connection may resume with its token after that
+// (resume.go); nothing else may use it.
+func (s *tokenSigner) open(hub, token string, now time.Time) (ti tokenInfo, err error) {
+	var b [flaggedLen]byte
+	n := tokenLen
+	switch len(token) {
+	case b64.EncodedLen(tokenLen):
+	case b64.EncodedLen(flaggedLen):
+		n = flaggedLen
+	default:
+		return ti, ErrBadToken
 	}
+	if got, err := b64.Decode(b[:], []byte(token)); err != nil || got != n { // CR/LF are skipped
+		return ti, ErrBadToken
+	}
+	body, sig := b[:n-macLen], b[n-macLen:n]
 	cur, prev := s.keys(now)
-	if !hmac.Equal(b[idLen+8:], mac(cur, hub, b[:idLen+8])) &&
-		(prev == nil || !hmac.Equal(b[idLen+8:], mac(prev, hub, b[:idLen+8]))) {
-		return id, exp, ErrBadToken
+	if !hmac.Equal(sig, mac(cur, hub, body)) &&
+		(prev == nil || !hmac.Equal(sig, mac(prev, hub, body))) {
+		return ti, ErrBadToken
 	}
-	exp = time.Unix(int64(binary.BigEndian.Uint64(b[idLen:idLen+8])), 0)
-	if now.After(exp) {
-		return id, exp, ErrTokenExpired
+	if n == flaggedLen {
+		ti.flags = b[idLen+8]
+		if ti.flags == 0 {
+			return ti, ErrBadToken // one encoding per token: no flags is the short form
+		}
 	}
-	copy(id[:], b[:idLen])
-	return id, exp, nil
+	ti.exp = time.Unix(int64(binary.BigEndian.Uint64(b[idLen:idLen+8])), 0)
+	copy(ti.id[:], b[:idLen])
+	if now.After(ti.exp) {
+		return ti, ErrTokenExpired
+	}
+	return ti, nil
 }
 
 // SetTokenKey makes key the connection-token signing key from now on (the

@@ -164,3 +164,54 @@ func TestTokenNewlines(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenFlags: a stateful-reconnect token carries its flag under the
+// signature, one byte longer; every bit of it is checked, a long token
+// without flags is not another encoding of the short one, and open
+// returns an expired token's contents (resume) where verify does not.
+func TestTokenFlags(t *testing.T) {
+	s := &tokenSigner{key: []byte("fleet-key"), ttl: time.Minute}
+	now := time.Unix(1_800_000_000, 0)
+	id := newConnID()
+	tok := s.issueFlags("chat", id, now, tokStateful)
+	if len(tok) != b64.EncodedLen(flaggedLen) || len(s.issue("chat", id, now)) != b64.EncodedLen(tokenLen) {
+		t.Fatalf("token lengths %d and %d", len(tok), len(s.issue("chat", id, now)))
+	}
+	ti, err := s.open("chat", tok, now)
+	if err != nil || ti.id != id || ti.flags != tokStateful || !ti.exp.Equal(now.Add(time.Minute)) {
+		t.Fatalf("open: %+v, %v", ti, err)
+	}
+	if plain, err := s.open("chat", s.issue("chat", id, now), now); err != nil || plain.flags != 0 {
+		t.Fatalf("plain token: flags %d, %v", plain.flags, err)
+	}
+	if gotID, _, err := s.verify("chat", tok, now); err != nil || gotID != id {
+		t.Fatalf("verify of a flagged token: %v", err)
+	}
+	later := now.Add(time.Hour)
+	if ti, err := s.open("chat", tok, later); !errors.Is(err, ErrTokenExpired) || ti.id != id || ti.flags != tokStateful {
+		t.Fatalf("open expired: %+v, %v", ti, err)
+	}
+	if gotID, _, err := s.verify("chat", tok, later); !errors.Is(err, ErrTokenExpired) || gotID != ([idLen]byte{}) {
+		t.Fatalf("verify expired: %x, %v", gotID, err)
+	}
+	raw, err := b64.DecodeString(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range raw {
+		for bit := 0; bit < 8; bit++ {
+			mod := append([]byte(nil), raw...)
+			mod[i] ^= 1 << bit
+			if _, err := s.open("chat", b64.EncodeToString(mod), now); !errors.Is(err, ErrBadToken) {
+				t.Fatalf("byte %d bit %d flipped: err = %v, want ErrBadToken", i, bit, err)
+			}
+		}
+	}
+	// Long form with a zero flags byte, correctly signed: refused.
+	var b [flaggedLen]byte
+	copy(b[:], raw[:idLen+8])
+	copy(b[idLen+9:], mac(s.key, "chat", b[:idLen+9]))
+	if _, err := s.open("chat", b64.EncodeToString(b[:]), now); !errors.Is(err, ErrBadToken) {
+		t.Fatalf("zero flags: %v", err)
+	}
+}

@@ -107,10 +107,16 @@ func (c *Conn) onMessage(op wsframe.OpCode, msg []byte) error {
 		return wsframe.ErrInvalidUTF8
 	}
 	if c.state.Load() == stHandshake {
-		_, rest, err := hubproto.ParseHandshake(msg)
+		hs, rest, err := hubproto.ParseHandshake(msg)
 		if err != nil {
 			c.handshakeFailed(err.Error())
 			return nil
+		}
+		if hs.Version < hubproto.StatefulReconnectVersion {
+			// Negotiated stateful reconnect, then asked for a version
+			// without Ack and Sequence: a plain connection (as ASP.NET
+			// Core's DisableReconnect).
+			c.flags.And(^flStateful)
 		}
 		if !c.register() {
 			return nil

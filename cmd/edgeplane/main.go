@@ -60,6 +60,7 @@ func run(args []string) int {
 		upMaxBytes  int64
 		upMaxAge    time.Duration
 		redisHealth time.Duration
+		stateful    bool
 	)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "client address (SignalR negotiate and WebSocket)")
 	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin address: /metrics, /healthz, /readyz and the REST API")
@@ -89,6 +90,9 @@ func run(args []string) int {
 	fs.Var(&origins, "allowed-origins", "browser Origins allowed to connect, e.g. https://app.example.com,https://*.example.com, and the only ones CORS answers reflect (default: any may connect, none is reflected)")
 	fs.IntVar(&cfg.Conn.ContextMaxBytes, "upstream-context-bytes", conn.DefaultContextMaxBytes, "bound on the connect request's context (headers, query string, claims) in the upstream's connected event; what does not fit is left out and the event marked truncated (negative: no context)")
 	fs.BoolVar(&cfg.Conn.ContextCookies, "upstream-cookies", false, "put the Cookie header in the upstream's connect context (needs --allowed-origins: any site could otherwise open connections with your users' cookies)")
+	fs.BoolVar(&stateful, "stateful-reconnect", true, "offer stateful reconnect to clients that ask (withStatefulReconnect()): a connection whose socket drops is kept for --reconnect-window and resumes with no message lost (costs an idle connection nothing)")
+	fs.DurationVar(&cfg.Conn.ReconnectWindow, "reconnect-window", conn.DefaultReconnectWindow, "how long a stateful-reconnect connection whose socket dropped is kept (groups, user, messages sent meanwhile) for its client to come back")
+	fs.IntVar(&cfg.Conn.ReconnectBufferBytes, "reconnect-buffer-bytes", conn.DefaultReconnectBufferBytes, "bytes of messages a stateful-reconnect connection keeps until its client acknowledges them; more closes it (allowReconnect)")
 	fs.DurationVar(&drainWindow, "drain-window", 30*time.Second, "on SIGTERM, close clients paced over this window (a second signal exits at once)")
 	fs.BoolVar(&cfg.NoTrim, "no-trim", false, "do not return freed memory to the OS after connection bursts or once the garbage of an idle node (no GC for a minute) reaches 2% of its live heap")
 	fs.IntVar(&gcPercent, "gc-percent", 25, "Go GC target percentage (GOGC): lower packs long-lived connection state more densely after connection bursts at more CPU during them (10 instead of 25: ~70-100 B less per idle netpoll connection, but ~2x the GC CPU of a connect burst); the GOGC environment variable, if set, wins")
@@ -124,6 +128,20 @@ func run(args []string) int {
 		debug.SetGCPercent(gcPercent)
 	}
 	cfg.Conn.AllowedOrigins = origins
+	cfg.Conn.DisableStatefulReconnect = !stateful
+	if cfg.Conn.ReconnectWindow <= 0 || cfg.Conn.ReconnectBufferBytes <= 0 {
+		fmt.Fprintln(os.Stderr, "edgeplane: --reconnect-window and --reconnect-buffer-bytes must be positive")
+		return 2
+	}
+	if maxQ := cfg.PollerConfig.WithDefaults().MaxQueueBytes; cfg.Conn.ReconnectBufferBytes > maxQ {
+		// A resume queues the whole buffer at once: the default follows
+		// a smaller queue, a value given is an error.
+		if flagSet(fs, "reconnect-buffer-bytes") {
+			fmt.Fprintln(os.Stderr, "edgeplane: --reconnect-buffer-bytes must not exceed --max-queue-bytes")
+			return 2
+		}
+		cfg.Conn.ReconnectBufferBytes = maxQ
+	}
 	if cfg.Hubs, err = parseHubs(hubs); err != nil {
 		fmt.Fprintln(os.Stderr, "edgeplane: --hub:", err)
 		return 2
@@ -221,4 +239,12 @@ func applyEnv(fs *flag.FlagSet) error {
 		}
 	})
 	return err
+}
+
+// flagSet reports whether the named flag was given (on the command line
+// or in the environment).
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

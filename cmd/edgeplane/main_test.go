@@ -50,6 +50,10 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{"--upstream-redis", "redis://x:1"}, // without a backplane
 		{"--upstream-max-bytes", "0"},
 		{"--upstream-max-age", "-1s"},
+		{"--reconnect-window", "0s"},
+		{"--reconnect-buffer-bytes", "0"},
+		{"--reconnect-buffer-bytes", "2000000"}, // over --max-queue-bytes
+		{"--max-queue-bytes", "50000", "--reconnect-buffer-bytes", "50001"},
 	} {
 		if code := run(args); code != 2 {
 			t.Errorf("run(%q) = %d, want 2", args, code)

@@ -262,6 +262,8 @@ func (a *App) handle(ctx context.Context, m redis.XMessage) {
 	case "disconnected":
 		delete(a.contexts.byID, conn)
 		a.log.Info("client disconnected", "connectionId", conn, "userId", field(m, "userId"), "reason", field(m, "reason"), "server", field(m, "server"))
+	case "reconnected": // stateful reconnect: same connection, new socket
+		a.log.Info("client reconnected", "connectionId", conn, "userId", field(m, "userId"), "server", field(m, "server"))
 	case "invocation":
 		a.invocation(ctx, m, conn)
 	default:

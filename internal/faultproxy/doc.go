@@ -12,6 +12,10 @@
 //
 //   - reset it: every open connection gets an RST on both sides;
 //
+//   - drop the clients: every open connection's client side gets an RST
+//     while its server side stays open and silent (half-open to the
+//     server);
+//
 //   - fail over: new connections go to another server while those open
 //     now stay as they are (blackholed ones stay half-open), as when a
 //     VIP, a DNS name or a proxy moves to a new Redis without resetting
@@ -23,6 +27,9 @@
 //     p.Failover(redisB.Addr())    // new connections reach B; old ones stay stuck
 //     p.Heal()                     // or: everything flows again
 //     p.Reset()                    // RST every open connection
+//
+// StartRoundRobin spreads new connections over several servers in turn,
+// as a round-robin balancer in front of a fleet does.
 //
 // It runs anywhere (no privileges, no network namespaces) and holds two
 // goroutines per open connection. Everything stops at test cleanup.

@@ -13,12 +13,13 @@ type Proxy struct {
 	tb testing.TB
 	ln net.Listener
 
-	mu     sync.Mutex
-	cond   *sync.Cond // signalled when a link's held state changes or links die
-	target string     // where new connections go
-	hold   bool       // new connections are blackholed
-	links  map[*link]struct{}
-	closed bool
+	mu      sync.Mutex
+	cond    *sync.Cond // signalled when a link's held state changes or links die
+	targets []string   // where new connections go, in turn
+	next    int        // the next one's index in targets
+	hold    bool       // new connections are blackholed
+	links   map[*link]struct{}
+	closed  bool
 
 	wg sync.WaitGroup
 }
@@ -29,6 +30,7 @@ type link struct {
 	client net.Conn
 	server net.Conn // set once dialed (under p.mu)
 	held   bool     // blackholed (under p.mu)
+	n      int      // its place in the round-robin turn (under p.mu)
 	dead   bool     // closed or reset (under p.mu)
 }
 
@@ -36,11 +38,22 @@ type link struct {
 // The proxy and every connection through it close at the end of the test.
 func Start(tb testing.TB, target string) *Proxy {
 	tb.Helper()
+	return StartRoundRobin(tb, target)
+}
+
+// StartRoundRobin is Start with several targets: new connections go to
+// each in turn, as a round-robin balancer sends them (connection i to
+// targets[i % len(targets)]).
+func StartRoundRobin(tb testing.TB, targets ...string) *Proxy {
+	tb.Helper()
+	if len(targets) == 0 {
+		tb.Fatal("faultproxy: no target")
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatalf("faultproxy: listen: %v", err)
 	}
-	p := &Proxy{tb: tb, ln: ln, target: target, links: make(map[*link]struct{})}
+	p := &Proxy{tb: tb, ln: ln, targets: targets, links: make(map[*link]struct{})}
 	p.cond = sync.NewCond(&p.mu)
 	p.wg.Add(1)
 	go p.accept()
@@ -84,7 +97,7 @@ func (p *Proxy) Heal() {
 func (p *Proxy) Failover(target string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.target = target
+	p.targets, p.next = []string{target}, 0
 	p.hold = false
 	for l := range p.links {
 		if l.server == nil {
@@ -105,6 +118,27 @@ func (p *Proxy) Reset() {
 	p.mu.Unlock()
 	for _, l := range links {
 		p.kill(l, true)
+	}
+}
+
+// DropClients resets the client side of every open connection (RST) and
+// leaves the server side open and silent: the server sees nothing, as
+// when a client's network dies and the server has not noticed yet (its
+// connection is half-open). The server side is closed at Close. New
+// connections are handled as before.
+func (p *Proxy) DropClients() {
+	p.mu.Lock()
+	var clients []net.Conn
+	for l := range p.links {
+		l.held = true // nothing flows to or from the server side any more
+		clients = append(clients, l.client)
+	}
+	p.mu.Unlock()
+	for _, c := range clients {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		_ = c.Close()
 	}
 }
 
@@ -146,7 +180,8 @@ func (p *Proxy) accept() {
 			_ = c.Close()
 			return
 		}
-		l := &link{client: c, held: p.hold}
+		l := &link{client: c, held: p.hold, n: p.next}
+		p.next++
 		p.links[l] = struct{}{}
 		p.wg.Add(1)
 		p.mu.Unlock()
@@ -162,7 +197,7 @@ func (p *Proxy) run(l *link) {
 		return
 	}
 	p.mu.Lock()
-	target := p.target
+	target := p.targets[l.n%len(p.targets)]
 	p.mu.Unlock()
 	s, err := net.Dial("tcp", target)
 	if err != nil {

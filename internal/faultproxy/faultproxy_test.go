@@ -171,3 +171,58 @@ func TestReset(t *testing.T) {
 		t.Fatalf("new connection after Reset: %q, %v", got, err)
 	}
 }
+
+// TestRoundRobin: connections go to the targets in turn, in the order
+// they arrive; Failover then sends all to one.
+func TestRoundRobin(t *testing.T) {
+	p := StartRoundRobin(t, echoServer(t, "a"), echoServer(t, "b"), echoServer(t, "c"))
+	for i, want := range []string{"a:x", "b:x", "c:x", "a:x", "b:x"} {
+		if got, err := dial(t, p.Addr()).ask("x", time.Second); got != want || err != nil {
+			t.Fatalf("connection %d: %q, %v; want %q", i, got, err, want)
+		}
+	}
+	p.Failover(echoServer(t, "d"))
+	for i := range 2 {
+		if got, err := dial(t, p.Addr()).ask("x", time.Second); got != "d:x" || err != nil {
+			t.Fatalf("after Failover, connection %d: %q, %v", i, got, err)
+		}
+	}
+}
+
+// TestDropClients: the client side gets an RST, the server side stays
+// open and hears nothing (no FIN, no RST, no data) until the proxy
+// closes.
+func TestDropClients(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	p := Start(t, ln.Addr().String())
+	c := dial(t, p.Addr())
+	srv, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if _, err := io.WriteString(c.c, "hi\n"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	if n, err := srv.Read(buf); err != nil || string(buf[:n]) != "hi\n" {
+		t.Fatalf("server read %q, %v", buf[:n], err)
+	}
+	p.DropClients()
+	if _, err := c.read(time.Second); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("client read after DropClients: %v, want ECONNRESET", err)
+	}
+	_ = srv.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, err := srv.Read(buf); !isTimeout(err) {
+		t.Fatalf("server side after DropClients: %v, want it open and silent", err)
+	}
+	p.Close()
+	_ = srv.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := srv.Read(buf); err == nil || isTimeout(err) {
+		t.Fatalf("server side after Close: %v, want closed", err)
+	}
+}

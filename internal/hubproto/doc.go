@@ -14,6 +14,12 @@
 // JSONToMessagePack converts a JSON value (REST and upstream arguments)
 // for MessagePack recipients, once per message.
 //
+// Stateful reconnect: ParseHandshake accepts StatefulReconnectVersion (2)
+// besides a protocol's own version, Parse reads Ack's and Sequence's
+// sequenceId, and MessageType.IsTrackable tells which messages are
+// numbered; the sequence numbers themselves, buffering and replay are
+// conn/'s.
+//
 // MessagePack is written on github.com/tinylib/msgp rather than
 // github.com/vmihailenco/msgpack/v5. BenchmarkMessagePackLibraries
 // measures both on what a hub protocol does per record: used at its

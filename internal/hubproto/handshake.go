@@ -32,6 +32,9 @@ type Handshake struct {
 //
 // Property names match exactly, as ASP.NET Core's handshake reader does
 // (encoding/json alone would also accept "Protocol" or "PROTOCOL").
+// Version is the protocol's own (Protocol.Version) or
+// StatefulReconnectVersion, which the official clients send when they
+// negotiated stateful reconnect.
 func ParseHandshake(msg []byte) (h Handshake, rest []byte, err error) {
 	i := bytes.IndexByte(msg, RecordSeparator)
 	if i < 0 {
@@ -59,7 +62,7 @@ func ParseHandshake(msg []byte) (h Handshake, rest []byte, err error) {
 	if p == nil {
 		return h, nil, &handshakeError{ErrUnsupportedProtocol, fmt.Sprintf("The protocol '%s' is not supported.", name)}
 	}
-	if version != p.Version() {
+	if version != p.Version() && version != StatefulReconnectVersion {
 		return h, nil, &handshakeError{ErrUnsupportedVersion,
 			fmt.Sprintf("The server does not support version %d of the '%s' protocol.", version, name)}
 	}

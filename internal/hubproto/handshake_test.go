@@ -19,7 +19,8 @@ func TestParseHandshake(t *testing.T) {
 		{"messagepack", `{"protocol":"messagepack","version":1}`, "The protocol 'messagepack' is not supported.", false, ErrUnsupportedProtocol},
 		{"empty protocol", `{"protocol":"","version":1}`, "The protocol '' is not supported.", false, ErrUnsupportedProtocol},
 		{"JSON uppercase", `{"protocol":"JSON","version":1}`, "The protocol 'JSON' is not supported.", false, ErrUnsupportedProtocol},
-		{"version 2", `{"protocol":"json","version":2}`, "The server does not support version 2 of the 'json' protocol.", false, ErrUnsupportedVersion},
+		{"version 2 (stateful reconnect)", `{"protocol":"json","version":2}`, "", false, nil},
+		{"version 3", `{"protocol":"json","version":3}`, "The server does not support version 3 of the 'json' protocol.", false, ErrUnsupportedVersion},
 		{"version 0", `{"protocol":"json","version":0}`, "The server does not support version 0 of the 'json' protocol.", false, ErrUnsupportedVersion},
 		{"version -1", `{"protocol":"json","version":-1}`, "The server does not support version -1 of the 'json' protocol.", false, ErrUnsupportedVersion},
 		{"missing version", `{"protocol":"json"}`, "Handshake request is missing protocol or version.", false, ErrHandshakeMissing},
@@ -42,7 +43,11 @@ func TestParseHandshake(t *testing.T) {
 				if err != nil {
 					t.Fatalf("err = %v", err)
 				}
-				if h.Protocol != JSON || h.Version != 1 || string(rest) != `{"type":6}`+"\x1e" {
+				want := 1
+				if strings.Contains(tc.rec, `"version":2`) {
+					want = 2
+				}
+				if h.Protocol != JSON || h.Version != want || string(rest) != `{"type":6}`+"\x1e" {
 					t.Fatalf("handshake %+v, rest %q", h, rest)
 				}
 				return
@@ -95,5 +100,16 @@ func TestAppendHandshakeRequest(t *testing.T) {
 	h, rest, err := ParseHandshake(AppendHandshakeRequest([]byte{}, JSON))
 	if err != nil || h.Protocol != JSON || len(rest) != 0 {
 		t.Fatalf("own request does not parse: %v", err)
+	}
+}
+
+// TestTrackable: only the hub invocation messages are numbered for
+// stateful reconnect (HubProtocol.md, "Trackable messages").
+func TestTrackable(t *testing.T) {
+	for ty := MessageType(0); ty <= 10; ty++ {
+		want := ty == TypeInvocation || ty == TypeStreamItem || ty == TypeCompletion || ty == TypeStreamInvocation || ty == TypeCancelInvocation
+		if ty.IsTrackable() != want {
+			t.Errorf("%v.IsTrackable() = %v", ty, !want)
+		}
 	}
 }

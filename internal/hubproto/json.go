@@ -52,11 +52,12 @@ type jsonMessage struct {
 	InvocationID string          `json:"invocationId"`
 	Target       string          `json:"target"`
 	Arguments    json.RawMessage `json:"arguments"`
+	SequenceID   *int64          `json:"sequenceId"`
 }
 
 // Parse implements Protocol with encoding/json: unknown properties are
 // ignored, property names match case-insensitively, and a missing or zero
-// type is ErrMissingType.
+// type is ErrMissingType. Ack and Sequence need their sequenceId.
 func (JSONProtocol) Parse(rec []byte) (Message, error) {
 	var m jsonMessage
 	if err := json.Unmarshal(rec, &m); err != nil {
@@ -65,7 +66,14 @@ func (JSONProtocol) Parse(rec []byte) (Message, error) {
 	if m.Type == 0 {
 		return Message{}, ErrMissingType
 	}
-	return Message{Type: m.Type, InvocationID: m.InvocationID, Target: m.Target, Arguments: m.Arguments}, nil
+	msg := Message{Type: m.Type, InvocationID: m.InvocationID, Target: m.Target, Arguments: m.Arguments}
+	if m.Type == TypeAck || m.Type == TypeSequence {
+		if m.SequenceID == nil {
+			return Message{}, fmt.Errorf("%w: missing required property 'sequenceId'", ErrInvalidMessage)
+		}
+		msg.SequenceID = *m.SequenceID
+	}
+	return msg, nil
 }
 
 // PeekType implements Protocol. A record that starts {"type":N, as every

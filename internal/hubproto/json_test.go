@@ -84,7 +84,11 @@ func TestParse(t *testing.T) {
 			Message{Type: TypeStreamInvocation, InvocationID: "9", Target: "S", Arguments: []byte(`[ 1 , "<&>" ]`)}, nil},
 		{"property names case-insensitive", `{"Type":1,"TARGET":"T"}`, Message{Type: TypeInvocation, Target: "T"}, nil},
 		{"close", `{"type":7,"error":"bye","allowReconnect":true}`, Message{Type: TypeClose}, nil},
-		{"unknown fields", `{"type":9,"sequenceId":3,"headers":{"a":"b"}}`, Message{Type: TypeSequence}, nil},
+		{"unknown fields", `{"type":9,"sequenceId":3,"headers":{"a":"b"}}`, Message{Type: TypeSequence, SequenceID: 3}, nil},
+		{"ack", `{"type":8,"sequenceId":4294967296}`, Message{Type: TypeAck, SequenceID: 1 << 32}, nil},
+		{"ack without sequenceId", `{"type":8}`, Message{}, ErrInvalidMessage},
+		{"sequence without sequenceId", `{"type":9,"sequenceid":null}`, Message{}, ErrInvalidMessage},
+		{"sequenceId not a number", `{"type":9,"sequenceId":"1"}`, Message{}, ErrInvalidMessage},
 		{"unknown type kept", `{"type":300}`, Message{Type: 300}, nil},
 		{"missing type", `{"target":"Send"}`, Message{}, ErrMissingType},
 		{"type 0", `{"type":0}`, Message{}, ErrMissingType},
@@ -107,7 +111,7 @@ func TestParse(t *testing.T) {
 				return
 			}
 			if got.Type != tc.want.Type || got.InvocationID != tc.want.InvocationID || got.Target != tc.want.Target ||
-				string(got.Arguments) != string(tc.want.Arguments) {
+				string(got.Arguments) != string(tc.want.Arguments) || got.SequenceID != tc.want.SequenceID {
 				t.Fatalf("got %+v (args %s), want %+v (args %s)", got, got.Arguments, tc.want, tc.want.Arguments)
 			}
 			// Parse keeps nothing of its input.

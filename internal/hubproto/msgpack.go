@@ -231,7 +231,7 @@ func (MessagePackProtocol) Parse(rec []byte) (Message, error) {
 			used = 3
 		}
 	case TypeAck, TypeSequence:
-		if _, b, err = msgp.ReadInt64Bytes(b); err != nil {
+		if m.SequenceID, b, err = msgp.ReadInt64Bytes(b); err != nil {
 			return Message{}, mpError("sequenceId", err)
 		}
 		used = 2

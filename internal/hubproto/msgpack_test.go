@@ -114,8 +114,8 @@ func TestMessagePackRoundTrip(t *testing.T) {
 		{Type: TypeCompletion, InvocationID: "9", Arguments: unhexT(t, "81 a1 6b 02")},
 		{Type: TypeCompletion, InvocationID: "9"},
 		{Type: TypeClose},
-		{Type: TypeAck},
-		{Type: TypeSequence},
+		{Type: TypeAck, SequenceID: 5},
+		{Type: TypeSequence, SequenceID: 6},
 		{Type: TypePing},
 	}
 	if len(got) != len(want) {
@@ -123,7 +123,7 @@ func TestMessagePackRoundTrip(t *testing.T) {
 	}
 	for i := range want {
 		g, w := got[i], want[i]
-		if g.Type != w.Type || g.InvocationID != w.InvocationID || g.Target != w.Target || !bytes.Equal(g.Arguments, w.Arguments) {
+		if g.Type != w.Type || g.InvocationID != w.InvocationID || g.Target != w.Target || !bytes.Equal(g.Arguments, w.Arguments) || g.SequenceID != w.SequenceID {
 			t.Errorf("record %d: %+v, want %+v", i, g, w)
 		}
 	}
@@ -147,7 +147,7 @@ func TestMessagePackParsesWhatClientsSend(t *testing.T) {
 		{"stream invocation", "95 04 80 a1 31 a1 54 90", Message{Type: TypeStreamInvocation, InvocationID: "1", Target: "T", Arguments: []byte{0x90}}},
 		{"cancel", "93 05 80 a1 31", Message{Type: TypeCancelInvocation, InvocationID: "1"}},
 		{"close [7, nil] as the JS client writes it", "92 07 c0", Message{Type: TypeClose}},
-		{"ack with a 64-bit id", "92 08 cf 0000000100000000", Message{Type: TypeAck}},
+		{"ack with a 64-bit id", "92 08 cf 0000000100000000", Message{Type: TypeAck, SequenceID: 1 << 32}},
 		{"extra trailing items skipped", "93 06 01 a1 78", Message{Type: TypePing}},
 		{"unknown type", "92 63 01", Message{Type: 99}},
 	} {
@@ -156,7 +156,7 @@ func TestMessagePackParsesWhatClientsSend(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, err)
 			continue
 		}
-		if m.Type != tc.want.Type || m.InvocationID != tc.want.InvocationID || m.Target != tc.want.Target || !bytes.Equal(m.Arguments, tc.want.Arguments) {
+		if m.Type != tc.want.Type || m.InvocationID != tc.want.InvocationID || m.Target != tc.want.Target || !bytes.Equal(m.Arguments, tc.want.Arguments) || m.SequenceID != tc.want.SequenceID {
 			t.Errorf("%s: %+v, want %+v", tc.name, m, tc.want)
 		}
 	}

@@ -39,6 +39,29 @@ type Message struct {
 	// in the parsing protocol's encoding (a JSON array for JSON); nil when
 	// the record has none. See the package doc on arguments.
 	Arguments []byte
+	// SequenceID is an Ack's or a Sequence's sequenceId (stateful
+	// reconnect); 0 for the other types.
+	SequenceID int64
+}
+
+// StatefulReconnectVersion is the hub protocol version a client asks for
+// in its handshake when it negotiated stateful reconnect (Ack and
+// Sequence messages); ParseHandshake accepts it for every protocol, as
+// ASP.NET Core does. Whether the connection then uses stateful reconnect
+// is the connection layer's decision.
+const StatefulReconnectVersion = 2
+
+// IsTrackable reports whether messages of type t take part in stateful
+// reconnect: they are numbered (sequence ids), kept until acknowledged
+// and replayed after a reconnect. Only the hub invocation messages are
+// (HubProtocol.md, "Trackable messages"); Ping, Close, Ack and Sequence
+// are not.
+func (t MessageType) IsTrackable() bool {
+	switch t {
+	case TypeInvocation, TypeStreamItem, TypeCompletion, TypeStreamInvocation, TypeCancelInvocation:
+		return true
+	}
+	return false
 }
 
 // Protocol is one SignalR hub protocol: how records are framed inside a
