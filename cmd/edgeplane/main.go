@@ -73,6 +73,7 @@ func run(args []string) int {
 	fs.StringVar(&server, "server-name", "", "unique node name on the backplane (default {hostname}_{random})")
 	fs.StringVar(&cfg.Poller, "poller", "epoll", "event-loop backend: "+strings.Join(poller.Backends(), "|")+" (epoll: our own loop, densest; netpoll: cloudwego/netpoll)")
 	fs.StringVar(&cfg.Conn.AccessKey, "access-key", "", "HS256 key, at least 32 bytes: the REST API and /debug/pprof/ need a bearer JWT signed with it whose aud is the request URL, clients an access token whose aud is the hub's URL; both need exp (empty: open; the edgeplane token command makes tokens)")
+	fs.StringVar(&cfg.SecondaryAccessKey, "secondary-access-key", "", "a second access key the REST API also accepts tokens signed with, to rotate --access-key without downtime (Azure SignalR's secondary key); at least 32 bytes")
 	fs.StringVar(&cfg.Conn.TokenKey, "token-key", "", "key signing connection tokens, at least 32 bytes; share it across a fleet (default: derived from --access-key; else, with Redis, a random key the nodes agree on in Redis (edgeplane:token-key); else random)")
 	fs.IntVar(&cfg.PollerConfig.MaxConns, "max-conns", 0, "maximum open client connections; the excess gets 503 (0: no limit but the fd reserve)")
 	fs.IntVar(&cfg.PollerConfig.FDReserve, "fd-reserve", poller.DefaultFDReserve, "file descriptors kept free under RLIMIT_NOFILE; connections beyond get 503")
@@ -113,7 +114,7 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "edgeplane: --log-level:", err)
 		return 2
 	}
-	if err := checkSecurityFlags(cfg.Conn, origins); err != nil {
+	if err := checkSecurityFlags(cfg.Conn, cfg.SecondaryAccessKey, origins); err != nil {
 		fmt.Fprintln(os.Stderr, "edgeplane:", err)
 		return 2
 	}
@@ -173,8 +174,11 @@ func run(args []string) int {
 
 // checkSecurityFlags refuses keys that protect nothing and cookie
 // forwarding that any website could exploit.
-func checkSecurityFlags(c conn.Config, origins []string) error {
-	for _, k := range []struct{ flag, key string }{{"--access-key", c.AccessKey}, {"--token-key", c.TokenKey}} {
+func checkSecurityFlags(c conn.Config, secondary string, origins []string) error {
+	if secondary != "" && c.AccessKey == "" {
+		return fmt.Errorf("--secondary-access-key needs --access-key")
+	}
+	for _, k := range []struct{ flag, key string }{{"--access-key", c.AccessKey}, {"--secondary-access-key", secondary}, {"--token-key", c.TokenKey}} {
 		if k.key == "" {
 			continue
 		}

@@ -59,6 +59,10 @@ type Config struct {
 	// connection on another node and on a REST group add's subscription.
 	// Default backplane.DefaultAckTimeout.
 	RemoteGroupTimeout time.Duration
+	// SecondaryAccessKey is accepted besides Conn.AccessKey for REST API
+	// tokens, to rotate the access key without downtime (Azure SignalR's
+	// secondary key). It needs Conn.AccessKey.
+	SecondaryAccessKey string
 	// NoTrim disables returning freed memory to the OS after connection
 	// bursts (see trim.go).
 	NoTrim bool
@@ -120,6 +124,7 @@ type Node struct {
 	poll    poller.Poller
 	metrics *metricset.Registry
 	admin   *admin.Handler
+	fleet   *admin.Fleet
 	adminLn net.Listener
 	http    *http.Server
 
@@ -135,7 +140,7 @@ type Node struct {
 // down in the opposite order.
 func Start(cfg Config) (*Node, error) {
 	cfg = cfg.WithDefaults()
-	if err := checkKeys(cfg.Conn); err != nil {
+	if err := checkKeys(cfg.Conn, cfg.SecondaryAccessKey); err != nil {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, metrics: metricset.NewRegistry()}
@@ -158,12 +163,14 @@ func Start(cfg Config) (*Node, error) {
 		names[i] = h.Name
 	}
 	var proposal string // a token key to agree on with the fleet
+	var userGroups backplane.UserGroupStore
 	if cfg.Redis != nil {
 		rb, err := backplane.NewRedis(*cfg.Redis)
 		if err != nil {
 			return nil, fmt.Errorf("redis backplane: %w", err)
 		}
 		n.bp = rb
+		userGroups = rb.UserGroups()
 		if cfg.Conn.Upstream == nil {
 			cfg.Conn.Upstream = rb.Upstream()
 		}
@@ -180,6 +187,23 @@ func Start(cfg Config) (*Node, error) {
 	undo = append(undo, func() { n.bp.Close() })
 	n.router = fanout.NewRouter(names, n.bp)
 	n.router.MaxFrameBytes = cfg.PollerConfig.WithDefaults().MaxQueueBytes
+	// The REST API's fleet commands and user groups: its handler is set on
+	// the backplane before it starts, and it watches connections arrive
+	// (a user's connections join the user's groups).
+	n.fleet, err = admin.NewFleet(admin.FleetConfig{
+		Router:     n.router,
+		Backplane:  n.bp,
+		UserGroups: userGroups,
+		Conns: admin.ConnCloserFunc(func(hub, id, reason string) bool {
+			return n.srv.CloseConnection(hub, id, reason)
+		}),
+		Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, n.fleet.Close)
+	cfg.Conn.Upstream = n.fleet.Upstream(cfg.Conn.Upstream)
 	if n.srv, err = conn.New(cfg.Conn, n.router); err != nil {
 		return nil, err
 	}
@@ -229,8 +253,10 @@ func Start(cfg Config) (*Node, error) {
 		Router:             n.router,
 		Backplane:          n.bp,
 		Conns:              n.srv,
+		Fleet:              n.fleet,
 		Metrics:            n.metrics,
 		AccessKey:          cfg.Conn.AccessKey,
+		SecondaryAccessKey: cfg.SecondaryAccessKey,
 		RemoteGroupTimeout: cfg.RemoteGroupTimeout,
 		Logger:             cfg.Logger,
 	})
@@ -261,9 +287,12 @@ func Start(cfg Config) (*Node, error) {
 
 // checkKeys refuses access and token keys that protect nothing (too
 // short, or a published placeholder); empty keys are allowed (open access,
-// random token key).
-func checkKeys(c conn.Config) error {
-	for _, k := range []struct{ name, key string }{{"access key", c.AccessKey}, {"token key", c.TokenKey}} {
+// random token key). A secondary access key needs a primary one.
+func checkKeys(c conn.Config, secondary string) error {
+	if secondary != "" && c.AccessKey == "" {
+		return errors.New("secondary access key: it needs an access key")
+	}
+	for _, k := range []struct{ name, key string }{{"access key", c.AccessKey}, {"secondary access key", secondary}, {"token key", c.TokenKey}} {
 		if k.key == "" {
 			continue
 		}
@@ -276,7 +305,7 @@ func checkKeys(c conn.Config) error {
 
 // registerMetrics puts every part's metrics in the node's registry.
 func (n *Node) registerMetrics() {
-	n.metrics.Register(n.srv.Metrics(), n.router.Metrics())
+	n.metrics.Register(n.srv.Metrics(), n.router.Metrics(), n.fleet.Metrics())
 	if m, ok := n.bp.(interface{ Metrics() *metricset.Set }); ok {
 		n.metrics.Register(m.Metrics())
 	}
@@ -330,7 +359,7 @@ func (n *Node) shutdownTimeout() time.Duration {
 
 // Close takes the node down in order: the poller (stops accepting, closes
 // every connection), the admin port, the connection server's timers, the
-// backplane.
+// REST API's fleet workers, the backplane.
 func (n *Node) Close() error {
 	n.admin.SetDraining()
 	n.stopTrim.Do(func() { close(n.trimStop) })
@@ -343,6 +372,7 @@ func (n *Node) Close() error {
 	defer cancel()
 	n.http.Shutdown(ctx)
 	n.srv.Close()
+	n.fleet.Close()
 	if bpErr := n.bp.Close(); err == nil {
 		err = bpErr
 	}
