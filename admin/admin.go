@@ -224,4 +224,3 @@ func boundedProfile(fn http.HandlerFunc) http.HandlerFunc {
 		fn(w, r)
 	}
 }
-
