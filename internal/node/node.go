@@ -203,6 +203,11 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	undo = append(undo, n.fleet.Close)
+	if cfg.Conn.Upstream == nil && cfg.Conn.ContextMaxBytes == 0 {
+		// Nobody reads a connect context: do not build one per connection
+		// for the Fleet's wrapper, which only needs the user id.
+		cfg.Conn.ContextMaxBytes = -1
+	}
 	cfg.Conn.Upstream = n.fleet.Upstream(cfg.Conn.Upstream)
 	if n.srv, err = conn.New(cfg.Conn, n.router); err != nil {
 		return nil, err
