@@ -3,7 +3,8 @@
 // REST API).
 //
 // Every flag has an environment variable: --max-conns is EDGEPLANE_MAX_CONNS;
-// repeatable flags (--hub) take a comma-separated list there.
+// repeatable flags (--hub) take a comma-separated list there, --upstream
+// settings a space-separated one.
 package main
 
 import (
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -23,11 +25,23 @@ import (
 	"github.com/edgeplane/edgeplane/internal/auth"
 	"github.com/edgeplane/edgeplane/internal/node"
 	"github.com/edgeplane/edgeplane/poller"
+	"github.com/edgeplane/edgeplane/webhook"
 )
 
 type listFlag []string
 
 func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+// settingFlag is a repeatable flag whose values may hold commas (webhook
+// settings); several in one value (an environment variable) are separated
+// by white space.
+type settingFlag []string
+
+func (l *settingFlag) String() string { return strings.Join(*l, " ") }
+func (l *settingFlag) Set(v string) error {
+	*l = append(*l, strings.Fields(v)...)
+	return nil
+}
 func (l *listFlag) Set(v string) error {
 	for _, s := range strings.Split(v, ",") {
 		if s = strings.TrimSpace(s); s != "" {
@@ -58,6 +72,11 @@ func run(args []string) int {
 		drainWindow time.Duration
 		upRedis     string
 		upMaxBytes  int64
+		webhooks    settingFlag
+		streamHubs  listFlag
+		whWorkers   int
+		whQueue     int
+		whTimeout   time.Duration
 		upMaxAge    time.Duration
 		redisHealth time.Duration
 	)
@@ -69,6 +88,11 @@ func run(args []string) int {
 	fs.StringVar(&upRedis, "upstream-redis", "", "Redis URL for the upstream streams (client invocations and lifecycle events), e.g. one with maxmemory (default: the backplane's Redis)")
 	fs.Int64Var(&upMaxBytes, "upstream-max-bytes", backplane.DefaultUpstreamMaxBytes, "approximate Redis memory bound of each hub's upstream stream, in bytes (entries are trimmed oldest first)")
 	fs.DurationVar(&upMaxAge, "upstream-max-age", backplane.DefaultUpstreamMaxAge, "upstream stream entries older than this are trimmed")
+	fs.Var(&webhooks, "upstream", "webhook upstream setting URL[;hub=P][;category=P][;event=P] (P: *, a name, or a comma list; URL may use {hub}, {category}, {event}); repeat for several, the first that matches an event takes it; client events are POSTed in Azure SignalR's upstream format, signed with the access keys")
+	fs.IntVar(&whWorkers, "upstream-workers", webhook.DefaultWorkers, "webhook workers posting events (a connection's events go to one, in order)")
+	fs.IntVar(&whQueue, "upstream-queue", webhook.DefaultQueueSize, "events each webhook worker queues; more are dropped and counted")
+	fs.DurationVar(&whTimeout, "upstream-timeout", webhook.DefaultTimeout, "time-out of one webhook request")
+	fs.Var(&streamHubs, "upstream-stream-hubs", "hubs whose client events go to the Redis stream upstream (with --redis): * for all, - for none (default *)")
 	fs.DurationVar(&redisHealth, "redis-health-interval", backplane.DefaultHealthInterval, "longest the node stays ready while deaf: a Redis subscription connection silent this long (half of it, then a PING) is reconnected and resubscribed, and the publish path is probed this often")
 	fs.StringVar(&server, "server-name", "", "unique node name on the backplane (default {hostname}_{random})")
 	fs.StringVar(&cfg.Poller, "poller", "epoll", "event-loop backend: "+strings.Join(poller.Backends(), "|")+" (epoll: our own loop, densest; netpoll: cloudwego/netpoll)")
@@ -147,6 +171,24 @@ func run(args []string) int {
 	if upMaxBytes <= 0 || upMaxAge <= 0 {
 		fmt.Fprintln(os.Stderr, "edgeplane: --upstream-max-bytes and --upstream-max-age must be positive")
 		return 2
+	}
+
+	if len(webhooks) > 0 {
+		wc := &webhook.Config{Workers: whWorkers, QueueSize: whQueue, Timeout: whTimeout}
+		for _, w := range webhooks {
+			st, err := webhook.ParseSetting(w)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "edgeplane: --upstream:", err)
+				return 2
+			}
+			wc.Settings = append(wc.Settings, st)
+		}
+		cfg.Webhook = wc
+	}
+	if slices.Contains(streamHubs, "-") {
+		cfg.StreamHubs = node.StreamHubsNone
+	} else {
+		cfg.StreamHubs = streamHubs
 	}
 
 	n, err := node.Start(cfg)

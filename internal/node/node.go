@@ -17,6 +17,7 @@ import (
 	"github.com/edgeplane/edgeplane/internal/auth"
 	"github.com/edgeplane/edgeplane/internal/metricset"
 	"github.com/edgeplane/edgeplane/poller"
+	"github.com/edgeplane/edgeplane/webhook"
 )
 
 // Hub is a hub clients may connect to.
@@ -59,6 +60,15 @@ type Config struct {
 	// connection on another node and on a REST group add's subscription.
 	// Default backplane.DefaultAckTimeout.
 	RemoteGroupTimeout time.Duration
+	// Webhook, when set, posts client events to HTTP upstreams in Azure
+	// SignalR's upstream format (its Settings choose hubs and events),
+	// besides the Redis stream upstream. The node fills in AccessKeys,
+	// Deliver and Logger.
+	Webhook *webhook.Config
+	// StreamHubs are the hubs whose events go to the Redis stream upstream
+	// (with Redis, when Conn.Upstream is not set): "*" or empty: every
+	// hub; otherwise the hubs named (StreamHubsNone: none).
+	StreamHubs []string
 	// SecondaryAccessKey is accepted besides Conn.AccessKey for REST API
 	// tokens, to rotate the access key without downtime (Azure SignalR's
 	// secondary key). It needs Conn.AccessKey.
@@ -125,6 +135,7 @@ type Node struct {
 	metrics *metricset.Registry
 	admin   *admin.Handler
 	fleet   *admin.Fleet
+	webhook *webhook.Upstream
 	adminLn net.Listener
 	http    *http.Server
 
@@ -172,7 +183,7 @@ func Start(cfg Config) (*Node, error) {
 		n.bp = rb
 		userGroups = rb.UserGroups()
 		if cfg.Conn.Upstream == nil {
-			cfg.Conn.Upstream = rb.Upstream()
+			cfg.Conn.Upstream = streamHubs(rb.Upstream(), cfg.StreamHubs)
 		}
 		if cfg.Conn.TokenClaims == nil {
 			cfg.Conn.TokenClaims = rb
@@ -203,6 +214,27 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	undo = append(undo, n.fleet.Close)
+	if cfg.Webhook != nil {
+		wc := *cfg.Webhook
+		for _, k := range []string{cfg.Conn.AccessKey, cfg.SecondaryAccessKey} {
+			if k != "" {
+				wc.AccessKeys = append(wc.AccessKeys, k)
+			}
+		}
+		if wc.Logger == nil {
+			wc.Logger = cfg.Logger
+		}
+		// An invocation's answer goes to its connection, which is on this
+		// node (the event came from it).
+		wc.Deliver = func(hub, connID string, rec []byte) {
+			n.router.Deliver(&backplane.Message{Hub: hub, Kind: backplane.Connection, Name: connID, Payload: rec})
+		}
+		if n.webhook, err = webhook.New(wc); err != nil {
+			return nil, err
+		}
+		undo = append(undo, n.webhook.Close)
+		cfg.Conn.Upstream = both(cfg.Conn.Upstream, n.webhook)
+	}
 	if cfg.Conn.Upstream == nil && cfg.Conn.ContextMaxBytes == 0 {
 		// Nobody reads a connect context: do not build one per connection
 		// for the Fleet's wrapper, which only needs the user id.
@@ -311,6 +343,9 @@ func checkKeys(c conn.Config, secondary string) error {
 // registerMetrics puts every part's metrics in the node's registry.
 func (n *Node) registerMetrics() {
 	n.metrics.Register(n.srv.Metrics(), n.router.Metrics(), n.fleet.Metrics())
+	if n.webhook != nil {
+		n.metrics.Register(n.webhook.Metrics())
+	}
 	if m, ok := n.bp.(interface{ Metrics() *metricset.Set }); ok {
 		n.metrics.Register(m.Metrics())
 	}
@@ -377,6 +412,9 @@ func (n *Node) Close() error {
 	defer cancel()
 	n.http.Shutdown(ctx)
 	n.srv.Close()
+	if n.webhook != nil {
+		n.webhook.Close()
+	}
 	n.fleet.Close()
 	if bpErr := n.bp.Close(); err == nil {
 		err = bpErr
