@@ -124,8 +124,9 @@ type worker struct {
 }
 
 type connInfo struct {
-	claims []string
-	query  string
+	rawClaims []byte   // the access token's payload, until parsed
+	claims    []string // "type: value"
+	query     string
 }
 
 type job struct {
@@ -262,15 +263,11 @@ func (u *Upstream) servesHub(hub string) bool {
 func (u *Upstream) Send(e *backplane.Event) error {
 	category, event := classify(e)
 	idx := u.match(e.Hub, category, event)
-	if idx < 0 {
-		if e.Kind == backplane.EventInvocation {
-			return ErrNoUpstream
-		}
-		if !u.servesHub(e.Hub) {
-			return nil
-		}
-		// No setting takes the connection event, but the hub's messages
-		// may go upstream: the worker keeps the connection's context.
+	if idx < 0 && e.Kind == backplane.EventInvocation {
+		return ErrNoUpstream
+	}
+	if !u.servesHub(e.Hub) {
+		return nil
 	}
 	w := u.workers[maphash.String(u.seed, e.ConnID)%uint64(len(u.workers))]
 	u.closeMu.RLock()
@@ -278,19 +275,37 @@ func (u *Upstream) Send(e *backplane.Event) error {
 	if u.closed {
 		return ErrClosed
 	}
+	if e.Kind == backplane.EventConnected {
+		// The events that follow carry the connection's claims and query:
+		// keep them (raw, parsed by the worker when first needed), even if
+		// no setting takes the connected event or its queue is full.
+		ci := &connInfo{}
+		if c := e.Context; c != nil {
+			ci.query, ci.rawClaims = c.Query, c.Claims
+		}
+		w.mu.Lock()
+		w.conns[e.ConnID] = ci
+		w.mu.Unlock()
+		if idx < 0 {
+			return nil
+		}
+	}
+	// A disconnected event no setting takes is queued all the same: the
+	// worker forgets the connection once its earlier events are posted.
 	select {
 	case w.q <- job{e: *e, setting: idx}:
 		return nil
 	default:
-	}
-	if idx >= 0 {
-		u.m[idx].dropped.Inc()
 	}
 	if e.Kind == backplane.EventDisconnected {
 		w.mu.Lock()
 		delete(w.conns, e.ConnID)
 		w.mu.Unlock()
 	}
+	if idx < 0 {
+		return nil
+	}
+	u.m[idx].dropped.Inc()
 	return ErrQueueFull
 }
 
@@ -308,23 +323,15 @@ func (u *Upstream) run(w *worker) {
 
 func (u *Upstream) process(w *worker, j *job) {
 	e := &j.e
-	var ci *connInfo
-	switch e.Kind {
-	case backplane.EventConnected:
-		ci = newConnInfo(e.Context)
-		w.mu.Lock()
-		w.conns[e.ConnID] = ci
-		w.mu.Unlock()
-	case backplane.EventDisconnected:
-		w.mu.Lock()
-		ci = w.conns[e.ConnID]
+	w.mu.Lock()
+	ci := w.conns[e.ConnID]
+	if e.Kind == backplane.EventDisconnected {
 		delete(w.conns, e.ConnID)
-		w.mu.Unlock()
-	default:
-		w.mu.Lock()
-		ci = w.conns[e.ConnID]
-		w.mu.Unlock()
 	}
+	if ci != nil && ci.rawClaims != nil {
+		ci.parseClaims()
+	}
+	w.mu.Unlock()
 	if j.setting < 0 {
 		return
 	}
@@ -507,17 +514,15 @@ func (u *Upstream) answerError(e *backplane.Event, msg string) {
 // bookkeeping, not the user's claims.
 var reservedClaims = map[string]bool{"aud": true, "exp": true, "iat": true, "nbf": true, "iss": true, "jti": true}
 
-// newConnInfo keeps what the events after the connected one carry: the
-// claims as "type: value" (one per value, sorted by type) and the query.
-func newConnInfo(c *backplane.ConnectContext) *connInfo {
-	ci := &connInfo{}
-	if c == nil {
-		return ci
-	}
-	ci.query = c.Query
+// parseClaims turns the connection's raw claims into the
+// X-ASRS-User-Claims values: "type: value", one per value, sorted by type.
+// The worker's mu must be held.
+func (ci *connInfo) parseClaims() {
+	raw := ci.rawClaims
+	ci.rawClaims = nil
 	var claims map[string]any
-	if len(c.Claims) == 0 || json.Unmarshal(c.Claims, &claims) != nil {
-		return ci
+	if json.Unmarshal(raw, &claims) != nil {
+		return
 	}
 	keys := make([]string, 0, len(claims))
 	for k := range claims {
@@ -540,5 +545,4 @@ func newConnInfo(c *backplane.ConnectContext) *connInfo {
 			ci.claims = append(ci.claims, k+": "+s)
 		}
 	}
-	return ci
 }
