@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,8 +16,6 @@ import (
 
 	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/fanout"
-	"github.com/edgeplane/edgeplane/internal/auth"
-	"github.com/edgeplane/edgeplane/internal/hubproto"
 	"github.com/edgeplane/edgeplane/internal/metricset"
 )
 
@@ -28,7 +25,7 @@ type subscriptionWaiter interface {
 	WaitSubscribed(ctx context.Context, hub string, kind backplane.Kind, name string) error
 }
 
-// maxBody bounds a REST request body.
+// maxBody bounds a REST request body (Azure SignalR's limit: 1 MB).
 const maxBody = 1 << 20
 
 // ConnCloser closes a connection held by this node.
@@ -47,14 +44,25 @@ type Config struct {
 	Backplane backplane.Backplane
 	// Conns closes local connections (REST DELETE).
 	Conns ConnCloser
+	// Fleet applies fleet commands (closes, user groups, group listings)
+	// and holds user-group memberships. Nil: New builds one on Router,
+	// Backplane and Conns with an in-memory store (a node without a fleet
+	// of its own: tests, tools); the node builds its own before the
+	// backplane starts and passes it here.
+	Fleet *Fleet
 	// Metrics is written on /metrics. Nil: an empty registry (process
 	// metrics only).
 	Metrics *metricset.Registry
 	// AccessKey, when set, makes the REST API and /debug/pprof/ require a
-	// bearer HS256 JWT signed with it whose audience is the request URL
-	// (auth.Claims.CheckREST) and which carries exp. Empty: the REST API is
-	// open and /debug/pprof/ answers loopback clients only.
+	// bearer JWT (HS256 or HS512) signed with it whose audience is the
+	// request URL (auth.Claims.CheckREST) and which carries exp. Empty:
+	// the REST API is open and /debug/pprof/ answers loopback clients
+	// only.
 	AccessKey string
+	// SecondaryAccessKey is also accepted for REST tokens, to rotate the
+	// access key without downtime (Azure SignalR's secondary key). It
+	// needs AccessKey.
+	SecondaryAccessKey string
 	// RemoteGroupTimeout bounds a group change: waiting for the owning
 	// node's ack, or for this node's subscription. Default
 	// backplane.DefaultAckTimeout.
@@ -90,12 +98,20 @@ type Handler struct {
 	log      *slog.Logger
 	mux      *http.ServeMux
 	draining atomic.Bool
+	fleet    *Fleet
+	ownFleet bool
+	// hubs maps the lower-cased hub names to the Router's: the Management
+	// SDK lower-cases them.
+	hubs map[string]string
 }
 
 // New builds the admin handler.
 func New(cfg Config) (*Handler, error) {
 	if cfg.Router == nil || cfg.Backplane == nil || cfg.Conns == nil {
 		return nil, errors.New("admin: Config needs Router, Backplane and Conns")
+	}
+	if cfg.SecondaryAccessKey != "" && cfg.AccessKey == "" {
+		return nil, errors.New("admin: a secondary access key needs a primary one")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -112,28 +128,32 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
-	h := &Handler{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	h := &Handler{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), fleet: cfg.Fleet, hubs: make(map[string]string)}
+	if h.fleet == nil {
+		f, err := NewFleet(FleetConfig{Router: cfg.Router, Backplane: cfg.Backplane, Conns: cfg.Conns, Logger: cfg.Logger})
+		if err != nil {
+			return nil, err
+		}
+		h.fleet, h.ownFleet = f, true
+	}
+	for _, name := range cfg.Router.HubNames() {
+		h.hubs[strings.ToLower(name)] = name
+	}
 	h.mux.HandleFunc("GET /metrics", h.metrics)
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	h.mux.HandleFunc("GET /readyz", h.readyz)
 	h.mux.HandleFunc("GET /debug/pprof/", h.operator(boundedProfile(pprof.Index)))
 	h.mux.HandleFunc("GET /debug/pprof/profile", h.operator(boundedProfile(pprof.Profile)))
-	h.mux.HandleFunc("HEAD /api/health", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-	h.mux.HandleFunc("GET /api/health", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-	api := func(pattern string, fn func(http.ResponseWriter, *http.Request)) {
-		h.mux.HandleFunc(pattern, h.authorized(fn))
-	}
-	api("POST /api/hubs/{hub}/:send", h.send(backplane.All, ""))
-	api("POST /api/hubs/{hub}/groups/{name}/:send", h.send(backplane.Group, "name"))
-	api("POST /api/hubs/{hub}/users/{name}/:send", h.send(backplane.User, "name"))
-	api("POST /api/hubs/{hub}/connections/{name}/:send", h.send(backplane.Connection, "name"))
-	api("PUT /api/hubs/{hub}/groups/{group}/connections/{id}", h.group(backplane.GroupAdd))
-	api("DELETE /api/hubs/{hub}/groups/{group}/connections/{id}", h.group(backplane.GroupRemove))
-	api("HEAD /api/hubs/{hub}/connections/{id}", h.exists(existsConn))
-	api("HEAD /api/hubs/{hub}/groups/{group}", h.exists(existsGroup))
-	api("HEAD /api/hubs/{hub}/users/{user}", h.exists(existsUser))
-	api("DELETE /api/hubs/{hub}/connections/{id}", h.closeConn)
+	h.routes()
 	return h, nil
+}
+
+// Close stops the Fleet that New built (none when Config.Fleet was given:
+// its owner closes it).
+func (h *Handler) Close() {
+	if h.ownFleet {
+		h.fleet.Close()
+	}
 }
 
 // SetDraining makes /readyz fail (the node is shutting down).
@@ -173,36 +193,6 @@ func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
 	}
 }
 
-// checkToken enforces the access key, if one is configured: a bearer HS256
-// JWT signed with it, with exp, whose audience is this request's URL (a
-// client's access token, whose audience is its hub, is refused). It
-// answers 401 itself and returns false when the request may not proceed.
-func (h *Handler) checkToken(w http.ResponseWriter, r *http.Request) bool {
-	key := h.cfg.AccessKey
-	if key == "" {
-		return true
-	}
-	tok := auth.FromRequest(r.Header.Get("Authorization"), "")
-	if tok == "" {
-		unauthorized(w, "missing bearer token")
-		return false
-	}
-	c, err := auth.Verify(tok, []byte(key), time.Now())
-	if err == nil {
-		err = c.CheckREST(r.Host, r.URL.Path)
-	}
-	if err != nil {
-		unauthorized(w, err.Error())
-		return false
-	}
-	return true
-}
-
-func unauthorized(w http.ResponseWriter, msg string) {
-	w.Header().Set("WWW-Authenticate", "Bearer")
-	apiError(w, http.StatusUnauthorized, msg)
-}
-
 // operator wraps an operator endpoint (/debug/pprof/): with an access key
 // it needs a REST token for the request's URL; without one, the node is
 // open, and these endpoints answer loopback clients only (a profile shows
@@ -233,174 +223,4 @@ func boundedProfile(fn http.HandlerFunc) http.HandlerFunc {
 		}
 		fn(w, r)
 	}
-}
-
-// authorized wraps a REST handler: the access key's token check
-// (checkToken), then the hub must exist.
-func (h *Handler) authorized(fn func(http.ResponseWriter, *http.Request)) func(http.ResponseWriter, *http.Request) {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if !h.checkToken(w, r) {
-			return
-		}
-		if h.cfg.Router.Hub(r.PathValue("hub")) == nil {
-			apiError(w, http.StatusNotFound, fmt.Sprintf("unknown hub %q", r.PathValue("hub")))
-			return
-		}
-		fn(w, r)
-	}
-}
-
-type sendBody struct {
-	Target    string          `json:"target"`
-	Arguments json.RawMessage `json:"arguments"`
-}
-
-func (h *Handler) send(kind backplane.Kind, nameVar string) func(http.ResponseWriter, *http.Request) {
-	return func(w http.ResponseWriter, r *http.Request) {
-		var body sendBody
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-		if err := dec.Decode(&body); err != nil {
-			if tooBig := (*http.MaxBytesError)(nil); errors.As(err, &tooBig) {
-				apiError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", tooBig.Limit))
-				return
-			}
-			apiError(w, http.StatusBadRequest, "invalid body: "+err.Error())
-			return
-		}
-		if body.Target == "" {
-			apiError(w, http.StatusBadRequest, "invalid body: target is required")
-			return
-		}
-		if len(body.Arguments) > 0 && strings.TrimSpace(string(body.Arguments))[0] != '[' {
-			apiError(w, http.StatusBadRequest, "invalid body: arguments must be a JSON array")
-			return
-		}
-		rec, err := hubproto.JSON.AppendInvocation(nil, "", body.Target, body.Arguments)
-		if err != nil {
-			apiError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		// What every node's router would drop, refused here with the
-		// reason: a record that is not UTF-8 would break every recipient's
-		// connection, one larger than a connection's queue would reach no
-		// one.
-		if err := h.cfg.Router.Check(rec); err != nil {
-			if errors.Is(err, fanout.ErrTooLarge) {
-				apiError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf(
-					"message too large: its frame would be %d bytes, a connection's outbound queue holds at most %d (--max-queue-bytes)",
-					fanout.FrameSize(len(rec)), h.cfg.Router.MaxFrameBytes))
-				return
-			}
-			apiError(w, http.StatusBadRequest, "invalid body: arguments are not valid UTF-8")
-			return
-		}
-		m := &backplane.Message{Hub: r.PathValue("hub"), Kind: kind, Payload: rec}
-		if nameVar != "" {
-			m.Name = r.PathValue(nameVar)
-		}
-		for _, ex := range r.URL.Query()["excluded"] {
-			for _, id := range strings.Split(ex, ",") {
-				if id != "" {
-					m.Excluded = append(m.Excluded, id)
-				}
-			}
-		}
-		if err := h.cfg.Backplane.Publish(r.Context(), m); err != nil {
-			code := http.StatusInternalServerError
-			if errors.Is(err, backplane.ErrUnavailable) || errors.Is(err, backplane.ErrClosed) {
-				code = http.StatusServiceUnavailable
-			}
-			apiError(w, code, "publish: "+err.Error())
-			return
-		}
-		w.WriteHeader(http.StatusAccepted)
-	}
-}
-
-func (h *Handler) group(action backplane.GroupAction) func(http.ResponseWriter, *http.Request) {
-	return func(w http.ResponseWriter, r *http.Request) {
-		hubName, group, id := r.PathValue("hub"), r.PathValue("group"), r.PathValue("id")
-		hub := h.cfg.Router.Hub(hubName)
-		var ok bool
-		if action == backplane.GroupAdd {
-			ok = hub.AddToGroup(id, group)
-		} else {
-			ok = hub.RemoveFromGroup(id, group)
-		}
-		if ok {
-			// Like ASP.NET's AddToGroupAsync, an add completes once this
-			// node's subscription to the group is confirmed, so a send
-			// right after it reaches the new member.
-			if sw, isWaiter := h.cfg.Backplane.(subscriptionWaiter); isWaiter && action == backplane.GroupAdd {
-				ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RemoteGroupTimeout)
-				err := sw.WaitSubscribed(ctx, hubName, backplane.Group, group)
-				cancel()
-				if err != nil {
-					apiError(w, http.StatusServiceUnavailable, "group subscription not confirmed by the backplane: "+err.Error())
-					return
-				}
-			}
-			w.WriteHeader(http.StatusOK)
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RemoteGroupTimeout)
-		defer cancel()
-		err := h.cfg.Backplane.RemoteGroup(ctx, hubName, action, group, id)
-		switch {
-		case err == nil:
-			w.WriteHeader(http.StatusOK)
-		case errors.Is(err, backplane.ErrNotFound):
-			apiError(w, http.StatusNotFound, fmt.Sprintf("connection %q not found on any node", id))
-		default:
-			apiError(w, http.StatusServiceUnavailable, "group command: "+err.Error())
-		}
-	}
-}
-
-const (
-	existsConn = iota
-	existsGroup
-	existsUser
-)
-
-// exists answers HEAD checks for what is connected to this node.
-func (h *Handler) exists(what int) func(http.ResponseWriter, *http.Request) {
-	return func(w http.ResponseWriter, r *http.Request) {
-		hub := h.cfg.Router.Hub(r.PathValue("hub"))
-		var ok bool
-		switch what {
-		case existsConn:
-			ok = hub.Lookup(r.PathValue("id"))
-		case existsGroup:
-			ok = hub.GroupLen(r.PathValue("group")) > 0
-		case existsUser:
-			ok = hub.UserLen(r.PathValue("user")) > 0
-		}
-		if ok {
-			w.WriteHeader(http.StatusOK)
-		} else {
-			w.WriteHeader(http.StatusNotFound)
-		}
-	}
-}
-
-func (h *Handler) closeConn(w http.ResponseWriter, r *http.Request) {
-	reason := r.URL.Query().Get("reason")
-	if reason == "" {
-		reason = "closed by the server"
-	}
-	if h.cfg.Conns.CloseConnection(r.PathValue("hub"), r.PathValue("id"), reason) {
-		w.WriteHeader(http.StatusOK)
-		return
-	}
-	apiError(w, http.StatusNotFound, fmt.Sprintf("connection %q not found", r.PathValue("id")))
-}
-
-func apiError(w http.ResponseWriter, code int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(struct {
-		Code    int    `json:"code"`
-		Message string `json:"message"`
-	}{code, msg})
 }

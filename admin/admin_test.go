@@ -74,6 +74,7 @@ func setup(t *testing.T, key string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(h.Close)
 	f.h = h
 	f.ts = httptest.NewServer(h)
 	t.Cleanup(f.ts.Close)
@@ -269,6 +270,7 @@ func TestServerTimeouts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(h.Close)
 	srv := h.Server()
 	if srv.ReadHeaderTimeout <= 0 || srv.WriteTimeout <= MaxProfileSeconds*time.Second {
 		t.Fatalf("ReadHeaderTimeout %v, WriteTimeout %v (must exceed the longest profile)", srv.ReadHeaderTimeout, srv.WriteTimeout)
@@ -333,7 +335,7 @@ func TestCloseConnection(t *testing.T) {
 	if c, body := do(t, "DELETE", f.ts.URL+"/api/hubs/chat/connections/a?reason=bye", "", ""); c != 200 {
 		t.Fatalf("DELETE known: %d %s", c, body)
 	}
-	if c, body := do(t, "DELETE", f.ts.URL+"/api/hubs/chat/connections/zz", "", ""); c != 404 || !strings.Contains(body, `"code":404`) {
+	if c, body := do(t, "DELETE", f.ts.URL+"/api/hubs/chat/connections/zz", "", ""); c != 404 || !strings.Contains(body, `"code":"Warning.Connection.NotExisted"`) {
 		t.Fatalf("DELETE unknown: %d %s", c, body)
 	}
 	if c, _ := do(t, "DELETE", f.ts.URL+"/api/hubs/chat/connections/a", "", ""); c != 200 {

@@ -30,10 +30,12 @@
 //	P:user:{userId}           connections of a user
 //	P:connection:{connId}     one connection
 //	P:internal:groups         group commands for connections on other nodes
-//	P:internal:ack:{server}   acks for this node's group commands
+//	P:internal:ack:{server}   acks for this node's group commands (and
+//	                          replies to its fleet commands)
+//	P:internal:edgeplane      fleet commands (edgeplane nodes only)
 //
-// A node subscribes to P:all, P:internal:groups and its ack channel for
-// every hub, and to a group, user or connection channel while it has a
+// A node subscribes to P:all, P:internal:groups, its ack channel and
+// P:internal:edgeplane for every hub, and to a group, user or connection channel while it has a
 // local member (fanout calls Subscribe and Unsubscribe; they only queue the
 // change, and a single goroutine writes all queued changes in one
 // SUBSCRIBE/UNSUBSCRIBE). Payloads are MessagePack (package wire): an
@@ -146,6 +148,28 @@
 // (buffer full, Redis down) are refused and counted
 // (edgeplane_backplane_upstream_dropped_total).
 //
+// # Fleet commands and user groups
+//
+// Fleet (Memory, Redis) carries edgeplane's own commands for what the
+// ASP.NET Core format has no message for, each applied by every node to
+// its own connections (fleet.go): close the connections of a hub, group
+// or user; take a connection out of every group; add a user's
+// connections to a group or take them out; list a group's members, a page
+// at a time. Command sends one and collects the replies of as many nodes
+// as asked (Holders: the nodes subscribed to a group's, user's or
+// connection's channel, PUBSUB NUMSUB); a reply that names a group waits
+// for the replying node's subscription to it. Commands are MessagePack
+// arrays on P:internal:edgeplane, replies acks with extra items on the
+// asker's ack channel, so ASP.NET Core servers on the same backplane see
+// neither. The REST API (package admin) is their user.
+//
+// UserGroupStore holds Azure SignalR's user-group memberships (a user's
+// current and future connections belong to a group until a TTL, or
+// without one among its latest MaxUserGroups): MemoryUserGroups on one
+// node, (*Redis).UserGroups for a fleet, two sorted sets per user
+// (edgeplane:usergroups:{P:user}, …:nottl) changed by one script each and
+// expiring with the user's last membership.
+//
 // # Connection tokens
 //
 // The Redis backplane also keeps two kinds of plain keys for the connection
@@ -185,7 +209,11 @@
 //	subscription_connections    subscription connections (gauge)
 //	group_commands_total        group commands sent to other nodes
 //	ack_timeouts_total          group commands no node acknowledged in time
-//	acks_dropped_total          acks dropped, the ack queue full
+//	acks_dropped_total          acks (and fleet replies) dropped, the ack
+//	                            queue full
+//	fleet_commands_total        fleet commands published
+//	fleet_reply_timeouts_total  fleet commands fewer nodes replied to than
+//	                            were asked, within the ack time-out
 //	upstream_sent_total         upstream events written to the streams
 //	upstream_dropped_total      upstream events refused (buffer full, Redis down)
 //	upstream_errors_total       upstream events whose XADD failed
@@ -208,6 +236,11 @@
 //	redis_receive.go        a subscription's read loop; decoding and dispatch
 //	redis_cluster.go        slot placement on masters, topology, moved slots
 //	redis_groups.go         RemoteGroup, applying group commands, acks
+//	fleet.go                fleet commands: Command, Reply, the Fleet interface
+//	memory_fleet.go         Memory's fleet: commands applied locally
+//	redis_fleet.go          Redis's fleet: P:internal:edgeplane, replies, Holders
+//	usergroups.go           UserGroupStore, MemoryUserGroups
+//	redis_usergroups.go     RedisUserGroups, the user-group sorted sets
 //	redis_health.go         Ready, faults and gaps, the health probe, down time
 //	redis_upstream.go       RedisUpstream, the Redis Stream writer and its bounds
 //	redis_tokens.go         connection-token claims and the agreed token key

@@ -11,6 +11,7 @@ import (
 // local receiver. It is the default when no Redis is configured.
 type Memory struct {
 	r      Receiver
+	cmd    CommandHandler
 	closed atomic.Bool
 }
 

@@ -147,7 +147,8 @@ func defaultServerName() string {
 //	subMu    the subscribers by server address (created and closed by the
 //	         flusher only)
 //	stateMu  faults and readiness (redis_health.go)
-//	ackMu    the RemoteGroup calls waiting for an ack (redis_groups.go),
+//	ackMu    the RemoteGroup calls waiting for an ack (redis_groups.go) and
+//	         the fleet commands waiting for replies (redis_fleet.go),
 //	         taken alone
 //
 // RedisUpstream's own mu (redis_upstream.go) is not nested with these
@@ -211,6 +212,8 @@ type Redis struct {
 
 	ackMu   sync.Mutex
 	waiters map[int32]chan struct{}
+	replies map[int32]chan Reply // fleet commands waiting for replies (redis_fleet.go)
+	cmd     CommandHandler
 	ackID   atomic.Int32
 	acks    chan ackReq
 
@@ -251,6 +254,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		prefer:     make(map[string]bool),
 		slotFaults: make(map[uint16]*fault),
 		waiters:    make(map[int32]chan struct{}),
+		replies:    make(map[int32]chan Reply),
 		acks:       make(chan ackReq, ackQueue),
 		stop:       make(chan struct{}),
 		m:          newRedisMetrics(),

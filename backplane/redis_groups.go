@@ -21,6 +21,9 @@ type ackReq struct {
 	// receive the group's messages).
 	hub, group string
 	add        bool
+	// payload, when set, is published instead of a plain ack (a fleet
+	// command's reply).
+	payload []byte
 }
 
 // RemoteGroup implements Backplane: it publishes a group command on
@@ -105,6 +108,8 @@ func (r *Redis) handleAck(channel string, b []byte) {
 	if w := r.waiters[id]; w != nil {
 		close(w)
 		delete(r.waiters, id)
+	} else if w := r.replies[id]; w != nil {
+		r.deliverReply(w, channel, b)
 	}
 	r.ackMu.Unlock()
 }
@@ -123,7 +128,11 @@ func (r *Redis) ackSender() {
 				}
 				cancel()
 			}
-			if _, err := r.publish(context.Background(), a.channel, wire.AppendAck(nil, a.id)); err != nil {
+			b := a.payload
+			if b == nil {
+				b = wire.AppendAck(nil, a.id)
+			}
+			if _, err := r.publish(context.Background(), a.channel, b); err != nil {
 				r.errLog.warn(r.log, "ack not published", "channel", a.channel, "err", err)
 			}
 		case <-r.stop:

@@ -14,7 +14,7 @@ type redisMetrics struct {
 
 	// received is edgeplane_backplane_received_total by chanKind.
 	receivedAll, receivedGroup, receivedUser, receivedConnection,
-	receivedGroups, receivedAck *metrics.Counter
+	receivedGroups, receivedAck, receivedFleet *metrics.Counter
 	decodeErrors *metrics.Counter
 	unrouted     *metrics.Counter
 
@@ -38,6 +38,9 @@ type redisMetrics struct {
 	ackTimeouts   *metrics.Counter
 	acksDropped   *metrics.Counter
 
+	fleetCommands      *metrics.Counter
+	fleetReplyTimeouts *metrics.Counter
+
 	upstreamSent        *metrics.Counter
 	upstreamDropped     *metrics.Counter
 	upstreamErrors      *metrics.Counter
@@ -47,7 +50,7 @@ type redisMetrics struct {
 func newRedisMetrics() *redisMetrics {
 	s := metricset.New()
 	received := s.CounterVec("edgeplane_backplane_received_total", "kind",
-		"Messages received on a channel this node subscribes to, by channel kind (all, group, user, connection, group_command, ack), before decoding.")
+		"Messages received on a channel this node subscribes to, by channel kind (all, group, user, connection, group_command, ack, fleet_command), before decoding.")
 	gaps := s.CounterVec("edgeplane_backplane_gaps_total", "reason",
 		"Subscriptions (a subscription connection, or a cluster slot's channels) restored after a gap in which messages published on them were lost, by why they stopped: connection_error, no_pong (nothing read for a health interval: half-open connection, paused Redis), slot_moved (cluster failover or resharding), not_subscribed (a publish reached no subscriber), error_reply.")
 	return &redisMetrics{
@@ -59,6 +62,7 @@ func newRedisMetrics() *redisMetrics {
 		receivedConnection: received("connection"),
 		receivedGroups:     received("group_command"),
 		receivedAck:        received("ack"),
+		receivedFleet:      received("fleet_command"),
 		decodeErrors: s.Counter("edgeplane_backplane_decode_errors_total",
 			"Backplane messages that failed to decode (dropped)."),
 		unrouted: s.Counter("edgeplane_backplane_unrouted_total",
@@ -102,6 +106,11 @@ func newRedisMetrics() *redisMetrics {
 		acksDropped: s.Counter("edgeplane_backplane_acks_dropped_total",
 			"Acks for group commands applied here that were dropped because the ack queue was full."),
 
+		fleetCommands: s.Counter("edgeplane_backplane_fleet_commands_total",
+			"Fleet commands (REST closes, user groups, group listings) published to the other nodes."),
+		fleetReplyTimeouts: s.Counter("edgeplane_backplane_fleet_reply_timeouts_total",
+			"Fleet commands for which fewer nodes replied than held what the command named, within the ack time-out."),
+
 		upstreamSent: s.Counter("edgeplane_backplane_upstream_sent_total",
 			"Upstream events written to the hubs' Redis Streams."),
 		upstreamDropped: s.Counter("edgeplane_backplane_upstream_dropped_total",
@@ -126,6 +135,8 @@ func (m *redisMetrics) received(k chanKind) *metrics.Counter {
 		return m.receivedConnection
 	case chanGroups:
 		return m.receivedGroups
+	case chanFleet:
+		return m.receivedFleet
 	default:
 		return m.receivedAck
 	}

@@ -31,6 +31,8 @@ var backplaneFamilies = []string{
 	"edgeplane_backplane_group_commands_total",
 	"edgeplane_backplane_ack_timeouts_total",
 	"edgeplane_backplane_acks_dropped_total",
+	"edgeplane_backplane_fleet_commands_total",
+	"edgeplane_backplane_fleet_reply_timeouts_total",
 	"edgeplane_backplane_upstream_sent_total",
 	"edgeplane_backplane_upstream_dropped_total",
 	"edgeplane_backplane_upstream_errors_total",
@@ -79,7 +81,7 @@ func TestRedisMetricsExposition(t *testing.T) {
 	for fam := range families {
 		t.Errorf("unexpected family %s (add it to backplaneFamilies and doc.go)", fam)
 	}
-	for _, kind := range []string{"all", "group", "user", "connection", "group_command", "ack"} {
+	for _, kind := range []string{"all", "group", "user", "connection", "group_command", "ack", "fleet_command"} {
 		if s := `edgeplane_backplane_received_total{kind="` + kind + `"} 0`; !strings.Contains(got, s+"\n") {
 			t.Errorf("exposition lacks %s:\n%s", s, got)
 		}

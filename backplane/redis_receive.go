@@ -135,6 +135,9 @@ func (r *Redis) handle(s *subscriber, channel, payload []byte) {
 	case chanGroups:
 		r.m.received(rt.kind).Inc()
 		r.handleGroupCommand(rt.hub, string(channel), payload)
+	case chanFleet:
+		r.m.received(rt.kind).Inc()
+		r.handleFleetCommand(rt.hub, string(channel), payload)
 	case chanAck:
 		if bytes.Equal(payload, probePayload) {
 			return // this node's health probe

@@ -20,6 +20,7 @@ const (
 	chanConnection          = chanKind(Connection)
 	chanGroups     chanKind = 10 // P:internal:groups
 	chanAck        chanKind = 11 // P:internal:ack:{this server}
+	chanFleet      chanKind = 12 // P:internal:edgeplane (fleet commands)
 )
 
 // route is what a channel name stands for.
@@ -41,6 +42,7 @@ func (r *Redis) addHubLocked(hub string) bool {
 	r.wantLocked(p+":all", route{hub: hub, kind: chanAll}, true)
 	r.wantLocked(p+":internal:groups", route{hub: hub, kind: chanGroups}, true)
 	r.wantLocked(p+":internal:ack:"+r.name, route{hub: hub, kind: chanAck}, true)
+	r.wantLocked(p+fleetChannel, route{hub: hub, kind: chanFleet}, true)
 	return true
 }
 

@@ -3,7 +3,8 @@
 // REST API).
 //
 // Every flag has an environment variable: --max-conns is EDGEPLANE_MAX_CONNS;
-// repeatable flags (--hub) take a comma-separated list there.
+// repeatable flags (--hub) take a comma-separated list there, --upstream
+// settings a space-separated one.
 package main
 
 import (
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -23,11 +25,23 @@ import (
 	"github.com/edgeplane/edgeplane/internal/auth"
 	"github.com/edgeplane/edgeplane/internal/node"
 	"github.com/edgeplane/edgeplane/poller"
+	"github.com/edgeplane/edgeplane/webhook"
 )
 
 type listFlag []string
 
 func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+// settingFlag is a repeatable flag whose values may hold commas (webhook
+// settings); several in one value (an environment variable) are separated
+// by white space.
+type settingFlag []string
+
+func (l *settingFlag) String() string { return strings.Join(*l, " ") }
+func (l *settingFlag) Set(v string) error {
+	*l = append(*l, strings.Fields(v)...)
+	return nil
+}
 func (l *listFlag) Set(v string) error {
 	for _, s := range strings.Split(v, ",") {
 		if s = strings.TrimSpace(s); s != "" {
@@ -58,6 +72,11 @@ func run(args []string) int {
 		drainWindow time.Duration
 		upRedis     string
 		upMaxBytes  int64
+		webhooks    settingFlag
+		streamHubs  listFlag
+		whWorkers   int
+		whQueue     int
+		whTimeout   time.Duration
 		upMaxAge    time.Duration
 		redisHealth time.Duration
 		stateful    bool
@@ -70,10 +89,16 @@ func run(args []string) int {
 	fs.StringVar(&upRedis, "upstream-redis", "", "Redis URL for the upstream streams (client invocations and lifecycle events), e.g. one with maxmemory (default: the backplane's Redis)")
 	fs.Int64Var(&upMaxBytes, "upstream-max-bytes", backplane.DefaultUpstreamMaxBytes, "approximate Redis memory bound of each hub's upstream stream, in bytes (entries are trimmed oldest first)")
 	fs.DurationVar(&upMaxAge, "upstream-max-age", backplane.DefaultUpstreamMaxAge, "upstream stream entries older than this are trimmed")
+	fs.Var(&webhooks, "upstream", "webhook upstream setting URL[;hub=P][;category=P][;event=P] (P: *, a name, or a comma list; URL may use {hub}, {category}, {event}); repeat for several, the first that matches an event takes it; client events are POSTed in Azure SignalR's upstream format, signed with the access keys")
+	fs.IntVar(&whWorkers, "upstream-workers", webhook.DefaultWorkers, "webhook workers posting events (a connection's events go to one, in order)")
+	fs.IntVar(&whQueue, "upstream-queue", webhook.DefaultQueueSize, "events each webhook worker queues; more are dropped and counted")
+	fs.DurationVar(&whTimeout, "upstream-timeout", webhook.DefaultTimeout, "time-out of one webhook request")
+	fs.Var(&streamHubs, "upstream-stream-hubs", "hubs whose client events go to the Redis stream upstream (with --redis): * for all, - for none (default *)")
 	fs.DurationVar(&redisHealth, "redis-health-interval", backplane.DefaultHealthInterval, "longest the node stays ready while deaf: a Redis subscription connection silent this long (half of it, then a PING) is reconnected and resubscribed, and the publish path is probed this often")
 	fs.StringVar(&server, "server-name", "", "unique node name on the backplane (default {hostname}_{random})")
 	fs.StringVar(&cfg.Poller, "poller", "epoll", "event-loop backend: "+strings.Join(poller.Backends(), "|")+" (epoll: our own loop, densest; netpoll: cloudwego/netpoll)")
 	fs.StringVar(&cfg.Conn.AccessKey, "access-key", "", "HS256 key, at least 32 bytes: the REST API and /debug/pprof/ need a bearer JWT signed with it whose aud is the request URL, clients an access token whose aud is the hub's URL; both need exp (empty: open; the edgeplane token command makes tokens)")
+	fs.StringVar(&cfg.SecondaryAccessKey, "secondary-access-key", "", "a second access key the REST API also accepts tokens signed with, to rotate --access-key without downtime (Azure SignalR's secondary key); at least 32 bytes")
 	fs.StringVar(&cfg.Conn.TokenKey, "token-key", "", "key signing connection tokens, at least 32 bytes; share it across a fleet (default: derived from --access-key; else, with Redis, a random key the nodes agree on in Redis (edgeplane:token-key); else random)")
 	fs.IntVar(&cfg.PollerConfig.MaxConns, "max-conns", 0, "maximum open client connections; the excess gets 503 (0: no limit but the fd reserve)")
 	fs.IntVar(&cfg.PollerConfig.FDReserve, "fd-reserve", poller.DefaultFDReserve, "file descriptors kept free under RLIMIT_NOFILE; connections beyond get 503")
@@ -117,7 +142,7 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "edgeplane: --log-level:", err)
 		return 2
 	}
-	if err := checkSecurityFlags(cfg.Conn, origins); err != nil {
+	if err := checkSecurityFlags(cfg.Conn, cfg.SecondaryAccessKey, origins); err != nil {
 		fmt.Fprintln(os.Stderr, "edgeplane:", err)
 		return 2
 	}
@@ -166,6 +191,24 @@ func run(args []string) int {
 		return 2
 	}
 
+	if len(webhooks) > 0 {
+		wc := &webhook.Config{Workers: whWorkers, QueueSize: whQueue, Timeout: whTimeout}
+		for _, w := range webhooks {
+			st, err := webhook.ParseSetting(w)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "edgeplane: --upstream:", err)
+				return 2
+			}
+			wc.Settings = append(wc.Settings, st)
+		}
+		cfg.Webhook = wc
+	}
+	if slices.Contains(streamHubs, "-") {
+		cfg.StreamHubs = node.StreamHubsNone
+	} else {
+		cfg.StreamHubs = streamHubs
+	}
+
 	n, err := node.Start(cfg)
 	if err != nil {
 		log.Error("start failed", "err", err)
@@ -191,8 +234,11 @@ func run(args []string) int {
 
 // checkSecurityFlags refuses keys that protect nothing and cookie
 // forwarding that any website could exploit.
-func checkSecurityFlags(c conn.Config, origins []string) error {
-	for _, k := range []struct{ flag, key string }{{"--access-key", c.AccessKey}, {"--token-key", c.TokenKey}} {
+func checkSecurityFlags(c conn.Config, secondary string, origins []string) error {
+	if secondary != "" && c.AccessKey == "" {
+		return fmt.Errorf("--secondary-access-key needs --access-key")
+	}
+	for _, k := range []struct{ flag, key string }{{"--access-key", c.AccessKey}, {"--secondary-access-key", secondary}, {"--token-key", c.TokenKey}} {
 		if k.key == "" {
 			continue
 		}

@@ -88,6 +88,8 @@ func TestRunRefusesWeakSecurity(t *testing.T) {
 		{"--access-key", long, "--token-key", "short"},
 		{"--upstream-cookies"},
 		{"--access-key", long, "--upstream-cookies"},
+		{"--access-key", long, "--secondary-access-key", "short"},
+		{"--secondary-access-key", long},
 	} {
 		if code := run(append([]string{"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, args...)); code != 2 {
 			t.Errorf("run(%q) = %d, want 2", args, code)

@@ -1,4 +1,4 @@
-// Package auth verifies the HS256 JSON Web Tokens edgeplane accepts, signed
+// Package auth verifies the HS256 and HS512 JSON Web Tokens edgeplane accepts, signed
 // with the node's access key, and tells them apart by audience as Azure
 // SignalR does:
 //

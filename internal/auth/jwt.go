@@ -3,6 +3,7 @@ package auth
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -14,7 +15,7 @@ import (
 // Sentinel errors.
 var (
 	ErrMalformed = errors.New("jwt: malformed token")
-	ErrAlgorithm = errors.New("jwt: unsupported algorithm (want HS256)")
+	ErrAlgorithm = errors.New("jwt: unsupported algorithm (want HS256 or HS512)")
 	ErrSignature = errors.New("jwt: bad signature")
 	ErrExpired   = errors.New("jwt: token expired")
 	ErrNotYet    = errors.New("jwt: token not valid yet")
@@ -48,7 +49,8 @@ const leeway = 30 * time.Second
 
 var b64 = base64.RawURLEncoding
 
-// Verify checks an HS256 token against key and returns its claims. The
+// Verify checks an HS256 or HS512 token (Azure SignalR's SDKs sign with
+// either, AccessTokenAlgorithm) against key and returns its claims. The
 // token must carry an exp claim and be within its validity (exp and nbf,
 // with a leeway for clock skew); its audience is for the caller to check
 // (Claims.CheckREST, Claims.CheckClient).
@@ -67,7 +69,12 @@ func Verify(token string, key []byte, now time.Time) (*Claims, error) {
 	if err := json.Unmarshal(hdrJSON, &hdr); err != nil {
 		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
 	}
-	if hdr.Alg != "HS256" {
+	newHash := sha256.New
+	switch hdr.Alg {
+	case "HS256":
+	case "HS512":
+		newHash = sha512.New
+	default:
 		return nil, ErrAlgorithm
 	}
 	sig, err := b64.DecodeString(parts[2])
@@ -77,7 +84,7 @@ func Verify(token string, key []byte, now time.Time) (*Claims, error) {
 	if b64.EncodeToString(sig) != parts[2] { // the decoder skips CR/LF and ignores trailing bits
 		return nil, fmt.Errorf("%w: signature: not canonical base64url", ErrMalformed)
 	}
-	m := hmac.New(sha256.New, key)
+	m := hmac.New(newHash, key)
 	m.Write([]byte(parts[0]))
 	m.Write([]byte{'.'})
 	m.Write([]byte(parts[1]))
@@ -106,14 +113,27 @@ func Verify(token string, key []byte, now time.Time) (*Claims, error) {
 }
 
 // Sign makes an HS256 token with the given claims (a JSON object). It is
-// used by tests, examples and edgebench.
+// used by tests, examples, edgebench and the REST API's :generateToken.
 func Sign(claims map[string]any, key []byte) (string, error) {
+	return SignAlg("HS256", claims, key)
+}
+
+// SignAlg is Sign with the algorithm named: "HS256" or "HS512".
+func SignAlg(alg string, claims map[string]any, key []byte) (string, error) {
+	newHash := sha256.New
+	switch alg {
+	case "HS256":
+	case "HS512":
+		newHash = sha512.New
+	default:
+		return "", ErrAlgorithm
+	}
 	payload, err := json.Marshal(claims)
 	if err != nil {
 		return "", fmt.Errorf("jwt: encode claims: %w", err)
 	}
-	s := b64.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + b64.EncodeToString(payload)
-	m := hmac.New(sha256.New, key)
+	s := b64.EncodeToString([]byte(`{"alg":"`+alg+`","typ":"JWT"}`)) + "." + b64.EncodeToString(payload)
+	m := hmac.New(newHash, key)
 	m.Write([]byte(s))
 	return s + "." + b64.EncodeToString(m.Sum(nil)), nil
 }

@@ -1,7 +1,12 @@
 package auth
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/sha512"
 	"errors"
+	"fmt"
+	"hash"
 	"strings"
 	"testing"
 	"time"
@@ -186,5 +191,40 @@ func TestVerifyLeeway(t *testing.T) {
 				t.Fatalf("Verify = %+v, %v; want error %v", c, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestHS512: Azure SignalR's SDKs sign with HS512 when
+// AccessTokenAlgorithm says so. A token signed here by hand (not by
+// SignAlg) verifies, and the header's alg decides the hash: an HS512
+// signature under an HS256 header, or the reverse, is refused.
+func TestHS512(t *testing.T) {
+	key := []byte("secret-key")
+	now := time.Unix(1_800_000_000, 0)
+	payload := b64.EncodeToString([]byte(fmt.Sprintf(`{"nameid":"alice","exp":%d}`, now.Add(time.Hour).Unix())))
+	sign := func(alg string, h func() hash.Hash) string {
+		s := b64.EncodeToString([]byte(`{"alg":"`+alg+`","typ":"JWT"}`)) + "." + payload
+		m := hmac.New(h, key)
+		m.Write([]byte(s))
+		return s + "." + b64.EncodeToString(m.Sum(nil))
+	}
+	if c, err := Verify(sign("HS512", sha512.New), key, now); err != nil || c.UserID() != "alice" {
+		t.Fatalf("HS512 token: %v", err)
+	}
+	if _, err := Verify(sign("HS256", sha512.New), key, now); !errors.Is(err, ErrSignature) {
+		t.Fatalf("HS512 signature under an HS256 header: %v, want ErrSignature", err)
+	}
+	if _, err := Verify(sign("HS512", sha256.New), key, now); !errors.Is(err, ErrSignature) {
+		t.Fatalf("HS256 signature under an HS512 header: %v, want ErrSignature", err)
+	}
+	if _, err := Verify(sign("HS384", sha512.New384), key, now); !errors.Is(err, ErrAlgorithm) {
+		t.Fatalf("HS384: %v, want ErrAlgorithm", err)
+	}
+	tok, err := SignAlg("HS512", map[string]any{"nameid": "bob", "exp": now.Add(time.Hour).Unix()}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := Verify(tok, key, now); err != nil || c.UserID() != "bob" {
+		t.Fatalf("SignAlg HS512: %v", err)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/edgeplane/edgeplane/internal/auth"
 	"github.com/edgeplane/edgeplane/internal/metricset"
 	"github.com/edgeplane/edgeplane/poller"
+	"github.com/edgeplane/edgeplane/webhook"
 )
 
 // Hub is a hub clients may connect to.
@@ -59,6 +60,19 @@ type Config struct {
 	// connection on another node and on a REST group add's subscription.
 	// Default backplane.DefaultAckTimeout.
 	RemoteGroupTimeout time.Duration
+	// Webhook, when set, posts client events to HTTP upstreams in Azure
+	// SignalR's upstream format (its Settings choose hubs and events),
+	// besides the Redis stream upstream. The node fills in AccessKeys,
+	// Deliver and Logger.
+	Webhook *webhook.Config
+	// StreamHubs are the hubs whose events go to the Redis stream upstream
+	// (with Redis, when Conn.Upstream is not set): "*" or empty: every
+	// hub; otherwise the hubs named (StreamHubsNone: none).
+	StreamHubs []string
+	// SecondaryAccessKey is accepted besides Conn.AccessKey for REST API
+	// tokens, to rotate the access key without downtime (Azure SignalR's
+	// secondary key). It needs Conn.AccessKey.
+	SecondaryAccessKey string
 	// NoTrim disables returning freed memory to the OS after connection
 	// bursts (see trim.go).
 	NoTrim bool
@@ -120,6 +134,8 @@ type Node struct {
 	poll    poller.Poller
 	metrics *metricset.Registry
 	admin   *admin.Handler
+	fleet   *admin.Fleet
+	webhook *webhook.Upstream
 	adminLn net.Listener
 	http    *http.Server
 
@@ -135,7 +151,7 @@ type Node struct {
 // down in the opposite order.
 func Start(cfg Config) (*Node, error) {
 	cfg = cfg.WithDefaults()
-	if err := checkKeys(cfg.Conn); err != nil {
+	if err := checkKeys(cfg.Conn, cfg.SecondaryAccessKey); err != nil {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, metrics: metricset.NewRegistry()}
@@ -158,14 +174,16 @@ func Start(cfg Config) (*Node, error) {
 		names[i] = h.Name
 	}
 	var proposal string // a token key to agree on with the fleet
+	var userGroups backplane.UserGroupStore
 	if cfg.Redis != nil {
 		rb, err := backplane.NewRedis(*cfg.Redis)
 		if err != nil {
 			return nil, fmt.Errorf("redis backplane: %w", err)
 		}
 		n.bp = rb
+		userGroups = rb.UserGroups()
 		if cfg.Conn.Upstream == nil {
-			cfg.Conn.Upstream = rb.Upstream()
+			cfg.Conn.Upstream = streamHubs(rb.Upstream(), cfg.StreamHubs)
 		}
 		if cfg.Conn.TokenClaims == nil {
 			cfg.Conn.TokenClaims = rb
@@ -180,6 +198,49 @@ func Start(cfg Config) (*Node, error) {
 	undo = append(undo, func() { n.bp.Close() })
 	n.router = fanout.NewRouter(names, n.bp)
 	n.router.MaxFrameBytes = cfg.PollerConfig.WithDefaults().MaxQueueBytes
+	// The REST API's fleet commands and user groups: its handler is set on
+	// the backplane before it starts, and it watches connections arrive
+	// (a user's connections join the user's groups).
+	n.fleet, err = admin.NewFleet(admin.FleetConfig{
+		Router:     n.router,
+		Backplane:  n.bp,
+		UserGroups: userGroups,
+		Conns: admin.ConnCloserFunc(func(hub, id, reason string) bool {
+			return n.srv.CloseConnection(hub, id, reason)
+		}),
+		Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, n.fleet.Close)
+	if cfg.Webhook != nil {
+		wc := *cfg.Webhook
+		for _, k := range []string{cfg.Conn.AccessKey, cfg.SecondaryAccessKey} {
+			if k != "" {
+				wc.AccessKeys = append(wc.AccessKeys, k)
+			}
+		}
+		if wc.Logger == nil {
+			wc.Logger = cfg.Logger
+		}
+		// An invocation's answer goes to its connection, which is on this
+		// node (the event came from it).
+		wc.Deliver = func(hub, connID string, rec []byte) {
+			n.router.Deliver(&backplane.Message{Hub: hub, Kind: backplane.Connection, Name: connID, Payload: rec})
+		}
+		if n.webhook, err = webhook.New(wc); err != nil {
+			return nil, err
+		}
+		undo = append(undo, n.webhook.Close)
+		cfg.Conn.Upstream = both(cfg.Conn.Upstream, n.webhook)
+	}
+	if cfg.Conn.Upstream == nil && cfg.Conn.ContextMaxBytes == 0 {
+		// Nobody reads a connect context: do not build one per connection
+		// for the Fleet's wrapper, which only needs the user id.
+		cfg.Conn.ContextMaxBytes = -1
+	}
+	cfg.Conn.Upstream = n.fleet.Upstream(cfg.Conn.Upstream)
 	if n.srv, err = conn.New(cfg.Conn, n.router); err != nil {
 		return nil, err
 	}
@@ -229,8 +290,10 @@ func Start(cfg Config) (*Node, error) {
 		Router:             n.router,
 		Backplane:          n.bp,
 		Conns:              n.srv,
+		Fleet:              n.fleet,
 		Metrics:            n.metrics,
 		AccessKey:          cfg.Conn.AccessKey,
+		SecondaryAccessKey: cfg.SecondaryAccessKey,
 		RemoteGroupTimeout: cfg.RemoteGroupTimeout,
 		Logger:             cfg.Logger,
 	})
@@ -261,9 +324,12 @@ func Start(cfg Config) (*Node, error) {
 
 // checkKeys refuses access and token keys that protect nothing (too
 // short, or a published placeholder); empty keys are allowed (open access,
-// random token key).
-func checkKeys(c conn.Config) error {
-	for _, k := range []struct{ name, key string }{{"access key", c.AccessKey}, {"token key", c.TokenKey}} {
+// random token key). A secondary access key needs a primary one.
+func checkKeys(c conn.Config, secondary string) error {
+	if secondary != "" && c.AccessKey == "" {
+		return errors.New("secondary access key: it needs an access key")
+	}
+	for _, k := range []struct{ name, key string }{{"access key", c.AccessKey}, {"secondary access key", secondary}, {"token key", c.TokenKey}} {
 		if k.key == "" {
 			continue
 		}
@@ -276,7 +342,10 @@ func checkKeys(c conn.Config) error {
 
 // registerMetrics puts every part's metrics in the node's registry.
 func (n *Node) registerMetrics() {
-	n.metrics.Register(n.srv.Metrics(), n.router.Metrics())
+	n.metrics.Register(n.srv.Metrics(), n.router.Metrics(), n.fleet.Metrics())
+	if n.webhook != nil {
+		n.metrics.Register(n.webhook.Metrics())
+	}
 	if m, ok := n.bp.(interface{ Metrics() *metricset.Set }); ok {
 		n.metrics.Register(m.Metrics())
 	}
@@ -330,7 +399,7 @@ func (n *Node) shutdownTimeout() time.Duration {
 
 // Close takes the node down in order: the poller (stops accepting, closes
 // every connection), the admin port, the connection server's timers, the
-// backplane.
+// REST API's fleet workers, the backplane.
 func (n *Node) Close() error {
 	n.admin.SetDraining()
 	n.stopTrim.Do(func() { close(n.trimStop) })
@@ -343,6 +412,10 @@ func (n *Node) Close() error {
 	defer cancel()
 	n.http.Shutdown(ctx)
 	n.srv.Close()
+	if n.webhook != nil {
+		n.webhook.Close()
+	}
+	n.fleet.Close()
 	if bpErr := n.bp.Close(); err == nil {
 		err = bpErr
 	}

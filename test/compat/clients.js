@@ -4,12 +4,13 @@
 // spec: {"base":"http://127.0.0.1:PORT","clients":[{"name":"a","hub":"chat",
 //        "skipNegotiation":false,"accessToken":"...","targets":["t"],"invoke":{...},
 //        "ignore":["noise"],"stopAfterConnect":false,
-//        "headers":{"X-Custom":"v"},"query":"room=42"}]}
+//        "headers":{"X-Custom":"v"},"query":"room=42","invokeAsync":false}]}
 // ignore: targets handled without a line each (a load the test only needs
 // the client to survive); stopAfterConnect: stop the connection once it is
 // connected (and its invoke answered). headers are sent with negotiate and
 // the WebSocket, as withUrl's headers option does under Node; query is
-// appended to the hub URL.
+// appended to the hub URL; invokeAsync: the client counts as started
+// without waiting for its invoke's answer (an upstream that holds it).
 // Prints one JSON line per event on stdout:
 //   {"name":"a","event":"connected","connectionId":"..."}
 //   {"name":"a","event":"message","target":"t","args":[...]}
@@ -50,12 +51,10 @@ async function start(c) {
   conns.push(conn);
   out({ name: c.name, event: "connected", connectionId: conn.connectionId });
   if (c.invoke) {
-    try {
-      const result = await conn.invoke(c.invoke.target, ...(c.invoke.args || []));
-      out({ name: c.name, event: "invokeOk", args: [result === undefined ? null : result] });
-    } catch (err) {
-      out({ name: c.name, event: "invokeError", error: String(err) });
-    }
+    const call = conn.invoke(c.invoke.target, ...(c.invoke.args || [])).then(
+      (result) => out({ name: c.name, event: "invokeOk", args: [result === undefined ? null : result] }),
+      (err) => out({ name: c.name, event: "invokeError", error: String(err) }));
+    if (!c.invokeAsync) await call;
   }
   if (c.stopAfterConnect) await conn.stop();
 }

@@ -49,6 +49,9 @@ type jsClientSpec struct {
 	Ignore []string `json:"ignore,omitempty"`
 	// StopAfterConnect: the client stops once connected.
 	StopAfterConnect bool `json:"stopAfterConnect,omitempty"`
+	// InvokeAsync: the client is ready without waiting for its invoke's
+	// answer.
+	InvokeAsync bool `json:"invokeAsync,omitempty"`
 }
 
 func compatDir(t *testing.T) string {
