@@ -261,6 +261,11 @@ func (u *Upstream) servesHub(hub string) bool {
 // of its connection and never blocks. An invocation no setting takes is
 // ErrNoUpstream; a full queue ErrQueueFull (counted).
 func (u *Upstream) Send(e *backplane.Event) error {
+	if e.Kind == backplane.EventReconnected {
+		// Azure SignalR's upstream has no such event: a resumed socket
+		// is the same connection, whose connected event was posted.
+		return nil
+	}
 	category, event := classify(e)
 	idx := u.match(e.Hub, category, event)
 	if idx < 0 && e.Kind == backplane.EventInvocation {

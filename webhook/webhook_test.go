@@ -148,6 +148,8 @@ func TestWebhookEvents(t *testing.T) {
 		{Kind: backplane.EventInvocation, Hub: "chat", ConnID: "c1", UserID: "alice", Target: "note", Arguments: []byte(`["hi",1]`)},
 		{Kind: backplane.EventDisconnected, Hub: "chat", ConnID: "c1", UserID: "alice", Reason: "peer_gone"},
 		{Kind: backplane.EventConnected, Hub: "news", ConnID: "n1"},
+		// A resumed socket (stateful reconnect) is no event of Azure's.
+		{Kind: backplane.EventReconnected, Hub: "news", ConnID: "n1"},
 	}
 	for i := range events {
 		if err := u.Send(&events[i]); err != nil {
@@ -181,6 +183,15 @@ func TestWebhookEvents(t *testing.T) {
 	testutil.WaitUntil(t, 5*time.Second, "3 ok requests to chat's upstream counted", func() bool {
 		return metric(t, u.Metrics(), `edgeplane_webhook_requests_total{upstream="`+rc.srv.URL+`",outcome="ok"}`) == "3"
 	})
+	// n1's events are posted in order: its disconnected comes right after
+	// its connected, with nothing for the resume between them.
+	if err := u.Send(&backplane.Event{Kind: backplane.EventDisconnected, Hub: "news", ConnID: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitUntil(t, 5*time.Second, "a second request to news' upstream", func() bool { return len(other.list()) >= 2 })
+	if got := other.list(); len(got) != 2 || got[1].path != "/news/disconnected" {
+		t.Errorf("news requests %+v, want connected then disconnected", got)
+	}
 }
 
 // TestWebhookInvocationAnswers: a blocking invocation's answer goes back
