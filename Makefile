@@ -68,7 +68,7 @@ bench-smoke:
 fuzz:
 	@for t in FuzzTokenVerify FuzzClientBytes; do \
 	  echo "== conn $$t ($(FUZZTIME))"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./conn/ || exit 1; done
-	@for t in FuzzSplitRecords FuzzHandshake FuzzAppendersMatchEncodingJSON; do \
+	@for t in $$($(GO) test -list '^Fuzz' ./internal/hubproto/ | grep '^Fuzz'); do \
 	  echo "== hubproto $$t ($(FUZZTIME))"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/hubproto/ || exit 1; done
 	@for t in FuzzFrameHeader FuzzFrameRoundTrip; do \
 	  echo "== wsframe $$t ($(FUZZTIME))"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/wsframe/ || exit 1; done

@@ -79,7 +79,7 @@ func FuzzHandshake(f *testing.F) {
 			if err := json.Unmarshal(first, &m); err != nil {
 				t.Fatalf("accepted invalid JSON %q: %v", first, err)
 			}
-			if m["protocol"] != "json" || m["version"] != 1.0 || h.Protocol != JSON || h.Version != 1 {
+			if m["version"] != 1.0 || h.Version != 1 || h.Protocol == nil || m["protocol"] != h.Protocol.Name() || Lookup(h.Protocol.Name()) != h.Protocol {
 				t.Fatalf("accepted %q: protocol %v version %v", first, m["protocol"], m["version"])
 			}
 			if len(first)+1+len(rest) != len(rec)+1 {
