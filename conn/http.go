@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -146,29 +147,65 @@ type transport struct {
 	TransferFormats []string `json:"transferFormats"`
 }
 
-var wsOnly = []transport{{"WebSockets", []string{"Text", "Binary"}}}
+// negotiateVersion is the negotiate protocol version the client asked
+// for, as ASP.NET Core reads it: the negotiateVersion query parameter
+// (name case-insensitive), 0 when absent, capped at 1 (ours); a value
+// that is not an integer, or is negative, is the error text to answer
+// with.
+func negotiateVersion(q url.Values) (int, string) {
+	var raw []string
+	for k, v := range q {
+		if strings.EqualFold(k, "negotiateVersion") {
+			raw = v
+			break
+		}
+	}
+	if len(raw) == 0 {
+		return 0, ""
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(strings.Join(raw, ",")))
+	switch {
+	case err != nil:
+		return 0, "The client requested a non-integer protocol version."
+	case v < 0:
+		return 0, fmt.Sprintf("The client requested version '%d', but the server does not support this version.", v)
+	}
+	return min(v, 1), ""
+}
 
 func (c *Conn) negotiate(req *http.Request, hubName string) {
 	if _, err := c.authenticate(req, hubName); err != nil {
 		c.unauthorized(req, "negotiate", err)
 		return
 	}
+	version, verr := negotiateVersion(req.URL.Query())
+	if verr != "" {
+		// 200 with the error, as ASP.NET Core answers: the clients
+		// report it.
+		body, _ := json.Marshal(struct {
+			Error string `json:"error"`
+		}{verr})
+		c.respond("negotiate", http.StatusOK, "application/json", body, errorHeader(verr)+c.corsHeaders(req, false))
+		return
+	}
 	id := newConnID()
 	token := c.srv.signer.issue(hubName, id, time.Now())
 	var body []byte
-	if v, _ := strconv.Atoi(req.URL.Query().Get("negotiateVersion")); v >= 1 {
+	if version >= 1 {
 		body, _ = json.Marshal(struct {
 			NegotiateVersion    int         `json:"negotiateVersion"`
 			ConnectionID        string      `json:"connectionId"`
 			ConnectionToken     string      `json:"connectionToken"`
 			AvailableTransports []transport `json:"availableTransports"`
-		}{1, encodeID(id), token, wsOnly})
+		}{1, encodeID(id), token, c.srv.transports})
 	} else {
-		// Version 0: the client connects with connectionId as its id.
+		// Version 0: there is no separate token; the client connects
+		// with connectionId as its id, so connectionId is the token.
 		body, _ = json.Marshal(struct {
+			NegotiateVersion    int         `json:"negotiateVersion"`
 			ConnectionID        string      `json:"connectionId"`
 			AvailableTransports []transport `json:"availableTransports"`
-		}{token, wsOnly})
+		}{0, token, c.srv.transports})
 	}
 	c.respond("negotiate", http.StatusOK, "application/json", body, c.corsHeaders(req, false))
 }

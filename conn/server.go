@@ -90,6 +90,11 @@ type Config struct {
 	// ContextCookies puts the Cookie header in the connect context. Off by
 	// default: cookies are credentials.
 	ContextCookies bool
+	// Protocols are the hub protocols clients may choose at the
+	// handshake: "json", "messagepack". Default both. Negotiate
+	// advertises the Binary transfer format only when a binary protocol
+	// (MessagePack) is among them.
+	Protocols []string
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -171,6 +176,8 @@ type Server struct {
 	M      *Metrics
 
 	handshakeSec, keepAliveSec, timeoutSec int64
+	protocols                              protocolSet // Config.Protocols
+	transports                             []transport // negotiate's availableTransports
 
 	accept   acceptBucket
 	perIP    perIP
@@ -215,6 +222,11 @@ func New(cfg Config, router *fanout.Router) (*Server, error) {
 			return nil, fmt.Errorf("conn: token key: %w", err)
 		}
 	}
+	var err error
+	if s.protocols, err = parseProtocols(cfg.Protocols); err != nil {
+		return nil, err
+	}
+	s.transports = []transport{{"WebSockets", s.protocols.transferFormats()}}
 	s.signer.ttl = cfg.TokenTTL
 	s.epoch = time.Now().Unix()
 	s.accept.rate, s.accept.burst = cfg.AcceptRate, float64(cfg.AcceptBurst)
