@@ -21,6 +21,7 @@ import (
 	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/conn"
 	"github.com/edgeplane/edgeplane/internal/auth"
+	"github.com/edgeplane/edgeplane/internal/hubproto"
 	"github.com/edgeplane/edgeplane/internal/node"
 	"github.com/edgeplane/edgeplane/poller"
 )
@@ -54,6 +55,7 @@ func run(args []string) int {
 		cluster     listFlag
 		server      string
 		origins     listFlag
+		protocols   listFlag
 		gcPercent   int
 		drainWindow time.Duration
 		upRedis     string
@@ -86,6 +88,7 @@ func run(args []string) int {
 	fs.IntVar(&cfg.RetryAfter, "retry-after", conn.DefaultRetryAfter, "base seconds of the Retry-After sent with every 503 (admission, descriptor shedding, accept rate, drain; jittered over [base, 2*base] where the answer is built per request)")
 	fs.IntVar(&cfg.Conn.MaxConnsPerIP, "max-conns-per-ip", 0, "open connections per client address (0: off; mind load balancers without PROXY protocol)")
 	fs.IntVar(&cfg.Conn.MaxMessageRate, "max-message-rate", conn.DefaultMaxMessageRate, "SignalR records a client may send per second; more closes it with 1008 (negative: off)")
+	fs.Var(&protocols, "protocols", "SignalR hub protocols clients may use: json, messagepack (default both); negotiate lists the Binary transfer format only with messagepack")
 	fs.Var(&origins, "allowed-origins", "browser Origins allowed to connect, e.g. https://app.example.com,https://*.example.com, and the only ones CORS answers reflect (default: any may connect, none is reflected)")
 	fs.IntVar(&cfg.Conn.ContextMaxBytes, "upstream-context-bytes", conn.DefaultContextMaxBytes, "bound on the connect request's context (headers, query string, claims) in the upstream's connected event; what does not fit is left out and the event marked truncated (negative: no context)")
 	fs.BoolVar(&cfg.Conn.ContextCookies, "upstream-cookies", false, "put the Cookie header in the upstream's connect context (needs --allowed-origins: any site could otherwise open connections with your users' cookies)")
@@ -124,6 +127,13 @@ func run(args []string) int {
 		debug.SetGCPercent(gcPercent)
 	}
 	cfg.Conn.AllowedOrigins = origins
+	for _, p := range protocols {
+		if hubproto.Lookup(p) == nil {
+			fmt.Fprintf(os.Stderr, "edgeplane: --protocols: unknown hub protocol %q (json, messagepack)\n", p)
+			return 2
+		}
+	}
+	cfg.Conn.Protocols = protocols
 	if cfg.Hubs, err = parseHubs(hubs); err != nil {
 		fmt.Fprintln(os.Stderr, "edgeplane: --hub:", err)
 		return 2

@@ -50,6 +50,7 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{"--upstream-redis", "redis://x:1"}, // without a backplane
 		{"--upstream-max-bytes", "0"},
 		{"--upstream-max-age", "-1s"},
+		{"--protocols", "json,xml"},
 	} {
 		if code := run(args); code != 2 {
 			t.Errorf("run(%q) = %d, want 2", args, code)
