@@ -70,9 +70,7 @@ func (c *Conn) handleHTTP(b []byte) (int, error) {
 
 // route dispatches a complete request.
 func (c *Conn) route(req *http.Request, head []byte) {
-	path := strings.Trim(req.URL.Path, "/")
-	hubName, rest, _ := strings.Cut(path, "/")
-	h := c.srv.router.Hub(hubName)
+	hubName, isNegotiate, found := c.srv.paths.route(req.URL.Path) // paths.go
 	if !originAllowed(c.srv.cfg.AllowedOrigins, req.Header.Get("Origin")) {
 		c.srv.M.Rejected("origin")
 		c.httpError(nil, "origin", http.StatusForbidden, "origin not allowed by --allowed-origins")
@@ -84,11 +82,9 @@ func (c *Conn) route(req *http.Request, head []byte) {
 		return
 	}
 	switch {
-	case rest == "negotiate":
-		if h == nil {
-			c.httpError(req, "negotiate", http.StatusNotFound, "unknown hub")
-			return
-		}
+	case !found && strings.HasSuffix(strings.ToLower(strings.TrimRight(req.URL.Path, "/")), "/negotiate"):
+		c.httpError(req, "negotiate", http.StatusNotFound, "unknown hub")
+	case isNegotiate:
 		switch req.Method {
 		case http.MethodPost:
 			if !c.admitRate(req) {
@@ -100,7 +96,7 @@ func (c *Conn) route(req *http.Request, head []byte) {
 		default:
 			c.httpError(req, "negotiate", http.StatusMethodNotAllowed, "negotiate takes POST")
 		}
-	case rest == "" && h != nil:
+	case found:
 		c.upgrade(req, head, hubName)
 	default:
 		c.httpError(req, "other", http.StatusNotFound, "unknown hub or path")
@@ -123,6 +119,9 @@ func (c *Conn) authenticate(req *http.Request, hub string) (*auth.Claims, error)
 	cl, err := auth.Verify(tok, []byte(key), time.Now())
 	if err == nil {
 		err = cl.CheckClient(req.Host, hub)
+		if p := strings.Trim(c.srv.paths.byName[hub], "/"); err != nil && !strings.EqualFold(p, hub) && cl.CheckClient(req.Host, p) == nil {
+			err = nil // the audience is the hub's own path (--hub chat=/hubs/chat: https://edge/hubs/chat)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnauthorized, err)

@@ -90,6 +90,11 @@ type Config struct {
 	// ContextCookies puts the Cookie header in the connect context. Off by
 	// default: cookies are credentials.
 	ContextCookies bool
+	// HubPaths gives hubs a path of their own on the client port, hub
+	// name → path ("/hubs/chat": negotiate at /hubs/chat/negotiate), as
+	// ASP.NET Core's MapHub does; paths match case-insensitively. A hub
+	// without one is at "/" + its name.
+	HubPaths map[string]string
 	// Protocols are the hub protocols clients may choose at the
 	// handshake: "json", "messagepack". Default both. Negotiate
 	// advertises the Binary transfer format only when a binary protocol
@@ -177,6 +182,7 @@ type Server struct {
 
 	handshakeSec, keepAliveSec, timeoutSec int64
 	protocols                              protocolSet // Config.Protocols
+	paths                                  hubPaths    // Config.HubPaths
 	transports                             []transport // negotiate's availableTransports
 
 	accept   acceptBucket
@@ -239,6 +245,9 @@ func New(cfg Config, router *fanout.Router) (*Server, error) {
 	})
 	if bad != nil {
 		return nil, bad
+	}
+	if s.paths, err = newHubPaths(router, cfg.HubPaths); err != nil {
+		return nil, err
 	}
 	s.M = newMetrics(s)
 	if cfg.TokenClaims != nil {

@@ -65,7 +65,7 @@ func run(args []string) int {
 	)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "client address (SignalR negotiate and WebSocket)")
 	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin address: /metrics, /healthz, /readyz and the REST API")
-	fs.Var(&hubs, "hub", "hub clients may connect to, NAME or NAME=PREFIX (PREFIX: Redis channel prefix, e.g. the .NET hub type name); repeat for several (default chat)")
+	fs.Var(&hubs, "hub", "hub clients may connect to, NAME[=/PATH][=PREFIX]: PATH its client path, one or more segments, matched case-insensitively (default /NAME); PREFIX its Redis channel prefix, e.g. the .NET hub type name (default NAME); repeat for several (default chat)")
 	fs.StringVar(&redisURL, "redis", "", "Redis backplane URL, redis://host:port (default: in-memory backplane, single node)")
 	fs.Var(&cluster, "redis-cluster", "Redis Cluster seed addresses host:port,... (sharded pub/sub, Redis 7+)")
 	fs.StringVar(&upRedis, "upstream-redis", "", "Redis URL for the upstream streams (client invocations and lifecycle events), e.g. one with maxmemory (default: the backplane's Redis)")
@@ -198,22 +198,35 @@ func checkSecurityFlags(c conn.Config, origins []string) error {
 	return nil
 }
 
-// parseHubs turns --hub values, NAME or NAME=PREFIX, into the node's hubs.
-// NAME alone keeps the default prefix (the hub name).
+// parseHubs turns --hub values into the node's hubs: NAME, then after =
+// a PATH (it starts with /) or a PREFIX, or both: NAME=/PATH=PREFIX.
+// What is not given keeps its default (path /NAME, prefix NAME).
 func parseHubs(specs []string) ([]node.Hub, error) {
 	var hubs []node.Hub
 	seen := make(map[string]bool, len(specs))
 	for _, spec := range specs {
-		name, prefix, _ := strings.Cut(spec, "=")
-		name, prefix = strings.TrimSpace(name), strings.TrimSpace(prefix)
-		if name == "" {
-			return nil, fmt.Errorf("hub %q: want NAME or NAME=PREFIX", spec)
+		parts := strings.Split(spec, "=")
+		h := node.Hub{Name: strings.TrimSpace(parts[0])}
+		if h.Name == "" || len(parts) > 3 {
+			return nil, fmt.Errorf("hub %q: want NAME, NAME=PREFIX, NAME=/PATH or NAME=/PATH=PREFIX", spec)
 		}
-		if seen[name] {
-			return nil, fmt.Errorf("hub %q given twice", name)
+		for _, v := range parts[1:] {
+			v = strings.TrimSpace(v)
+			switch {
+			case v == "": // NAME= is NAME
+			case strings.HasPrefix(v, "/") && h.Path == "":
+				h.Path = v
+			case !strings.HasPrefix(v, "/") && h.Prefix == "":
+				h.Prefix = v
+			default:
+				return nil, fmt.Errorf("hub %q: want NAME, NAME=PREFIX, NAME=/PATH or NAME=/PATH=PREFIX", spec)
+			}
 		}
-		seen[name] = true
-		hubs = append(hubs, node.Hub{Name: name, Prefix: prefix})
+		if seen[h.Name] {
+			return nil, fmt.Errorf("hub %q given twice", h.Name)
+		}
+		seen[h.Name] = true
+		hubs = append(hubs, h)
 	}
 	return hubs, nil
 }
