@@ -38,7 +38,7 @@ deps-node:
 	@command -v node >/dev/null && command -v npm >/dev/null || { \
 	  echo "installing nodejs and npm (apt-get)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; }
-	@[ -d test/compat/node_modules/@microsoft/signalr ] || (cd test/compat && npm ci --no-audit --no-fund)
+	@[ -d test/compat/node_modules/@microsoft/signalr ] && [ -d test/compat/node_modules/@microsoft/signalr-protocol-msgpack ] || (cd test/compat && npm ci --no-audit --no-fund)
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
