@@ -39,7 +39,7 @@ deps-node:
 	@command -v node >/dev/null && command -v npm >/dev/null || { \
 	  echo "installing nodejs and npm (apt-get)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; }
-	@[ -d test/compat/node_modules/@microsoft/signalr ] || (cd test/compat && npm ci --no-audit --no-fund)
+	@[ -d test/compat/node_modules/@microsoft/signalr ] && [ -d test/compat/node_modules/@microsoft/signalr-protocol-msgpack ] || (cd test/compat && npm ci --no-audit --no-fund)
 
 # deps-browser: Debian's chromium (/usr/bin/chromium), the browser bundles of
 # @microsoft/signalr that examples/browser serves, and playwright-core, which
@@ -87,7 +87,7 @@ bench-smoke:
 fuzz:
 	@for t in FuzzTokenVerify FuzzClientBytes; do \
 	  echo "== conn $$t ($(FUZZTIME))"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./conn/ || exit 1; done
-	@for t in FuzzSplitRecords FuzzHandshake FuzzAppendersMatchEncodingJSON; do \
+	@for t in $$($(GO) test -list '^Fuzz' ./internal/hubproto/ | grep '^Fuzz'); do \
 	  echo "== hubproto $$t ($(FUZZTIME))"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/hubproto/ || exit 1; done
 	@for t in FuzzFrameHeader FuzzFrameRoundTrip; do \
 	  echo "== wsframe $$t ($(FUZZTIME))"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/wsframe/ || exit 1; done

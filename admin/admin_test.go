@@ -14,6 +14,7 @@ import (
 	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/fanout"
 	"github.com/edgeplane/edgeplane/internal/auth"
+	"github.com/edgeplane/edgeplane/internal/hubproto"
 	"github.com/edgeplane/edgeplane/internal/metricset"
 	"github.com/edgeplane/edgeplane/internal/testutil"
 )
@@ -42,10 +43,12 @@ type member struct {
 	frames []string
 }
 
-func (m *member) Deliver(f []byte) {
+func (m *member) Deliver(f *fanout.Frames) int {
+	fr := f.Frame(hubproto.IDJSON)
 	m.mu.Lock()
-	m.frames = append(m.frames, string(f))
+	m.frames = append(m.frames, string(fr))
 	m.mu.Unlock()
+	return len(fr)
 }
 func (m *member) got() []string {
 	m.mu.Lock()

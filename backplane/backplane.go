@@ -63,6 +63,12 @@ type Message struct {
 	// Payload is one complete JSON hub-protocol record including its
 	// trailing 0x1e. It may be shared and must never be modified.
 	Payload []byte
+	// MessagePack is the same message as MessagePack hub-protocol
+	// records, each behind its VarInt length, when the backplane message
+	// carried one (the messagepack entry an ASP.NET Core server with
+	// MessagePack writes); nil otherwise: fanout converts Payload for its
+	// MessagePack clients. Shared like Payload. Publish does not send it.
+	MessagePack []byte
 }
 
 // GroupAction is the action of a group command (wire values of the

@@ -41,7 +41,11 @@
 // SUBSCRIBE/UNSUBSCRIBE). Payloads are MessagePack (package wire): an
 // invocation is [[excluded connection ids], {"json": record}], where the
 // record is the complete JSON hub-protocol message with its 0x1e; it becomes
-// Message.Payload as a sub-slice of the Redis message, without a copy.
+// Message.Payload as a sub-slice of the Redis message, without a copy. A
+// messagepack entry beside it (an ASP.NET Core server with MessagePack
+// writes one) becomes Message.MessagePack the same way, for fanout to hand
+// to MessagePack clients as it is; this node publishes the json entry
+// only.
 // Payloads that do not decode are counted, logged with their channel and
 // dropped. A node receives its own publishes through its subscriptions: that
 // is how it delivers them locally, once. Nothing is queued between Redis and

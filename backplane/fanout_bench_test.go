@@ -16,6 +16,7 @@ import (
 	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/backplane/wire"
 	"github.com/edgeplane/edgeplane/fanout"
+	"github.com/edgeplane/edgeplane/internal/hubproto"
 	"github.com/edgeplane/edgeplane/internal/redistest"
 )
 
@@ -29,13 +30,15 @@ type queueMember struct {
 
 func newQueueMember() *queueMember { return &queueMember{q: make([][]byte, 0, 64)} }
 
-func (m *queueMember) Deliver(frame []byte) {
+func (m *queueMember) Deliver(f *fanout.Frames) int {
+	frame := f.Frame(hubproto.IDJSON)
 	if len(m.q) == cap(m.q) {
 		clear(m.q)
 		m.q = m.q[:0]
 	}
 	m.q = append(m.q, frame)
 	m.n++
+	return len(frame)
 }
 
 var fanoutRecipients = []int{1, 100, 10_000}

@@ -146,7 +146,7 @@ func (r *Redis) handle(s *subscriber, channel, payload []byte) {
 		r.handleAck(string(channel), payload)
 	default:
 		r.m.received(rt.kind).Inc()
-		ex, js, err := wire.ReadInvocation(payload, s.excluded[:0])
+		ex, js, mp, err := wire.ReadInvocationWithMessagePack(payload, s.excluded[:0])
 		if err == nil && (len(js) == 0 || js[len(js)-1] != 0x1e) {
 			err = fmt.Errorf("%w: json entry is not a record ending in 0x1e", wire.ErrMalformed)
 		}
@@ -157,7 +157,7 @@ func (r *Redis) handle(s *subscriber, channel, payload []byte) {
 		if cap(ex) <= 1024 {
 			s.excluded = ex[:0]
 		}
-		s.msg = Message{Hub: rt.hub, Kind: Kind(rt.kind), Name: rt.name, Excluded: ex, Payload: js}
+		s.msg = Message{Hub: rt.hub, Kind: Kind(rt.kind), Name: rt.name, Excluded: ex, Payload: js, MessagePack: mp}
 		r.recv.Deliver(&s.msg)
 		s.msg = Message{}
 	}

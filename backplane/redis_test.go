@@ -537,6 +537,14 @@ func TestRedisWireCompat(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// An ASP.NET server with MessagePack writes both entries: the
+	// messagepack one reaches fanout as it is, for MessagePack clients.
+	bothJSON := []byte("{\"type\":1,\"target\":\"Send\",\"arguments\":[1]}\x1e")
+	bothMP := []byte{0x0b, 0x95, 0x01, 0x80, 0xc0, 0xa4, 'S', 'e', 'n', 'd', 0x91, 0x01}
+	both := wire.AppendInvocationProtocols(nil, nil, []string{"json", "messagepack"}, [][]byte{bothJSON, bothMP})
+	if err := client.Publish(ctx, "MyApp.ChatHub:all", both).Err(); err != nil {
+		t.Fatal(err)
+	}
 	decodeErrs := metric(t, a, "edgeplane_backplane_decode_errors_total")
 	for _, inv := range v.Invocation { // p1/p2 only, no json: not deliverable
 		if err := client.Publish(ctx, "MyApp.ChatHub:all", unhex(inv.Hex)).Err(); err != nil {
@@ -548,11 +556,14 @@ func TestRedisWireCompat(t *testing.T) {
 	got := slices.Clone(ra.msgs)
 	ra.mu.Unlock()
 	got = got[:len(got)-1] // the fence
-	if len(got) != len(v.Realistic) {
-		t.Fatalf("delivered %d messages, want %d (the realistic vectors)", len(got), len(v.Realistic))
+	if len(got) != len(v.Realistic)+1 {
+		t.Fatalf("delivered %d messages, want %d (the realistic vectors and one with both entries)", len(got), len(v.Realistic)+1)
+	}
+	if last := got[len(got)-1]; !bytes.Equal(last.Payload, bothJSON) || !bytes.Equal(last.MessagePack, bothMP) {
+		t.Errorf("json and messagepack entries: delivered %q and % x", last.Payload, last.MessagePack)
 	}
 	for i, r := range v.Realistic {
-		if string(got[i].Payload) != r.Record || got[i].Kind != All || got[i].Hub != "chat" ||
+		if string(got[i].Payload) != r.Record || got[i].MessagePack != nil || got[i].Kind != All || got[i].Hub != "chat" ||
 			!(slices.Equal(got[i].Excluded, r.Excluded) || len(got[i].Excluded)+len(r.Excluded) == 0) {
 			t.Errorf("%s: delivered %+v", r.Name, got[i])
 		}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"container/heap"
 	"encoding/json"
 	"errors"
@@ -40,6 +41,10 @@ type LoaderConfig struct {
 	KeepAlive time.Duration
 	// HandshakeTimeout bounds one attempt; default 15 s.
 	HandshakeTimeout time.Duration
+	// MessagePack is the fraction of the connections, 0 to 1, that speak
+	// the MessagePack hub protocol instead of JSON, spread evenly over the
+	// connections (0.5: every other one).
+	MessagePack float64
 }
 
 func (c *LoaderConfig) hub() string {
@@ -75,6 +80,7 @@ type LoaderStats struct {
 	Dropped     int    `json:"dropped"`      // established connections the server closed
 	Pings       uint64 `json:"pings"`        // server pings received
 	Deliveries  uint64 `json:"deliveries"`   // invocations received
+	MessagePack int    `json:"messagepack"`  // connections speaking MessagePack
 	BytesIn     uint64 `json:"bytes_in"`
 	Settled     bool   `json:"settled"` // every connection open or given up
 	// FirstAttemptNano and AllOpenNano are Unix nanoseconds: start of the
@@ -111,6 +117,7 @@ type cconn struct {
 	idx          int
 	fd           int
 	state        connState
+	mp           bool // speaks MessagePack (LoaderConfig.MessagePack)
 	attempt      int
 	in           []byte // partial input
 	msg          []byte // partial fragmented message
@@ -155,6 +162,7 @@ type Loader struct {
 	retries  retryHeap
 	readBuf  []byte
 	pingMsg  []byte
+	pingMP   []byte // the MessagePack connections' Ping
 	st       LoaderStats
 	seqLast  []int64
 	seqCount []int32
@@ -204,9 +212,16 @@ func NewLoader(cfg LoaderConfig) (*Loader, error) {
 	}
 	l.negReq = NegotiateRequest(l.host, cfg.hub())
 	l.pingMsg = wsframe.AppendClientFrame(nil, wsframe.OpText, hubproto.JSON.Ping())
+	l.pingMP = wsframe.AppendClientFrame(nil, wsframe.OpBinary, hubproto.MessagePack.Ping())
+	if cfg.MessagePack < 0 || cfg.MessagePack > 1 {
+		return nil, fmt.Errorf("bench: MessagePack fraction %v is not within [0, 1]", cfg.MessagePack)
+	}
 	l.conns = make([]*cconn, cfg.Conns)
 	for i := range l.conns {
-		l.conns[i] = &cconn{idx: i, fd: -1}
+		l.conns[i] = &cconn{idx: i, fd: -1, mp: speaksMessagePack(i, cfg.MessagePack)}
+		if l.conns[i].mp {
+			l.st.MessagePack++
+		}
 	}
 	l.st.Target = cfg.Conns
 	return l, nil
@@ -457,7 +472,11 @@ func (l *Loader) keepAliveSlot(slot, slots int) {
 	for i := slot; i < len(l.conns); i += slots {
 		c := l.conns[i]
 		if c.state == stOpen {
-			l.write(c, l.pingMsg)
+			if c.mp {
+				l.write(c, l.pingMP)
+			} else {
+				l.write(c, l.pingMsg)
+			}
 		}
 	}
 }
@@ -576,7 +595,11 @@ func (l *Loader) onEvent(c *cconn, ev uint32) {
 			return
 		}
 		c.state = stHandshake
-		l.write(c, wsframe.AppendClientFrame(nil, wsframe.OpText, handshakeRequest))
+		req := handshakeRequest
+		if c.mp {
+			req = handshakeRequestMP
+		}
+		l.write(c, wsframe.AppendClientFrame(nil, wsframe.OpText, req)) // text, as @microsoft/signalr sends it
 		if c.fd < 0 {
 			return
 		}
@@ -687,42 +710,90 @@ func (l *Loader) onFrames(c *cconn, data []byte) {
 }
 
 func (l *Loader) onMessage(c *cconn, payload []byte) {
+	if c.mp {
+		l.onMessagePack(c, payload)
+		return
+	}
 	_ = hubproto.JSON.Split(payload, func(rec []byte) error {
 		if c.fd < 0 {
 			return nil
 		}
-		now := time.Now().UnixNano()
 		if c.state == stHandshake {
-			if hubproto.JSON.PeekType(rec) != 0 || len(rec) > 2 && string(rec[:8]) == `{"error"` {
-				l.fail(c, "handshake: "+string(rec))
-				return nil
-			}
-			c.state = stOpen
-			l.inFlight--
-			l.st.Open++
-			l.st.EverOpened++
-			l.st.LastOpenNano = now
-			l.handsh.Record(time.Duration(now - c.attemptStart))
-			l.connect.Record(time.Duration(now - c.firstStart))
+			l.onHandshake(c, rec)
 			return nil
 		}
-		switch hubproto.JSON.PeekType(rec) {
-		case hubproto.TypePing:
-			l.st.Pings++
-		case hubproto.TypeInvocation:
-			l.st.Deliveries++
-			if seq, sent, ok := BenchArgs(rec); ok && seq >= 0 && seq < 1<<20 {
-				l.latency.Record(time.Duration(now - sent))
-				for int(seq) >= len(l.seqLast) {
-					l.seqLast = append(l.seqLast, 0)
-					l.seqCount = append(l.seqCount, 0)
-				}
-				l.seqLast[seq] = now
-				l.seqCount[seq]++
-			}
-		case hubproto.TypeClose:
-			l.lost(c, "signalr close")
+		l.onRecord(c, hubproto.JSON.PeekType(rec), func() (int64, int64, bool) { return BenchArgs(rec) })
+		return nil
+	})
+}
+
+// onMessagePack handles a MessagePack connection's message: the JSON
+// handshake response first (in a binary frame, as ASP.NET Core sends it),
+// then length-prefixed MessagePack records.
+func (l *Loader) onMessagePack(c *cconn, payload []byte) {
+	if c.state == stHandshake {
+		i := bytes.IndexByte(payload, hubproto.RecordSeparator)
+		if i < 0 {
+			l.fail(c, "handshake: "+string(payload))
+			return
+		}
+		l.onHandshake(c, payload[:i])
+		payload = payload[i+1:]
+	}
+	err := hubproto.MessagePack.Split(payload, func(rec []byte) error {
+		if c.fd >= 0 && c.state == stOpen {
+			l.onRecord(c, hubproto.MessagePack.PeekType(rec), func() (int64, int64, bool) { return BenchArgsMessagePack(rec) })
 		}
 		return nil
 	})
+	if err != nil && c.fd >= 0 {
+		l.lost(c, "messagepack: "+err.Error())
+	}
+}
+
+// onHandshake handles the handshake response record (JSON, separator
+// removed).
+func (l *Loader) onHandshake(c *cconn, rec []byte) {
+	if hubproto.JSON.PeekType(rec) != 0 || len(rec) > 2 && string(rec[:min(8, len(rec))]) == `{"error"` {
+		l.fail(c, "handshake: "+string(rec))
+		return
+	}
+	now := time.Now().UnixNano()
+	c.state = stOpen
+	l.inFlight--
+	l.st.Open++
+	l.st.EverOpened++
+	l.st.LastOpenNano = now
+	l.handsh.Record(time.Duration(now - c.attemptStart))
+	l.connect.Record(time.Duration(now - c.firstStart))
+}
+
+// onRecord counts a record of type t of an open connection; args reads an
+// invocation's sequence number and send time.
+func (l *Loader) onRecord(c *cconn, t hubproto.MessageType, args func() (seq, sentNano int64, ok bool)) {
+	switch t {
+	case hubproto.TypePing:
+		l.st.Pings++
+	case hubproto.TypeInvocation:
+		l.st.Deliveries++
+		if seq, sent, ok := args(); ok && seq >= 0 && seq < 1<<20 {
+			now := time.Now().UnixNano()
+			l.latency.Record(time.Duration(now - sent))
+			for int(seq) >= len(l.seqLast) {
+				l.seqLast = append(l.seqLast, 0)
+				l.seqCount = append(l.seqCount, 0)
+			}
+			l.seqLast[seq] = now
+			l.seqCount[seq]++
+		}
+	case hubproto.TypeClose:
+		l.lost(c, "signalr close")
+	}
+}
+
+// speaksMessagePack reports whether connection i of a loader speaks
+// MessagePack when a fraction frac of them do: the fraction's multiples
+// spread evenly (0.5: the odd ones).
+func speaksMessagePack(i int, frac float64) bool {
+	return int(float64(i+1)*frac) > int(float64(i)*frac)
 }

@@ -42,6 +42,7 @@ type DensityConfig struct {
 type DensityPoint struct {
 	Conns         int     `json:"conns"`
 	Open          int     `json:"open"`
+	MessagePack   int     `json:"messagepack"` // connections on MessagePack
 	RSS           int64   `json:"rss_bytes"`
 	HeapInuse     float64 `json:"heap_inuse_bytes"`
 	StackInuse    float64 `json:"stack_inuse_bytes"`
@@ -213,7 +214,7 @@ func densityOne(ctx context.Context, cfg DensityConfig, spec SystemSpec, sizes [
 		}
 		f, err := StartFleet(FleetConfig{Self: cfg.Self, Addrs: []string{srv.Listen}, Conns: add,
 			Concurrency: cfg.Concurrency, Retry: []time.Duration{0, time.Second, 2 * time.Second, 5 * time.Second},
-			SkipNegotiate: cfg.SkipNegotiate, Stderr: cfg.Log})
+			SkipNegotiate: cfg.SkipNegotiate, MessagePack: spec.MessagePack, Stderr: cfg.Log})
 		if err != nil {
 			return sys, err
 		}
@@ -236,15 +237,16 @@ func densityOne(ctx context.Context, cfg DensityConfig, spec SystemSpec, sizes [
 		if err != nil {
 			return sys, err
 		}
-		open, dropped, failures := 0, 0, 0
+		open, dropped, failures, mpConns := 0, 0, 0, 0
 		for _, fl := range fleets {
 			pp := fl.Progress()
 			open += pp.Open
 			dropped += pp.Dropped
 			failures += pp.Failures
+			mpConns += pp.MessagePack
 		}
 		pt := DensityPoint{
-			Conns: n, Open: open, RSS: s.proc.RSS, Threads: s.proc.Threads, OpenFDs: s.proc.OpenFDs,
+			Conns: n, Open: open, MessagePack: mpConns, RSS: s.proc.RSS, Threads: s.proc.Threads, OpenFDs: s.proc.OpenFDs,
 			HeapInuse:  s.metrics["go_memstats_heap_inuse_bytes"],
 			StackInuse: s.metrics["go_memstats_stack_inuse_bytes"],
 			Goroutines: s.metrics["go_goroutines"],

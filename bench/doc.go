@@ -7,9 +7,13 @@
 //
 //   - Loader (client.go) is an event-driven SignalR load client built on a
 //     single epoll loop per process: it negotiates over HTTP, upgrades to
-//     WebSocket with masked client frames, does the JSON hub handshake,
-//     answers pings and sends spread keep-alive pings. It binds a source
-//     address per connection so a run can spread over 127.0.0.2, 127.0.0.3, …
+//     WebSocket with masked client frames, does the hub handshake (JSON,
+//     or MessagePack for a fraction of the connections:
+//     LoaderConfig.MessagePack, SystemSpec.MessagePack, edgebench
+//     --msgpack 0,0.5 measures each edgeplane poller all-JSON and half
+//     MessagePack in one run), answers pings and sends spread keep-alive
+//     pings. It binds a source address per connection so a run can spread
+//     over 127.0.0.2, 127.0.0.3, …
 //   - Fleet (fleet.go) splits a load across child processes (edgebench
 //     re-executes itself with a hidden subcommand, see RunChild) because the
 //     per-process open-file limit is a hard 20000; children report JSON lines.

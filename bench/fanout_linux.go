@@ -77,11 +77,13 @@ type FanoutCase struct {
 
 // FanoutSystem is one system's run.
 type FanoutSystem struct {
-	Spec    SystemSpec   `json:"spec"`
-	Nodes   int          `json:"nodes"`
-	Members int          `json:"members"`
-	Cases   []FanoutCase `json:"cases"`
-	Error   string       `json:"error,omitempty"`
+	Spec    SystemSpec `json:"spec"`
+	Nodes   int        `json:"nodes"`
+	Members int        `json:"members"`
+	// MessagePack members (SystemSpec.MessagePack of them).
+	MessagePack int          `json:"messagepack_members"`
+	Cases       []FanoutCase `json:"cases"`
+	Error       string       `json:"error,omitempty"`
 }
 
 // FanoutReport is the result of RunFanout.
@@ -220,7 +222,7 @@ func setupRig(ctx context.Context, cfg FanoutConfig, spec SystemSpec) (*rig, err
 		perChild = (cfg.Conns + cfg.Nodes - 1) / cfg.Nodes
 	}
 	f, err := StartFleet(FleetConfig{Self: cfg.Self, Addrs: addrs, Conns: cfg.Conns, PerChild: perChild, Concurrency: 256,
-		Retry: []time.Duration{0, time.Second, 2 * time.Second, 5 * time.Second}, Stderr: cfg.Log})
+		Retry: []time.Duration{0, time.Second, 2 * time.Second, 5 * time.Second}, MessagePack: spec.MessagePack, Stderr: cfg.Log})
 	if err != nil {
 		return rg, err
 	}
@@ -236,6 +238,7 @@ func setupRig(ctx context.Context, cfg FanoutConfig, spec SystemSpec) (*rig, err
 		return rg, err
 	}
 	rg.sys.Members, err = joinGroup(ctx, rg.servers, ids, rg.group, cfg.Progress, spec.Name)
+	rg.sys.MessagePack = p.MessagePack
 	return rg, err
 }
 

@@ -50,6 +50,9 @@ func ChildArgs(cfg LoaderConfig) []string {
 	if cfg.SkipNegotiate {
 		a = append(a, "--skip-negotiate")
 	}
+	if cfg.MessagePack > 0 {
+		a = append(a, "--msgpack", strconv.FormatFloat(cfg.MessagePack, 'g', -1, 64))
+	}
 	return a
 }
 
@@ -66,6 +69,7 @@ func ParseChildArgs(args []string) (LoaderConfig, error) {
 	fs.DurationVar(&cfg.KeepAlive, "keepalive", 15*time.Second, "client ping interval")
 	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", 15*time.Second, "attempt timeout")
 	fs.BoolVar(&cfg.SkipNegotiate, "skip-negotiate", false, "skip negotiation")
+	fs.Float64Var(&cfg.MessagePack, "msgpack", 0, "fraction of the connections on the MessagePack hub protocol")
 	if err := fs.Parse(args); err != nil {
 		return cfg, fmt.Errorf("bench: child flags: %w", err)
 	}
@@ -158,7 +162,10 @@ type FleetConfig struct {
 	Retry         []time.Duration
 	SkipNegotiate bool
 	KeepAlive     time.Duration
-	Stderr        io.Writer
+	// MessagePack is the fraction of connections on MessagePack
+	// (LoaderConfig.MessagePack), in every child.
+	MessagePack float64
+	Stderr      io.Writer
 }
 
 var nextSrcIP atomic.Int64
@@ -215,6 +222,7 @@ func StartFleet(cfg FleetConfig) (*Fleet, error) {
 		lc := LoaderConfig{
 			Addr: cfg.Addrs[i%len(cfg.Addrs)], Hub: cfg.Hub, Conns: k, SrcIPs: allocSrcIPs(cfg.IPsPerChild),
 			SkipNegotiate: cfg.SkipNegotiate, Concurrency: cfg.Concurrency, Retry: cfg.Retry, KeepAlive: cfg.KeepAlive,
+			MessagePack: cfg.MessagePack,
 		}
 		c := &child{replies: make(chan childLine, 4), exited: make(chan struct{}), conns: k}
 		c.last.Target = k
@@ -406,6 +414,7 @@ func MergeStats(all []LoaderStats) LoaderStats {
 		m.Dropped += s.Dropped
 		m.Pings += s.Pings
 		m.Deliveries += s.Deliveries
+		m.MessagePack += s.MessagePack
 		m.BytesIn += s.BytesIn
 		m.Settled = m.Settled && s.Settled
 		if s.FirstAttemptNano != 0 && (m.FirstAttemptNano == 0 || s.FirstAttemptNano < m.FirstAttemptNano) {

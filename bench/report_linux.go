@@ -39,7 +39,7 @@ func WriteDensityTable(w io.Writer, r *DensityReport) {
 		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tconns\topen\tRSS\tB/conn\tvs baseline\tslope B/conn\theap+stack/conn\tconns/GiB\tgoroutines\tslab/conn (both ends)\tidle CPU\tdropped\t")
+	fmt.Fprintln(tw, "system\tconns\topen\tmsgpack\tRSS\tB/conn\tvs baseline\tslope B/conn\theap+stack/conn\tconns/GiB\tgoroutines\tslab/conn (both ends)\tidle CPU\tdropped\t")
 	for _, s := range r.Systems {
 		for _, p := range s.Points {
 			vs := "-"
@@ -54,8 +54,8 @@ func WriteDensityTable(w io.Writer, r *DensityReport) {
 			if p.IdleWindowSec > 0 {
 				idle = fmt.Sprintf("%.2f%%", p.IdleCPUPct)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.0f\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%s\t%d\t\n",
-				s.Spec.Name, p.Conns, p.Open, mib(float64(p.RSS)), p.BytesPerConn, vs, p.SlopePerConn,
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%.0f\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%s\t%d\t\n",
+				s.Spec.Name, p.Conns, p.Open, p.MessagePack, mib(float64(p.RSS)), p.BytesPerConn, vs, p.SlopePerConn,
 				p.HeapStackPer, p.ConnsPerGiB, p.Goroutines, p.SlabPerConn, idle, p.Dropped)
 		}
 	}

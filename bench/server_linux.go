@@ -31,6 +31,9 @@ type SystemSpec struct {
 	Name   string `json:"name"` // "edgeplane-netpoll", "baseline", …
 	Kind   Kind   `json:"kind"`
 	Poller string `json:"poller,omitempty"` // edgeplane only
+	// MessagePack is the fraction of the load clients' connections on the
+	// MessagePack hub protocol (edgeplane only: the baseline speaks JSON).
+	MessagePack float64 `json:"messagepack,omitempty"`
 }
 
 // ServerConfig starts one server process.

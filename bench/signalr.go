@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/tinylib/msgp/msgp"
+
 	"github.com/edgeplane/edgeplane/internal/hubproto"
 )
 
@@ -28,8 +30,12 @@ var (
 	ErrOverCapacity = errors.New("bench: server over capacity (503)")
 )
 
-// handshakeRequest is the JSON hub protocol handshake the loader sends.
-var handshakeRequest = hubproto.AppendHandshakeRequest(nil, hubproto.JSON)
+// The handshakes the loader sends: JSON, and MessagePack for the
+// connections that speak it (LoaderConfig.MessagePack).
+var (
+	handshakeRequest   = hubproto.AppendHandshakeRequest(nil, hubproto.JSON)
+	handshakeRequestMP = hubproto.AppendHandshakeRequest(nil, hubproto.MessagePack)
+)
 
 // NegotiateRequest builds the POST /{hub}/negotiate request.
 func NegotiateRequest(host, hub string) []byte {
@@ -147,4 +153,29 @@ func InvocationArgs(target string, seq, sentNano int64, size int) string {
 		pad = 0
 	}
 	return "[" + nums + string(bytes.Repeat([]byte("x"), pad)) + `"]`
+}
+
+// BenchArgsMessagePack is BenchArgs for a MessagePack Invocation record
+// (without its length prefix): the first two arguments, when they are
+// integers.
+func BenchArgsMessagePack(rec []byte) (seq int64, sentNano int64, ok bool) {
+	n, b, err := msgp.ReadArrayHeaderBytes(rec)
+	if err != nil || n < 5 {
+		return 0, 0, false
+	}
+	for i := 0; i < 4; i++ { // type, headers, invocation id, target
+		if b, err = msgp.Skip(b); err != nil {
+			return 0, 0, false
+		}
+	}
+	if n, b, err = msgp.ReadArrayHeaderBytes(b); err != nil || n < 2 {
+		return 0, 0, false
+	}
+	if seq, b, err = msgp.ReadInt64Bytes(b); err != nil {
+		return 0, 0, false
+	}
+	if sentNano, _, err = msgp.ReadInt64Bytes(b); err != nil {
+		return 0, 0, false
+	}
+	return seq, sentNano, true
 }

@@ -95,7 +95,7 @@ func stormOne(ctx context.Context, cfg StormConfig, spec SystemSpec) (StormResul
 	}
 	defer srv.Stop()
 	est, err := StartFleet(FleetConfig{Self: cfg.Self, Addrs: []string{srv.Listen}, Conns: cfg.Established, Concurrency: 64,
-		Retry: []time.Duration{0, time.Second}, Stderr: cfg.Log})
+		Retry: []time.Duration{0, time.Second}, MessagePack: spec.MessagePack, Stderr: cfg.Log})
 	if err != nil {
 		return r, err
 	}
@@ -105,7 +105,7 @@ func stormOne(ctx context.Context, cfg StormConfig, spec SystemSpec) (StormResul
 	}
 	cpu0, _ := ReadProc(srv.PID())
 	storm, err := StartFleet(FleetConfig{Self: cfg.Self, Addrs: []string{srv.Listen}, Conns: cfg.Clients, Concurrency: 0,
-		Retry: cfg.Retry, Stderr: cfg.Log})
+		Retry: cfg.Retry, MessagePack: spec.MessagePack, Stderr: cfg.Log})
 	if err != nil {
 		return r, err
 	}

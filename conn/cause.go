@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/edgeplane/edgeplane/internal/hubproto"
 )
 
 // cause is why a connection closed. One value carries everything the close
@@ -17,13 +19,17 @@ type cause struct {
 	text      string
 	reconnect bool
 	idx       uint32 // position in causes + 1, stored in Conn.flags
+	// closeFrames: the SignalR Close for this cause per protocol,
+	// precompiled for the predeclared causes (protocol.go); nil for a
+	// cause with a text of its own.
+	closeFrames *[hubproto.NumIDs][]byte
 }
 
 // withText returns the cause with another text for the client, as valid
 // UTF-8 (clientText).
 func (k *cause) withText(text string) *cause {
 	c := *k
-	c.text = clientText(text)
+	c.text, c.closeFrames = clientText(text), nil
 	return &c
 }
 
@@ -96,7 +102,7 @@ func causeOf(err error) *cause {
 		k = causeInvalidUTF8
 	}
 	c := *k
-	c.code, c.text = pe.Code, clientText(pe.Reason)
+	c.code, c.text, c.closeFrames = pe.Code, clientText(pe.Reason), nil
 	return &c
 }
 

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/edgeplane/edgeplane/backplane"
+	"github.com/edgeplane/edgeplane/internal/hubproto"
 	"github.com/edgeplane/edgeplane/internal/testutil"
 	"github.com/edgeplane/edgeplane/internal/wsframe"
 )
@@ -116,7 +117,7 @@ func TestBroadcastRacingTheHandshake(t *testing.T) {
 	hc := &hookConn{}
 	raced := false
 	hc.onSend = func(frame []byte) {
-		if !raced && bytes.Equal(frame, handshakeOKFrame) {
+		if !raced && bytes.Equal(frame, handshakeOKFrames[hubproto.IDJSON]) {
 			raced = true
 			s.router.Deliver(&backplane.Message{Hub: "chat", Kind: backplane.All, Payload: []byte(`{"type":1,"target":"early","arguments":[]}` + "\x1e")})
 		}
@@ -145,7 +146,7 @@ func TestDrainDuringHandshake(t *testing.T) {
 	hc := &hookConn{}
 	drained := false
 	hc.onSend = func(frame []byte) {
-		if !drained && bytes.Equal(frame, handshakeOKFrame) {
+		if !drained && bytes.Equal(frame, handshakeOKFrames[hubproto.IDJSON]) {
 			drained = true
 			s.Drain(context.Background(), 0)
 		}

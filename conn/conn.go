@@ -7,7 +7,6 @@ import (
 
 	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/fanout"
-	"github.com/edgeplane/edgeplane/internal/hubproto"
 	"github.com/edgeplane/edgeplane/internal/wsframe"
 	"github.com/edgeplane/edgeplane/poller"
 )
@@ -61,6 +60,7 @@ const (
 
 	flCauseShift = 8 // bits 8-15: why it was closed, cause.idx
 	flCauseMask  = 0xff << flCauseShift
+	// bits 16-17: the hub protocol (flProtoShift, protocol.go)
 )
 
 func (c *Conn) has(f uint32) bool { return c.flags.Load()&f != 0 }
@@ -232,7 +232,7 @@ func (c *Conn) closeWith(k *cause) {
 	var final []byte
 	switch c.state.Load() {
 	case stOpen:
-		final = wsframe.TextFrame(hubproto.JSON.AppendClose(nil, k.text, k.reconnect))
+		final = append(final, k.closeFrame(c.proto())...)
 		fallthrough
 	case stHandshake:
 		final = wsframe.AppendCloseFrame(final, k.code, k.text)
@@ -293,19 +293,25 @@ func (c *Conn) send(frame []byte) {
 	c.touchWrite()
 }
 
-// Deliver implements fanout.Member.
-func (c *Conn) Deliver(frame []byte) {
+// Deliver implements fanout.Member: the message's frame in the
+// connection's protocol, built once for all recipients of that protocol.
+func (c *Conn) Deliver(f *fanout.Frames) int {
+	frame := f.Frame(c.proto())
+	if frame == nil {
+		return 0 // not sendable in this protocol; fanout counted the drop
+	}
 	if c.has(flStateful) {
 		c.deliverTracked(frame)
-		return
+		return len(frame)
 	}
 	if err := c.pc.Send(frame); err != nil {
 		if errors.Is(err, poller.ErrQueueFull) {
 			c.slow()
 		}
-		return
+		return len(frame)
 	}
 	c.touchWrite()
+	return len(frame)
 }
 
 // slow disconnects a client whose outbound queue overflowed.

@@ -3,10 +3,23 @@
 // signed, self-validating connection token; GET /{hub} WebSocket upgrades
 // through github.com/gobwas/ws), WebSocket frames parsed without blocking
 // (a partial frame is kept aside in a pooled buffer until the rest
-// arrives), and the SignalR JSON hub protocol (handshake, records split on
-// 0x1e, Ping, Close, invocations to an Upstream). The wire formats are
+// arrives), and the SignalR hub protocols, JSON and MessagePack (handshake,
+// records, Ping, Close, invocations to an Upstream). The wire formats are
 // internal/wsframe's (RFC 6455) and internal/hubproto's (SignalR); conn
 // keeps the policy: states, limits, keep-alive and why a connection closes.
+//
+// The hub protocol is chosen per connection at the handshake and kept in
+// two bits of its flags (protocol.go): no byte more per connection. A
+// MessagePack connection gets every frame binary (the handshake response
+// too, as ASP.NET Core sends it), its records split on VarInt lengths, and
+// the canned records (Ping, Close per cause) precompiled in MessagePack.
+// Its invocations reach the upstream with their arguments converted to
+// JSON once (hubproto.MessagePackToJSON), so the upstream app reads one
+// format whatever its clients speak; arguments JSON cannot express (an
+// unknown extension type, NaN) are refused with a Completion error and
+// counted as dropped invocations. Config.Protocols limits the protocols
+// offered; negotiate lists the Binary transfer format only when a binary
+// one is.
 //
 // Deadlines (handshake 15 s, keep-alive Ping after 15 s of outbound
 // silence, client time-out after 30 s without a complete record from the
@@ -22,9 +35,11 @@
 // deliveries.
 //
 // Bad input closes only the offending connection, with the close code
-// chosen where the error is detected: 1002 protocol errors, 1007 invalid
-// UTF-8 (in text and binary messages: the JSON hub protocol is text
-// either way), 1009 messages over MaxMessageBytes, 1008 slow clients,
+// chosen where the error is detected: 1002 protocol errors (a MessagePack
+// record that does not decode too, after a SignalR Close carrying the
+// decoder's error), 1007 invalid UTF-8 (in text and binary messages of a
+// JSON connection: the JSON hub protocol is text either way; in text
+// messages only for MessagePack), 1009 messages over MaxMessageBytes, 1008 slow clients,
 // rate limits and handshake time-outs; malformed HTTP gets 400. Close
 // texts that come from outside (a REST close reason) are made valid UTF-8
 // before they reach the client.

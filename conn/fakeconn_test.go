@@ -111,7 +111,11 @@ func FuzzClientBytes(f *testing.F) {
 	for i := range hs {
 		frame[6+i] ^= []byte{1, 2, 3, 4}[i&3]
 	}
+	mp := clientFrame(0x81, []byte(`{"protocol":"messagepack","version":1}`+"\x1e"))
+	mpInv := clientFrame(0x82, []byte{0x0a, 0x95, 0x01, 0x80, 0xc0, 0xa1, 'T', 0x92, 0x01, 0xc4, 0x00, 0x02, 0x91, 0x06})
 	for _, seed := range []string{
+		up + string(mp) + string(mpInv),
+		up + string(mp) + "\x82\x83\x00\x00\x00\x00\xff\xff\x7f",
 		"POST /chat/negotiate?negotiateVersion=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
 		"POST /chat/negotiate HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
 		"OPTIONS /chat/negotiate HTTP/1.1\r\nHost: x\r\nOrigin: http://a\r\n\r\n",

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -69,9 +70,7 @@ func (c *Conn) handleHTTP(b []byte) (int, error) {
 
 // route dispatches a complete request.
 func (c *Conn) route(req *http.Request, head []byte) {
-	path := strings.Trim(req.URL.Path, "/")
-	hubName, rest, _ := strings.Cut(path, "/")
-	h := c.srv.router.Hub(hubName)
+	hubName, isNegotiate, found := c.srv.paths.route(req.URL.Path) // paths.go
 	if !originAllowed(c.srv.cfg.AllowedOrigins, req.Header.Get("Origin")) {
 		c.srv.M.Rejected("origin")
 		c.httpError(nil, "origin", http.StatusForbidden, "origin not allowed by --allowed-origins")
@@ -83,11 +82,9 @@ func (c *Conn) route(req *http.Request, head []byte) {
 		return
 	}
 	switch {
-	case rest == "negotiate":
-		if h == nil {
-			c.httpError(req, "negotiate", http.StatusNotFound, "unknown hub")
-			return
-		}
+	case !found && strings.HasSuffix(strings.ToLower(strings.TrimRight(req.URL.Path, "/")), "/negotiate"):
+		c.httpError(req, "negotiate", http.StatusNotFound, "unknown hub")
+	case isNegotiate:
 		switch req.Method {
 		case http.MethodPost:
 			if !c.admitRate(req) {
@@ -99,7 +96,7 @@ func (c *Conn) route(req *http.Request, head []byte) {
 		default:
 			c.httpError(req, "negotiate", http.StatusMethodNotAllowed, "negotiate takes POST")
 		}
-	case rest == "" && h != nil:
+	case found:
 		c.upgrade(req, head, hubName)
 	default:
 		c.httpError(req, "other", http.StatusNotFound, "unknown hub or path")
@@ -122,6 +119,9 @@ func (c *Conn) authenticate(req *http.Request, hub string) (*auth.Claims, error)
 	cl, err := auth.Verify(tok, []byte(key), time.Now())
 	if err == nil {
 		err = cl.CheckClient(req.Host, hub)
+		if p := strings.Trim(c.srv.paths.byName[hub], "/"); err != nil && !strings.EqualFold(p, hub) && cl.CheckClient(req.Host, p) == nil {
+			err = nil // the audience is the hub's own path (--hub chat=/hubs/chat: https://edge/hubs/chat)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnauthorized, err)
@@ -146,11 +146,45 @@ type transport struct {
 	TransferFormats []string `json:"transferFormats"`
 }
 
-var wsOnly = []transport{{"WebSockets", []string{"Text", "Binary"}}}
+// negotiateVersion is the negotiate protocol version the client asked
+// for, as ASP.NET Core reads it: the negotiateVersion query parameter
+// (name case-insensitive), 0 when absent, capped at 1 (ours); a value
+// that is not an integer, or is negative, is the error text to answer
+// with.
+func negotiateVersion(q url.Values) (int, string) {
+	var raw []string
+	for k, v := range q {
+		if strings.EqualFold(k, "negotiateVersion") {
+			raw = v
+			break
+		}
+	}
+	if len(raw) == 0 {
+		return 0, ""
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(strings.Join(raw, ",")))
+	switch {
+	case err != nil:
+		return 0, "The client requested a non-integer protocol version."
+	case v < 0:
+		return 0, fmt.Sprintf("The client requested version '%d', but the server does not support this version.", v)
+	}
+	return min(v, 1), ""
+}
 
 func (c *Conn) negotiate(req *http.Request, hubName string) {
 	if _, err := c.authenticate(req, hubName); err != nil {
 		c.unauthorized(req, "negotiate", err)
+		return
+	}
+	version, verr := negotiateVersion(req.URL.Query())
+	if verr != "" {
+		// 200 with the error, as ASP.NET Core answers: the clients
+		// report it.
+		body, _ := json.Marshal(struct {
+			Error string `json:"error"`
+		}{verr})
+		c.respond("negotiate", http.StatusOK, "application/json", body, errorHeader(verr)+c.corsHeaders(req, false))
 		return
 	}
 	id := newConnID()
@@ -163,21 +197,23 @@ func (c *Conn) negotiate(req *http.Request, hubName string) {
 	}
 	token := c.srv.signer.issueFlags(hubName, id, time.Now(), flags)
 	var body []byte
-	if v, _ := strconv.Atoi(req.URL.Query().Get("negotiateVersion")); v >= 1 {
+	if version >= 1 {
 		body, _ = json.Marshal(struct {
 			NegotiateVersion     int         `json:"negotiateVersion"`
 			ConnectionID         string      `json:"connectionId"`
 			ConnectionToken      string      `json:"connectionToken"`
 			AvailableTransports  []transport `json:"availableTransports"`
 			UseStatefulReconnect bool        `json:"useStatefulReconnect,omitempty"`
-		}{1, encodeID(id), token, wsOnly, stateful})
+		}{1, encodeID(id), token, c.srv.transports, stateful})
 	} else {
-		// Version 0: the client connects with connectionId as its id.
+		// Version 0: there is no separate token; the client connects
+		// with connectionId as its id, so connectionId is the token.
 		body, _ = json.Marshal(struct {
+			NegotiateVersion     int         `json:"negotiateVersion"`
 			ConnectionID         string      `json:"connectionId"`
 			AvailableTransports  []transport `json:"availableTransports"`
 			UseStatefulReconnect bool        `json:"useStatefulReconnect,omitempty"`
-		}{token, wsOnly, stateful})
+		}{0, token, c.srv.transports, stateful})
 	}
 	c.respond("negotiate", http.StatusOK, "application/json", body, c.corsHeaders(req, false))
 }

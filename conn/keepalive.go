@@ -1,10 +1,5 @@
 package conn
 
-import (
-	"github.com/edgeplane/edgeplane/internal/hubproto"
-	"github.com/edgeplane/edgeplane/internal/wsframe"
-)
-
 // Keep-alive on the timing wheel: handshake deadline, Ping after outbound
 // silence, client time-out after inbound silence (no complete record:
 // partial input has the same deadline, see touchRead).
@@ -43,7 +38,7 @@ func (c *Conn) tick(now int64) int64 {
 		lw = now
 	}
 	if now-lw >= s.keepAliveSec {
-		c.send(pingFrame)
+		c.send(pingFrames[c.proto()])
 		lw = now
 	}
 	return min(lr+s.timeoutSec, lw+s.keepAliveSec)
@@ -66,6 +61,3 @@ func (c *Conn) touchWrite() {
 		c.lastWrite.Store(now)
 	}
 }
-
-// pingFrame is the keep-alive Ping, encoded once.
-var pingFrame = wsframe.TextFrame(hubproto.JSON.Ping())

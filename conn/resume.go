@@ -11,7 +11,6 @@ import (
 	"github.com/edgeplane/edgeplane/fanout"
 	"github.com/edgeplane/edgeplane/internal/hubproto"
 	"github.com/edgeplane/edgeplane/internal/metricset"
-	"github.com/edgeplane/edgeplane/internal/wsframe"
 	"github.com/edgeplane/edgeplane/poller"
 )
 
@@ -138,19 +137,16 @@ func (c *Conn) queued() int {
 	return 0
 }
 
-// proto is the connection's hub protocol: JSON, the only one connections
-// speak so far. The MessagePack work keeps one per connection (and
-// replaces this); ackFrame and sequenceFrame are the only users here.
-func (c *Conn) proto() hubproto.Protocol { return hubproto.JSON }
-
 // ackFrame is Ack{id} in the connection's protocol, framed.
 func (c *Conn) ackFrame(id int64) []byte {
-	return wsframe.TextFrame(c.proto().AppendAck(nil, id))
+	p := c.proto()
+	return dataFrame(p, hubproto.ByID(p).AppendAck(nil, id))
 }
 
 // sequenceFrame is Sequence{id} in the connection's protocol, framed.
 func (c *Conn) sequenceFrame(id int64) []byte {
-	return wsframe.TextFrame(c.proto().AppendSequence(nil, id))
+	p := c.proto()
+	return dataFrame(p, hubproto.ByID(p).AppendSequence(nil, id))
 }
 
 // deliverTracked queues a trackable frame of a stateful-reconnect

@@ -104,6 +104,16 @@ type Config struct {
 	// past it the connection is closed (allowReconnect). Default 100000,
 	// ASP.NET Core's StatefulReconnectBufferSize.
 	ReconnectBufferBytes int
+	// HubPaths gives hubs a path of their own on the client port, hub
+	// name → path ("/hubs/chat": negotiate at /hubs/chat/negotiate), as
+	// ASP.NET Core's MapHub does; paths match case-insensitively. A hub
+	// without one is at "/" + its name.
+	HubPaths map[string]string
+	// Protocols are the hub protocols clients may choose at the
+	// handshake: "json", "messagepack". Default both. Negotiate
+	// advertises the Binary transfer format only when a binary protocol
+	// (MessagePack) is among them.
+	Protocols []string
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -193,6 +203,9 @@ type Server struct {
 	M      *Metrics
 
 	handshakeSec, keepAliveSec, timeoutSec, reconnectSec int64
+	protocols                                            protocolSet // Config.Protocols
+	paths                                                hubPaths    // Config.HubPaths
+	transports                                           []transport // negotiate's availableTransports
 
 	accept   acceptBucket
 	perIP    perIP
@@ -238,6 +251,11 @@ func New(cfg Config, router *fanout.Router) (*Server, error) {
 			return nil, fmt.Errorf("conn: token key: %w", err)
 		}
 	}
+	var err error
+	if s.protocols, err = parseProtocols(cfg.Protocols); err != nil {
+		return nil, err
+	}
+	s.transports = []transport{{"WebSockets", s.protocols.transferFormats()}}
 	s.signer.ttl = cfg.TokenTTL
 	s.epoch = time.Now().Unix()
 	s.accept.rate, s.accept.burst = cfg.AcceptRate, float64(cfg.AcceptBurst)
@@ -250,6 +268,9 @@ func New(cfg Config, router *fanout.Router) (*Server, error) {
 	})
 	if bad != nil {
 		return nil, bad
+	}
+	if s.paths, err = newHubPaths(router, cfg.HubPaths); err != nil {
+		return nil, err
 	}
 	s.M = newMetrics(s)
 	if cfg.TokenClaims != nil {

@@ -22,7 +22,7 @@ func (c *Conn) register() bool {
 		c.closeWith(causeDuplicate)
 		return false
 	}
-	c.send(handshakeOKFrame)
+	c.send(handshakeOKFrames[c.proto()])
 	if !c.hub.Insert(&c.entry) {
 		c.closeWith(causeDuplicate) // lost a race with another upgrade of the same token
 		return false
@@ -54,11 +54,10 @@ func (c *Conn) handshakeFailed(msg string) {
 	c.shutdown(causeHandshakeError, final)
 }
 
-// onRecord handles one SignalR record (without its separator).
+// onRecord handles one JSON record (without its separator);
+// onMessagePackRecord (protocol.go) is its MessagePack twin.
 func (c *Conn) onRecord(rec []byte) error {
-	c.srv.M.messagesIn.Inc()
-	c.touchRead()
-	if err := c.countInbound(); err != nil {
+	if err := c.recordIn(); err != nil {
 		return err
 	}
 	if hubproto.JSON.IsPing(rec) {
@@ -68,6 +67,19 @@ func (c *Conn) onRecord(rec []byte) error {
 	if err != nil {
 		return err
 	}
+	return c.onHubMessage(&m)
+}
+
+// recordIn counts a complete record from the client and refreshes its
+// time-out; the message rate limit may refuse it.
+func (c *Conn) recordIn() error {
+	c.srv.M.messagesIn.Inc()
+	c.touchRead()
+	return c.countInbound()
+}
+
+// onHubMessage acts on a parsed client message, whatever its protocol.
+func (c *Conn) onHubMessage(m *hubproto.Message) error {
 	if c.has(flStateful) {
 		// Stateful reconnect (resume.go): trackable messages are numbered,
 		// duplicates of ones already processed skipped; Ack and Sequence
@@ -84,7 +96,7 @@ func (c *Conn) onRecord(rec []byte) error {
 	}
 	switch m.Type {
 	case hubproto.TypeInvocation, hubproto.TypeStreamInvocation:
-		c.invoke(&m)
+		c.invoke(m)
 	case hubproto.TypeClose:
 		c.shutdown(causeClientClose, wsframe.CompiledCloseNormal)
 	case hubproto.TypePing, hubproto.TypeCompletion, hubproto.TypeStreamItem, hubproto.TypeCancelInvocation, hubproto.TypeAck, hubproto.TypeSequence:
@@ -110,12 +122,15 @@ func (c *Conn) invoke(m *hubproto.Message) {
 	if up == nil {
 		err = backplane.ErrNoUpstream
 	} else {
-		err = up.Send(&backplane.Event{
-			Kind: backplane.EventInvocation, Hub: c.hub.Name(), ConnID: c.entry.ID(), UserID: c.entry.User(),
-			InvocationID: m.InvocationID, Target: m.Target, Arguments: m.Arguments,
-		})
-		if err != nil {
-			c.srv.M.upstreamErr.Inc()
+		var args []byte
+		if args, err = c.upstreamArguments(m); err == nil {
+			err = up.Send(&backplane.Event{
+				Kind: backplane.EventInvocation, Hub: c.hub.Name(), ConnID: c.entry.ID(), UserID: c.entry.User(),
+				InvocationID: m.InvocationID, Target: m.Target, Arguments: args,
+			})
+			if err != nil {
+				c.srv.M.upstreamErr.Inc()
+			}
 		}
 	}
 	if err == nil {
@@ -123,9 +138,6 @@ func (c *Conn) invoke(m *hubproto.Message) {
 	}
 	c.srv.M.dropped.Inc()
 	if m.InvocationID != "" {
-		c.sendTrackable(wsframe.TextFrame(hubproto.JSON.AppendCompletionError(nil, m.InvocationID, err.Error())))
+		c.sendCompletionError(m.InvocationID, err.Error())
 	}
 }
-
-// handshakeOKFrame is the handshake response, encoded once.
-var handshakeOKFrame = wsframe.TextFrame(hubproto.HandshakeOK)

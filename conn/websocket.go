@@ -1,9 +1,6 @@
 package conn
 
 import (
-	"unicode/utf8"
-
-	"github.com/edgeplane/edgeplane/internal/hubproto"
 	"github.com/edgeplane/edgeplane/internal/wsframe"
 )
 
@@ -95,33 +92,16 @@ func (c *Conn) onCloseFrame(payload []byte) error {
 // errBinaryUTF8 closes a connection whose binary message is not UTF-8 (1007).
 var errBinaryUTF8 = protoErr(CloseInvalidPayload, "invalid UTF-8 in binary message (JSON hub protocol)")
 
-// onMessage handles one complete WebSocket data message.
+// onMessage handles one complete WebSocket data message: the SignalR
+// handshake first, then records in the connection's protocol
+// (protocol.go).
 func (c *Conn) onMessage(op wsframe.OpCode, msg []byte) error {
-	// Binary frames too: the JSON hub protocol is text whatever the frame
-	// type, and what a client sends goes on to the upstream stream and
-	// into records other clients receive in text frames.
-	if !utf8.Valid(msg) {
-		if op == wsframe.OpBinary {
-			return errBinaryUTF8
-		}
-		return wsframe.ErrInvalidUTF8
-	}
 	if c.state.Load() == stHandshake {
-		hs, rest, err := hubproto.ParseHandshake(msg)
-		if err != nil {
-			c.handshakeFailed(err.Error())
-			return nil
-		}
-		if hs.Version < hubproto.StatefulReconnectVersion {
-			// Negotiated stateful reconnect, then asked for a version
-			// without Ack and Sequence: a plain connection (as ASP.NET
-			// Core's DisableReconnect).
-			c.flags.And(^flStateful)
-		}
-		if !c.register() {
-			return nil
+		rest, ok, err := c.handshake(op, msg)
+		if !ok {
+			return err
 		}
 		msg = rest
 	}
-	return hubproto.JSON.Split(msg, c.onRecord)
+	return c.records(op, msg)
 }

@@ -388,7 +388,9 @@ func TestWheelSchedulingAllocatesNothing(t *testing.T) {
 // TestConnSize keeps a connection's own state in the 176-byte size class
 // (the netpoll node's budget is 4.0 KB per idle connection): the wheel's
 // links and slot number are part of it (the slot sits in the id buffer's
-// padding). Past 176 B each connection costs 16 B more.
+// padding), and so is its hub protocol (two bits of flags, protocol.go:
+// 168 B before and after MessagePack). Past 176 B each connection costs
+// 16 B more.
 func TestConnSize(t *testing.T) {
 	n := unsafe.Sizeof(Conn{})
 	t.Logf("conn.Conn: %d bytes", n)

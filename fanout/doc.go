@@ -1,7 +1,18 @@
 // Package fanout is the registry of a node's local connections, groups and
 // users per hub, and the encode-once delivery path: a message is framed
-// once into a complete WebSocket frame and the same bytes are queued to
-// every recipient, with no per-recipient allocation or encoding.
+// once per hub protocol into a complete WebSocket frame and the same bytes
+// are queued to every recipient of that protocol, with no per-recipient
+// allocation or encoding.
+//
+// Frames (frames.go) builds each protocol's frame lazily, on the first
+// recipient that speaks it: JSON as the record came, MessagePack from the
+// backplane's messagepack entry when it has one, else converted from the
+// JSON once (hubproto.JSONRecordsToMessagePack). A member asks for the
+// frame of its own protocol (Member.Deliver calls Frames.Frame); a
+// protocol nobody in the message's audience speaks is never encoded.
+// edgeplane_fanout_encodes_total{protocol} counts the frames built (at most
+// one per message and protocol), edgeplane_fanout_transcoded_total the
+// conversions.
 //
 // Registries are sharded (64 shards, each behind its own RWMutex); a
 // delivery snapshots the recipients into a pooled slice, releases the lock
@@ -21,7 +32,10 @@
 // (in a text frame it would make every recipient's browser or Node client
 // fail its connection) or whose frame is larger than a connection's
 // outbound queue (Router.MaxFrameBytes: it would close every recipient as
-// a slow client). Router.Check says the same to the REST API.
+// a slow client). Router.Check says the same to the REST API. A message
+// that cannot be sent in one protocol only (it does not convert, or its
+// frame in that protocol is too large) reaches that protocol's recipients
+// never and is counted once (transcode, too_large).
 //
 //	r := fanout.NewRouter([]string{"chat"}, backplane)
 //	e, _ := r.Hub("chat").Add(member, connID, userID)

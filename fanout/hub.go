@@ -12,10 +12,12 @@ import (
 
 // Member is a local connection as fanout sees it.
 type Member interface {
-	// Deliver queues a complete, shared WebSocket frame for the member. It
-	// must not block and must not modify frame; a member whose queue is full
-	// disconnects itself (slow client).
-	Deliver(frame []byte)
+	// Deliver queues the message's frame in the member's protocol,
+	// f.Frame(id), for the member (nothing when that is nil) and returns
+	// the frame's size (0 for none), for the byte counters. It must not
+	// block, must not modify the frame and must not keep f past the call;
+	// a member whose queue is full disconnects itself (slow client).
+	Deliver(f *Frames) int
 }
 
 // Subscriber is told when a hub gets its first local member of a group,
@@ -106,9 +108,10 @@ type Hub struct {
 // Stats is the delivery hook shared by a Router's hubs.
 type Stats struct {
 	// OnDeliver, if set before the first delivery, is called once per
-	// delivered message (not per recipient) with the recipient count, the
-	// frame size and how long queuing took; metrics hang off it.
-	OnDeliver func(recipients, frameBytes int, took time.Duration)
+	// delivered message (not per recipient) with the number of recipients,
+	// the frame bytes they were given in all (frames differ by protocol)
+	// and how long queuing took; metrics hang off it.
+	OnDeliver func(recipients, bytes int, took time.Duration)
 }
 
 func newHub(name string, sub Subscriber, stats *Stats) *Hub {
@@ -319,13 +322,15 @@ func (t *setTable) len(h *Hub, name string) int {
 
 var snapPool = sync.Pool{New: func() any { s := make([]*Entry, 0, 256); return &s }}
 
-// Deliver queues frame to the local recipients of (kind, name), skipping
-// the excluded connection ids. It returns the number of recipients.
-func (h *Hub) Deliver(kind backplane.Kind, name string, excluded []string, frame []byte) int {
+// Deliver hands the message's frames to the local recipients of (kind,
+// name), skipping the excluded connection ids; each takes the frame of its
+// protocol, built once for all of them. It returns the number of
+// recipients.
+func (h *Hub) Deliver(kind backplane.Kind, name string, excluded []string, frame *Frames) int {
 	start := time.Now()
 	sp := snapPool.Get().(*[]*Entry)
 	snap := (*sp)[:0]
-	n := 0
+	n, bytes := 0, 0
 	switch kind {
 	case backplane.All:
 		for i := range h.conns {
@@ -333,7 +338,8 @@ func (h *Hub) Deliver(kind backplane.Kind, name string, excluded []string, frame
 			s.mu.RLock()
 			snap = append(snap[:0], s.list...)
 			s.mu.RUnlock()
-			n += deliver(snap, excluded, frame)
+			k, b := deliver(snap, excluded, frame)
+			n, bytes = n+k, bytes+b
 		}
 	case backplane.Group, backplane.User:
 		t := &h.group
@@ -346,7 +352,7 @@ func (h *Hub) Deliver(kind backplane.Kind, name string, excluded []string, frame
 			snap = append(snap, ms.list...)
 		}
 		s.mu.RUnlock()
-		n = deliver(snap, excluded, frame)
+		n, bytes = deliver(snap, excluded, frame)
 	case backplane.Connection:
 		s, hv := h.connShardOf(name)
 		s.mu.RLock()
@@ -354,7 +360,7 @@ func (h *Hub) Deliver(kind backplane.Kind, name string, excluded []string, frame
 			snap = append(snap, e)
 		}
 		s.mu.RUnlock()
-		n = deliver(snap, excluded, frame)
+		n, bytes = deliver(snap, excluded, frame)
 	}
 	clear(snap) // drop references before pooling
 	if cap(snap) <= 1<<16 {
@@ -362,21 +368,20 @@ func (h *Hub) Deliver(kind backplane.Kind, name string, excluded []string, frame
 		snapPool.Put(sp)
 	}
 	if h.stats != nil && h.stats.OnDeliver != nil {
-		h.stats.OnDeliver(n, len(frame), time.Since(start))
+		h.stats.OnDeliver(n, bytes, time.Since(start))
 	}
 	return n
 }
 
-func deliver(snap []*Entry, excluded []string, frame []byte) int {
-	n := 0
+func deliver(snap []*Entry, excluded []string, frame *Frames) (n, bytes int) {
 	for _, e := range snap {
 		if len(excluded) > 0 && isExcluded(e.id, excluded) {
 			continue
 		}
-		e.m.Deliver(frame)
+		bytes += e.m.Deliver(frame)
 		n++
 	}
-	return n
+	return n, bytes
 }
 
 func isExcluded(id string, excluded []string) bool {

@@ -10,18 +10,24 @@ import (
 	"time"
 
 	"github.com/edgeplane/edgeplane/backplane"
-	"github.com/edgeplane/edgeplane/internal/wsframe"
+	"github.com/edgeplane/edgeplane/internal/hubproto"
 )
 
 type recMember struct {
 	mu     sync.Mutex
+	proto  hubproto.ID // the protocol it speaks (JSON by default)
 	frames [][]byte
 }
 
-func (m *recMember) Deliver(f []byte) {
+func (m *recMember) Deliver(f *Frames) int {
+	fr := f.Frame(m.proto)
+	if fr == nil {
+		return 0
+	}
 	m.mu.Lock()
-	m.frames = append(m.frames, f)
+	m.frames = append(m.frames, fr)
 	m.mu.Unlock()
+	return len(fr)
 }
 
 func (m *recMember) count() int {
@@ -149,7 +155,7 @@ func TestConcurrentChurnAndDelivery(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		p := wsframe.TextFrame([]byte("x\x1e"))
+		p := NewFrames([]byte("x\x1e"), nil)
 		for {
 			select {
 			case <-stop:
@@ -189,7 +195,7 @@ func TestConcurrentChurnAndDelivery(t *testing.T) {
 
 type nopMember struct{}
 
-func (nopMember) Deliver([]byte) {}
+func (nopMember) Deliver(f *Frames) int { return len(f.Frame(hubproto.IDJSON)) }
 
 func BenchmarkBroadcast(b *testing.B) {
 	benchDeliver(b, &backplane.Message{Hub: "chat", Kind: backplane.All, Payload: make([]byte, 64)})

@@ -307,7 +307,7 @@ func TestHubIndex(t *testing.T) {
 				t.Fatalf("AddToGroup(%q) != %v", id, in)
 			}
 			before := ms[i].count()
-			n := h.Deliver(backplane.Connection, id, nil, []byte("x"))
+			n := h.Deliver(backplane.Connection, id, nil, NewFrames([]byte("x"), nil))
 			if want := map[bool]int{true: 1}[in]; n != want || ms[i].count()-before != want {
 				t.Fatalf("Deliver to %q: %d recipients, want %d", id, n, want)
 			}
@@ -315,7 +315,7 @@ func TestHubIndex(t *testing.T) {
 		if got, want := h.GroupLen("g"), len(ids)-len(removed); got != want {
 			t.Fatalf("GroupLen = %d, want %d", got, want)
 		}
-		if n := h.Deliver(backplane.All, "", nil, []byte("x")); n != h.Len() {
+		if n := h.Deliver(backplane.All, "", nil, NewFrames([]byte("x"), nil)); n != h.Len() {
 			t.Fatalf("broadcast reached %d, Len %d", n, h.Len())
 		}
 	}
@@ -539,7 +539,7 @@ func TestConcurrentIndexOps(t *testing.T) {
 			id := fmt.Sprintf("%d-%d", i%workers, i%per)
 			h.Lookup(id)
 			h.Member(id)
-			h.Deliver(backplane.Connection, id, nil, []byte("x"))
+			h.Deliver(backplane.Connection, id, nil, NewFrames([]byte("x"), nil))
 			h.AddToGroup(id, "g")
 			h.RemoveFromGroup(id, "g")
 		}

@@ -10,8 +10,8 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/edgeplane/edgeplane/backplane"
+	"github.com/edgeplane/edgeplane/internal/hubproto"
 	"github.com/edgeplane/edgeplane/internal/metricset"
-	"github.com/edgeplane/edgeplane/internal/wsframe"
 )
 
 // Router holds the hubs of a node and is the backplane's Receiver: each
@@ -30,6 +30,8 @@ type Router struct {
 	metricsOnce sync.Once
 	metrics     *metricset.Set
 	dropped     [dropReasons]*metrics.Counter
+	encodes     [hubproto.NumIDs]*metrics.Counter // frames built, per protocol
+	transcoded  *metrics.Counter                  // MessagePack frames converted from JSON
 }
 
 // Why Deliver drops a message, as the reason label of
@@ -37,10 +39,11 @@ type Router struct {
 const (
 	dropInvalidUTF8 = iota
 	dropTooLarge
+	dropTranscode
 	dropReasons
 )
 
-var dropLabels = [dropReasons]string{dropInvalidUTF8: "invalid_utf8", dropTooLarge: "too_large"}
+var dropLabels = [dropReasons]string{dropInvalidUTF8: "invalid_utf8", dropTooLarge: "too_large", dropTranscode: "transcode"}
 
 // Errors Check reports for a message that cannot be delivered.
 var (
@@ -86,10 +89,14 @@ func (r *Router) Hubs(fn func(*Hub)) {
 	}
 }
 
-// Deliver implements backplane.Receiver: m.Payload (a complete JSON hub
-// record) is framed once and queued to every local recipient. A message
-// that Check refuses is dropped and counted
-// (edgeplane_fanout_dropped_total): it reaches no one and closes no one.
+// Deliver implements backplane.Receiver: m.Payload (complete JSON hub
+// records) is framed once per protocol its local recipients speak, and
+// each gets the frame of its protocol (Frames): JSON as it came,
+// MessagePack from m.MessagePack when the backplane carried it, else
+// converted from the JSON once. A message that Check refuses is dropped
+// and counted (edgeplane_fanout_dropped_total): it reaches no one and
+// closes no one; so is, for its recipients of that protocol only, a
+// message that cannot be sent in one protocol (transcode, too_large).
 func (r *Router) Deliver(m *backplane.Message) {
 	h := r.hubs[m.Hub]
 	if h == nil || len(m.Payload) == 0 {
@@ -103,7 +110,9 @@ func (r *Router) Deliver(m *backplane.Message) {
 		}
 		return
 	}
-	h.Deliver(m.Kind, m.Name, m.Excluded, wsframe.TextFrame(m.Payload))
+	f := r.getFrames(m.Payload, m.MessagePack)
+	h.Deliver(m.Kind, m.Name, m.Excluded, f)
+	putFrames(f)
 }
 
 // Check reports whether a record can be delivered: it must be valid UTF-8

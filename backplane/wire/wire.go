@@ -8,9 +8,11 @@ import (
 	"github.com/tinylib/msgp/msgp"
 )
 
-// ProtocolJSON is the name of the JSON hub protocol in an invocation's
-// protocol map.
-const ProtocolJSON = "json"
+// Names of the hub protocols in an invocation's protocol map.
+const (
+	ProtocolJSON        = "json"
+	ProtocolMessagePack = "messagepack"
+)
 
 // Sentinel errors. Every decode error wraps ErrMalformed.
 var (
@@ -75,50 +77,69 @@ func ReadInvocation(b []byte, excluded []string) (ex []string, json []byte, err 
 // ReadInvocationProtocol is ReadInvocation for any protocol name: it returns
 // the serialization for protocol.
 func ReadInvocationProtocol(b []byte, excluded []string, protocol string) (ex []string, ser []byte, err error) {
+	ex, ser, _, err = readInvocation(b, excluded, protocol, "")
+	return ex, ser, err
+}
+
+// ReadInvocationWithMessagePack is ReadInvocation that also returns the
+// messagepack serialization, a sub-slice of b, or nil when the invocation
+// has none: an ASP.NET Core server with the MessagePack protocol writes
+// both entries, and the node can hand those bytes to its MessagePack
+// clients as they are.
+func ReadInvocationWithMessagePack(b []byte, excluded []string) (ex []string, json, messagePack []byte, err error) {
+	return readInvocation(b, excluded, ProtocolJSON, ProtocolMessagePack)
+}
+
+// readInvocation decodes an invocation and returns the serializations of
+// protocol (required) and of also (optional; "" for none).
+func readInvocation(b []byte, excluded []string, protocol, also string) (ex []string, ser, alsoSer []byte, err error) {
 	ex = excluded
 	extra, b, err := readArrayAtLeast(b, 2, "invocation")
 	if err != nil {
-		return ex, nil, err
+		return ex, nil, nil, err
 	}
 	n, b, err := msgp.ReadArrayHeaderBytes(b)
 	if err != nil {
-		return ex, nil, malformed("excluded ids", err)
+		return ex, nil, nil, malformed("excluded ids", err)
 	}
 	for i := uint32(0); i < n; i++ {
 		var id []byte
 		id, b, err = msgp.ReadStringZC(b)
 		if err != nil {
-			return ex, nil, malformed("excluded id", err)
+			return ex, nil, nil, malformed("excluded id", err)
 		}
 		ex = append(ex, msgp.UnsafeString(id))
 	}
 	m, b, err := msgp.ReadMapHeaderBytes(b)
 	if err != nil {
-		return ex, nil, malformed("protocol map", err)
+		return ex, nil, nil, malformed("protocol map", err)
 	}
 	for i := uint32(0); i < m; i++ {
 		var name, val []byte
 		name, b, err = msgp.ReadStringZC(b)
 		if err != nil {
-			return ex, nil, malformed("protocol name", err)
+			return ex, nil, nil, malformed("protocol name", err)
 		}
 		val, b, err = readBinOrStr(b)
 		if err != nil {
-			return ex, nil, malformed("serialized message", err)
+			return ex, nil, nil, malformed("serialized message", err)
 		}
-		if ser == nil && string(name) == protocol {
+		switch {
+		case ser == nil && string(name) == protocol:
 			ser = val
+		case alsoSer == nil && also != "" && string(name) == also:
+			alsoSer = val
 		}
 	}
 	if ser == nil {
-		return ex, nil, ErrNoProtocol
+		return ex, nil, nil, ErrNoProtocol
 	}
 	// Items after the two known ones (e.g. a return channel and an
 	// invocation id for client results) must still be well-formed.
 	if err := skipRest(b, extra); err != nil {
-		return ex, nil, err
+		return ex, nil, nil, err
 	}
-	return ex, ser, nil
+	return ex, ser, alsoSer, nil
 }
 
 // readBinOrStr reads a bin (what .NET writes) or, leniently, a str.

@@ -191,6 +191,26 @@ func TestDecodeTolerance(t *testing.T) {
 	if _, js, err = ReadInvocation(b, nil); err != nil || !bytes.Equal(js, rec) {
 		t.Errorf("invocation with messagepack first: %q %v", js, err)
 	}
+	// Both entries, in either order: each as the sub-slice of the payload
+	// it is; messagepack absent is nil.
+	mpRec := []byte{0x03, 0x91, 0x06, 0x00}[:3]
+	for _, names := range [][]string{{"messagepack", "json"}, {"json", "p2", "messagepack"}} {
+		sers := [][]byte{mpRec, rec}
+		if names[0] == "json" {
+			sers = [][]byte{rec, {0x2a}, mpRec}
+		}
+		b = AppendInvocationProtocols(nil, []string{"a"}, names, sers)
+		ex, js, mp, err := ReadInvocationWithMessagePack(b, nil)
+		if err != nil || !bytes.Equal(js, rec) || !bytes.Equal(mp, mpRec) || !slices.Equal(ex, []string{"a"}) {
+			t.Errorf("%v: %q %q % x %v", names, ex, js, mp, err)
+		}
+	}
+	if _, js, mp, err := ReadInvocationWithMessagePack(AppendInvocation(nil, nil, rec), nil); err != nil || !bytes.Equal(js, rec) || mp != nil {
+		t.Errorf("json only: %q % x %v", js, mp, err)
+	}
+	if _, _, _, err := ReadInvocationWithMessagePack(AppendInvocationProtocols(nil, nil, []string{"messagepack"}, [][]byte{mpRec}), nil); !errors.Is(err, ErrNoProtocol) {
+		t.Errorf("messagepack only: %v, want ErrNoProtocol", err)
+	}
 	// A reused excluded slice is appended to, not reallocated.
 	buf := make([]string, 0, 8)
 	ex, _, _ = ReadInvocation(AppendInvocation(nil, []string{"x", "y"}, rec), buf[:0])

@@ -84,6 +84,7 @@ func runBaseline(ctx context.Context, args []string) error {
 // common holds the flags every experiment shares.
 type common struct {
 	edgeplane, pollers, jsonPath, svgPath, logPath string
+	msgpack                                        string
 	noBaseline, noEdgeplane, quiet                 bool
 }
 
@@ -96,9 +97,24 @@ func (c *common) register(fs *flag.FlagSet, name string) {
 	fs.BoolVar(&c.noBaseline, "no-baseline", false, "skip the baseline")
 	fs.BoolVar(&c.noEdgeplane, "no-edgeplane", false, "skip edgeplane (baseline only)")
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress bars")
+	fs.StringVar(&c.msgpack, "msgpack", "0", "fractions of edgeplane's clients on the MessagePack hub protocol, comma separated: each poller is measured once per fraction (e.g. 0,0.5: all JSON, then half MessagePack; the baseline speaks JSON only)")
 }
 
-func (c *common) systems() []bench.SystemSpec {
+func (c *common) systems() ([]bench.SystemSpec, error) {
+	var fracs []float64
+	for _, f := range strings.Split(c.msgpack, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil || v < 0 || v > 1 {
+			return nil, fmt.Errorf("edgebench: --msgpack %q: want fractions between 0 and 1", f)
+		}
+		fracs = append(fracs, v)
+	}
+	if len(fracs) == 0 {
+		fracs = []float64{0}
+	}
 	var out []bench.SystemSpec
 	if !c.noEdgeplane {
 		if _, err := os.Stat(c.edgeplane); err != nil {
@@ -106,8 +122,15 @@ func (c *common) systems() []bench.SystemSpec {
 		} else {
 			for _, p := range strings.Split(c.pollers, ",") {
 				p = strings.TrimSpace(p)
-				if p != "" {
-					out = append(out, bench.SystemSpec{Name: "edgeplane-" + p, Kind: bench.KindEdgeplane, Poller: p})
+				if p == "" {
+					continue
+				}
+				for _, f := range fracs {
+					name := "edgeplane-" + p
+					if f > 0 {
+						name += "-mp" + strconv.FormatFloat(f, 'g', -1, 64)
+					}
+					out = append(out, bench.SystemSpec{Name: name, Kind: bench.KindEdgeplane, Poller: p, MessagePack: f})
 				}
 			}
 		}
@@ -115,7 +138,7 @@ func (c *common) systems() []bench.SystemSpec {
 	if !c.noBaseline {
 		out = append(out, bench.SystemSpec{Name: "baseline", Kind: bench.KindBaseline})
 	}
-	return out
+	return out, nil
 }
 
 func (c *common) setup() (self string, log io.Writer, progress io.Writer, closeLog func(), err error) {
@@ -205,13 +228,17 @@ func runDensity(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	systems, err := c.systems()
+	if err != nil {
+		return err
+	}
 	self, log, progress, closeLog, err := c.setup()
 	if err != nil {
 		return err
 	}
 	defer closeLog()
 	rep, err := bench.RunDensity(ctx, bench.DensityConfig{
-		Sizes: ns, Systems: c.systems(), Edgeplane: c.edgeplane, Self: self,
+		Sizes: ns, Systems: systems, Edgeplane: c.edgeplane, Self: self,
 		IdleWindow: *idle, IdleAtEverySize: *idleAll, Settle: *settle, Concurrency: *conc,
 		SkipNegotiate: *skipNeg, Log: log, Progress: progress, ProfileDir: *profDir,
 		ServerArgs: map[bench.Kind][]string{bench.KindEdgeplane: strings.Fields(*epArgs)},
@@ -241,6 +268,10 @@ func runFanout(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	systems, err := c.systems()
+	if err != nil {
+		return err
+	}
 	self, log, progress, closeLog, err := c.setup()
 	if err != nil {
 		return err
@@ -248,7 +279,7 @@ func runFanout(ctx context.Context, args []string) error {
 	defer closeLog()
 	rep, err := bench.RunFanout(ctx, bench.FanoutConfig{
 		Conns: *conns, Sizes: ns, Messages: *msgs, Interval: *interval, Via: strings.Split(*via, ","),
-		Redis: *redisURL, Nodes: *nodes, Systems: c.systems(), Edgeplane: c.edgeplane, Self: self, Sequential: *sequential,
+		Redis: *redisURL, Nodes: *nodes, Systems: systems, Edgeplane: c.edgeplane, Self: self, Sequential: *sequential,
 		Log: log, Progress: progress,
 	})
 	if rep == nil {
@@ -267,13 +298,17 @@ func runStorm(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	systems, err := c.systems()
+	if err != nil {
+		return err
+	}
 	self, log, progress, closeLog, err := c.setup()
 	if err != nil {
 		return err
 	}
 	defer closeLog()
 	rep, err := bench.RunStorm(ctx, bench.StormConfig{
-		Clients: *clients, Established: *est, Timeout: *timeout, Systems: c.systems(),
+		Clients: *clients, Established: *est, Timeout: *timeout, Systems: systems,
 		Edgeplane: c.edgeplane, Self: self, Log: log, Progress: progress,
 	})
 	if rep == nil {

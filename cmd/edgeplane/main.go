@@ -23,6 +23,7 @@ import (
 	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/conn"
 	"github.com/edgeplane/edgeplane/internal/auth"
+	"github.com/edgeplane/edgeplane/internal/hubproto"
 	"github.com/edgeplane/edgeplane/internal/node"
 	"github.com/edgeplane/edgeplane/poller"
 	"github.com/edgeplane/edgeplane/webhook"
@@ -68,6 +69,7 @@ func run(args []string) int {
 		cluster     listFlag
 		server      string
 		origins     listFlag
+		protocols   listFlag
 		gcPercent   int
 		drainWindow time.Duration
 		upRedis     string
@@ -83,7 +85,7 @@ func run(args []string) int {
 	)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "client address (SignalR negotiate and WebSocket)")
 	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin address: /metrics, /healthz, /readyz and the REST API")
-	fs.Var(&hubs, "hub", "hub clients may connect to, NAME or NAME=PREFIX (PREFIX: Redis channel prefix, e.g. the .NET hub type name); repeat for several (default chat)")
+	fs.Var(&hubs, "hub", "hub clients may connect to, NAME[=/PATH][=PREFIX]: PATH its client path, one or more segments, matched case-insensitively (default /NAME); PREFIX its Redis channel prefix, e.g. the .NET hub type name (default NAME); repeat for several (default chat)")
 	fs.StringVar(&redisURL, "redis", "", "Redis backplane URL, redis://host:port (default: in-memory backplane, single node)")
 	fs.Var(&cluster, "redis-cluster", "Redis Cluster seed addresses host:port,... (sharded pub/sub, Redis 7+)")
 	fs.StringVar(&upRedis, "upstream-redis", "", "Redis URL for the upstream streams (client invocations and lifecycle events), e.g. one with maxmemory (default: the backplane's Redis)")
@@ -112,6 +114,7 @@ func run(args []string) int {
 	fs.IntVar(&cfg.RetryAfter, "retry-after", conn.DefaultRetryAfter, "base seconds of the Retry-After sent with every 503 (admission, descriptor shedding, accept rate, drain; jittered over [base, 2*base] where the answer is built per request)")
 	fs.IntVar(&cfg.Conn.MaxConnsPerIP, "max-conns-per-ip", 0, "open connections per client address (0: off; mind load balancers without PROXY protocol)")
 	fs.IntVar(&cfg.Conn.MaxMessageRate, "max-message-rate", conn.DefaultMaxMessageRate, "SignalR records a client may send per second; more closes it with 1008 (negative: off)")
+	fs.Var(&protocols, "protocols", "SignalR hub protocols clients may use: json, messagepack (default both); negotiate lists the Binary transfer format only with messagepack")
 	fs.Var(&origins, "allowed-origins", "browser Origins allowed to connect, e.g. https://app.example.com,https://*.example.com, and the only ones CORS answers reflect (default: any may connect, none is reflected)")
 	fs.IntVar(&cfg.Conn.ContextMaxBytes, "upstream-context-bytes", conn.DefaultContextMaxBytes, "bound on the connect request's context (headers, query string, claims) in the upstream's connected event; what does not fit is left out and the event marked truncated (negative: no context)")
 	fs.BoolVar(&cfg.Conn.ContextCookies, "upstream-cookies", false, "put the Cookie header in the upstream's connect context (needs --allowed-origins: any site could otherwise open connections with your users' cookies)")
@@ -167,6 +170,13 @@ func run(args []string) int {
 		}
 		cfg.Conn.ReconnectBufferBytes = maxQ
 	}
+	for _, p := range protocols {
+		if hubproto.Lookup(p) == nil {
+			fmt.Fprintf(os.Stderr, "edgeplane: --protocols: unknown hub protocol %q (json, messagepack)\n", p)
+			return 2
+		}
+	}
+	cfg.Conn.Protocols = protocols
 	if cfg.Hubs, err = parseHubs(hubs); err != nil {
 		fmt.Fprintln(os.Stderr, "edgeplane: --hub:", err)
 		return 2
@@ -252,22 +262,35 @@ func checkSecurityFlags(c conn.Config, secondary string, origins []string) error
 	return nil
 }
 
-// parseHubs turns --hub values, NAME or NAME=PREFIX, into the node's hubs.
-// NAME alone keeps the default prefix (the hub name).
+// parseHubs turns --hub values into the node's hubs: NAME, then after =
+// a PATH (it starts with /) or a PREFIX, or both: NAME=/PATH=PREFIX.
+// What is not given keeps its default (path /NAME, prefix NAME).
 func parseHubs(specs []string) ([]node.Hub, error) {
 	var hubs []node.Hub
 	seen := make(map[string]bool, len(specs))
 	for _, spec := range specs {
-		name, prefix, _ := strings.Cut(spec, "=")
-		name, prefix = strings.TrimSpace(name), strings.TrimSpace(prefix)
-		if name == "" {
-			return nil, fmt.Errorf("hub %q: want NAME or NAME=PREFIX", spec)
+		parts := strings.Split(spec, "=")
+		h := node.Hub{Name: strings.TrimSpace(parts[0])}
+		if h.Name == "" || len(parts) > 3 {
+			return nil, fmt.Errorf("hub %q: want NAME, NAME=PREFIX, NAME=/PATH or NAME=/PATH=PREFIX", spec)
 		}
-		if seen[name] {
-			return nil, fmt.Errorf("hub %q given twice", name)
+		for _, v := range parts[1:] {
+			v = strings.TrimSpace(v)
+			switch {
+			case v == "": // NAME= is NAME
+			case strings.HasPrefix(v, "/") && h.Path == "":
+				h.Path = v
+			case !strings.HasPrefix(v, "/") && h.Prefix == "":
+				h.Prefix = v
+			default:
+				return nil, fmt.Errorf("hub %q: want NAME, NAME=PREFIX, NAME=/PATH or NAME=/PATH=PREFIX", spec)
+			}
 		}
-		seen[name] = true
-		hubs = append(hubs, node.Hub{Name: name, Prefix: prefix})
+		if seen[h.Name] {
+			return nil, fmt.Errorf("hub %q given twice", h.Name)
+		}
+		seen[h.Name] = true
+		hubs = append(hubs, h)
 	}
 	return hubs, nil
 }

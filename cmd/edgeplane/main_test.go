@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"flag"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/edgeplane/edgeplane/internal/auth"
+	"github.com/edgeplane/edgeplane/internal/node"
 
 	"github.com/edgeplane/edgeplane/internal/testutil"
 )
@@ -54,6 +56,7 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{"--reconnect-buffer-bytes", "0"},
 		{"--reconnect-buffer-bytes", "2000000"}, // over --max-queue-bytes
 		{"--max-queue-bytes", "50000", "--reconnect-buffer-bytes", "50001"},
+		{"--protocols", "json,xml"},
 	} {
 		if code := run(args); code != 2 {
 			t.Errorf("run(%q) = %d, want 2", args, code)
@@ -69,7 +72,12 @@ func TestParseHubs(t *testing.T) {
 	if err != nil || len(got) != 2 || got[0].Name != "chat" || got[0].Prefix != "MyApp.Hubs.ChatHub" || got[1].Name != "news" || got[1].Prefix != "" {
 		t.Fatalf("parseHubs = %+v, %v", got, err)
 	}
-	for _, bad := range [][]string{{"=x"}, {"a", "a=b"}, {" "}} {
+	got, err = parseHubs([]string{"chat=/hubs/chat", "news=/Hubs/News=MyApp.NewsHub", "x=X.Hub=/x/y", "y="})
+	want := []node.Hub{{Name: "chat", Path: "/hubs/chat"}, {Name: "news", Path: "/Hubs/News", Prefix: "MyApp.NewsHub"}, {Name: "x", Path: "/x/y", Prefix: "X.Hub"}, {Name: "y"}}
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("parseHubs with paths = %+v, %v; want %+v", got, err, want)
+	}
+	for _, bad := range [][]string{{"=x"}, {"a", "a=b"}, {" "}, {"a=/p=/q"}, {"a=P=Q"}, {"a=/p=P=x"}} {
 		if _, err := parseHubs(bad); err == nil {
 			t.Errorf("parseHubs(%q) accepted", bad)
 		}

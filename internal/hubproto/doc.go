@@ -7,12 +7,18 @@
 //
 // A Protocol is one encoding. JSON and MessagePack (binary frames, VarInt
 // length-prefixed records, one msgpack array per message, byte for byte as
-// ASP.NET Core writes them) implement it. MessagePack joins the table
-// Lookup reads once conn serves it (binary frames, one frame per protocol
-// in the fanout); callers change nothing but the choice of frame type
-// (Protocol.Binary; wsframe.TextFrame or wsframe.BinaryFrame).
-// JSONToMessagePack converts a JSON value (REST and upstream arguments)
-// for MessagePack recipients, once per message.
+// ASP.NET Core writes them) implement it, and Lookup offers both; each has
+// a small ID (IDJSON, IDMessagePack) for tables kept per protocol and for
+// the few bits a connection keeps. Callers change nothing but the choice
+// of frame type (Protocol.Binary; wsframe.TextFrame or
+// wsframe.BinaryFrame).
+//
+// Conversions, each run once per message and never per recipient
+// (transcode.go): JSONRecordsToMessagePack turns JSON records (REST,
+// upstream, an ASP.NET backplane message without a messagepack entry) into
+// MessagePack records for MessagePack recipients; JSONToMessagePack does
+// it for one JSON value; MessagePackToJSON turns a MessagePack client's
+// arguments into the JSON the upstream's entries carry.
 //
 // Stateful reconnect: ParseHandshake accepts StatefulReconnectVersion (2)
 // besides a protocol's own version, Parse reads Ack's and Sequence's
@@ -55,8 +61,8 @@
 // into Go values and never converts them from one protocol to another:
 // edgeplane relays arguments without looking inside, and a conversion
 // (JSON from the REST API or an upstream to MessagePack for a client)
-// would be lossy and belongs in its own step, done once per message and
-// not per recipient. For MessagePack, Message.Arguments will be the
+// may be lossy and is its own step (transcode.go), done once per message
+// and not per recipient. For MessagePack, Message.Arguments is the
 // msgpack array's bytes.
 //
 // # Performance

@@ -23,6 +23,10 @@ var (
 	// ErrInvalidMsgpack: a value handed to a MessagePack Append method is
 	// not exactly one MessagePack value of the kind it needs.
 	ErrInvalidMsgpack = errors.New("invalid MessagePack value")
+	// ErrNoJSON: a MessagePack value JSON cannot express (an extension
+	// type other than timestamps, a NaN, a map key that is not a string,
+	// number or boolean), so it cannot go on to a JSON upstream.
+	ErrNoJSON = errors.New("MessagePack value has no JSON form")
 	// ErrLengthPrefix: a MessagePack record's VarInt length prefix is
 	// longer than 5 bytes or over 2^32-1.
 	ErrLengthPrefix = errors.New("invalid record length prefix")

@@ -79,7 +79,7 @@ func FuzzHandshake(f *testing.F) {
 			if err := json.Unmarshal(first, &m); err != nil {
 				t.Fatalf("accepted invalid JSON %q: %v", first, err)
 			}
-			if v := m["version"]; m["protocol"] != "json" || (v != 1.0 && v != 2.0) || h.Protocol != JSON || float64(h.Version) != v {
+			if v := m["version"]; (v != 1.0 && v != 2.0) || float64(h.Version) != v || h.Protocol == nil || m["protocol"] != h.Protocol.Name() || Lookup(h.Protocol.Name()) != h.Protocol {
 				t.Fatalf("accepted %q: protocol %v version %v", first, m["protocol"], m["version"])
 			}
 			if len(first)+1+len(rest) != len(rec)+1 {

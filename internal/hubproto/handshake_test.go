@@ -16,7 +16,8 @@ func TestParseHandshake(t *testing.T) {
 		{"ok", `{"protocol":"json","version":1}`, "", false, nil},
 		{"ok reordered, whitespace", ` { "version" : 1 , "protocol" : "json" } `, "", false, nil},
 		{"ok extra fields", `{"protocol":"json","version":1,"x":[1,2]}`, "", false, nil},
-		{"messagepack", `{"protocol":"messagepack","version":1}`, "The protocol 'messagepack' is not supported.", false, ErrUnsupportedProtocol},
+		{"MessagePack case", `{"protocol":"MessagePack","version":1}`, "The protocol 'MessagePack' is not supported.", false, ErrUnsupportedProtocol},
+		{"messagepack version 3", `{"protocol":"messagepack","version":3}`, "The server does not support version 3 of the 'messagepack' protocol.", false, ErrUnsupportedVersion},
 		{"empty protocol", `{"protocol":"","version":1}`, "The protocol '' is not supported.", false, ErrUnsupportedProtocol},
 		{"JSON uppercase", `{"protocol":"JSON","version":1}`, "The protocol 'JSON' is not supported.", false, ErrUnsupportedProtocol},
 		{"version 2 (stateful reconnect)", `{"protocol":"json","version":2}`, "", false, nil},
@@ -82,10 +83,18 @@ func TestParseHandshake(t *testing.T) {
 }
 
 func TestLookup(t *testing.T) {
-	if p := Lookup("json"); p != JSON || p.Name() != "json" || p.Version() != 1 || p.Binary() {
+	if p := Lookup("json"); p != JSON || p.Name() != "json" || p.Version() != 1 || p.Binary() || p.ID() != IDJSON {
 		t.Fatalf("Lookup(json) = %v", p)
 	}
-	for _, name := range []string{"messagepack", "JSON", "", "json "} {
+	if p := Lookup("messagepack"); p != MessagePack || p.Name() != "messagepack" || p.Version() != 1 || !p.Binary() || p.ID() != IDMessagePack {
+		t.Fatalf("Lookup(messagepack) = %v", p)
+	}
+	for id := ID(0); id < NumIDs; id++ {
+		if p := ByID(id); p.ID() != id || Lookup(p.Name()) != p || id.String() != p.Name() {
+			t.Fatalf("ByID(%d) = %v", id, p)
+		}
+	}
+	for _, name := range []string{"MessagePack", "JSON", "", "json ", "msgpack"} {
 		if p := Lookup(name); p != nil {
 			t.Fatalf("Lookup(%q) = %v", name, p)
 		}

@@ -29,6 +29,9 @@ func (JSONProtocol) Version() int { return 1 }
 // Binary implements Protocol: JSON records travel in text frames.
 func (JSONProtocol) Binary() bool { return false }
 
+// ID implements Protocol: IDJSON.
+func (JSONProtocol) ID() ID { return IDJSON }
+
 // Split implements Protocol: records end in 0x1e, which JSON text can hold
 // only escaped.
 func (JSONProtocol) Split(msg []byte, fn func(rec []byte) error) error {

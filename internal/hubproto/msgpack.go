@@ -48,6 +48,9 @@ func (MessagePackProtocol) Version() int { return 1 }
 // Binary implements Protocol: MessagePack records travel in binary frames.
 func (MessagePackProtocol) Binary() bool { return true }
 
+// ID implements Protocol: IDMessagePack.
+func (MessagePackProtocol) ID() ID { return IDMessagePack }
+
 // Split implements Protocol: each record is preceded by its length as a
 // VarInt (7 bits a byte, least significant first, at most 5 bytes).
 func (MessagePackProtocol) Split(msg []byte, fn func(rec []byte) error) error {

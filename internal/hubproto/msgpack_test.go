@@ -235,14 +235,11 @@ func TestMessagePackAppendChecksValues(t *testing.T) {
 	}
 }
 
-func TestMessagePackIsNotOfferedYet(t *testing.T) {
-	// The handshake offers MessagePack only once conn serves it (binary
-	// frames, encode once per protocol): until then Lookup must not.
-	if Lookup("messagepack") != nil {
-		t.Fatal("Lookup offers messagepack before conn serves it")
-	}
-	if MessagePack.Name() != "messagepack" || MessagePack.Version() != 1 || !MessagePack.Binary() {
-		t.Fatal("MessagePack's name, version or transfer format")
+func TestMessagePackHandshake(t *testing.T) {
+	// What the JS client sends (version 1 without stateful reconnect).
+	h, rest, err := ParseHandshake([]byte("{\"protocol\":\"messagepack\",\"version\":1}\x1e\x02\x91\x06"))
+	if err != nil || h.Protocol != MessagePack || !MessagePack.IsPing(rest[1:]) {
+		t.Fatalf("handshake: %+v rest % x err %v", h, rest, err)
 	}
 }
 

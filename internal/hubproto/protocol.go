@@ -64,9 +64,22 @@ func (t MessageType) IsTrackable() bool {
 	return false
 }
 
+// ID is a protocol's small number: the index of tables kept per protocol
+// (one frame per protocol in the fanout, precompiled records) and what a
+// connection stores, in a few bits, to say which protocol it speaks.
+type ID uint8
+
+// Protocol IDs, one per protocol Lookup offers.
+const (
+	IDJSON ID = iota
+	IDMessagePack
+	// NumIDs is the number of protocols: the length of per-protocol tables.
+	NumIDs
+)
+
 // Protocol is one SignalR hub protocol: how records are framed inside a
-// WebSocket message, and how each message is encoded. JSON implements it;
-// MessagePack is the second implementation to come.
+// WebSocket message, and how each message is encoded. JSON and
+// MessagePack implement it.
 //
 // Records are whole messages without their framing (the 0x1e separator
 // for JSON, the VarInt length prefix for MessagePack). The Append methods
@@ -85,6 +98,8 @@ type Protocol interface {
 	// Binary reports whether records travel in binary WebSocket frames
 	// (transfer format Binary) rather than text frames.
 	Binary() bool
+	// ID is the protocol's number (IDJSON, IDMessagePack).
+	ID() ID
 
 	// Split calls fn for each record of msg, one whole WebSocket message,
 	// and stops at fn's first error. Bytes after the last whole record
@@ -123,8 +138,20 @@ type Protocol interface {
 	AppendSequence(dst []byte, sequenceID int64) []byte
 }
 
-// protocols are the protocols the handshake accepts, by name.
-var protocols = []Protocol{JSON}
+// protocols are the protocols the handshake accepts, by name, at their
+// ID's position.
+var protocols = [NumIDs]Protocol{IDJSON: JSON, IDMessagePack: MessagePack}
+
+// ByID returns the protocol numbered id; it panics for an id not below
+// NumIDs.
+func ByID(id ID) Protocol { return protocols[id] }
+
+func (id ID) String() string {
+	if id < NumIDs {
+		return protocols[id].Name()
+	}
+	return "ID(" + strconv.Itoa(int(id)) + ")"
+}
 
 // Lookup returns the protocol the handshake names, or nil if edgeplane
 // does not speak it. Names match exactly, as in ASP.NET Core.

@@ -1,12 +1,15 @@
 package hubproto
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"math"
 	"reflect"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/tinylib/msgp/msgp"
 )
 
 // TestJSONToMessagePack: every JSON construct maps to its MessagePack
@@ -108,4 +111,213 @@ func normalize(v any) any {
 		return x
 	}
 	return v
+}
+
+// TestMessagePackToJSON: what a MessagePack client may send maps to the
+// JSON an upstream app reads, as System.Text.Json would write the .NET
+// values behind it; what JSON cannot say is ErrNoJSON.
+func TestMessagePackToJSON(t *testing.T) {
+	for _, tc := range []struct {
+		mp, want string
+	}{
+		{"c0", `null`},
+		{"c3", `true`},
+		{"c2", `false`},
+		{"7f", `127`},
+		{"ff", `-1`},
+		{"d0 80", `-128`},
+		{"cd 012c", `300`},
+		{"cf ffffffffffffffff", `18446744073709551615`},
+		{"d3 8000000000000000", `-9223372036854775808`},
+		{"cb 3ff8000000000000", `1.5`},
+		{"cb 3ff0000000000000", `1`}, // a float64 1.0: JSON has one number type
+		{"ca 3fc00000", `1.5`},
+		{"cb 3eb0c6f7a0b5ed8d", `0.000001`},
+		{"cb 3e7ad7f29abcaf48", `1e-7`},
+		{"cb 4415af1d78b58c40", `100000000000000000000`},
+		{"cb 444b1ae4d6e2ef50", `1e+21`},
+		{"a2 6869", `"hi"`},
+		{"a3 3c2622", `"\u003c\u0026\""`},
+		{"a2 c3a9", `"é"`},
+		{"a1 ff", `"\ufffd"`},
+		{"c4 03 010203", `"AQID"`},
+		{"c4 00", `""`},
+		{"90", `[]`},
+		{"93 01 a1 78 90", `[1,"x",[]]`},
+		{"80", `{}`},
+		{"82 a1 61 01 a1 62 92 c3 c0", `{"a":1,"b":[true,null]}`},
+		{"82 01 a1 61 c3 a1 62", `{"1":"a","true":"b"}`},
+		{"d6 ff 00000001", `"1970-01-01T00:00:01Z"`},
+		{"d7 ff 00000004 00000002", `"1970-01-01T00:00:02.000000001Z"`},
+		{"c7 0c ff 00000005 0000000000000003", `"1970-01-01T00:00:03.000000005Z"`},
+	} {
+		got, err := MessagePackToJSON(nil, unhexT(t, tc.mp))
+		if err != nil {
+			t.Errorf("% s: %v", tc.mp, err)
+			continue
+		}
+		if string(got) != tc.want {
+			t.Errorf("%s: %s, want %s", tc.mp, got, tc.want)
+		}
+		if !json.Valid(got) {
+			t.Errorf("%s: %s is not valid JSON", tc.mp, got)
+		}
+	}
+	for _, tc := range []struct {
+		mp   string
+		want error
+	}{
+		{"d4 01 00", ErrNoJSON},            // an extension of another type
+		{"cb 7ff8000000000000", ErrNoJSON}, // NaN
+		{"ca 7f800000", ErrNoJSON},         // +Inf
+		{"81 c0 01", ErrNoJSON},            // nil key
+		{"81 90 01", ErrNoJSON},            // array key
+		{"81 c4 01 00 01", ErrNoJSON},      // bin key
+		{"", ErrInvalidMsgpack},
+		{"c1", ErrInvalidMsgpack},
+		{"92 01", ErrInvalidMsgpack},
+		{"a3 6869", ErrInvalidMsgpack},
+		{"01 02", ErrInvalidMsgpack},
+		{"d6 ff 0000", ErrInvalidMsgpack},
+		{"d5 ff 0000", ErrInvalidMsgpack}, // a 2-byte timestamp
+		{"d7 ff ffffffff 00000000", ErrInvalidMsgpack},
+	} {
+		got, err := MessagePackToJSON([]byte("x"), unhexT(t, tc.mp))
+		if !errors.Is(err, tc.want) || string(got) != "x" {
+			t.Errorf("%s: %v %q, want %v and dst unchanged", tc.mp, err, got, tc.want)
+		}
+	}
+	deep := append(bytes.Repeat([]byte{0x91}, maxDepth+2), 0xc0)
+	if _, err := MessagePackToJSON(nil, deep); !errors.Is(err, ErrInvalidMsgpack) {
+		t.Errorf("%d levels deep: %v", maxDepth+2, err)
+	}
+}
+
+// FuzzMessagePackToJSON: JSON made from any MessagePack value is valid
+// JSON, and JSON → MessagePack → JSON gives back the same value (invalid
+// UTF-8 became U+FFFD the first time).
+func FuzzMessagePackToJSON(f *testing.F) {
+	for _, s := range []string{"93 01 a1 78 90", "82 a1 61 cb 3ff8000000000000 a1 62 92 c3 c0", "c4 03 010203", "d6 ff 00000001"} {
+		f.Add(unhexT(f, s))
+	}
+	f.Fuzz(func(t *testing.T, mp []byte) {
+		js, err := MessagePackToJSON(nil, mp)
+		if err != nil {
+			return
+		}
+		if !json.Valid(js) {
+			t.Fatalf("% x: %s is not valid JSON", mp, js)
+		}
+		back, err := JSONToMessagePack(nil, js)
+		if err != nil {
+			t.Fatalf("% x: %s does not convert back: %v", mp, js, err)
+		}
+		again, err := MessagePackToJSON(nil, back)
+		var v1, v2 any
+		if err != nil || json.Unmarshal(js, &v1) != nil || json.Unmarshal(again, &v2) != nil || !reflect.DeepEqual(v1, v2) {
+			t.Fatalf("% x: %s, then %s (%v)", mp, js, again, err)
+		}
+	})
+}
+
+// TestJSONRecordsToMessagePack: each message a server sends, as the
+// REST API, an upstream app or an ASP.NET server without MessagePack
+// writes it in JSON, becomes the MessagePack record of the same message,
+// byte for byte what MessagePack's own appenders write.
+func TestJSONRecordsToMessagePack(t *testing.T) {
+	mp := MessagePack
+	must := func(b []byte, err error) []byte {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		json string
+		want []byte
+	}{
+		{`{"type":1,"target":"t","arguments":["hi",1,1.5,{"a":[null,true]}]}`,
+			must(mp.AppendInvocation(nil, "", "t", unhexT(t, "94 a2 6869 01 cb 3ff8000000000000 81 a1 61 92 c0 c3")))},
+		{`{"type":1,"target":"t"}`, must(mp.AppendInvocation(nil, "", "t", nil))},
+		{`{"type":1,"invocationId":"7","target":"t","arguments":[]}`, must(mp.AppendInvocation(nil, "7", "t", []byte{0x90}))},
+		{`{"type":2,"invocationId":"1","item":{"x":2}}`, must(mp.AppendStreamItem(nil, "1", unhexT(t, "81 a1 78 02")))},
+		{`{"type":3,"invocationId":"1","result":"ok"}`, must(mp.AppendCompletion(nil, "1", unhexT(t, "a2 6f6b")))},
+		{`{"type":3,"invocationId":"1","result":null}`, must(mp.AppendCompletion(nil, "1", []byte{0xc0}))},
+		{`{"type":3,"invocationId":"1"}`, must(mp.AppendCompletion(nil, "1", nil))},
+		{`{"type":3,"invocationId":"1","error":"no"}`, mp.AppendCompletionError(nil, "1", "no")},
+		{`{"type":6}`, mp.Ping()},
+		{`{"type":7,"error":"bye","allowReconnect":true}`, mp.AppendClose(nil, "bye", true)},
+		{`{"type":7}`, mp.AppendClose(nil, "", false)},
+		{`{"type":8,"sequenceId":3}`, mp.AppendAck(nil, 3)},
+		{`{"type":9,"sequenceId":300}`, mp.AppendSequence(nil, 300)},
+	} {
+		got, err := JSONRecordsToMessagePack(nil, []byte(tc.json+"\x1e"))
+		if err != nil {
+			t.Errorf("%s: %v", tc.json, err)
+			continue
+		}
+		if !bytes.Equal(got, tc.want) {
+			t.Errorf("%s:\n got % x\nwant % x", tc.json, got, tc.want)
+		}
+	}
+	// Several records in one message: each converted, in order.
+	two := "{\"type\":1,\"target\":\"a\",\"arguments\":[1]}\x1e{\"type\":6}\x1e"
+	got, err := JSONRecordsToMessagePack([]byte{0xee}, []byte(two))
+	want := append(append([]byte{0xee}, must(mp.AppendInvocation(nil, "", "a", []byte{0x91, 0x01}))...), mp.Ping()...)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Errorf("two records: % x (%v), want % x", got, err, want)
+	}
+	for _, bad := range []string{
+		`{"type":1,"target":"t","arguments":{"a":1}}` + "\x1e", // arguments not an array
+		`{"type":1,"target":"t","arguments":[1,]}` + "\x1e",
+		`{"type":4,"invocationId":"1","target":"t","arguments":[]}` + "\x1e", // clients send these
+		`{"target":"t"}` + "\x1e",
+		`[1]` + "\x1e",
+		`{"type":6}`, // no separator
+		"{\"type\":1,\"target\":\"t\",\"arguments\":[\"\xff\"]}\x1e",
+	} {
+		got, err := JSONRecordsToMessagePack([]byte("x"), []byte(bad))
+		if err == nil || string(got) != "x" {
+			t.Errorf("%q: % x %v, want an error and dst unchanged", bad, got, err)
+		}
+	}
+}
+
+// FuzzJSONRecordsToMessagePack: whatever it accepts becomes whole
+// MessagePack records, one per JSON record, of the same types.
+func FuzzJSONRecordsToMessagePack(f *testing.F) {
+	for _, s := range []string{
+		"{\"type\":1,\"target\":\"t\",\"arguments\":[1,\"a\",{\"b\":null}]}\x1e",
+		"{\"type\":3,\"invocationId\":\"1\",\"result\":1.5}\x1e{\"type\":6}\x1e",
+		"{\"type\":7,\"error\":\"x\",\"allowReconnect\":true}\x1e",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, src []byte) {
+		out, err := JSONRecordsToMessagePack(nil, src)
+		if err != nil {
+			return
+		}
+		var types []MessageType
+		JSON.Split(src, func(rec []byte) error {
+			m, _ := JSON.Parse(rec) // encoding/json's reading, as the transcoder's
+			types = append(types, m.Type)
+			return nil
+		})
+		i := 0
+		err = MessagePack.Split(out, func(rec []byte) error {
+			if i >= len(types) || MessagePack.PeekType(rec) != types[i] {
+				t.Fatalf("%q: record %d is % x", src, i, rec)
+			}
+			if _, err := msgp.Skip(rec); err != nil {
+				t.Fatalf("%q: record %d % x: %v", src, i, rec, err)
+			}
+			i++
+			return nil
+		})
+		if err != nil || i != len(types) {
+			t.Fatalf("%q: % x splits into %d records (%v), want %d", src, out, i, err, len(types))
+		}
+	})
 }

@@ -29,6 +29,10 @@ type Hub struct {
 	// the .NET hub type's full name to share an ASP.NET Core app's Redis
 	// backplane.
 	Prefix string
+	// Path is its path on the client port, one or more segments
+	// ("/hubs/chat": negotiate at /hubs/chat/negotiate), matched
+	// case-insensitively as ASP.NET Core's MapHub does. Empty: "/" + Name.
+	Path string
 }
 
 // Config is a node's configuration. The zero value works: client port
@@ -107,6 +111,14 @@ func (c Config) WithDefaults() Config {
 	}
 	c.Conn.Logger = c.Logger
 	c.Conn.RetryAfter = c.RetryAfter
+	for _, h := range c.Hubs {
+		if h.Path != "" {
+			if c.Conn.HubPaths == nil {
+				c.Conn.HubPaths = make(map[string]string, len(c.Hubs))
+			}
+			c.Conn.HubPaths[h.Name] = h.Path
+		}
+	}
 	c.PollerConfig.RetryAfter = c.RetryAfter
 	if c.Redis != nil {
 		rc := *c.Redis

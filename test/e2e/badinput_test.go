@@ -52,7 +52,8 @@ func TestBadInput(t *testing.T) {
 
 		t.Run("handshake errors", func(t *testing.T) {
 			for _, hs := range []struct{ body, want string }{
-				{`{"protocol":"messagepack","version":1}` + "\x1e", "The protocol 'messagepack' is not supported."},
+				{`{"protocol":"msgpack","version":1}` + "\x1e", "The protocol 'msgpack' is not supported."},
+				{`{"protocol":"messagepack","version":3}` + "\x1e", "does not support version 3 of the 'messagepack' protocol"},
 				{`{"protocol":"json","version":7}` + "\x1e", "does not support version 7"},
 				{`{nope` + "\x1e", "Error parsing handshake request"},
 				{`{"protocol":"json","version":1}`, "not terminated"},
@@ -69,6 +70,35 @@ func TestBadInput(t *testing.T) {
 				if code != 1002 {
 					t.Fatalf("close code %d", code)
 				}
+			}
+		})
+
+		// A MessagePack record that does not decode closes its connection
+		// (a SignalR Close carrying the error, in MessagePack, then 1002)
+		// and is counted; another connection is unaffected.
+		t.Run("invalid MessagePack", func(t *testing.T) {
+			before := n.metric(`edgeplane_closed_total{reason="protocol_error"}`)
+			other := n.connect(t, "/chat")
+			r := dialRaw(t, n.client)
+			if code := r.upgrade("/chat"); code != 101 {
+				t.Fatalf("upgrade: %d", code)
+			}
+			r.sendText(`{"protocol":"messagepack","version":1}` + "\x1e")
+			if f, err := r.readFrame(5 * time.Second); err != nil || f.op != 0x2 || string(f.payload) != "{}\x1e" {
+				t.Fatalf("handshake response op %x %q, %v; want {}␞ in a binary frame", f.op, f.payload, err)
+			}
+			r.write(frame(0x82, []byte{0x03, 0x93, 0x01, 0x80}, true)) // an Invocation of 3 items
+			code, seen := r.expectClose(5 * time.Second)
+			if code != 1002 || len(seen) < 3 || seen[1:3] != "\x93\x07" || !strings.Contains(seen, "Invocation has 3 items") || !strings.HasSuffix(seen, "\xc2") {
+				t.Fatalf("close %d after %q, want 1002 after a MessagePack Close [7, error, false]", code, seen)
+			}
+			r.expectEOF(5 * time.Second)
+			testutil.WaitUntil(t, 5*time.Second, "protocol error counted", func() bool {
+				return n.metric(`edgeplane_closed_total{reason="protocol_error"}`) == before+1
+			})
+			other.sendText(`{"type":6}` + "\x1e")
+			if _, err := other.readFrame(300 * time.Millisecond); err == nil {
+				t.Fatal("the other connection got a frame")
 			}
 		})
 

@@ -37,14 +37,19 @@ type jsEvent struct {
 }
 
 type jsClientSpec struct {
-	Name            string            `json:"name"`
-	Hub             string            `json:"hub,omitempty"`
-	SkipNegotiation bool              `json:"skipNegotiation,omitempty"`
-	AccessToken     string            `json:"accessToken,omitempty"`
-	Targets         []string          `json:"targets,omitempty"`
-	Invoke          any               `json:"invoke,omitempty"`
-	Headers         map[string]string `json:"headers,omitempty"`
-	Query           string            `json:"query,omitempty"`
+	Name            string   `json:"name"`
+	Hub             string   `json:"hub,omitempty"`
+	SkipNegotiation bool     `json:"skipNegotiation,omitempty"`
+	AccessToken     string   `json:"accessToken,omitempty"`
+	Targets         []string `json:"targets,omitempty"`
+	Invoke          any      `json:"invoke,omitempty"`
+	// Protocol "messagepack": withHubProtocol(new MessagePackHubProtocol()).
+	Protocol string `json:"protocol,omitempty"`
+	// Invokes are invoked in turn after Invoke; Sends sent after them.
+	Invokes []map[string]any  `json:"invokes,omitempty"`
+	Sends   []map[string]any  `json:"sends,omitempty"`
+	Headers map[string]string `json:"headers,omitempty"`
+	Query   string            `json:"query,omitempty"`
 	// Ignore: targets handled without an event each.
 	Ignore []string `json:"ignore,omitempty"`
 	// StopAfterConnect: the client stops once connected.
@@ -59,8 +64,10 @@ func compatDir(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@microsoft", "signalr")); err != nil {
-		t.Fatalf("@microsoft/signalr is not installed in %s: run `make test` (it runs npm ci there): %v", dir, err)
+	for _, pkg := range []string{"signalr", "signalr-protocol-msgpack"} {
+		if _, err := os.Stat(filepath.Join(dir, "node_modules", "@microsoft", pkg)); err != nil {
+			t.Fatalf("@microsoft/%s is not installed in %s: run `make test` (it runs npm ci there): %v", pkg, dir, err)
+		}
 	}
 	return dir
 }
