@@ -1,8 +1,10 @@
 // Drives unmodified @microsoft/signalr clients built withStatefulReconnect()
 // for test/e2e/resume_test.go. Usage:
 //   node resume.js '<json spec>'
-// spec: {"base":"http://127.0.0.1:PORT","clients":[{"name":"a","accessToken":"..."}],
-//        "retryDelays":[0,0,500]}
+// spec: {"base":"http://127.0.0.1:PORT","clients":[{"name":"a","accessToken":"...",
+//        "protocol":"messagepack"}],"retryDelays":[0,0,500]}
+// protocol "messagepack": withHubProtocol(new MessagePackHubProtocol())
+// (default JSON).
 // Each client is built withStatefulReconnect() and
 // withAutomaticReconnect(retryDelays): a socket that drops is resumed by
 // the transport (invisible to the HubConnection), a failed resume falls
@@ -21,6 +23,7 @@
 //                            every EVERYMS ms (send(): no answer awaited)
 //   stop                     stop every client and exit
 const signalR = require("@microsoft/signalr");
+const { MessagePackHubProtocol } = require("@microsoft/signalr-protocol-msgpack");
 
 const spec = JSON.parse(process.argv[2]);
 const out = (o) => process.stdout.write(JSON.stringify(o) + "\n");
@@ -29,12 +32,13 @@ const conns = new Map();
 async function start(c) {
   const opts = {};
   if (c.accessToken) opts.accessTokenFactory = () => c.accessToken;
-  const conn = new signalR.HubConnectionBuilder()
+  let builder = new signalR.HubConnectionBuilder()
     .withUrl(`${spec.base}/${c.hub || "chat"}`, opts)
     .withStatefulReconnect()
     .withAutomaticReconnect(spec.retryDelays || [0, 0, 500, 1000])
-    .configureLogging(signalR.LogLevel.Warning)
-    .build();
+    .configureLogging(signalR.LogLevel.Warning);
+  if (c.protocol === "messagepack") builder = builder.withHubProtocol(new MessagePackHubProtocol());
+  const conn = builder.build();
   conn.on("t", (...args) => { out({ name: c.name, event: "message", args }); });
   conn.onreconnecting((err) => out({ name: c.name, event: "reconnecting", error: err ? String(err) : null }));
   conn.onreconnected((id) => out({ name: c.name, event: "reconnected", connectionId: id }));

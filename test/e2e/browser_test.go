@@ -37,13 +37,7 @@ import (
 // its form.
 func TestBrowserExample(t *testing.T) {
 	t.Run("json", func(t *testing.T) { testBrowserExample(t, "json") })
-	t.Run("messagepack", func(t *testing.T) {
-		// TODO(issue 13): remove this skip once the node serves the
-		// MessagePack hub protocol (it answers the handshake with "The
-		// protocol 'messagepack' is not supported" until then).
-		t.Skip("TODO(issue 13): the node does not serve the MessagePack hub protocol yet")
-		testBrowserExample(t, "messagepack")
-	})
+	t.Run("messagepack", func(t *testing.T) { testBrowserExample(t, "messagepack") })
 }
 
 func testBrowserExample(t *testing.T, protocol string) {

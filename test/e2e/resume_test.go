@@ -164,7 +164,14 @@ func puts(t *testing.T, rdb *redis.Client) []int {
 // each time with the same connection (the HubConnection never even sees a
 // reconnect), it gets every message meant for it exactly once, in order,
 // and the upstream gets each of its invocations exactly once, in order.
+// Both hub protocols: Ack and Sequence travel in the connection's.
 func TestCompatStatefulReconnect(t *testing.T) {
+	for _, protocol := range []string{"json", "messagepack"} {
+		t.Run(protocol, func(t *testing.T) { testCompatStatefulReconnect(t, protocol) })
+	}
+}
+
+func testCompatStatefulReconnect(t *testing.T, protocol string) {
 	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		const key = "resume-access-key-0123456789-abcdef"
 		rs := redistest.Start(t)
@@ -173,7 +180,7 @@ func TestCompatStatefulReconnect(t *testing.T) {
 		n := startNode(t, backend, "--hub", "chat", "--redis", rs.URL(), "--access-key", key, "--max-message-rate", "1000")
 		p := faultproxy.Start(t, n.client)
 		// The token's audience is the hub's URL on this host (any port).
-		js := startResumeJS(t, "http://"+p.Addr(), nil, map[string]any{"name": "a", "accessToken": clientToken(t, key, n, "chat", map[string]any{"nameid": "alice"})})
+		js := startResumeJS(t, "http://"+p.Addr(), nil, map[string]any{"name": "a", "protocol": protocol, "accessToken": clientToken(t, key, n, "chat", map[string]any{"nameid": "alice"})})
 		c := js.find("a", "connected")[0]
 		if !c.Stateful {
 			t.Fatal("the client did not get stateful reconnect from negotiate")
