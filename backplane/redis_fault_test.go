@@ -405,21 +405,31 @@ func TestRedisClusterReshardToNewSubscriber(t *testing.T) {
 		t.Fatalf("slot %d of %s not served", slot, ch)
 		return ""
 	}
-	// A server name and a group whose channels are served by the masters
-	// of chat:all and chat:internal:groups (the group in a slot of its
-	// own), so that a third master carries nothing of the node's.
-	used := map[string]bool{masterOf("chat:all"): true, masterOf("chat:internal:groups"): true}
+	// A channel prefix whose hub-wide channels (all, internal:groups,
+	// internal:edgeplane) are served by at most two masters, and a server
+	// name and a group whose channels are served by those masters too (the
+	// group in a slot of its own), so that a third master carries nothing
+	// of the node's.
+	var pfx string
+	var used map[string]bool
+	for i := 0; pfx == ""; i++ {
+		p := fmt.Sprintf("chat-%d", i)
+		u := map[string]bool{masterOf(p + ":all"): true, masterOf(p + ":internal:groups"): true, masterOf(p + ":internal:edgeplane"): true}
+		if len(u) <= 2 {
+			pfx, used = p, u
+		}
+	}
 	var name string
 	for i := 0; name == ""; i++ {
-		if n := fmt.Sprintf("reshard-node-%d", i); used[masterOf("chat:internal:ack:"+n)] {
+		if n := fmt.Sprintf("reshard-node-%d", i); used[masterOf(pfx+":internal:ack:"+n)] {
 			name = n
 		}
 	}
-	statics := map[uint16]bool{hashSlot("chat:all"): true, hashSlot("chat:internal:groups"): true, hashSlot("chat:internal:ack:" + name): true}
+	statics := map[uint16]bool{hashSlot(pfx + ":all"): true, hashSlot(pfx + ":internal:groups"): true, hashSlot(pfx + ":internal:edgeplane"): true, hashSlot(pfx + ":internal:ack:" + name): true}
 	var group string
 	for i := 0; group == ""; i++ {
 		g := fmt.Sprintf("g%d", i)
-		if ch := "chat:group:" + g; !statics[hashSlot(ch)] && used[masterOf(ch)] {
+		if ch := pfx + ":group:" + g; !statics[hashSlot(ch)] && used[masterOf(ch)] {
 			group = g
 		}
 	}
@@ -461,7 +471,7 @@ func TestRedisClusterReshardToNewSubscriber(t *testing.T) {
 		},
 	}
 	n, err := NewRedis(RedisConfig{ClusterAddrs: cl.Addrs(), ServerName: name, HealthInterval: 400 * time.Millisecond,
-		Hubs: map[string]string{"chat": ""}, Logger: testLogger(t)})
+		Hubs: map[string]string{"chat": pfx}, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -484,9 +494,9 @@ func TestRedisClusterReshardToNewSubscriber(t *testing.T) {
 		t.Fatalf("the node already holds a subscription connection to %s", to.Addr())
 	}
 
-	slot := hashSlot("chat:group:" + group)
+	slot := hashSlot(pfx + ":group:" + group)
 	cl.MoveSlot(t, int(slot), to)
-	sprayUntil(t, 10*time.Second, cc, true, "chat:group:"+group, "after-reshard", rn)
+	sprayUntil(t, 10*time.Second, cc, true, pfx+":group:"+group, "after-reshard", rn)
 	if !hooked.Load() || !wroteNothing.Load() || !connectedFirst.Load() {
 		t.Fatalf("ordering not forced: placed on %s %v, before it connected %v, connected before the placement was recorded %v",
 			to.Addr(), hooked.Load(), wroteNothing.Load(), connectedFirst.Load())

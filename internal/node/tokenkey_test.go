@@ -132,7 +132,7 @@ func TestTokenKeyAgreementRefusesBadKey(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), backplane.TokenKeyName) || !strings.Contains(err.Error(), "--token-key") {
 		t.Fatalf("Start with an invalid key in Redis: %v, want an error naming %s and --token-key", err, backplane.TokenKeyName)
 	}
-	if leaks := testutil.Leaks(before); len(leaks) > 0 {
+	if leaks := testutil.WaitLeaks(before); len(leaks) > 0 {
 		t.Fatalf("a failed Start left goroutines:\n%s", strings.Join(leaks, "\n"))
 	}
 	// A node given a key starts, and neither uses nor touches Redis's.

@@ -39,7 +39,7 @@ func Main(m *testing.M, ignore ...string) {
 	before := goroutineIDs()
 	code := m.Run()
 	if code == 0 {
-		if leaked := waitLeaks(before, ignore); len(leaked) > 0 {
+		if leaked := WaitLeaks(before, ignore...); len(leaked) > 0 {
 			fmt.Fprintf(os.Stderr, "testutil: %d goroutine(s) leaked by the tests:\n\n%s\n",
 				len(leaked), strings.Join(leaked, "\n\n"))
 			code = 1
@@ -64,7 +64,9 @@ func Leaks(before map[string]bool, ignore ...string) []string {
 // Snapshot records the goroutines alive now, for Leaks.
 func Snapshot() map[string]bool { return goroutineIDs() }
 
-func waitLeaks(before map[string]bool, ignore []string) []string {
+// WaitLeaks is Leaks after giving goroutines that are ending (a Close
+// returns once they signalled it, not once they are gone) a moment to go.
+func WaitLeaks(before map[string]bool, ignore ...string) []string {
 	deadline := time.Now().Add(leakGrace)
 	for {
 		leaked := Leaks(before, ignore...)
