@@ -23,7 +23,7 @@ type peer struct {
 	t     *testing.T
 	srv   *httptest.Server
 	conns chan *peerConn
-	mu sync.Mutex
+	mu    sync.Mutex
 	// handshake is the answer to a HandshakeRequest; nil: none.
 	handshake serviceproto.Message
 }

@@ -14,10 +14,10 @@ const (
 	ClaimEmail          = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"
 
 	// The SDK's own claims in client access tokens.
-	ClaimPrefixSystem   = "asrs.s."     // service claims: not the user's
-	ClaimPrefixUser     = "asrs.u."     // a user claim whose name is a reserved JWT name
-	ClaimUserID         = "asrs.s.uid"  // the user id (IUserIdProvider)
-	ClaimServerName     = "asrs.s.sn"   // the server the client sticks to
+	ClaimPrefixSystem   = "asrs.s."    // service claims: not the user's
+	ClaimPrefixUser     = "asrs.u."    // a user claim whose name is a reserved JWT name
+	ClaimUserID         = "asrs.s.uid" // the user id (IUserIdProvider)
+	ClaimServerName     = "asrs.s.sn"  // the server the client sticks to
 	ClaimServerSticky   = "asrs.s.ssticky"
 	ClaimDiagnostic     = "asrs.s.dc"
 	ClaimHandshakeTime  = "asrs.s.cht"
