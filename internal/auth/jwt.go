@@ -3,10 +3,12 @@ package auth
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"strings"
 	"time"
 )
@@ -14,7 +16,7 @@ import (
 // Sentinel errors.
 var (
 	ErrMalformed = errors.New("jwt: malformed token")
-	ErrAlgorithm = errors.New("jwt: unsupported algorithm (want HS256)")
+	ErrAlgorithm = errors.New("jwt: unsupported algorithm (want HS256 or HS512)")
 	ErrSignature = errors.New("jwt: bad signature")
 	ErrExpired   = errors.New("jwt: token expired")
 	ErrNotYet    = errors.New("jwt: token not valid yet")
@@ -25,18 +27,25 @@ var (
 
 // Claims are the registered and SignalR claims edgeplane reads.
 type Claims struct {
-	Subject  string   `json:"sub"`
-	NameID   string   `json:"nameid"`
-	Exp      *int64   `json:"exp"`
-	Nbf      *int64   `json:"nbf"`
-	Audience Audience `json:"aud"`
+	Subject string `json:"sub"`
+	NameID  string `json:"nameid"`
+	// ASRSUserID is the user id the Azure SignalR SDK's negotiate puts in
+	// the client access tokens it signs (asrs.s.uid).
+	ASRSUserID string   `json:"asrs.s.uid"`
+	Exp        *int64   `json:"exp"`
+	Nbf        *int64   `json:"nbf"`
+	Audience   Audience `json:"aud"`
 	// Raw is the token's payload, a JSON object with every claim (for the
 	// upstream's connect context). It is set by Verify.
 	Raw []byte `json:"-"`
 }
 
-// UserID is the user a token identifies: nameid if set, else sub.
+// UserID is the user a token identifies: asrs.s.uid (a token from the
+// Azure SignalR SDK's negotiate) if set, else nameid, else sub.
 func (c *Claims) UserID() string {
+	if c.ASRSUserID != "" {
+		return c.ASRSUserID
+	}
 	if c.NameID != "" {
 		return c.NameID
 	}
@@ -48,7 +57,8 @@ const leeway = 30 * time.Second
 
 var b64 = base64.RawURLEncoding
 
-// Verify checks an HS256 token against key and returns its claims. The
+// Verify checks an HS256 or HS512 token (the Azure SignalR SDK signs
+// with either, AccessTokenAlgorithm) against key and returns its claims. The
 // token must carry an exp claim and be within its validity (exp and nbf,
 // with a leeway for clock skew); its audience is for the caller to check
 // (Claims.CheckREST, Claims.CheckClient).
@@ -67,7 +77,13 @@ func Verify(token string, key []byte, now time.Time) (*Claims, error) {
 	if err := json.Unmarshal(hdrJSON, &hdr); err != nil {
 		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
 	}
-	if hdr.Alg != "HS256" {
+	var h func() hash.Hash
+	switch hdr.Alg {
+	case "HS256":
+		h = sha256.New
+	case "HS512":
+		h = sha512.New
+	default:
 		return nil, ErrAlgorithm
 	}
 	sig, err := b64.DecodeString(parts[2])
@@ -77,7 +93,7 @@ func Verify(token string, key []byte, now time.Time) (*Claims, error) {
 	if b64.EncodeToString(sig) != parts[2] { // the decoder skips CR/LF and ignores trailing bits
 		return nil, fmt.Errorf("%w: signature: not canonical base64url", ErrMalformed)
 	}
-	m := hmac.New(sha256.New, key)
+	m := hmac.New(h, key)
 	m.Write([]byte(parts[0]))
 	m.Write([]byte{'.'})
 	m.Write([]byte(parts[1]))
