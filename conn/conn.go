@@ -18,6 +18,7 @@ const (
 	stHandshake               // WebSocket open, waiting for the SignalR handshake
 	stOpen                    // SignalR connection established
 	stClosed                  // closing or closed; input is ignored
+	stServer                  // an app server's connection, handed to the Service (service.go)
 )
 
 // Conn is one client connection: a poller.Session (input) and a
@@ -53,6 +54,8 @@ const (
 	flRegistered                    // inserted in the hub (upstream saw "connected")
 	flIPCounted                     // counted in the server's per-IP table
 	flClaiming                      // upgrade waiting for its fleet-wide token claim (token.go)
+	flRelay                         // came on /client/: relayed to an app server (service.go)
+	flRelayOpen                     // the Service accepted the relay and must hear of its end
 
 	flCauseShift = 8 // bits 8-15: why it was closed, cause.idx
 	flCauseMask  = 0xff << flCauseShift
@@ -150,7 +153,11 @@ func (c *Conn) releaseBufs() {
 
 // OnData implements poller.Session.
 func (c *Conn) OnData(data []byte) {
-	if c.state.Load() == stClosed {
+	switch c.state.Load() {
+	case stClosed:
+		return
+	case stServer:
+		c.srv.foreignSession(c).OnData(data)
 		return
 	}
 	buf := data
@@ -202,6 +209,9 @@ func (c *Conn) process(buf []byte) (int, error) {
 				return off + n, err
 			}
 			off += n
+		case stServer: // bytes after the upgrade request, in the same read
+			c.srv.foreignSession(c).OnData(buf[off:])
+			return len(buf), nil
 		default:
 			return len(buf), nil
 		}
@@ -285,6 +295,17 @@ func (c *Conn) slow() {
 
 // OnClose implements poller.Session.
 func (c *Conn) OnClose(err error) {
+	if c.state.Load() == stServer {
+		c.flags.Or(flGone)
+		if c.has(flIPCounted) {
+			c.srv.perIP.release(addrOf(c.pc.RemoteAddr()))
+		}
+		c.releasePending()
+		sess := c.srv.foreignSession(c)
+		c.srv.foreign.Delete(c)
+		sess.OnClose(err)
+		return
+	}
 	st := c.state.Swap(stClosed)
 	if st != stClosed {
 		c.srv.M.closed[causePeerGone.idx].Inc()
@@ -310,6 +331,14 @@ func (c *Conn) OnClose(err error) {
 		if _, err := b64.Decode(id[:], c.idBuf[:]); err == nil {
 			c.srv.markUsed(id, c.srv.epoch+int64(c.tokenExp))
 		}
+	}
+	if c.has(flRelay) {
+		if registered {
+			c.srv.closing.remove(c)
+			c.hub.Remove(&c.entry)
+		}
+		c.closeRelayed(disconnectReason(c.cause(), err))
+		return
 	}
 	if registered {
 		c.srv.closing.remove(c)

@@ -82,6 +82,10 @@ func (c *Conn) route(req *http.Request, head []byte) {
 		c.shutdown(causeShutdown, serviceUnavailable(jitteredRetryAfter(c.srv.cfg.RetryAfter), "edgeplane: server is restarting, retry later", c.corsHeaders(req, false)))
 		return
 	}
+	if c.srv.cfg.Service != nil && (hubName == "client" || hubName == "server") {
+		c.serviceRoute(req, head, hubName, rest)
+		return
+	}
 	switch {
 	case rest == "negotiate":
 		if h == nil {
@@ -234,7 +238,7 @@ func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
 	}
 	c.entry.Init(c, unsafe.String(&c.idBuf[0], len(c.idBuf)), user)
 	c.hub = h
-	if c.srv.cfg.Upstream != nil && c.srv.cfg.ContextMaxBytes > 0 {
+	if (c.srv.cfg.Upstream != nil || c.has(flRelay)) && c.srv.cfg.ContextMaxBytes > 0 {
 		// Kept only until the connected event is sent (register). Built
 		// here, on the connection's own goroutine, before a fleet-wide
 		// claim may hand the 101 to the claim goroutine.

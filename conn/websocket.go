@@ -106,6 +106,17 @@ func (c *Conn) onMessage(op wsframe.OpCode, msg []byte) error {
 		}
 		return wsframe.ErrInvalidUTF8
 	}
+	if c.has(flRelay) {
+		if c.state.Load() == stHandshake {
+			return c.relayHandshake(msg)
+		}
+		c.touchRead()
+		if err := c.countInbound(); err != nil {
+			return err
+		}
+		c.srv.cfg.Service.RelayData(c, msg)
+		return nil
+	}
 	if c.state.Load() == stHandshake {
 		_, rest, err := hubproto.ParseHandshake(msg)
 		if err != nil {
