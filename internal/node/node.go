@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/edgeplane/edgeplane/internal/auth"
 	"github.com/edgeplane/edgeplane/internal/metricset"
 	"github.com/edgeplane/edgeplane/poller"
+	"github.com/edgeplane/edgeplane/service"
 )
 
 // Hub is a hub clients may connect to.
@@ -59,6 +61,11 @@ type Config struct {
 	// connection on another node and on a REST group add's subscription.
 	// Default backplane.DefaultAckTimeout.
 	RemoteGroupTimeout time.Duration
+	// Service, when set, turns on service mode: Azure SignalR Service's
+	// /server/ (app server connections) and /client/ (clients they host)
+	// on the client port, Default mode. Its AccessKey defaults to
+	// Conn.AccessKey. Nil: off.
+	Service *service.Config
 	// NoTrim disables returning freed memory to the OS after connection
 	// bursts (see trim.go).
 	NoTrim bool
@@ -93,6 +100,19 @@ func (c Config) WithDefaults() Config {
 	}
 	c.Conn.Logger = c.Logger
 	c.Conn.RetryAfter = c.RetryAfter
+	if c.Service != nil {
+		sc := *c.Service
+		if sc.AccessKey == "" {
+			sc.AccessKey = c.Conn.AccessKey
+		}
+		if sc.Logger == nil {
+			sc.Logger = c.Logger
+		}
+		if sc.GroupTimeout <= 0 {
+			sc.GroupTimeout = c.RemoteGroupTimeout
+		}
+		c.Service = &sc
+	}
 	c.PollerConfig.RetryAfter = c.RetryAfter
 	if c.Redis != nil {
 		rc := *c.Redis
@@ -116,6 +136,7 @@ type Node struct {
 	log     *slog.Logger
 	bp      backplane.Backplane
 	router  *fanout.Router
+	svc     *service.Service // nil unless service mode
 	srv     *conn.Server
 	poll    poller.Poller
 	metrics *metricset.Registry
@@ -180,6 +201,16 @@ func Start(cfg Config) (*Node, error) {
 	undo = append(undo, func() { n.bp.Close() })
 	n.router = fanout.NewRouter(names, n.bp)
 	n.router.MaxFrameBytes = cfg.PollerConfig.WithDefaults().MaxQueueBytes
+	if cfg.Service != nil {
+		for _, name := range names {
+			if strings.EqualFold(name, "client") || strings.EqualFold(name, "server") {
+				return nil, fmt.Errorf("hub %q: in service mode /client/ and /server/ are Azure SignalR's paths", name)
+			}
+		}
+		n.svc = service.New(*cfg.Service, n.router, n.bp)
+		cfg.Conn.Service = n.svc
+		undo = append(undo, func() { n.svc.Close() })
+	}
 	if n.srv, err = conn.New(cfg.Conn, n.router); err != nil {
 		return nil, err
 	}
@@ -277,6 +308,9 @@ func checkKeys(c conn.Config) error {
 // registerMetrics puts every part's metrics in the node's registry.
 func (n *Node) registerMetrics() {
 	n.metrics.Register(n.srv.Metrics(), n.router.Metrics())
+	if n.svc != nil {
+		n.metrics.Register(n.svc.Metrics())
+	}
 	if m, ok := n.bp.(interface{ Metrics() *metricset.Set }); ok {
 		n.metrics.Register(m.Metrics())
 	}
@@ -294,6 +328,9 @@ func (n *Node) Server() *conn.Server { return n.srv }
 
 // Router is the node's registry of local connections, groups and users.
 func (n *Node) Router() *fanout.Router { return n.router }
+
+// Service is the node's service mode, nil when off.
+func (n *Node) Service() *service.Service { return n.svc }
 
 // Backplane is the node's backplane.
 func (n *Node) Backplane() backplane.Backplane { return n.bp }
@@ -342,6 +379,9 @@ func (n *Node) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	n.http.Shutdown(ctx)
+	if n.svc != nil {
+		n.svc.Close()
+	}
 	n.srv.Close()
 	if bpErr := n.bp.Close(); err == nil {
 		err = bpErr

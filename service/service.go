@@ -1,0 +1,246 @@
+package service
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgeplane/edgeplane/backplane"
+	"github.com/edgeplane/edgeplane/conn"
+	"github.com/edgeplane/edgeplane/fanout"
+	"github.com/edgeplane/edgeplane/internal/auth"
+	"github.com/edgeplane/edgeplane/internal/metricset"
+)
+
+// Config configures service mode. The zero value works: open access, the
+// SDK's timings.
+type Config struct {
+	// AccessKey verifies app servers' tokens (HS256 or HS512, aud
+	// {scheme}://{host}/server/?hub=HUB, exp). Empty: any app server may
+	// connect (an open node).
+	AccessKey string
+	// PingInterval is the service's keep-alive Ping to each server
+	// connection. Default 5 s: the SDK drops a connection that received
+	// nothing for 30 s and pings only when it receives.
+	PingInterval time.Duration
+	// ServerTimeout closes a server connection nothing arrived on for
+	// this long. Default 30 s (the SDK pings at least every ~10 s while it
+	// receives our pings).
+	ServerTimeout time.Duration
+	// HandshakeTimeout bounds the upgrade-to-HandshakeRequest time.
+	// Default 15 s.
+	HandshakeTimeout time.Duration
+	// MaxMessageBytes bounds one service message (and a WebSocket frame
+	// to twice it). Default serviceproto.DefaultMaxMessageBytes (4 MiB).
+	MaxMessageBytes int
+	// InboxBytes bounds what a server connection sent and the service has
+	// not processed yet; beyond it the connection is closed. Default
+	// 64 MiB.
+	InboxBytes int
+	// GroupTimeout bounds a group change for a connection on another
+	// node (backplane.RemoteGroup), under the SDK's 10 s ack time-out.
+	// Default backplane.DefaultAckTimeout.
+	GroupTimeout time.Duration
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults.
+const (
+	DefaultPingInterval     = 5 * time.Second
+	DefaultServerTimeout    = 30 * time.Second
+	DefaultHandshakeTimeout = 15 * time.Second
+	DefaultInboxBytes       = 64 << 20
+)
+
+// WithDefaults returns c with every unset field at its default.
+func (c Config) WithDefaults() Config {
+	if c.PingInterval <= 0 {
+		c.PingInterval = DefaultPingInterval
+	}
+	if c.ServerTimeout <= 0 {
+		c.ServerTimeout = DefaultServerTimeout
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 4 << 20
+	}
+	if c.InboxBytes <= 0 {
+		c.InboxBytes = DefaultInboxBytes
+	}
+	if c.GroupTimeout <= 0 {
+		c.GroupTimeout = backplane.DefaultAckTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Service is Azure SignalR Service's Default mode on a node: it
+// implements conn.Service. App servers' connections are its sessions;
+// /client/ connections are relayed to them; what the apps send to many
+// clients goes through the backplane to every node's fanout.
+type Service struct {
+	cfg    Config
+	log    *slog.Logger
+	router *fanout.Router
+	bp     backplane.Backplane
+	hubs   map[string]*hub // by the hub's name, lower case
+	M      *Metrics
+
+	mu    sync.Mutex
+	conns map[*serverConn]struct{} // every server connection not closed yet
+
+	wg       sync.WaitGroup // server connections' goroutines and the ticker
+	stop     chan struct{}
+	stopOnce sync.Once
+	closing  atomic.Bool
+}
+
+var _ conn.Service = (*Service)(nil)
+
+// Sentinel errors.
+var (
+	// ErrNoServer: no app server connection can host a client of the
+	// hub (none connected, or a sticky client's server is gone). The
+	// client gets it as its handshake error.
+	ErrNoServer = errors.New("no app server is connected for this hub")
+	// ErrClosed: the service is closed.
+	ErrClosed = errors.New("service: closed")
+)
+
+// New builds the service for router's hubs, publishing through bp, and
+// starts its ticker (pings, time-outs, user-group TTLs).
+func New(cfg Config, router *fanout.Router, bp backplane.Backplane) *Service {
+	cfg = cfg.WithDefaults()
+	s := &Service{cfg: cfg, log: cfg.Logger, router: router, bp: bp, hubs: map[string]*hub{},
+		conns: map[*serverConn]struct{}{}, stop: make(chan struct{})}
+	for _, name := range router.HubNames() {
+		s.hubs[strings.ToLower(name)] = newHub(s, name, router.Hub(name))
+	}
+	s.M = newMetrics(s)
+	s.wg.Add(1)
+	go s.ticker()
+	return s
+}
+
+// Metrics are the service's metrics, for the node's registry.
+func (s *Service) Metrics() *metricset.Set { return s.M.set }
+
+// Close stops the ticker and waits for the server connections'
+// goroutines: call it after the poller closed the connections.
+func (s *Service) Close() error {
+	s.closing.Store(true)
+	s.stopOnce.Do(func() { close(s.stop) })
+	s.mu.Lock()
+	for sc := range s.conns {
+		sc.pc.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Service) hub(name string) *hub { return s.hubs[strings.ToLower(name)] }
+
+// AcceptServer implements conn.Service: an app server's upgrade to
+// /server/?hub=HUB&cid=… needs a token for the hub's server audience
+// (Authorization: Bearer, or access_token), signed with the access key.
+// The server's id is X-ASRS-Server-Id, else the token's nameid.
+func (s *Service) AcceptServer(req *http.Request, hubName string) (conn.ServerSession, error) {
+	if s.closing.Load() {
+		return nil, &conn.RejectError{Status: http.StatusServiceUnavailable, Reason: "service is closing"}
+	}
+	h := s.hub(hubName)
+	if h == nil {
+		return nil, &conn.RejectError{Status: http.StatusNotFound, Reason: "unknown hub"}
+	}
+	serverID := req.Header.Get("X-ASRS-Server-Id")
+	if key := s.cfg.AccessKey; key != "" {
+		tok := auth.FromRequest(req.Header.Get("Authorization"), req.URL.Query().Get("access_token"))
+		if tok == "" {
+			s.M.handshakes("unauthorized").Inc()
+			return nil, &conn.RejectError{Status: http.StatusUnauthorized, Reason: "no access token"}
+		}
+		cl, err := auth.Verify(tok, []byte(key), time.Now())
+		if err == nil {
+			err = cl.CheckServer(req.Host, req.URL.Query().Get("hub"))
+		}
+		if err != nil {
+			s.M.handshakes("unauthorized").Inc()
+			return nil, &conn.RejectError{Status: http.StatusUnauthorized, Reason: err.Error()}
+		}
+		if serverID == "" {
+			serverID = cl.NameID
+		}
+	}
+	if serverID == "" {
+		serverID = "anonymous"
+	}
+	sc := &serverConn{s: s, h: h, serverID: serverID, cid: req.URL.Query().Get("cid"),
+		inbox: make(chan []byte, inboxSlots), done: make(chan struct{})}
+	return sc, nil
+}
+
+// ticker pings the open server connections every PingInterval, closes
+// silent ones and ones that never sent their handshake, and expires
+// user-group memberships.
+func (s *Service) ticker() {
+	defer s.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-t.C:
+			s.mu.Lock()
+			conns := make([]*serverConn, 0, len(s.conns))
+			for sc := range s.conns {
+				conns = append(conns, sc)
+			}
+			s.mu.Unlock()
+			for _, sc := range conns {
+				sc.tick(now)
+			}
+			for _, h := range s.hubs {
+				h.users.expire(now)
+			}
+		}
+	}
+}
+
+func (s *Service) track(sc *serverConn, on bool) {
+	s.mu.Lock()
+	if on {
+		s.conns[sc] = struct{}{}
+	} else {
+		delete(s.conns, sc)
+	}
+	s.mu.Unlock()
+}
+
+// HubNames lists the hubs the service serves (the node's).
+func (s *Service) HubNames() []string { return s.router.HubNames() }
+
+// ServerConnections is the number of open server connections of a hub
+// (handshake done), for tests and the admin port.
+func (s *Service) ServerConnections(hub string) int {
+	h := s.hub(hub)
+	if h == nil {
+		return 0
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.all)
+}
+
+func (s *Service) String() string { return fmt.Sprintf("service(%d hubs)", len(s.hubs)) }
