@@ -65,9 +65,15 @@ func chatHub(s *seen) *sdkfake.Hub {
 				json.Unmarshal(args[0], &g)
 				return c.Hub.RemoveFromGroup(context.Background(), c.ConnectionID, g)
 			},
-			"ToAll":    func(c *sdkfake.Context, args []json.RawMessage) (any, error) { return nil, c.Hub.All().Send("all", args[0]) },
-			"ToOthers": func(c *sdkfake.Context, args []json.RawMessage) (any, error) { return nil, c.Others().Send("others", args[0]) },
-			"ToCaller": func(c *sdkfake.Context, args []json.RawMessage) (any, error) { return nil, c.Caller().Send("caller", args[0]) },
+			"ToAll": func(c *sdkfake.Context, args []json.RawMessage) (any, error) {
+				return nil, c.Hub.All().Send("all", args[0])
+			},
+			"ToOthers": func(c *sdkfake.Context, args []json.RawMessage) (any, error) {
+				return nil, c.Others().Send("others", args[0])
+			},
+			"ToCaller": func(c *sdkfake.Context, args []json.RawMessage) (any, error) {
+				return nil, c.Caller().Send("caller", args[0])
+			},
 			"ToGroup": func(c *sdkfake.Context, args []json.RawMessage) (any, error) {
 				var g string
 				json.Unmarshal(args[0], &g)
