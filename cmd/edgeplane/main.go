@@ -23,6 +23,7 @@ import (
 	"github.com/edgeplane/edgeplane/internal/auth"
 	"github.com/edgeplane/edgeplane/internal/node"
 	"github.com/edgeplane/edgeplane/poller"
+	"github.com/edgeplane/edgeplane/service"
 )
 
 type listFlag []string
@@ -60,6 +61,8 @@ func run(args []string) int {
 		upMaxBytes  int64
 		upMaxAge    time.Duration
 		redisHealth time.Duration
+		svcMode     bool
+		svcCfg      service.Config
 	)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "client address (SignalR negotiate and WebSocket)")
 	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin address: /metrics, /healthz, /readyz and the REST API")
@@ -89,6 +92,9 @@ func run(args []string) int {
 	fs.Var(&origins, "allowed-origins", "browser Origins allowed to connect, e.g. https://app.example.com,https://*.example.com, and the only ones CORS answers reflect (default: any may connect, none is reflected)")
 	fs.IntVar(&cfg.Conn.ContextMaxBytes, "upstream-context-bytes", conn.DefaultContextMaxBytes, "bound on the connect request's context (headers, query string, claims) in the upstream's connected event; what does not fit is left out and the event marked truncated (negative: no context)")
 	fs.BoolVar(&cfg.Conn.ContextCookies, "upstream-cookies", false, "put the Cookie header in the upstream's connect context (needs --allowed-origins: any site could otherwise open connections with your users' cookies)")
+	fs.BoolVar(&svcMode, "service-mode", false, "serve Azure SignalR Service's Default mode on the client port: ASP.NET Core apps with AddAzureSignalR(\"Endpoint=http://this-node:PORT;AccessKey=<--access-key>;Version=1.0;\") connect to /server/ and their clients, redirected by the app's negotiate, to /client/ (hub names as the SDK sends them: the Hub class name in lower case)")
+	fs.DurationVar(&svcCfg.PingInterval, "service-ping-interval", service.DefaultPingInterval, "service mode: keep-alive Ping to each app server connection this often")
+	fs.DurationVar(&svcCfg.ServerTimeout, "service-server-timeout", service.DefaultServerTimeout, "service mode: close an app server connection silent this long")
 	fs.DurationVar(&drainWindow, "drain-window", 30*time.Second, "on SIGTERM, close clients paced over this window (a second signal exits at once)")
 	fs.BoolVar(&cfg.NoTrim, "no-trim", false, "do not return freed memory to the OS after connection bursts or once the garbage of an idle node (no GC for a minute) reaches 2% of its live heap")
 	fs.IntVar(&gcPercent, "gc-percent", 25, "Go GC target percentage (GOGC): lower packs long-lived connection state more densely after connection bursts at more CPU during them (10 instead of 25: ~70-100 B less per idle netpoll connection, but ~2x the GC CPU of a connect burst); the GOGC environment variable, if set, wins")
@@ -148,6 +154,13 @@ func run(args []string) int {
 		return 2
 	}
 
+	if svcMode {
+		if svcCfg.PingInterval <= 0 || svcCfg.ServerTimeout <= svcCfg.PingInterval {
+			fmt.Fprintln(os.Stderr, "edgeplane: --service-server-timeout must be longer than --service-ping-interval, both positive")
+			return 2
+		}
+		cfg.Service = &svcCfg
+	}
 	n, err := node.Start(cfg)
 	if err != nil {
 		log.Error("start failed", "err", err)
