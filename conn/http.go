@@ -238,11 +238,16 @@ func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
 	}
 	c.entry.Init(c, unsafe.String(&c.idBuf[0], len(c.idBuf)), user)
 	c.hub = h
-	if (c.srv.cfg.Upstream != nil || c.has(flRelay)) && c.srv.cfg.ContextMaxBytes > 0 {
+	switch {
+	case c.has(flRelay):
+		// The app server needs the claims (the user id) whatever
+		// --upstream-context-bytes says (service.go).
+		c.buffers().connect = c.connectContext(req, claims, max(c.srv.cfg.ContextMaxBytes, relayContextBytes))
+	case c.srv.cfg.Upstream != nil && c.srv.cfg.ContextMaxBytes > 0:
 		// Kept only until the connected event is sent (register). Built
 		// here, on the connection's own goroutine, before a fleet-wide
 		// claim may hand the 101 to the claim goroutine.
-		c.buffers().connect = c.connectContext(req, claims)
+		c.buffers().connect = c.connectContext(req, claims, c.srv.cfg.ContextMaxBytes)
 	}
 	if !exp.IsZero() {
 		c.tokenExp = int32(exp.Unix() - c.srv.epoch)

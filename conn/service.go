@@ -38,6 +38,11 @@ import (
 // A relayed connection costs nothing more per connection than a /{hub}
 // one: two flag bits; the Service keeps its own state.
 
+// relayContextBytes is the least context a relayed connection keeps for
+// its OpenConnection: the SDK's tokens are at most 4096 characters, so
+// the claims fit with room for the headers.
+const relayContextBytes = 16 << 10
+
 // Service is service mode as conn sees it; the service package
 // implements it.
 type Service interface {

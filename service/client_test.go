@@ -30,8 +30,13 @@ const key = "service-test-access-key-0123456789abcdef"
 // name for a ChatHub class).
 func startNode(t *testing.T, sc service.Config) *node.Node {
 	t.Helper()
-	return nodetest.Start(t, node.Config{Hubs: []node.Hub{{Name: "chathub"}}, Service: &sc,
-		Conn: conn.Config{AccessKey: key}})
+	return startNodeConn(t, sc, conn.Config{})
+}
+
+func startNodeConn(t *testing.T, sc service.Config, cc conn.Config) *node.Node {
+	t.Helper()
+	cc.AccessKey = key
+	return nodetest.Start(t, node.Config{Hubs: []node.Hub{{Name: "chathub"}}, Service: &sc, Conn: cc})
 }
 
 // startApp starts a fake app server on n and waits for its connections.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeplane/edgeplane/conn"
 	"github.com/edgeplane/edgeplane/internal/sdkfake"
 	"github.com/edgeplane/edgeplane/internal/serviceproto"
 	"github.com/edgeplane/edgeplane/internal/testutil"
@@ -119,6 +120,20 @@ func TestInvokeHubMethod(t *testing.T) {
 	}
 	if !fwd {
 		t.Fatalf("no X-Forwarded-For: %v", ctx.Headers)
+	}
+}
+
+// TestClaimsWithoutUpstreamContext: the app gets the client's claims
+// (its user id) even when the node keeps no connect context for an
+// upstream (--upstream-context-bytes negative) or a small one.
+func TestClaimsWithoutUpstreamContext(t *testing.T) {
+	for _, size := range []int{-1, 64} {
+		n := startNodeConn(t, service.Config{}, conn.Config{ContextMaxBytes: size})
+		_, base := startApp(t, n, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(newSeen())}})
+		c := connect(t, base, "ChatHub", "alice")
+		if who := c.invoke("Whoami")["result"].(map[string]any); who["user"] != "alice" || who["nameid"] != "alice" {
+			t.Fatalf("context bytes %d: the app saw %v", size, who)
+		}
 	}
 }
 
