@@ -46,10 +46,10 @@ const relayContextBytes = 16 << 10
 // Service is service mode as conn sees it; the service package
 // implements it.
 type Service interface {
-	// AcceptServer checks an app server's upgrade request for hub (a
-	// configured hub, matched case-insensitively): a *RejectError says
-	// which status to answer. The session it returns gets the connection
-	// after the 101.
+	// AcceptServer checks an app server's upgrade request for hub (the
+	// hub query parameter as sent: the Service matches it to a hub ignoring
+	// case, or learns it): a *RejectError says which status to answer.
+	// The session it returns gets the connection after the 101.
 	AcceptServer(req *http.Request, hub string) (ServerSession, error)
 	// RelayOpen starts relaying a /client/ connection once its handshake
 	// request arrived: handshake is the request's bytes as sent, ctx the
@@ -100,7 +100,12 @@ func (s *Server) hubFold(name string) *fanout.Hub {
 // follows in the path.
 func (c *Conn) serviceRoute(req *http.Request, head []byte, kind, rest string) {
 	route := "service_" + kind
-	h := c.srv.hubFold(req.URL.Query().Get("hub"))
+	name := req.URL.Query().Get("hub")
+	if kind == "server" && rest == "" {
+		c.serverUpgrade(req, head, name) // the Service may learn the hub
+		return
+	}
+	h := c.srv.hubFold(name)
 	if h == nil {
 		c.httpError(req, route, http.StatusNotFound, "unknown hub (the hub query parameter)")
 		return
@@ -120,8 +125,6 @@ func (c *Conn) serviceRoute(req *http.Request, head []byte, kind, rest string) {
 	case kind == "client" && rest == "":
 		c.flags.Or(flRelay)
 		c.upgrade(req, head, h.Name())
-	case kind == "server" && rest == "":
-		c.serverUpgrade(req, head, h.Name())
 	default:
 		c.httpError(req, route, http.StatusNotFound, "unknown path")
 	}

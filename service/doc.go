@@ -9,7 +9,11 @@
 // App servers open five WebSocket connections per hub to
 // /server/?hub=HUB on the client port, authenticated with a JWT signed
 // with the access key (aud {scheme}://{host}/server/?hub=HUB, nameid and
-// X-ASRS-Server-Id the server's id). Each is a serverConn: the event loop
+// X-ASRS-Server-Id the server's id). A hub the node was not started with
+// is learned from the first authenticated server connection that names
+// it (fanout.Router.AddHub; Config.MaxHubs bounds them), matched
+// ignoring case as the SDK lower-cases hub names. Each connection is a
+// serverConn: the event loop
 // parses its frames and queues the bytes to the connection's goroutine,
 // which splits the service-protocol stream (frame boundaries mean
 // nothing), answers the HandshakeRequest, and dispatches the messages in

@@ -62,21 +62,22 @@ func newMetrics(s *Service) *Metrics {
 		unsupported:    func(t serviceproto.Type) *metrics.Counter { return unsupported(t.String()) },
 		invocations:    set.CounterVec("edgeplane_service_client_invocations_total", "event", "Client-result invocations (server to client with a result), by event: sent, completed, routed, client_gone, not_found, no_payload, unknown_completion, caller_gone."),
 	}
-	for _, name := range s.router.HubNames() {
-		h := s.hub(name)
-		set.Gauge(fmt.Sprintf(`edgeplane_service_server_connections{hub=%q}`, name), "App server connections open, by hub.", func() float64 {
-			h.mu.RLock()
-			defer h.mu.RUnlock()
-			return float64(len(h.all))
-		})
-		set.Gauge(fmt.Sprintf(`edgeplane_service_app_servers{hub=%q}`, name), "Distinct app servers connected, by hub.", func() float64 {
-			return float64(h.servers())
-		})
-		set.Gauge(fmt.Sprintf(`edgeplane_service_invocations_pending{hub=%q}`, name), "Client-result invocations waiting for the client's answer, by hub.", func() float64 {
-			return float64(h.inv.len())
-		})
-	}
 	return m
+}
+
+// declareHub declares a hub's gauges.
+func (m *Metrics) declareHub(h *hub) {
+	m.set.Gauge(fmt.Sprintf(`edgeplane_service_server_connections{hub=%q}`, h.name), "App server connections open, by hub.", func() float64 {
+		h.mu.RLock()
+		defer h.mu.RUnlock()
+		return float64(len(h.all))
+	})
+	m.set.Gauge(fmt.Sprintf(`edgeplane_service_app_servers{hub=%q}`, h.name), "Distinct app servers connected, by hub.", func() float64 {
+		return float64(h.servers())
+	})
+	m.set.Gauge(fmt.Sprintf(`edgeplane_service_invocations_pending{hub=%q}`, h.name), "Client-result invocations waiting for the client's answer, by hub.", func() float64 {
+		return float64(h.inv.len())
+	})
 }
 
 func (m *Metrics) messageIn(t serviceproto.Type) { m.messagesIn(t.String()).Inc() }

@@ -11,6 +11,7 @@ import (
 	"hash"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/edgeplane/edgeplane/conn"
 	"github.com/edgeplane/edgeplane/internal/node"
+	"github.com/edgeplane/edgeplane/internal/node/nodetest"
 	"github.com/edgeplane/edgeplane/internal/sdkfake"
 	"github.com/edgeplane/edgeplane/internal/serviceproto"
 	"github.com/edgeplane/edgeplane/internal/testutil"
@@ -144,7 +146,9 @@ func TestServerAuth(t *testing.T) {
 		{"wrong key", "chathub", serverToken("HS256", key+"x", aud, "s"), http.StatusUnauthorized},
 		{"a client token", "chathub", serverToken("HS256", key, "http://127.0.0.1/client/?hub=chathub", "s"), http.StatusUnauthorized},
 		{"another hub's token", "chathub", serverToken("HS256", key, "http://127.0.0.1/server/?hub=other", "s"), http.StatusUnauthorized},
-		{"unknown hub", "nohub", serverToken("HS256", key, "http://127.0.0.1/server/?hub=nohub", "s"), http.StatusNotFound},
+		{"a new hub, learned", "newhub", serverToken("HS256", key, "http://127.0.0.1/server/?hub=newhub", "s"), http.StatusSwitchingProtocols},
+		{"a new hub with a bad name", "bad%20name", serverToken("HS256", key, "http://127.0.0.1/server/?hub=bad%20name", "s"), http.StatusBadRequest},
+		{"a new hub with our path's name", "client", serverToken("HS256", key, "http://127.0.0.1/server/?hub=client", "s"), http.StatusBadRequest},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, resp, err := dialServer(t, n, tc.hub, tc.token)
@@ -172,6 +176,31 @@ func grep(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestLearnedHubs: a node started without the app's hub learns it from
+// the app's server connections, and its clients work; past MaxHubs a new
+// hub is refused (404), an unauthenticated server never teaches one.
+func TestLearnedHubs(t *testing.T) {
+	n := nodetest.Start(t, node.Config{Hubs: []node.Hub{{Name: "other"}}, Service: &service.Config{MaxHubs: 1},
+		Conn: conn.Config{AccessKey: key}})
+	if _, resp, _ := dialServer(t, n, "stranger", serverToken("HS256", key+"x", "http://127.0.0.1/server/?hub=stranger", "s")); resp == nil || resp.StatusCode != 401 {
+		t.Fatalf("unauthenticated: %v", resp)
+	}
+	_, base := startApp(t, n, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(newSeen())}})
+	if !slices.Contains(n.Router().HubNames(), "chathub") {
+		t.Fatalf("hubs %v", n.Router().HubNames())
+	}
+	if r := connect(t, base, "ChatHub", "alice").invoke("Echo", "learned")["result"]; r != "learned" {
+		t.Fatalf("Echo in a learned hub: %v", r)
+	}
+	if _, resp, _ := dialServer(t, n, "third", serverToken("HS256", key, "http://127.0.0.1/server/?hub=third", "s")); resp == nil || resp.StatusCode != 404 {
+		t.Fatalf("past MaxHubs: %v", resp)
+	}
+	if m := metrics(t, n); !strings.Contains(m, `edgeplane_service_server_connections{hub="chathub"} 5`) ||
+		!strings.Contains(m, `edgeplane_connections{hub="chathub"} 1`) {
+		t.Fatalf("learned hub's gauges:\n%s", grep(m, "chathub"))
+	}
 }
 
 // TestServerHandshake: the HandshakeRequest is read from the stream

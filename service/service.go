@@ -46,6 +46,11 @@ type Config struct {
 	// node (backplane.RemoteGroup), under the SDK's 10 s ack time-out.
 	// Default backplane.DefaultAckTimeout.
 	GroupTimeout time.Duration
+	// MaxHubs bounds the hubs learned from app servers (a hub an app
+	// server names that the node was not started with, added when its
+	// first server connection is accepted). Default 1000; negative: learn
+	// none (only the configured hubs are served).
+	MaxHubs int
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -56,6 +61,7 @@ const (
 	DefaultServerTimeout    = 30 * time.Second
 	DefaultHandshakeTimeout = 15 * time.Second
 	DefaultInboxBytes       = 64 << 20
+	DefaultMaxHubs          = 1000
 )
 
 // WithDefaults returns c with every unset field at its default.
@@ -78,6 +84,9 @@ func (c Config) WithDefaults() Config {
 	if c.GroupTimeout <= 0 {
 		c.GroupTimeout = backplane.DefaultAckTimeout
 	}
+	if c.MaxHubs == 0 {
+		c.MaxHubs = DefaultMaxHubs
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -93,8 +102,11 @@ type Service struct {
 	log    *slog.Logger
 	router *fanout.Router
 	bp     backplane.Backplane
-	hubs   map[string]*hub // by the hub's name, lower case
 	M      *Metrics
+
+	hubsMu  sync.RWMutex
+	hubs    map[string]*hub // by the hub's name, lower case
+	learned int             // hubs added by app servers
 
 	mu    sync.Mutex
 	conns map[*serverConn]struct{} // every server connection not closed yet
@@ -115,6 +127,13 @@ var (
 	ErrNoServer = errors.New("no app server is connected for this hub")
 	// ErrClosed: the service is closed.
 	ErrClosed = errors.New("service: closed")
+	// ErrHubName: an app server named a hub the node cannot serve (empty,
+	// over 128 bytes, characters other than letters, digits, _ - ., or
+	// api, client, server). 400.
+	ErrHubName = errors.New("invalid hub name")
+	// ErrHubLimit: the hub is new and the node learned MaxHubs already.
+	// 404.
+	ErrHubLimit = errors.New("unknown hub, and no more hubs can be learned (MaxHubs)")
 )
 
 // New builds the service for router's hubs, publishing through bp, and
@@ -123,10 +142,10 @@ func New(cfg Config, router *fanout.Router, bp backplane.Backplane) *Service {
 	cfg = cfg.WithDefaults()
 	s := &Service{cfg: cfg, log: cfg.Logger, router: router, bp: bp, hubs: map[string]*hub{},
 		conns: map[*serverConn]struct{}{}, stop: make(chan struct{})}
-	for _, name := range router.HubNames() {
-		s.hubs[strings.ToLower(name)] = newHub(s, name, router.Hub(name))
-	}
 	s.M = newMetrics(s)
+	for _, name := range router.HubNames() {
+		s.addHub(name, router.Hub(name))
+	}
 	s.wg.Add(1)
 	go s.ticker()
 	return s
@@ -149,19 +168,77 @@ func (s *Service) Close() error {
 	return nil
 }
 
-func (s *Service) hub(name string) *hub { return s.hubs[strings.ToLower(name)] }
+func (s *Service) hub(name string) *hub {
+	s.hubsMu.RLock()
+	defer s.hubsMu.RUnlock()
+	return s.hubs[strings.ToLower(name)]
+}
+
+// addHub makes a fanout hub a service hub. s.hubsMu must not be held.
+func (s *Service) addHub(name string, fh *fanout.Hub) *hub {
+	s.hubsMu.Lock()
+	defer s.hubsMu.Unlock()
+	key := strings.ToLower(name)
+	if h := s.hubs[key]; h != nil {
+		return h
+	}
+	h := newHub(s, name, fh)
+	s.hubs[key] = h
+	s.M.declareHub(h)
+	return h
+}
+
+// learn returns the hub an app server names, adding it to the node if
+// it is new, valid, and under MaxHubs (ErrHubLimit, ErrHubName).
+func (s *Service) learn(name string) (*hub, error) {
+	if h := s.hub(name); h != nil {
+		return h, nil
+	}
+	if h := s.router.Hub(name); h != nil { // configured, not seen yet
+		return s.addHub(name, h), nil
+	}
+	if err := checkHubName(name); err != nil {
+		return nil, err
+	}
+	name = strings.ToLower(name) // as the SDK writes it
+	s.hubsMu.Lock()
+	if s.cfg.MaxHubs < 0 || s.learned >= s.cfg.MaxHubs {
+		s.hubsMu.Unlock()
+		return nil, ErrHubLimit
+	}
+	s.learned++
+	s.hubsMu.Unlock()
+	s.log.Info("hub learned from an app server", "hub", name)
+	return s.addHub(name, s.router.AddHub(name)), nil
+}
+
+// checkHubName accepts what the SDK sends: the hub class name in lower
+// case, maybe with an application-name prefix and "_": letters, digits,
+// "_", "-", "."; at most 128 bytes; not a path of the node's own.
+func checkHubName(name string) error {
+	if name == "" || len(name) > 128 {
+		return ErrHubName
+	}
+	switch strings.ToLower(name) {
+	case "api", "client", "server":
+		return ErrHubName
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
+			return ErrHubName
+		}
+	}
+	return nil
+}
 
 // AcceptServer implements conn.Service: an app server's upgrade to
 // /server/?hub=HUB&cid=… needs a token for the hub's server audience
 // (Authorization: Bearer, or access_token), signed with the access key.
-// The server's id is X-ASRS-Server-Id, else the token's nameid.
+// The server's id is X-ASRS-Server-Id, else the token's nameid. A hub
+// the node does not serve yet is learned (MaxHubs).
 func (s *Service) AcceptServer(req *http.Request, hubName string) (conn.ServerSession, error) {
 	if s.closing.Load() {
 		return nil, &conn.RejectError{Status: http.StatusServiceUnavailable, Reason: "service is closing"}
-	}
-	h := s.hub(hubName)
-	if h == nil {
-		return nil, &conn.RejectError{Status: http.StatusNotFound, Reason: "unknown hub"}
 	}
 	serverID := req.Header.Get("X-ASRS-Server-Id")
 	if key := s.cfg.AccessKey; key != "" {
@@ -184,6 +261,16 @@ func (s *Service) AcceptServer(req *http.Request, hubName string) (conn.ServerSe
 	}
 	if serverID == "" {
 		serverID = "anonymous"
+	}
+	// Only an authenticated app server (or any, on an open node) makes
+	// the node learn a hub.
+	h, err := s.learn(hubName)
+	if err != nil {
+		status := http.StatusNotFound
+		if errors.Is(err, ErrHubName) {
+			status = http.StatusBadRequest
+		}
+		return nil, &conn.RejectError{Status: status, Reason: err.Error()}
 	}
 	sc := &serverConn{s: s, h: h, serverID: serverID, cid: req.URL.Query().Get("cid"),
 		inbox: make(chan []byte, inboxSlots), done: make(chan struct{})}
@@ -211,7 +298,13 @@ func (s *Service) ticker() {
 			for _, sc := range conns {
 				sc.tick(now)
 			}
+			s.hubsMu.RLock()
+			hubs := make([]*hub, 0, len(s.hubs))
 			for _, h := range s.hubs {
+				hubs = append(hubs, h)
+			}
+			s.hubsMu.RUnlock()
+			for _, h := range hubs {
 				h.users.expire(now)
 			}
 		}
@@ -243,4 +336,8 @@ func (s *Service) ServerConnections(hub string) int {
 	return len(h.all)
 }
 
-func (s *Service) String() string { return fmt.Sprintf("service(%d hubs)", len(s.hubs)) }
+func (s *Service) String() string {
+	s.hubsMu.RLock()
+	defer s.hubsMu.RUnlock()
+	return fmt.Sprintf("service(%d hubs)", len(s.hubs))
+}

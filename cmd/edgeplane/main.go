@@ -63,6 +63,7 @@ func run(args []string) int {
 		redisHealth time.Duration
 		svcMode     bool
 		svcCfg      service.Config
+		svcMaxHubs  int
 	)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "client address (SignalR negotiate and WebSocket)")
 	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin address: /metrics, /healthz, /readyz and the REST API")
@@ -92,7 +93,8 @@ func run(args []string) int {
 	fs.Var(&origins, "allowed-origins", "browser Origins allowed to connect, e.g. https://app.example.com,https://*.example.com, and the only ones CORS answers reflect (default: any may connect, none is reflected)")
 	fs.IntVar(&cfg.Conn.ContextMaxBytes, "upstream-context-bytes", conn.DefaultContextMaxBytes, "bound on the connect request's context (headers, query string, claims) in the upstream's connected event; what does not fit is left out and the event marked truncated (negative: no context)")
 	fs.BoolVar(&cfg.Conn.ContextCookies, "upstream-cookies", false, "put the Cookie header in the upstream's connect context (needs --allowed-origins: any site could otherwise open connections with your users' cookies)")
-	fs.BoolVar(&svcMode, "service-mode", false, "serve Azure SignalR Service's Default mode on the client port: ASP.NET Core apps with AddAzureSignalR(\"Endpoint=http://this-node:PORT;AccessKey=<--access-key>;Version=1.0;\") connect to /server/ and their clients, redirected by the app's negotiate, to /client/ (hub names as the SDK sends them: the Hub class name in lower case)")
+	fs.BoolVar(&svcMode, "service-mode", false, "serve Azure SignalR Service's Default mode on the client port: ASP.NET Core apps with AddAzureSignalR(\"Endpoint=http://this-node:PORT;AccessKey=<--access-key>;Version=1.0;\") connect to /server/ and their clients, redirected by the app's negotiate, to /client/; hubs are learned from the apps' server connections")
+	fs.IntVar(&svcMaxHubs, "service-max-hubs", service.DefaultMaxHubs, "service mode: hubs learned from app servers at most (0: none, serve the --hub hubs only)")
 	fs.DurationVar(&svcCfg.PingInterval, "service-ping-interval", service.DefaultPingInterval, "service mode: keep-alive Ping to each app server connection this often")
 	fs.DurationVar(&svcCfg.ServerTimeout, "service-server-timeout", service.DefaultServerTimeout, "service mode: close an app server connection silent this long")
 	fs.DurationVar(&drainWindow, "drain-window", 30*time.Second, "on SIGTERM, close clients paced over this window (a second signal exits at once)")
@@ -158,6 +160,10 @@ func run(args []string) int {
 		if svcCfg.PingInterval <= 0 || svcCfg.ServerTimeout <= svcCfg.PingInterval {
 			fmt.Fprintln(os.Stderr, "edgeplane: --service-server-timeout must be longer than --service-ping-interval, both positive")
 			return 2
+		}
+		svcCfg.MaxHubs = svcMaxHubs
+		if svcMaxHubs <= 0 {
+			svcCfg.MaxHubs = -1
 		}
 		cfg.Service = &svcCfg
 	}

@@ -246,7 +246,7 @@ func startFakeApp(t *testing.T, n *node, key, serverID string) (*sdkfake.App, st
 func TestCompatServiceMode(t *testing.T) {
 	testutil.ForEachBackend(t, func(t *testing.T, backend string) {
 		const key = "asrs-compat-access-key-0123456789-abcdef"
-		n := startNode(t, backend, "--hub", "chathub", "--access-key", key, "--service-mode")
+		n := startNode(t, backend, "--access-key", key, "--service-mode") // the hub is learned
 		app, base := startFakeApp(t, n, key, "first")
 		second, _ := startFakeApp(t, n, key, "second")
 		js := startASRSJS(t, base, []asrsClient{
