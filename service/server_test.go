@@ -24,6 +24,7 @@ import (
 	"github.com/edgeplane/edgeplane/internal/sdkfake"
 	"github.com/edgeplane/edgeplane/internal/serviceproto"
 	"github.com/edgeplane/edgeplane/internal/testutil"
+	"github.com/edgeplane/edgeplane/poller"
 	"github.com/edgeplane/edgeplane/service"
 )
 
@@ -366,5 +367,105 @@ func TestWeakConnectionsHostNoClients(t *testing.T) {
 	_, msg, _ := ws.ReadMessage()
 	if !strings.Contains(string(msg), `"error":"no app server is connected for this hub"`) {
 		t.Fatalf("handshake answer %q", msg)
+	}
+}
+
+// TestServerBacklog: a server connection's traffic beyond the poller's
+// per-connection queue waits in its backlog, in order, while the app
+// server is slow to read; an app server that lets the backlog fill is
+// closed as slow, the other connections unharmed.
+func TestServerBacklog(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		backlog int
+		slow    bool
+	}{
+		{"a slow reader catches up", 64 << 20, false},
+		{"a reader that stops is closed", 64 << 10, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := nodetest.Start(t, node.Config{Hubs: []node.Hub{{Name: "chathub"}}, Conn: conn.Config{AccessKey: key},
+				Service:      &service.Config{BacklogBytes: tc.backlog, InboxBytes: 256 << 20},
+				PollerConfig: poller.Config{MaxQueueBytes: 16 << 10}})
+			h := http.Header{"Authorization": {"Bearer " + serverToken("HS256", key, "http://127.0.0.1/server/?hub=chathub", "s")}}
+			ws, _, err := websocket.DefaultDialer.Dial("ws://"+n.Addr().String()+"/server/?hub=chathub", h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ws.Close()
+			ws.WriteMessage(websocket.BinaryMessage, serviceproto.Frame(&serviceproto.HandshakeRequest{Version: 1}))
+			// Many ack-able requests, each answered with an Ack (a longer
+			// one, with an error text, for the reader that stops), while
+			// this side does not read: far more than the socket buffers and
+			// the poller's queue hold.
+			const batch, total = 20000, 100_000
+			var b []byte
+			for i := 1; i <= total; i++ {
+				var m serviceproto.Message = &serviceproto.CheckGroupExistenceWithAck{Group: "g", AckID: int32(i)}
+				if tc.slow {
+					m = &serviceproto.GroupMemberQuery{Group: "g", AckID: int32(i)}
+				}
+				b = serviceproto.AppendFrame(b, m)
+				if i%batch == 0 {
+					if err := ws.WriteMessage(websocket.BinaryMessage, b); err != nil {
+						break // closed as slow
+					}
+					b = b[:0]
+				}
+			}
+			if tc.slow {
+				testutil.WaitUntil(t, 30*time.Second, "closed as slow", func() bool {
+					return strings.Contains(metrics(t, n), `edgeplane_service_server_closed_total{reason="slow_server"} 1`)
+				})
+				return
+			}
+			r := &msgReader{ws: ws}
+			next := int32(1)
+			if _, ok := r.next(t).(*serviceproto.HandshakeResponse); !ok {
+				t.Fatal("no handshake response first")
+			}
+			for next <= int32(total) {
+				ack, ok := r.next(t).(*serviceproto.Ack)
+				if !ok || ack.AckID != next {
+					t.Fatalf("ack %+v, want id %d", ack, next)
+				}
+				next++
+			}
+			if m := metrics(t, n); strings.Contains(m, `reason="slow_server"`) {
+				t.Fatal("closed as slow")
+			}
+		})
+	}
+}
+
+// msgReader reads service messages from a WebSocket, pings skipped.
+type msgReader struct {
+	ws      *websocket.Conn
+	split   serviceproto.Splitter
+	pending []serviceproto.Message
+}
+
+func (r *msgReader) next(t *testing.T) serviceproto.Message {
+	t.Helper()
+	for {
+		for len(r.pending) > 0 {
+			m := r.pending[0]
+			r.pending = r.pending[1:]
+			if _, ping := m.(*serviceproto.Ping); !ping {
+				return m
+			}
+		}
+		r.ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+		_, data, err := r.ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if err := r.split.Feed(data, func(body []byte) error {
+			m, err := serviceproto.Parse(body)
+			r.pending = append(r.pending, m)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

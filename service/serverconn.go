@@ -50,10 +50,15 @@ type serverConn struct {
 
 	inbox  chan []byte
 	queued atomic.Int64 // bytes in inbox
-	split  serviceproto.Splitter
-	done   chan struct{}
-	once   sync.Once
-	why    atomic.Pointer[string] // why the service closed it
+
+	outMu        sync.Mutex
+	backlog      [][]byte // frames waiting for room in the poller's queue
+	backlogBytes int
+	kick         chan struct{} // the backlog became non-empty
+	split        serviceproto.Splitter
+	done         chan struct{}
+	once         sync.Once
+	why          atomic.Pointer[string] // why the service closed it
 }
 
 // Start implements conn.ServerSession.
@@ -157,13 +162,22 @@ func (sc *serverConn) enqueue(p []byte) bool {
 	}
 }
 
-// run processes the stream until the connection closes.
+// run processes the stream until the connection closes, and drains the
+// outbound backlog.
 func (sc *serverConn) run() {
 	defer sc.s.wg.Done()
+	var retry <-chan time.Time
 	for {
 		select {
 		case <-sc.done:
 			return
+		case <-sc.kick:
+			retry = time.After(time.Millisecond)
+		case <-retry:
+			retry = nil
+			if sc.flushBacklog() {
+				retry = time.After(5 * time.Millisecond)
+			}
 		case b := <-sc.inbox:
 			sc.queued.Add(-int64(len(b)))
 			if sc.state.Load() == scClosed {
@@ -277,17 +291,62 @@ func (sc *serverConn) sendMany(ms ...serviceproto.Message) bool {
 	return sc.sendFrame(wsframe.BinaryFrame(b))
 }
 
-// sendFrame queues a WebSocket frame. An app server that does not read
-// (its queue full) is closed: it would hold every client it hosts.
+// sendFrame queues a WebSocket frame. A server connection carries many
+// clients' traffic, so a full poller queue (sized for one client) does
+// not close it at once: frames wait in the connection's backlog, in
+// order, up to BacklogBytes, and the connection's goroutine moves them
+// to the socket as it drains. An app server that lets the backlog fill
+// does not read, and is closed: it would hold every client it hosts.
 func (sc *serverConn) sendFrame(f []byte) bool {
-	if err := sc.pc.Send(f); err != nil {
-		if errors.Is(err, poller.ErrQueueFull) {
-			sc.fail("slow_server", wsframe.ClosePolicyViolation, "the app server does not read")
+	sc.outMu.Lock()
+	defer sc.outMu.Unlock()
+	if len(sc.backlog) == 0 {
+		err := sc.pc.Send(f)
+		if err == nil {
+			sc.s.M.bytesOut.Add(len(f))
+			return true
 		}
+		if !errors.Is(err, poller.ErrQueueFull) {
+			return false
+		}
+	}
+	if sc.backlogBytes+len(f) > sc.s.cfg.BacklogBytes {
+		sc.backlog, sc.backlogBytes = nil, 0
+		sc.fail("slow_server", wsframe.ClosePolicyViolation, "the app server does not read")
 		return false
 	}
-	sc.s.M.bytesOut.Add(len(f))
+	sc.backlog = append(sc.backlog, f)
+	sc.backlogBytes += len(f)
+	if len(sc.backlog) == 1 {
+		select {
+		case sc.kick <- struct{}{}:
+		default:
+		}
+	}
 	return true
+}
+
+// flushBacklog moves backlogged frames to the socket while its queue has
+// room; it reports whether frames are left.
+func (sc *serverConn) flushBacklog() bool {
+	sc.outMu.Lock()
+	defer sc.outMu.Unlock()
+	for len(sc.backlog) > 0 {
+		f := sc.backlog[0]
+		if err := sc.pc.Send(f); err != nil {
+			if errors.Is(err, poller.ErrQueueFull) {
+				return true
+			}
+			sc.backlog, sc.backlogBytes = nil, 0 // closed
+			return false
+		}
+		sc.s.M.bytesOut.Add(len(f))
+		sc.backlog[0] = nil
+		sc.backlog = sc.backlog[1:]
+		sc.backlogBytes -= len(f)
+	}
+	sc.backlog = nil
+	return false
 }
 
 // fail closes the connection for a reason the service decided.

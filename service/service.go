@@ -42,6 +42,11 @@ type Config struct {
 	// not processed yet; beyond it the connection is closed. Default
 	// 64 MiB.
 	InboxBytes int
+	// BacklogBytes bounds what waits for a server connection beyond the
+	// poller's per-connection queue (sized for one client, while a server
+	// connection carries many); an app server that lets it fill is
+	// closed. Default 64 MiB.
+	BacklogBytes int
 	// GroupTimeout bounds a group change for a connection on another
 	// node (backplane.RemoteGroup), under the SDK's 10 s ack time-out.
 	// Default backplane.DefaultAckTimeout.
@@ -80,6 +85,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.InboxBytes <= 0 {
 		c.InboxBytes = DefaultInboxBytes
+	}
+	if c.BacklogBytes <= 0 {
+		c.BacklogBytes = DefaultInboxBytes
 	}
 	if c.GroupTimeout <= 0 {
 		c.GroupTimeout = backplane.DefaultAckTimeout
@@ -273,7 +281,7 @@ func (s *Service) AcceptServer(req *http.Request, hubName string) (conn.ServerSe
 		return nil, &conn.RejectError{Status: status, Reason: err.Error()}
 	}
 	sc := &serverConn{s: s, h: h, serverID: serverID, cid: req.URL.Query().Get("cid"),
-		inbox: make(chan []byte, inboxSlots), done: make(chan struct{})}
+		inbox: make(chan []byte, inboxSlots), done: make(chan struct{}), kick: make(chan struct{}, 1)}
 	return sc, nil
 }
 
