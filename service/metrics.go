@@ -15,7 +15,6 @@ import (
 // own set; the node registers it.
 type Metrics struct {
 	set            *metricset.Set
-	serverConns    *metrics.Counter // open server connections (a gauge kept as inc/dec)
 	handshakes     func(result string) *metrics.Counter
 	serverClosed   func(reason string) *metrics.Counter
 	messagesIn     func(typ string) *metrics.Counter
@@ -43,7 +42,6 @@ func newMetrics(s *Service) *Metrics {
 	unsupported := set.CounterVec("edgeplane_service_unsupported_total", "type", "App-server messages or options the service does not implement (answered with an error ack or ignored), by message type.")
 	m := &Metrics{
 		set:            set,
-		serverConns:    set.Counter("edgeplane_service_server_connections_open", "App server connections open (all hubs)."),
 		handshakes:     set.CounterVec("edgeplane_service_handshakes_total", "result", "App server connection handshakes, by result (ok, unauthorized, refused, bad_request, timeout)."),
 		serverClosed:   set.CounterVec("edgeplane_service_server_closed_total", "reason", "App server connections closed, by reason."),
 		messagesIn:     func(t string) *metrics.Counter { return msgs(t) },
@@ -62,6 +60,11 @@ func newMetrics(s *Service) *Metrics {
 		unsupported:    func(t serviceproto.Type) *metrics.Counter { return unsupported(t.String()) },
 		invocations:    set.CounterVec("edgeplane_service_client_invocations_total", "event", "Client-result invocations (server to client with a result), by event: sent, completed, routed, client_gone, not_found, no_payload, unknown_completion, caller_gone."),
 	}
+	set.Gauge("edgeplane_service_server_connections_open", "App server connections open, all hubs, handshake done or not.", func() float64 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return float64(len(s.conns))
+	})
 	return m
 }
 

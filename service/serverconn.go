@@ -68,7 +68,6 @@ func (sc *serverConn) Start(pc poller.Conn) {
 	sc.lastRecv.Store(sc.opened.UnixNano())
 	sc.split.MaxMessageBytes = sc.s.cfg.MaxMessageBytes
 	sc.s.track(sc, true)
-	sc.s.M.serverConns.Inc()
 	sc.s.wg.Add(1)
 	go sc.run()
 }
@@ -374,6 +373,9 @@ func (sc *serverConn) shutdown(label string, final []byte) {
 // are closed (their app server is gone; they reconnect through the app's
 // negotiate), its hub forgets it.
 func (sc *serverConn) OnClose(err error) {
+	if sc.pc == nil {
+		return // closed before Start: nothing began
+	}
 	sc.state.Store(scClosed)
 	sc.once.Do(func() { close(sc.done) })
 	sc.s.track(sc, false)
@@ -382,6 +384,5 @@ func (sc *serverConn) OnClose(err error) {
 		label = *w
 	}
 	sc.s.M.serverClosed(label).Inc()
-	sc.s.M.serverConns.Dec()
 	sc.h.leave(sc)
 }
