@@ -304,7 +304,8 @@ func TestServerKeepAlive(t *testing.T) {
 // that sends text, one that never shakes hands: each is closed with its
 // code, counted, and the others go on.
 func TestServerBadInput(t *testing.T) {
-	n := startNode(t, service.Config{HandshakeTimeout: time.Second})
+	n := startNode(t, service.Config{})
+	quick := startNode(t, service.Config{HandshakeTimeout: time.Second}) // for the silent one
 	tok := serverToken("HS256", key, "http://127.0.0.1/server/?hub=chathub", "s")
 	good, _, _ := dialServer(t, n, "chathub", tok)
 	good.send(serviceproto.Frame(&serviceproto.HandshakeRequest{Version: 1}))
@@ -323,6 +324,10 @@ func TestServerBadInput(t *testing.T) {
 		{"silence", func(s *rawServer) {}, 1008, "handshake_timeout"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			n := n
+			if tc.label == "handshake_timeout" {
+				n = quick
+			}
 			s, _, err := dialServer(t, n, "chathub", tok)
 			if err != nil {
 				t.Fatal(err)
