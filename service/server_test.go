@@ -19,6 +19,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/edgeplane/edgeplane/conn"
+	"github.com/edgeplane/edgeplane/internal/auth"
 	"github.com/edgeplane/edgeplane/internal/node"
 	"github.com/edgeplane/edgeplane/internal/node/nodetest"
 	"github.com/edgeplane/edgeplane/internal/sdkfake"
@@ -472,5 +473,99 @@ func (r *msgReader) next(t *testing.T) serviceproto.Message {
 		}); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// directClientToken signs a client access token as the SDK's negotiate
+// does, for a client connecting to n's /client/ without an app.
+func directClientToken(n *node.Node, claims map[string]any) string {
+	claims["aud"] = "http://127.0.0.1/client/?hub=chathub"
+	claims["exp"] = time.Now().Add(time.Hour).Unix()
+	tok, _ := auth.Sign(claims, []byte(key))
+	return tok
+}
+
+// TestRelayOnTheWire: what the service sends an app server for a client
+// (OpenConnection with .NET claim types, headers, the query string and
+// the protocol, then the handshake as ConnectionData) and how it relays
+// the app's bytes: the handshake response first, then only whole records
+// (an older SDK's raw chunks cut records anywhere), in one frame per
+// ConnectionData; the client's messages as ConnectionData; its close as
+// CloseConnection.
+func TestRelayOnTheWire(t *testing.T) {
+	n := startNode(t, service.Config{})
+	app, _, err := dialServer(t, n, "chathub", serverToken("HS256", key, "http://127.0.0.1/server/?hub=chathub", "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	app.send(serviceproto.Frame(&serviceproto.HandshakeRequest{Version: 1}))
+	app.next()
+	tok := directClientToken(n, map[string]any{"asrs.s.uid": "alice", "nameid": "alice", "role": []string{"a", "b"}, "level": 3})
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+n.Addr().String()+"/client/?hub=chathub&asrs.op=%2Fchathub&access_token="+tok,
+		http.Header{"X-Custom": {"v1", "v2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	ws.WriteMessage(websocket.TextMessage, []byte(`{"protocol":"json","version":1}`+"\x1e"))
+	open, ok := app.next().(*serviceproto.OpenConnection)
+	if !ok {
+		t.Fatal("no OpenConnection")
+	}
+	if open.Ext.Protocol != "json" || open.Ext.Has&serviceproto.ExtProtocol == 0 || open.QueryString != "?hub=chathub&asrs.op=%2Fchathub" {
+		t.Fatalf("OpenConnection %+v", open)
+	}
+	want := []serviceproto.Claim{{Type: "asrs.s.uid", Value: "alice"}, {Type: serviceproto.ClaimNameIdentifier, Value: "alice"},
+		{Type: serviceproto.ClaimRole, Value: "a"}, {Type: serviceproto.ClaimRole, Value: "b"}, {Type: "level", Value: "3"}}
+	for _, w := range want {
+		if !slices.Contains(open.Claims, w) {
+			t.Fatalf("claims %v lack %v", open.Claims, w)
+		}
+	}
+	var custom []string
+	for _, h := range open.Headers {
+		if h.Name == "X-Custom" {
+			custom = h.Values
+		}
+		if h.Name == "Authorization" {
+			t.Fatal("Authorization forwarded")
+		}
+	}
+	if !slices.Equal(custom, []string{"v1", "v2"}) {
+		t.Fatalf("headers %v", open.Headers)
+	}
+	hs, ok := app.next().(*serviceproto.ConnectionData)
+	if !ok || hs.ConnectionID != open.ConnectionID || string(hs.Payload) != `{"protocol":"json","version":1}`+"\x1e" {
+		t.Fatalf("handshake %+v", hs)
+	}
+	id := open.ConnectionID
+	// The app's answer in raw chunks that cut records anywhere.
+	rec := `{"type":1,"target":"t","arguments":["x"]}` + "\x1e"
+	for _, chunk := range []string{"{}", "\x1e" + rec[:10], rec[10:] + rec, rec[:5]} {
+		app.send(serviceproto.Frame(&serviceproto.ConnectionData{ConnectionID: id, Payload: []byte(chunk)}))
+	}
+	var frames []string
+	for len(frames) < 2 {
+		ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, m, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("client read: %v (got %q)", err, frames)
+		}
+		frames = append(frames, string(m))
+	}
+	if frames[0] != "{}\x1e" || frames[1] != rec+rec {
+		t.Fatalf("client frames %q", frames)
+	}
+	app.send(serviceproto.Frame(&serviceproto.ConnectionData{ConnectionID: id, Payload: []byte(rec[5:])}))
+	if _, m, _ := ws.ReadMessage(); string(m) != rec {
+		t.Fatalf("the rest: %q", m)
+	}
+	ws.WriteMessage(websocket.TextMessage, []byte(`{"type":6}`+"\x1e"))
+	if d, ok := app.next().(*serviceproto.ConnectionData); !ok || string(d.Payload) != `{"type":6}`+"\x1e" {
+		t.Fatalf("client data %+v", d)
+	}
+	ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(1000, ""))
+	if cl, ok := app.next().(*serviceproto.CloseConnection); !ok || cl.ConnectionID != id || cl.ErrorMessage.String != "" {
+		t.Fatalf("close %+v", cl)
 	}
 }
