@@ -12,6 +12,7 @@ import (
 	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/fanout"
 	"github.com/edgeplane/edgeplane/internal/hubproto"
+	"github.com/edgeplane/edgeplane/internal/wsframe"
 	"github.com/edgeplane/edgeplane/poller"
 )
 
@@ -182,6 +183,27 @@ func (s *Server) foreignSession(c *Conn) ServerSession {
 	return sess
 }
 
+// relayMessage handles a relayed connection's WebSocket data message:
+// its handshake request, then messages for the Service. A text
+// protocol's messages must be UTF-8, as on /{hub}; a binary protocol's
+// (flRelayBinary) are the app's to judge.
+func (c *Conn) relayMessage(op wsframe.OpCode, msg []byte) error {
+	if !c.has(flRelayBinary) || c.state.Load() == stHandshake {
+		if err := checkUTF8(op, msg); err != nil {
+			return err
+		}
+	}
+	if c.state.Load() == stHandshake {
+		return c.relayHandshake(msg)
+	}
+	c.touchRead()
+	if err := c.countInbound(); err != nil {
+		return err
+	}
+	c.srv.cfg.Service.RelayData(c, msg)
+	return nil
+}
+
 // relayHandshake handles a relayed connection's handshake request: the
 // Service opens the relay; the app answers the handshake.
 func (c *Conn) relayHandshake(msg []byte) error {
@@ -199,6 +221,9 @@ func (c *Conn) relayHandshake(msg []byte) error {
 		return nil
 	}
 	c.flags.Or(flRelayOpen)
+	if h.Protocol.Binary() {
+		c.flags.Or(flRelayBinary)
+	}
 	if !c.state.CompareAndSwap(stHandshake, stOpen) {
 		return nil // closed meanwhile: OnClose tells the Service
 	}

@@ -92,30 +92,31 @@ func (c *Conn) onCloseFrame(payload []byte) error {
 	return nil
 }
 
+// checkUTF8 refuses a message that is not UTF-8: 1007, in binary
+// messages too (the JSON hub protocol is text whatever the frame type).
+func checkUTF8(op wsframe.OpCode, msg []byte) error {
+	if utf8.Valid(msg) {
+		return nil
+	}
+	if op == wsframe.OpBinary {
+		return errBinaryUTF8
+	}
+	return wsframe.ErrInvalidUTF8
+}
+
 // errBinaryUTF8 closes a connection whose binary message is not UTF-8 (1007).
 var errBinaryUTF8 = protoErr(CloseInvalidPayload, "invalid UTF-8 in binary message (JSON hub protocol)")
 
 // onMessage handles one complete WebSocket data message.
 func (c *Conn) onMessage(op wsframe.OpCode, msg []byte) error {
+	if c.has(flRelay) {
+		return c.relayMessage(op, msg) // service.go
+	}
 	// Binary frames too: the JSON hub protocol is text whatever the frame
 	// type, and what a client sends goes on to the upstream stream and
 	// into records other clients receive in text frames.
-	if !utf8.Valid(msg) {
-		if op == wsframe.OpBinary {
-			return errBinaryUTF8
-		}
-		return wsframe.ErrInvalidUTF8
-	}
-	if c.has(flRelay) {
-		if c.state.Load() == stHandshake {
-			return c.relayHandshake(msg)
-		}
-		c.touchRead()
-		if err := c.countInbound(); err != nil {
-			return err
-		}
-		c.srv.cfg.Service.RelayData(c, msg)
-		return nil
+	if err := checkUTF8(op, msg); err != nil {
+		return err
 	}
 	if c.state.Load() == stHandshake {
 		_, rest, err := hubproto.ParseHandshake(msg)
