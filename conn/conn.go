@@ -50,13 +50,13 @@ type Conn struct {
 // Conn.flags bits. One word instead of three flags and a cause field:
 // 12 bytes per connection.
 const (
-	flGone        uint32 = 1 << iota // OnClose ran
-	flRegistered                     // inserted in the hub (upstream saw "connected")
-	flIPCounted                      // counted in the server's per-IP table
-	flClaiming                       // upgrade waiting for its fleet-wide token claim (token.go)
-	flRelay                          // came on /client/: relayed to an app server (service.go)
-	flRelayOpen                      // the Service accepted the relay and must hear of its end
-	flRelayBinary                    // the relayed client speaks a binary hub protocol
+	flGone       uint32 = 1 << iota // OnClose ran
+	flRegistered                    // inserted in the hub (upstream saw "connected")
+	flIPCounted                     // counted in the server's per-IP table
+	flClaiming                      // upgrade waiting for its fleet-wide token claim (token.go)
+	flRelay                         // came on /client/: relayed to an app server (service.go)
+	flRelayOpen                     // the Service accepted the relay and must hear of its end
+	flRelayBin                      // the relayed client speaks a binary hub protocol
 
 	flCauseShift = 8 // bits 8-15: why it was closed, cause.idx
 	flCauseMask  = 0xff << flCauseShift

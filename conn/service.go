@@ -186,9 +186,9 @@ func (s *Server) foreignSession(c *Conn) ServerSession {
 // relayMessage handles a relayed connection's WebSocket data message:
 // its handshake request, then messages for the Service. A text
 // protocol's messages must be UTF-8, as on /{hub}; a binary protocol's
-// (flRelayBinary) are the app's to judge.
+// (flRelayBin) are the app's to judge.
 func (c *Conn) relayMessage(op wsframe.OpCode, msg []byte) error {
-	if !c.has(flRelayBinary) || c.state.Load() == stHandshake {
+	if !c.has(flRelayBin) || c.state.Load() == stHandshake {
 		if err := checkUTF8(op, msg); err != nil {
 			return err
 		}
@@ -222,7 +222,7 @@ func (c *Conn) relayHandshake(msg []byte) error {
 	}
 	c.flags.Or(flRelayOpen)
 	if h.Protocol.Binary() {
-		c.flags.Or(flRelayBinary)
+		c.flags.Or(flRelayBin)
 	}
 	if !c.state.CompareAndSwap(stHandshake, stOpen) {
 		return nil // closed meanwhile: OnClose tells the Service
