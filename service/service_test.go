@@ -321,3 +321,18 @@ func TestClientResults(t *testing.T) {
 		t.Fatalf("pending invocation: %v, want the service's ErrorCompletion", err)
 	}
 }
+
+// TestServerSticky: clients negotiated by an app with ServerStickyMode
+// Required (Blazor's) are hosted by that app server's connections, never
+// another's (round-robin would put half of them on the other).
+func TestServerSticky(t *testing.T) {
+	n := startNode(t, service.Config{})
+	sticky, base := startApp(t, n, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(newSeen())}, ServerID: "sticky", ServerStickyMode: "Required"})
+	startApp(t, n, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(newSeen())}, ServerID: "other"})
+	for i := 0; i < 10; i++ {
+		c := connect(t, base, "ChatHub", "u")
+		if sticky.HostOf("ChatHub", c.id) < 0 {
+			t.Fatalf("client %d not hosted by its sticky server", i)
+		}
+	}
+}
