@@ -336,3 +336,74 @@ func TestServerSticky(t *testing.T) {
 		}
 	}
 }
+
+// TestUserGroupsAndCloses: the Management SDK's user groups (current and
+// later connections of the user join; a TTL ends the membership; removal
+// from all groups), existence checks, and closes by connection, user and
+// group.
+func TestUserGroupsAndCloses(t *testing.T) {
+	n := startNode(t, service.Config{})
+	app, base := startApp(t, n, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(newSeen())}})
+	h := app.Hub("ChatHub")
+	ctx := context.Background()
+	a1 := connect(t, base, "ChatHub", "ann")
+	if ok, err := h.AddUserToGroup(ctx, "ann", "lasting", 0); !ok || err != nil {
+		t.Fatalf("AddUserToGroup: %v %v", ok, err)
+	}
+	if ok, err := h.AddUserToGroup(ctx, "ann", "brief", 2*time.Second); !ok || err != nil {
+		t.Fatalf("AddUserToGroup with TTL: %v %v", ok, err)
+	}
+	a2 := connect(t, base, "ChatHub", "ann") // joins ann's groups on arrival
+	bo := connect(t, base, "ChatHub", "bob")
+	for _, g := range []string{"lasting", "brief"} {
+		if ok, _ := h.IsUserInGroup(ctx, "ann", g); !ok {
+			t.Fatalf("ann not in %s", g)
+		}
+		h.Group(g).Send("g", g)
+	}
+	for _, c := range []*client{a1, a2} {
+		c.wait("lasting", func(m map[string]any) bool { return m["target"] == "g" && m["arguments"].([]any)[0] == "lasting" })
+		c.wait("brief", func(m map[string]any) bool { return m["target"] == "g" && m["arguments"].([]any)[0] == "brief" })
+	}
+	if ok, _ := h.IsUserInGroup(ctx, "bob", "lasting"); ok {
+		t.Fatal("bob in ann's group")
+	}
+	testutil.WaitUntil(t, 10*time.Second, "the TTL to end ann's brief membership", func() bool {
+		ok, _ := h.IsUserInGroup(ctx, "ann", "brief")
+		return !ok
+	})
+	if ok, _ := h.GroupExists(ctx, "brief"); ok {
+		t.Fatal("the brief group still has members")
+	}
+	if ok, _ := h.RemoveUserFromAllGroups(ctx, "ann"); !ok {
+		t.Fatal("RemoveUserFromAllGroups")
+	}
+	if ok, _ := h.GroupExists(ctx, "lasting"); ok {
+		t.Fatal("ann's connections still in the lasting group")
+	}
+	// Closes.
+	if _, err := h.AddToGroup(ctx, bo.id, "g2"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := h.CloseGroupConnections(ctx, "g2", "group closed"); !ok || err != nil {
+		t.Fatalf("CloseGroupConnections: %v %v", ok, err)
+	}
+	bo.closed()
+	if ok, err := h.CloseUserConnections(ctx, "ann", "user closed", a2.id); !ok || err != nil {
+		t.Fatalf("CloseUserConnections: %v %v", ok, err)
+	}
+	a1.closed()
+	if ok, _ := h.ConnectionExists(ctx, a2.id); !ok {
+		t.Fatal("the excluded connection was closed")
+	}
+	if err := h.CloseConnection(a2.id, "bye"); err != nil {
+		t.Fatal(err)
+	}
+	a2.closed()
+	a2.mu.Lock()
+	last := a2.recs[len(a2.recs)-1]
+	a2.mu.Unlock()
+	if last["type"] != 7.0 || last["error"] != "bye" {
+		t.Fatalf("last record before the close: %v", last)
+	}
+}
