@@ -60,7 +60,7 @@ func (s *Service) RelayOpen(c *conn.Conn, hs hubproto.Handshake, handshake []byt
 		return ErrNoServer
 	}
 	rc := &relayClient{c: c, sc: sc, binary: hs.Protocol.Binary()}
-	if _, dup := h.clients.LoadOrStore(c.ID(), rc); dup {
+	if !h.clients.add(c.ID(), rc) {
 		return fmt.Errorf("connection id %s is already relayed", c.ID())
 	}
 	sc.hosted.Add(1)
@@ -74,7 +74,7 @@ func (s *Service) RelayOpen(c *conn.Conn, hs hubproto.Handshake, handshake []byt
 	}
 	s.M.relayed.Inc()
 	if !sc.sendMany(open, &serviceproto.ConnectionData{ConnectionID: c.ID(), Payload: handshake}) {
-		h.clients.Delete(c.ID())
+		h.clients.remove(c.ID())
 		sc.hosted.Add(-1)
 		return ErrNoServer
 	}
@@ -134,11 +134,10 @@ func (s *Service) RelayClosed(c *conn.Conn, reason string) {
 	if h == nil {
 		return
 	}
-	v, ok := h.clients.LoadAndDelete(c.ID())
-	if !ok {
+	rc := h.clients.remove(c.ID())
+	if rc == nil {
 		return
 	}
-	rc := v.(*relayClient)
 	rc.sc.hosted.Add(-1)
 	if rc.sc.state.Load() == scOpen {
 		m := &serviceproto.CloseConnection{ConnectionID: c.ID(), ErrorMessage: serviceproto.Str(reason)}

@@ -23,13 +23,14 @@ type hub struct {
 	hosts []*serverConn // open connections that may host clients (not Weak)
 	next  atomic.Uint32 // round-robin over hosts
 
-	clients sync.Map // connection id → *relayClient
+	clients clientTable // relayed clients by connection id
 	users   userGroups
 	inv     invocations
 }
 
 func newHub(s *Service, name string, fh *fanout.Hub) *hub {
 	h := &hub{s: s, name: name, fh: fh}
+	h.clients.init()
 	h.users.init(h)
 	h.inv.init()
 	return h
@@ -57,11 +58,10 @@ func (h *hub) leave(sc *serverConn) {
 	h.mu.Unlock()
 	if sc.hosted.Load() > 0 {
 		var gone []*relayClient
-		h.clients.Range(func(_, v any) bool {
-			if rc := v.(*relayClient); rc.sc == sc {
+		h.clients.each(func(rc *relayClient) {
+			if rc.sc == sc {
 				gone = append(gone, rc)
 			}
-			return true
 		})
 		for _, rc := range gone {
 			h.s.M.clientsDropped.Inc()
@@ -134,10 +134,7 @@ func (h *hub) drainServer(id string) {
 }
 
 func (h *hub) client(id string) *relayClient {
-	if v, ok := h.clients.Load(id); ok {
-		return v.(*relayClient)
-	}
-	return nil
+	return h.clients.get(id)
 }
 
 // servers counts the distinct app servers connected.
