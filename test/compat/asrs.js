@@ -39,7 +39,7 @@ async function start(c) {
   if (c.reconnect) b = b.withAutomaticReconnect([0, 500, 1000]);
   const conn = b.build();
   for (const t of c.targets || ["t"]) {
-    conn.on(t, (...args) => out({ name: c.name, event: "message", target: t, args }));
+    conn.on(t, (...args) => { out({ name: c.name, event: "message", target: t, args }); });
   }
   for (const [t, v] of Object.entries(c.results || {})) {
     conn.on(t, (...args) => {
