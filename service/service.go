@@ -168,10 +168,14 @@ func (s *Service) Close() error {
 	s.closing.Store(true)
 	s.stopOnce.Do(func() { close(s.stop) })
 	s.mu.Lock()
+	conns := make([]*serverConn, 0, len(s.conns))
 	for sc := range s.conns {
-		sc.pc.Close()
+		conns = append(conns, sc)
 	}
 	s.mu.Unlock()
+	for _, sc := range conns { // a backend may call OnClose from Close
+		sc.pc.Close()
+	}
 	s.wg.Wait()
 	return nil
 }
