@@ -376,13 +376,15 @@ func (sc *serverConn) OnClose(err error) {
 	if sc.pc == nil {
 		return // closed before Start: nothing began
 	}
-	sc.state.Store(scClosed)
-	sc.once.Do(func() { close(sc.done) })
-	sc.s.track(sc, false)
-	label := "peer_gone"
-	if w := sc.why.Load(); w != nil {
-		label = *w
-	}
-	sc.s.M.serverClosed(label).Inc()
-	sc.h.leave(sc)
+	sc.once.Do(func() { // once: Service.Close may end it too
+		sc.state.Store(scClosed)
+		close(sc.done)
+		sc.s.track(sc, false)
+		label := "peer_gone"
+		if w := sc.why.Load(); w != nil {
+			label = *w
+		}
+		sc.s.M.serverClosed(label).Inc()
+		sc.h.leave(sc)
+	})
 }

@@ -175,6 +175,7 @@ func (s *Service) Close() error {
 	s.mu.Unlock()
 	for _, sc := range conns { // a backend may call OnClose from Close
 		sc.pc.Close()
+		sc.OnClose(ErrClosed) // and one closed already calls it no more
 	}
 	s.wg.Wait()
 	return nil
