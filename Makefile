@@ -95,6 +95,9 @@ fuzz:
 	@echo "== backplane FuzzRESPRead"; $(GO) test -run '^$$' -fuzz '^FuzzRESPRead$$' -fuzztime $(FUZZTIME) ./backplane/
 	@for t in $$($(GO) test -list '^Fuzz' ./backplane/wire/ | grep '^Fuzz'); do \
 	  echo "== wire $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./backplane/wire/ || exit 1; done
+	@for t in FuzzParse FuzzSplitter; do \
+	  echo "== serviceproto $$t ($(FUZZTIME))"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/serviceproto/ || exit 1; done
+	@echo "== service FuzzServerStream"; $(GO) test -run '^$$' -fuzz '^FuzzServerStream$$' -fuzztime $(FUZZTIME) ./service/
 
 # Mutation testing (not part of `make test`: it takes a while, tens of
 # minutes on two cores). gremlins mutates one line at a time (conditions,

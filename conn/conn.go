@@ -19,6 +19,7 @@ const (
 	stClosed                  // closing or closed; input is ignored
 	stDetached                // stateful reconnect: socket gone, waiting for the client to come back (resume.go)
 	stCarrier                 // a resumed socket's session: its input goes to the connection it resumed (resume.go)
+	stServer                  // an app server's connection, handed to the Service (service.go)
 )
 
 // Conn is one client connection: a poller.Session (input) and a
@@ -61,6 +62,13 @@ const (
 	flCauseShift = 8 // bits 8-15: why it was closed, cause.idx
 	flCauseMask  = 0xff << flCauseShift
 	// bits 16-17: the hub protocol (flProtoShift, protocol.go)
+)
+
+// Service-mode flags (service.go), above the hub protocol's bits.
+const (
+	flRelay     uint32 = 1 << (18 + iota) // came on /client/: relayed to an app server
+	flRelayOpen                           // the Service accepted the relay and must hear of its end
+	flRelayBin                            // the relayed client speaks a binary hub protocol
 )
 
 func (c *Conn) has(f uint32) bool { return c.flags.Load()&f != 0 }
@@ -161,6 +169,9 @@ func (c *Conn) OnData(data []byte) {
 	case stCarrier:
 		c.forward(data)
 		return
+	case stServer:
+		c.srv.foreignSession(c).OnData(data)
+		return
 	}
 	buf := data
 	if c.bufs != nil && len(c.bufs.pending) > 0 {
@@ -213,6 +224,9 @@ func (c *Conn) process(buf []byte) (int, error) {
 			off += n
 		case stCarrier:
 			c.forward(buf[off:]) // bytes that followed the upgrade request
+			return len(buf), nil
+		case stServer: // bytes after the upgrade request, in the same read
+			c.srv.foreignSession(c).OnData(buf[off:])
 			return len(buf), nil
 		default:
 			return len(buf), nil
@@ -321,6 +335,17 @@ func (c *Conn) slow() {
 
 // OnClose implements poller.Session.
 func (c *Conn) OnClose(err error) {
+	if c.state.Load() == stServer {
+		c.flags.Or(flGone)
+		if c.has(flIPCounted) {
+			c.srv.perIP.release(addrOf(c.pc.RemoteAddr()))
+		}
+		c.releasePending()
+		sess := c.srv.foreignSession(c)
+		c.srv.foreign.Delete(c)
+		sess.OnClose(err)
+		return
+	}
 	if c.carrierClosed(err) {
 		return // a resumed socket's session: its connection decides (resume.go)
 	}
@@ -367,6 +392,14 @@ func (c *Conn) finish(err error) {
 	c.srv.wheel.remove(c)
 	c.dropResume()
 	c.markTokenUsed()
+	if c.has(flRelay) {
+		if registered {
+			c.srv.closing.remove(c)
+			c.hub.Remove(&c.entry)
+		}
+		c.closeRelayed(disconnectReason(c.cause(), err))
+		return
+	}
 	if registered {
 		c.srv.closing.remove(c)
 		c.hub.Remove(&c.entry) // no-op if shutdown already removed it

@@ -24,13 +24,12 @@ var contextDropHeaders = []string{
 	"Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Extensions", "Sec-Websocket-Protocol",
 }
 
-// connectContext builds the context of an upgrade request within
-// Config.ContextMaxBytes (counted as the JSON it becomes, roughly): the
-// remote address always, then the query string, the claims and the
-// headers, by name, as long as they fit. req.Header is taken over (the
-// request is not used afterwards).
-func (c *Conn) connectContext(req *http.Request, claims *auth.Claims) *backplane.ConnectContext {
-	budget := c.srv.cfg.ContextMaxBytes
+// connectContext builds the context of an upgrade request within budget
+// bytes (counted as the JSON it becomes, roughly): the remote address
+// always, then the query string, the claims and the headers, by name, as
+// long as they fit. req.Header is taken over (the request is not used
+// afterwards).
+func (c *Conn) connectContext(req *http.Request, claims *auth.Claims, budget int) *backplane.ConnectContext {
 	cc := &backplane.ConnectContext{RemoteAddr: c.pc.RemoteAddr().String()}
 	budget -= len(cc.RemoteAddr)
 	if q := stripCredentials(req.URL.RawQuery); q != "" {

@@ -81,6 +81,13 @@ func (c *Conn) route(req *http.Request, head []byte) {
 		c.shutdown(causeShutdown, serviceUnavailable(jitteredRetryAfter(c.srv.cfg.RetryAfter), "edgeplane: server is restarting, retry later", c.corsHeaders(req, false)))
 		return
 	}
+	if c.srv.cfg.Service != nil {
+		kind, rest, _ := strings.Cut(strings.Trim(req.URL.Path, "/"), "/")
+		if kind == "client" || kind == "server" {
+			c.serviceRoute(req, head, kind, rest)
+			return
+		}
+	}
 	switch {
 	case !found && strings.HasSuffix(strings.ToLower(strings.TrimRight(req.URL.Path, "/")), "/negotiate"):
 		c.httpError(req, "negotiate", http.StatusNotFound, "unknown hub")
@@ -190,7 +197,10 @@ func (c *Conn) negotiate(req *http.Request, hubName string) {
 	id := newConnID()
 	// Stateful reconnect only when the client asks (the official clients
 	// fail a connection whose server grants it unasked) and it is offered.
-	stateful := !c.srv.cfg.DisableStatefulReconnect && wantsStatefulReconnect(req)
+	// Not for clients relayed to an app server (service mode): the
+	// app's connection has no window to keep them in.
+	relayed := c.srv.cfg.Service != nil && strings.HasPrefix(strings.Trim(req.URL.Path, "/"), "client/")
+	stateful := !c.srv.cfg.DisableStatefulReconnect && !relayed && wantsStatefulReconnect(req)
 	var flags uint8
 	if stateful {
 		flags = tokStateful
@@ -313,11 +323,16 @@ func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
 	}
 	c.entry.Init(c, unsafe.String(&c.idBuf[0], len(c.idBuf)), user)
 	c.hub = h
-	if c.srv.cfg.Upstream != nil && c.srv.cfg.ContextMaxBytes > 0 {
+	switch {
+	case c.has(flRelay):
+		// The app server needs the claims (the user id) whatever
+		// --upstream-context-bytes says (service.go).
+		c.buffers().connect = c.connectContext(req, claims, max(c.srv.cfg.ContextMaxBytes, relayContextBytes))
+	case c.srv.cfg.Upstream != nil && c.srv.cfg.ContextMaxBytes > 0:
 		// Kept only until the connected event is sent (register). Built
 		// here, on the connection's own goroutine, before a fleet-wide
 		// claim may hand the 101 to the claim goroutine.
-		c.buffers().connect = c.connectContext(req, claims)
+		c.buffers().connect = c.connectContext(req, claims, c.srv.cfg.ContextMaxBytes)
 	}
 	if !exp.IsZero() {
 		c.tokenExp = int32(exp.Unix() - c.srv.epoch)

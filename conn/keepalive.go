@@ -9,6 +9,8 @@ package conn
 func (c *Conn) tick(now int64) int64 {
 	s := c.srv
 	switch c.state.Load() {
+	case stServer:
+		return 0 // the Service keeps an app server connection's time
 	case stClosed:
 		if c.has(flGone) {
 			return 0

@@ -114,6 +114,11 @@ type Config struct {
 	// advertises the Binary transfer format only when a binary protocol
 	// (MessagePack) is among them.
 	Protocols []string
+	// Service, when set, serves Azure SignalR Service's /server/ and
+	// /client/ paths (service mode, service.go): app server connections,
+	// and clients relayed to the app server that hosts them. Nil: those
+	// paths are unknown.
+	Service Service
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -213,6 +218,8 @@ type Server struct {
 	closing  closingSet
 
 	claims *claimer // fleet-wide token claims; nil without Config.TokenClaims
+
+	foreign sync.Map // *Conn → ServerSession: app server connections (service.go)
 
 	usedMu sync.Mutex
 	used   map[[idLen]byte]int64 // connection ids connected recently → token expiry (unix s)

@@ -1,6 +1,8 @@
 package conn
 
 import (
+	"unicode/utf8"
+
 	"github.com/edgeplane/edgeplane/internal/wsframe"
 )
 
@@ -89,6 +91,18 @@ func (c *Conn) onCloseFrame(payload []byte) error {
 	return nil
 }
 
+// checkUTF8 refuses a message that is not UTF-8: 1007, in binary
+// messages too (the JSON hub protocol is text whatever the frame type).
+func checkUTF8(op wsframe.OpCode, msg []byte) error {
+	if utf8.Valid(msg) {
+		return nil
+	}
+	if op == wsframe.OpBinary {
+		return errBinaryUTF8
+	}
+	return wsframe.ErrInvalidUTF8
+}
+
 // errBinaryUTF8 closes a connection whose binary message is not UTF-8 (1007).
 var errBinaryUTF8 = protoErr(CloseInvalidPayload, "invalid UTF-8 in binary message (JSON hub protocol)")
 
@@ -96,6 +110,9 @@ var errBinaryUTF8 = protoErr(CloseInvalidPayload, "invalid UTF-8 in binary messa
 // handshake first, then records in the connection's protocol
 // (protocol.go).
 func (c *Conn) onMessage(op wsframe.OpCode, msg []byte) error {
+	if c.has(flRelay) {
+		return c.relayMessage(op, msg) // service.go
+	}
 	if c.state.Load() == stHandshake {
 		rest, ok, err := c.handshake(op, msg)
 		if !ok {

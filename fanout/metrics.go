@@ -31,12 +31,17 @@ func (r *Router) Metrics() *metricset.Set {
 			}
 		}
 		for _, name := range r.HubNames() {
-			h := r.hubs[name]
-			set.Gauge(fmt.Sprintf(`edgeplane_connections{hub=%q}`, name), "Registered (handshake done) client connections, by hub.",
-				func() float64 { return float64(h.Len()) })
+			r.declareHub(r.Hub(name))
 		}
+		r.metricsDone.Store(true)
 	})
 	return r.metrics
+}
+
+// declareHub declares a hub's gauge.
+func (r *Router) declareHub(h *Hub) {
+	r.metrics.Gauge(fmt.Sprintf(`edgeplane_connections{hub=%q}`, h.Name()), "Registered (handshake done) client connections, by hub.",
+		func() float64 { return float64(h.Len()) })
 }
 
 // declareDropped declares edgeplane_fanout_dropped_total with a series per

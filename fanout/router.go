@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -18,7 +19,9 @@ import (
 // message is encoded once into a WebSocket frame and the same bytes are
 // queued to every local recipient.
 type Router struct {
-	hubs  map[string]*Hub
+	hubs  atomic.Pointer[map[string]*Hub] // replaced whole when a hub is added (AddHub)
+	sub   Subscriber
+	addMu sync.Mutex
 	Stats Stats
 	// MaxFrameBytes is the largest frame a connection's outbound queue
 	// can take (the poller's MaxQueueBytes). A message whose frame is
@@ -28,6 +31,7 @@ type Router struct {
 	MaxFrameBytes int
 
 	metricsOnce sync.Once
+	metricsDone atomic.Bool // Metrics declared the hubs' gauges: AddHub declares new ones
 	metrics     *metricset.Set
 	dropped     [dropReasons]*metrics.Counter
 	encodes     [hubproto.NumIDs]*metrics.Counter // frames built, per protocol
@@ -61,21 +65,24 @@ func NewRouter(hubs []string, sub Subscriber) *Router {
 	if sub == nil {
 		sub = nopSubscriber{}
 	}
-	r := &Router{hubs: make(map[string]*Hub, len(hubs)), metrics: metricset.New()}
+	r := &Router{sub: sub, metrics: metricset.New()}
+	m := make(map[string]*Hub, len(hubs))
 	for _, name := range hubs {
-		r.hubs[name] = newHub(name, sub, &r.Stats)
+		m[name] = newHub(name, sub, &r.Stats)
 	}
+	r.hubs.Store(&m)
 	r.declareDropped()
 	return r
 }
 
 // Hub returns the named hub's registry, or nil if it is not configured.
-func (r *Router) Hub(name string) *Hub { return r.hubs[name] }
+func (r *Router) Hub(name string) *Hub { return (*r.hubs.Load())[name] }
 
 // HubNames lists the hubs' names, sorted.
 func (r *Router) HubNames() []string {
-	names := make([]string, 0, len(r.hubs))
-	for name := range r.hubs {
+	hubs := *r.hubs.Load()
+	names := make([]string, 0, len(hubs))
+	for name := range hubs {
 		names = append(names, name)
 	}
 	slices.Sort(names)
@@ -84,7 +91,7 @@ func (r *Router) HubNames() []string {
 
 // Hubs calls fn for each hub.
 func (r *Router) Hubs(fn func(*Hub)) {
-	for _, h := range r.hubs {
+	for _, h := range *r.hubs.Load() {
 		fn(h)
 	}
 }
@@ -98,7 +105,7 @@ func (r *Router) Hubs(fn func(*Hub)) {
 // closes no one; so is, for its recipients of that protocol only, a
 // message that cannot be sent in one protocol (transcode, too_large).
 func (r *Router) Deliver(m *backplane.Message) {
-	h := r.hubs[m.Hub]
+	h := r.Hub(m.Hub)
 	if h == nil || len(m.Payload) == 0 {
 		return
 	}
@@ -145,7 +152,7 @@ func FrameSize(n int) int {
 
 // ApplyGroup implements backplane.Receiver.
 func (r *Router) ApplyGroup(hub string, action backplane.GroupAction, group, connID string) bool {
-	h := r.hubs[hub]
+	h := r.Hub(hub)
 	if h == nil {
 		return false
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/edgeplane/edgeplane/internal/hubproto"
 	"github.com/edgeplane/edgeplane/internal/node"
 	"github.com/edgeplane/edgeplane/poller"
+	"github.com/edgeplane/edgeplane/service"
 	"github.com/edgeplane/edgeplane/webhook"
 )
 
@@ -82,6 +83,9 @@ func run(args []string) int {
 		upMaxAge    time.Duration
 		redisHealth time.Duration
 		stateful    bool
+		svcMode     bool
+		svcCfg      service.Config
+		svcMaxHubs  int
 	)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "client address (SignalR negotiate and WebSocket)")
 	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin address: /metrics, /healthz, /readyz and the REST API")
@@ -121,6 +125,10 @@ func run(args []string) int {
 	fs.BoolVar(&stateful, "stateful-reconnect", true, "offer stateful reconnect to clients that ask (withStatefulReconnect()): a connection whose socket drops is kept for --reconnect-window and resumes with no message lost (costs an idle connection nothing)")
 	fs.DurationVar(&cfg.Conn.ReconnectWindow, "reconnect-window", conn.DefaultReconnectWindow, "how long a stateful-reconnect connection whose socket dropped is kept (groups, user, messages sent meanwhile) for its client to come back")
 	fs.IntVar(&cfg.Conn.ReconnectBufferBytes, "reconnect-buffer-bytes", conn.DefaultReconnectBufferBytes, "bytes of messages a stateful-reconnect connection keeps until its client acknowledges them; more closes it (allowReconnect)")
+	fs.BoolVar(&svcMode, "service-mode", false, "serve Azure SignalR Service's Default mode on the client port: ASP.NET Core apps with AddAzureSignalR(\"Endpoint=http://this-node:PORT;AccessKey=<--access-key>;Version=1.0;\") connect to /server/ and their clients, redirected by the app's negotiate, to /client/; hubs are learned from the apps' server connections")
+	fs.IntVar(&svcMaxHubs, "service-max-hubs", service.DefaultMaxHubs, "service mode: hubs learned from app servers at most (0: none, serve the --hub hubs only)")
+	fs.DurationVar(&svcCfg.PingInterval, "service-ping-interval", service.DefaultPingInterval, "service mode: keep-alive Ping to each app server connection this often")
+	fs.DurationVar(&svcCfg.ServerTimeout, "service-server-timeout", service.DefaultServerTimeout, "service mode: close an app server connection silent this long")
 	fs.DurationVar(&drainWindow, "drain-window", 30*time.Second, "on SIGTERM, close clients paced over this window (a second signal exits at once)")
 	fs.BoolVar(&cfg.NoTrim, "no-trim", false, "do not return freed memory to the OS after connection bursts or once the garbage of an idle node (no GC for a minute) reaches 2% of its live heap")
 	fs.IntVar(&gcPercent, "gc-percent", 25, "Go GC target percentage (GOGC): lower packs long-lived connection state more densely after connection bursts at more CPU during them (10 instead of 25: ~70-100 B less per idle netpoll connection, but ~2x the GC CPU of a connect burst); the GOGC environment variable, if set, wins")
@@ -219,6 +227,17 @@ func run(args []string) int {
 		cfg.StreamHubs = streamHubs
 	}
 
+	if svcMode {
+		if svcCfg.PingInterval <= 0 || svcCfg.ServerTimeout <= svcCfg.PingInterval {
+			fmt.Fprintln(os.Stderr, "edgeplane: --service-server-timeout must be longer than --service-ping-interval, both positive")
+			return 2
+		}
+		svcCfg.MaxHubs = svcMaxHubs
+		if svcMaxHubs <= 0 {
+			svcCfg.MaxHubs = -1
+		}
+		cfg.Service = &svcCfg
+	}
 	n, err := node.Start(cfg)
 	if err != nil {
 		log.Error("start failed", "err", err)

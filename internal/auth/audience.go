@@ -70,6 +70,23 @@ func (c *Claims) CheckClient(host, hub string) error {
 	return fmt.Errorf("%w: a client token's aud must be the hub's client endpoint, http(s)://%s/%s; token has %s", ErrAudience, hostname(host), hub, c.Audience.describe())
 }
 
+// CheckServer reports whether the token is an app server's token for
+// hub's server connections on host: its audience must be Azure SignalR's
+// {scheme}://{host}/server/?hub={hub}, as the SDK writes it (without the
+// port, the hub lower-cased). Scheme, port and a trailing slash are
+// ignored, host and hub compared case-insensitively. A client or REST
+// token opens no server connection.
+func (c *Claims) CheckServer(host, hub string) error {
+	for _, aud := range c.Audience {
+		u, ok := parseAudience(aud)
+		if ok && sameHost(u.Host, host) && strings.EqualFold(strings.Trim(u.Path, "/"), "server") &&
+			strings.EqualFold(u.Query().Get("hub"), hub) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: a server token's aud must be http(s)://%s/server/?hub=%s; token has %s", ErrAudience, hostname(host), hub, c.Audience.describe())
+}
+
 func parseAudience(aud string) (*url.URL, bool) {
 	u, err := url.Parse(aud)
 	if err != nil || u.Host == "" {

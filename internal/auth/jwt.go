@@ -26,18 +26,25 @@ var (
 
 // Claims are the registered and SignalR claims edgeplane reads.
 type Claims struct {
-	Subject  string   `json:"sub"`
-	NameID   string   `json:"nameid"`
-	Exp      *int64   `json:"exp"`
-	Nbf      *int64   `json:"nbf"`
-	Audience Audience `json:"aud"`
+	Subject string `json:"sub"`
+	NameID  string `json:"nameid"`
+	// ASRSUserID is the user id the Azure SignalR SDK's negotiate puts in
+	// the client access tokens it signs (asrs.s.uid).
+	ASRSUserID string   `json:"asrs.s.uid"`
+	Exp        *int64   `json:"exp"`
+	Nbf        *int64   `json:"nbf"`
+	Audience   Audience `json:"aud"`
 	// Raw is the token's payload, a JSON object with every claim (for the
 	// upstream's connect context). It is set by Verify.
 	Raw []byte `json:"-"`
 }
 
-// UserID is the user a token identifies: nameid if set, else sub.
+// UserID is the user a token identifies: asrs.s.uid (a token from the
+// Azure SignalR SDK's negotiate) if set, else nameid, else sub.
 func (c *Claims) UserID() string {
+	if c.ASRSUserID != "" {
+		return c.ASRSUserID
+	}
 	if c.NameID != "" {
 		return c.NameID
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -226,5 +227,67 @@ func TestHS512(t *testing.T) {
 	}
 	if c, err := Verify(tok, key, now); err != nil || c.UserID() != "bob" {
 		t.Fatalf("SignAlg HS512: %v", err)
+	}
+}
+
+// signHS512 signs claims as the Azure SignalR SDK does with
+// AccessTokenAlgorithm.HS512.
+func signHS512(tb testing.TB, claims map[string]any, key []byte) string {
+	tb.Helper()
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := b64.EncodeToString([]byte(`{"alg":"HS512","kid":"123","typ":"JWT"}`)) + "." + b64.EncodeToString(payload)
+	m := hmac.New(sha512.New, key)
+	m.Write([]byte(s))
+	return s + "." + b64.EncodeToString(m.Sum(nil))
+}
+
+// TestVerifyAzureSDKTokens: HS512 tokens verify (and not with another
+// key or as HS256); asrs.s.uid is the user id before nameid; a server
+// token's audience is the hub's /server/ endpoint only.
+func TestVerifyAzureSDKTokens(t *testing.T) {
+	key := []byte("secret-key")
+	now := time.Unix(1_800_000_000, 0)
+	exp := now.Add(time.Hour).Unix()
+	tok := signHS512(t, map[string]any{"asrs.s.uid": "alice", "nameid": "a-name", "exp": exp, "aud": "http://edge/client/?hub=chathub"}, key)
+	c, err := Verify(tok, key, now)
+	if err != nil || c.UserID() != "alice" || c.CheckClient("edge:8080", "chathub") != nil {
+		t.Fatalf("HS512 client token: %+v %v", c, err)
+	}
+	if _, err := Verify(tok, []byte("other"), now); !errors.Is(err, ErrSignature) {
+		t.Fatalf("HS512 with another key: %v", err)
+	}
+	parts := strings.Split(tok, ".")
+	as256 := b64.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + parts[1] + "." + parts[2]
+	if _, err := Verify(as256, key, now); !errors.Is(err, ErrSignature) {
+		t.Fatalf("an HS512 signature passed as HS256: %v", err)
+	}
+	for _, alg := range []string{"HS384", "RS256", "none", ""} {
+		bad := b64.EncodeToString([]byte(`{"alg":"`+alg+`"}`)) + "." + parts[1] + "." + parts[2]
+		if _, err := Verify(bad, key, now); !errors.Is(err, ErrAlgorithm) {
+			t.Fatalf("alg %q: %v", alg, err)
+		}
+	}
+	for _, tc := range []struct {
+		aud string
+		ok  bool
+	}{
+		{"http://edge/server/?hub=chathub", true},
+		{"https://EDGE:443/server?hub=ChatHub", true},
+		{"http://edge/server/?hub=other", false},
+		{"http://edge/client/?hub=chathub", false},
+		{"http://edge/chathub", false},
+		{"http://evil/server/?hub=chathub", false},
+	} {
+		tok := signHS512(t, map[string]any{"nameid": "srv", "exp": exp, "aud": tc.aud}, key)
+		c, err := Verify(tok, key, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.CheckServer("edge:8080", "chathub"); (err == nil) != tc.ok || err != nil && !errors.Is(err, ErrAudience) {
+			t.Errorf("CheckServer(aud %s) = %v, want ok %v", tc.aud, err, tc.ok)
+		}
 	}
 }

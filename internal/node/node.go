@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/edgeplane/edgeplane/internal/auth"
 	"github.com/edgeplane/edgeplane/internal/metricset"
 	"github.com/edgeplane/edgeplane/poller"
+	"github.com/edgeplane/edgeplane/service"
 	"github.com/edgeplane/edgeplane/webhook"
 )
 
@@ -77,6 +79,11 @@ type Config struct {
 	// tokens, to rotate the access key without downtime (Azure SignalR's
 	// secondary key). It needs Conn.AccessKey.
 	SecondaryAccessKey string
+	// Service, when set, turns on service mode: Azure SignalR Service's
+	// /server/ (app server connections) and /client/ (clients they host)
+	// on the client port, Default mode. Its AccessKey defaults to
+	// Conn.AccessKey. Nil: off.
+	Service *service.Config
 	// NoTrim disables returning freed memory to the OS after connection
 	// bursts (see trim.go).
 	NoTrim bool
@@ -119,6 +126,19 @@ func (c Config) WithDefaults() Config {
 			c.Conn.HubPaths[h.Name] = h.Path
 		}
 	}
+	if c.Service != nil {
+		sc := *c.Service
+		if sc.AccessKey == "" {
+			sc.AccessKey = c.Conn.AccessKey
+		}
+		if sc.Logger == nil {
+			sc.Logger = c.Logger
+		}
+		if sc.GroupTimeout <= 0 {
+			sc.GroupTimeout = c.RemoteGroupTimeout
+		}
+		c.Service = &sc
+	}
 	c.PollerConfig.RetryAfter = c.RetryAfter
 	if c.Redis != nil {
 		rc := *c.Redis
@@ -142,6 +162,7 @@ type Node struct {
 	log     *slog.Logger
 	bp      backplane.Backplane
 	router  *fanout.Router
+	svc     *service.Service // nil unless service mode
 	srv     *conn.Server
 	poll    poller.Poller
 	metrics *metricset.Registry
@@ -253,6 +274,16 @@ func Start(cfg Config) (*Node, error) {
 		cfg.Conn.ContextMaxBytes = -1
 	}
 	cfg.Conn.Upstream = n.fleet.Upstream(cfg.Conn.Upstream)
+	if cfg.Service != nil {
+		for _, name := range names {
+			if strings.EqualFold(name, "client") || strings.EqualFold(name, "server") {
+				return nil, fmt.Errorf("hub %q: in service mode /client/ and /server/ are Azure SignalR's paths", name)
+			}
+		}
+		n.svc = service.New(*cfg.Service, n.router, n.bp)
+		cfg.Conn.Service = n.svc
+		undo = append(undo, func() { n.svc.Close() })
+	}
 	if n.srv, err = conn.New(cfg.Conn, n.router); err != nil {
 		return nil, err
 	}
@@ -358,6 +389,9 @@ func (n *Node) registerMetrics() {
 	if n.webhook != nil {
 		n.metrics.Register(n.webhook.Metrics())
 	}
+	if n.svc != nil {
+		n.metrics.Register(n.svc.Metrics())
+	}
 	if m, ok := n.bp.(interface{ Metrics() *metricset.Set }); ok {
 		n.metrics.Register(m.Metrics())
 	}
@@ -375,6 +409,9 @@ func (n *Node) Server() *conn.Server { return n.srv }
 
 // Router is the node's registry of local connections, groups and users.
 func (n *Node) Router() *fanout.Router { return n.router }
+
+// Service is the node's service mode, nil when off.
+func (n *Node) Service() *service.Service { return n.svc }
 
 // Backplane is the node's backplane.
 func (n *Node) Backplane() backplane.Backplane { return n.bp }
@@ -423,6 +460,9 @@ func (n *Node) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	n.http.Shutdown(ctx)
+	if n.svc != nil {
+		n.svc.Close()
+	}
 	n.srv.Close()
 	if n.webhook != nil {
 		n.webhook.Close()

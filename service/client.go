@@ -1,0 +1,231 @@
+package service
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"unicode/utf8"
+
+	"github.com/edgeplane/edgeplane/backplane"
+	"github.com/edgeplane/edgeplane/conn"
+	"github.com/edgeplane/edgeplane/internal/hubproto"
+	"github.com/edgeplane/edgeplane/internal/serviceproto"
+	"github.com/edgeplane/edgeplane/internal/wsframe"
+)
+
+// relayClient is a /client/ connection and the server connection hosting
+// it.
+type relayClient struct {
+	c        *conn.Conn
+	sc       *serverConn
+	binary   bool // MessagePack: binary frames, length-prefixed records
+	accepted atomic.Bool
+
+	mu      sync.Mutex // the app's bytes for the client: one writer at a time
+	partial []byte     // an incomplete record from an older SDK's raw chunk
+}
+
+// RelayOpen implements conn.Service: pick a server connection of the hub,
+// send it OpenConnection (claims with .NET claim types, headers, query
+// string, the hub protocol) and the client's handshake request as its
+// first ConnectionData. The app answers the handshake.
+func (s *Service) RelayOpen(c *conn.Conn, hs hubproto.Handshake, handshake []byte, ctx *backplane.ConnectContext) error {
+	h := s.hub(c.Hub())
+	if h == nil {
+		return ErrNoServer
+	}
+	var raw []byte
+	if ctx != nil {
+		raw = ctx.Claims
+	}
+	claims, err := claimsOf(raw)
+	if err != nil {
+		return fmt.Errorf("access token claims: %w", err)
+	}
+	var sticky, mode string
+	for _, cl := range claims {
+		switch cl.Type {
+		case serviceproto.ClaimServerName:
+			sticky = cl.Value
+		case serviceproto.ClaimServerSticky:
+			mode = cl.Value
+		}
+	}
+	sc := h.pick(sticky, mode)
+	if sc == nil {
+		s.M.relayRefused.Inc()
+		return ErrNoServer
+	}
+	rc := &relayClient{c: c, sc: sc, binary: hs.Protocol.Binary()}
+	if !h.clients.add(c.ID(), rc) {
+		return fmt.Errorf("connection id %s is already relayed", c.ID())
+	}
+	sc.hosted.Add(1)
+	open := &serviceproto.OpenConnection{ConnectionID: c.ID(), Claims: claims}
+	open.Ext = open.Ext.WithProtocol(hs.Protocol.Name())
+	if ctx != nil {
+		open.Headers = headersOf(ctx)
+		if ctx.Query != "" {
+			open.QueryString = "?" + ctx.Query
+		}
+	}
+	s.M.relayed.Inc()
+	if !sc.sendMany(open, &serviceproto.ConnectionData{ConnectionID: c.ID(), Payload: handshake}) {
+		h.clients.remove(c.ID())
+		sc.hosted.Add(-1)
+		return ErrNoServer
+	}
+	return nil
+}
+
+// headersOf lists the upgrade request's headers (credentials already
+// left out by conn) sorted by name, and X-Forwarded-For with the client's
+// address if the request had none: the SDK takes the remote address from
+// it.
+func headersOf(ctx *backplane.ConnectContext) []serviceproto.Header {
+	out := make([]serviceproto.Header, 0, len(ctx.Headers)+1)
+	fwd := false
+	for name, vs := range ctx.Headers {
+		out = append(out, serviceproto.Header{Name: name, Values: vs})
+		fwd = fwd || name == "X-Forwarded-For"
+	}
+	if !fwd && ctx.RemoteAddr != "" {
+		host, _, err := net.SplitHostPort(ctx.RemoteAddr)
+		if err != nil {
+			host = ctx.RemoteAddr
+		}
+		out = append(out, serviceproto.Header{Name: "X-Forwarded-For", Values: []string{host}})
+	}
+	slices.SortFunc(out, func(a, b serviceproto.Header) int {
+		switch {
+		case a.Name < b.Name:
+			return -1
+		case a.Name > b.Name:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// RelayData implements conn.Service: a client message goes to its app
+// server as ConnectionData.
+func (s *Service) RelayData(c *conn.Conn, msg []byte) {
+	h := s.hub(c.Hub())
+	if h == nil {
+		return
+	}
+	rc := h.client(c.ID())
+	if rc == nil {
+		return
+	}
+	s.M.toServer.Inc()
+	rc.sc.send(&serviceproto.ConnectionData{ConnectionID: c.ID(), Payload: msg})
+}
+
+// RelayClosed implements conn.Service: the app server hears of the
+// client's end (CloseConnection, the reason as its error unless the
+// client closed normally), and the client's pending invocations fail.
+func (s *Service) RelayClosed(c *conn.Conn, reason string) {
+	h := s.hub(c.Hub())
+	if h == nil {
+		return
+	}
+	rc := h.clients.remove(c.ID())
+	if rc == nil {
+		return
+	}
+	rc.sc.hosted.Add(-1)
+	if rc.sc.state.Load() == scOpen {
+		m := &serviceproto.CloseConnection{ConnectionID: c.ID(), ErrorMessage: serviceproto.Str(reason)}
+		rc.sc.send(m)
+	}
+	h.inv.clientGone(h, c.ID())
+}
+
+// toClient delivers an app server's ConnectionData to its client: first
+// the app's handshake response (after which the client joins its hub),
+// then whole records, in one frame per message. Current SDKs send one
+// record per ConnectionData; older ones sent raw chunks, whose
+// incomplete last record waits for the next chunk. A JSON record that is
+// not valid UTF-8 is dropped and counted: in a text frame it would fail
+// the client.
+func (h *hub) toClient(id string, payload []byte) {
+	rc := h.client(id)
+	if rc == nil {
+		h.s.M.dropped("unknown_connection").Inc()
+		return
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	data := payload
+	if len(rc.partial) > 0 {
+		rc.partial = append(rc.partial, payload...)
+		data = rc.partial
+	}
+	if !rc.accepted.Load() {
+		i := bytes.IndexByte(data, hubproto.RecordSeparator)
+		if i < 0 {
+			rc.keep(data)
+			return
+		}
+		resp := data[:i+1]
+		rc.c.RelaySend(wsframe.TextFrame(bytes.Clone(resp)))
+		if bytes.Contains(resp, []byte(`"error"`)) {
+			h.s.M.dropped("handshake_refused_by_app").Inc()
+			rc.keep(nil)
+			return // the app closes the client (CloseConnection)
+		}
+		rc.accepted.Store(true)
+		if rc.c.RelayAccept() {
+			h.users.joined(rc.c.UserID(), id)
+		}
+		data = data[i+1:]
+	}
+	n := recordsEnd(data, rc.binary)
+	if n > 0 {
+		recs := data[:n]
+		var frame []byte
+		if rc.binary {
+			frame = wsframe.BinaryFrame(recs)
+		} else if utf8.Valid(recs) {
+			frame = wsframe.TextFrame(recs)
+		} else {
+			h.s.M.dropped("invalid_utf8").Inc()
+		}
+		if frame != nil {
+			h.s.M.toClient.Inc()
+			rc.c.RelaySend(frame)
+		}
+	}
+	rc.keep(data[n:])
+}
+
+// keep holds an incomplete record (a copy; nil drops it).
+func (rc *relayClient) keep(rest []byte) {
+	if len(rest) == 0 {
+		rc.partial = nil
+		return
+	}
+	rc.partial = append([]byte(nil), rest...)
+}
+
+// recordsEnd is the length of the whole records at the start of b: up to
+// the last 0x1e for JSON, whole length-prefixed records for MessagePack.
+func recordsEnd(b []byte, binary bool) int {
+	if !binary {
+		return bytes.LastIndexByte(b, hubproto.RecordSeparator) + 1
+	}
+	off := 0
+	for off < len(b) {
+		n, k, ok, err := serviceproto.ReadPrefix(b[off:])
+		if err != nil || !ok || off+k+n > len(b) {
+			break
+		}
+		off += k + n
+	}
+	return off
+}
