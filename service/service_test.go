@@ -174,7 +174,12 @@ func TestAppSends(t *testing.T) {
 	if err := h.Client(bob.id).Send("client", "6"); err != nil {
 		t.Fatal(err)
 	}
-	// A marker to all: everything sent before it has arrived when it has.
+	// The app's sends may leave on different server connections, each
+	// read by its own goroutine: wait for the ones expected, then a marker
+	// to all for what must not arrive.
+	alice.wait("user", func(m map[string]any) bool { return m["target"] == "user" })
+	alice2.wait("user", func(m map[string]any) bool { return m["target"] == "user" })
+	bob.wait("client", func(m map[string]any) bool { return m["target"] == "client" })
 	if err := h.All().Send("marker"); err != nil {
 		t.Fatal(err)
 	}
