@@ -64,6 +64,7 @@ test-long: deps
 bench-smoke:
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./fanout/ ./backplane/...
 	$(GO) test -run '^$$' -bench '^Benchmark(Send|Broadcast|CountOpenFDs)$$' -benchtime 20x ./poller/
+	$(GO) test -run '^$$' -bench '^BenchmarkWheel' -benchtime 20x ./conn/
 
 fuzz:
 	@for t in FuzzTokenVerify FuzzClientBytes; do \
