@@ -488,3 +488,35 @@ func TestConfigWithDefaults(t *testing.T) {
 		}
 	}
 }
+
+// TestOnCloseAccounting: a socket that goes away under an open connection
+// is counted as peer_gone once; one the node closed itself is counted
+// under its cause only. OnClose frees the partial input the connection
+// held (a fragmented message that never ended): no buffers are left.
+func TestOnCloseAccounting(t *testing.T) {
+	t.Run("peer gone", func(t *testing.T) {
+		s, c, _ := openConn(t)
+		c.OnData(clientFrame(0x01, []byte(`{"type":1,`))) // a fragment, never finished
+		if c.bufs == nil || c.bufs.frag == nil {
+			t.Fatal("the fragment is not kept")
+		}
+		c.OnClose(nil)
+		if got := s.M.closed[causePeerGone.idx].Get(); got != 1 {
+			t.Fatalf("edgeplane_closed_total{reason=\"peer_gone\"} = %d, want 1", got)
+		}
+		if c.bufs != nil {
+			t.Fatalf("buffers held after OnClose: %+v", c.bufs)
+		}
+	})
+	t.Run("closed by the node", func(t *testing.T) {
+		s, c, _ := openConn(t)
+		c.closeWith(causeServerClose)
+		c.OnClose(nil)
+		if got := s.M.closed[causePeerGone.idx].Get(); got != 0 {
+			t.Fatalf("edgeplane_closed_total{reason=\"peer_gone\"} = %d after a close by the node, want 0", got)
+		}
+		if got := s.M.closed[causeServerClose.idx].Get(); got != 1 {
+			t.Fatalf("edgeplane_closed_total{reason=\"server_close\"} = %d, want 1", got)
+		}
+	})
+}
