@@ -195,3 +195,30 @@ func TestDisconnectReasonEveryCause(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestReadWhole: a negotiate is answered only once its body is
+// complete, as application/json; an error answer has no Content-Type; a
+// request that is only a blank line is malformed (400), not awaited.
+func TestRequestReadWhole(t *testing.T) {
+	s := newTestServer(t, Config{})
+	req := negotiateReq("/chat/negotiate?negotiateVersion=1", "")
+	req = strings.Replace(req, "Content-Length: 0", "Content-Length: 2", 1)
+	fc := &fakeConn{}
+	sess := s.OnOpen(fc)
+	defer sess.OnClose(nil)
+	sess.OnData([]byte(req + "{"))
+	if out := fc.output(); len(out) != 0 {
+		t.Fatalf("answered before the body was complete: %q", out)
+	}
+	sess.OnData([]byte("}"))
+	if out := string(fc.output()); !strings.HasPrefix(out, "HTTP/1.1 200 ") || !strings.Contains(out, "\r\nContent-Type: application/json\r\n") {
+		t.Fatalf("answer %q, want 200 application/json", out)
+	}
+	resp, _ := exchange(t, s, negotiateReq("/nope/negotiate", ""))
+	if ct, ok := resp.Header["Content-Type"]; ok {
+		t.Fatalf("a 404 with Content-Type %q", ct)
+	}
+	if resp, _ := exchange(t, s, "\r\n\r\n"); resp.StatusCode != 400 {
+		t.Fatalf("a blank request: %d, want 400", resp.StatusCode)
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -423,12 +425,14 @@ func TestDrainPacesCloses(t *testing.T) {
 		}
 	})
 	t.Run("window ends", func(t *testing.T) {
-		// Four over one second: the last is due 750 ms after the first.
+		// Twenty over one second: the last is due 950 ms after the first
+		// (the deadline is ten times that: pacing over twenty windows, or
+		// twenty times twenty, would miss it).
 		s := newTestServer(t, Config{})
-		fcs := connect(t, s, 4)
+		fcs := connect(t, s, 20)
 		done := make(chan struct{})
 		go func() { defer close(done); s.Drain(context.Background(), time.Second) }()
-		testutil.WaitUntil(t, 10*time.Second, "a one-second drain to close all four", func() bool {
+		testutil.WaitUntil(t, 10*time.Second, "a one-second drain to close all twenty", func() bool {
 			select {
 			case <-done:
 				return true
@@ -436,8 +440,8 @@ func TestDrainPacesCloses(t *testing.T) {
 				return false
 			}
 		})
-		if n := shut(fcs); n != 4 {
-			t.Fatalf("%d of 4 closed", n)
+		if n := shut(fcs); n != 20 {
+			t.Fatalf("%d of 20 closed", n)
 		}
 	})
 }
@@ -519,4 +523,190 @@ func TestOnCloseAccounting(t *testing.T) {
 			t.Fatalf("edgeplane_closed_total{reason=\"server_close\"} = %d, want 1", got)
 		}
 	})
+}
+
+// failingUpstream refuses every event, recording them.
+type failingUpstream struct{ upstreamRec }
+
+func (u *failingUpstream) Send(e *backplane.Event) error {
+	u.upstreamRec.Send(e)
+	return errors.New("upstream full")
+}
+
+func (u *upstreamRec) kinds() []backplane.EventKind {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var out []backplane.EventKind
+	for _, e := range u.events {
+		out = append(out, e.Kind)
+	}
+	return out
+}
+
+// TestUpstreamEvents: an open connection gives its upstream one connected
+// event, its invocations and one disconnected event with the reason; a
+// connection that never completed its handshake gives none. Events the
+// upstream refuses are counted, and a refused invocation that expects an
+// answer gets a Completion with the upstream's error.
+func TestUpstreamEvents(t *testing.T) {
+	t.Run("accepted", func(t *testing.T) {
+		up := &upstreamRec{}
+		s, c, _ := openConnWith(t, Config{Upstream: up})
+		c.OnData(clientFrame(0x81, []byte(`{"type":1,"target":"a","arguments":[]}`+"\x1e")))
+		c.closeWith(causeServerClose)
+		c.OnClose(nil)
+		if got := up.kinds(); !slices.Equal(got, []backplane.EventKind{backplane.EventConnected, backplane.EventInvocation, backplane.EventDisconnected}) {
+			t.Fatalf("events %v, want connected, invocation, disconnected", got)
+		}
+		if r := up.events[2].Reason; r != "server_close" {
+			t.Fatalf("disconnected reason %q, want server_close", r)
+		}
+		if s.M.upstreamErr.Get() != 0 || s.M.dropped.Get() != 0 {
+			t.Fatalf("upstream errors %d, dropped %d; want 0", s.M.upstreamErr.Get(), s.M.dropped.Get())
+		}
+		// Not registered: no events.
+		fc := &fakeConn{}
+		hc := s.OnOpen(fc)
+		hc.OnData([]byte(testUpgrade))
+		hc.OnClose(nil)
+		if n := len(up.kinds()); n != 3 {
+			t.Fatalf("a connection that never completed its handshake gave %d events", n-3)
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		up := &failingUpstream{}
+		s, c, fc := openConnWith(t, Config{Upstream: up})
+		if got := s.M.upstreamErr.Get(); got != 1 {
+			t.Fatalf("refused connected event: upstream errors %d, want 1", got)
+		}
+		c.OnData(clientFrame(0x81, []byte(`{"type":1,"invocationId":"9","target":"a","arguments":[]}`+"\x1e")))
+		f := readServerFrames(t, fc.output())
+		if len(f) != 1 || f[0].payload != `{"type":3,"invocationId":"9","error":"upstream full"}`+"\x1e" {
+			t.Fatalf("answer to a refused invocation: %q", f)
+		}
+		if s.M.upstreamErr.Get() != 2 || s.M.dropped.Get() != 1 {
+			t.Fatalf("after a refused invocation: upstream errors %d (want 2), dropped %d (want 1)", s.M.upstreamErr.Get(), s.M.dropped.Get())
+		}
+		c.OnClose(nil)
+		if got := s.M.upstreamErr.Get(); got != 3 {
+			t.Fatalf("refused disconnected event: upstream errors %d, want 3", got)
+		}
+	})
+}
+
+// TestDepartedTokenRefused: a negotiated connection that leaves makes its
+// token unusable until the token expires (the used set holds its expiry);
+// a skipNegotiation connection, which had no token, leaves nothing.
+func TestDepartedTokenRefused(t *testing.T) {
+	s := newTestServer(t, Config{})
+	_, body := exchange(t, s, negotiateReq("/chat/negotiate?negotiateVersion=1", ""))
+	var n struct{ ConnectionToken string }
+	if err := json.Unmarshal([]byte(body), &n); err != nil {
+		t.Fatal(err)
+	}
+	id, exp, err := s.signer.verify("chat", n.ConnectionToken, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := connectHandshake(t, s, upgradeReq("/chat?id="+n.ConnectionToken, ""))
+	c.OnClose(nil)
+	s.usedMu.Lock()
+	got, ok := s.used[id]
+	s.usedMu.Unlock()
+	if !ok || got != exp.Unix() {
+		t.Fatalf("used set: %v %d, want the token's expiry %d", ok, got, exp.Unix())
+	}
+	if resp, _ := exchange(t, s, upgradeReq("/chat?id="+n.ConnectionToken, "")); resp.StatusCode != 409 {
+		t.Fatalf("reconnect with a departed token: %d, want 409", resp.StatusCode)
+	}
+	c, _ = connectHandshake(t, s, upgradeReq("/chat", ""))
+	c.OnClose(nil)
+	s.usedMu.Lock()
+	defer s.usedMu.Unlock()
+	if len(s.used) != 1 {
+		t.Fatalf("used set holds %d ids after a skipNegotiation connection left, want 1", len(s.used))
+	}
+}
+
+// TestTokenPreviousKeyWindow: after a key change the previous key is
+// accepted for one token lifetime and a second (a token it signed just
+// before the change is valid to its end), and no longer.
+func TestTokenPreviousKeyWindow(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	s := &tokenSigner{key: []byte("old-key"), ttl: time.Minute}
+	last := s.issue("chat", newConnID(), t0)
+	old := &tokenSigner{key: []byte("old-key"), ttl: time.Hour}
+	late := old.issue("chat", newConnID(), t0) // a node still on the old key
+	if !s.setKey([]byte("new-key"), t0) {
+		t.Fatal("setKey reported no change")
+	}
+	if _, _, err := s.verify("chat", last, t0.Add(time.Minute)); err != nil {
+		t.Fatalf("the last token of the old key at the end of its lifetime: %v", err)
+	}
+	if _, _, err := s.verify("chat", late, t0.Add(time.Minute+time.Second-1)); err != nil {
+		t.Fatalf("an old-key token within a lifetime and a second of the change: %v", err)
+	}
+	if _, _, err := s.verify("chat", late, t0.Add(time.Minute+time.Second)); err != ErrBadToken {
+		t.Fatalf("an old-key token a lifetime and a second after the change: %v, want ErrBadToken", err)
+	}
+}
+
+// TestCloseConnectionNotLocal: a REST close for an unknown hub or a
+// connection not on this node reports false and closes nothing.
+func TestCloseConnectionNotLocal(t *testing.T) {
+	s, c, fc := openConn(t)
+	if s.CloseConnection("nope", c.entry.ID(), "") || s.CloseConnection("chat", "AAAAAAAAAAAAAAAAAAAAAA", "") {
+		t.Fatal("CloseConnection reported a connection that is not here")
+	}
+	if fc.isShutdown() {
+		t.Fatal("another connection was closed")
+	}
+}
+
+// TestConnectContextBudget: what fits ContextMaxBytes, to the byte: the
+// remote address always, then the query, the claims and the headers in
+// name order, each counted as the JSON it becomes ("k":["v"], plus the
+// braces); one byte less leaves the last part out and marks the context
+// truncated.
+func TestConnectContextBudget(t *testing.T) {
+	const remote = len("127.0.0.1:1")
+	ctxFor := func(t *testing.T, cfg Config, req string) *backplane.ConnectContext {
+		t.Helper()
+		up := &upstreamRec{}
+		cfg.Upstream = up
+		s := newTestServer(t, cfg)
+		c, _ := connectHandshake(t, s, req)
+		defer c.OnClose(nil)
+		return up.connected(t)
+	}
+	// Headers: Host (4+6 + 21+3 = 34) and X-A (3+6 + 4+3 = 16).
+	req := upgradeReq("/chat", "X-A: vvvv\r\n")
+	full := remote + 2 + 34 + 16
+	if cc := ctxFor(t, Config{ContextMaxBytes: full}, req); cc.Truncated || len(cc.Headers) != 2 {
+		t.Fatalf("budget %d: headers %v, truncated %v; want both, not truncated", full, cc.Headers, cc.Truncated)
+	}
+	if cc := ctxFor(t, Config{ContextMaxBytes: full - 1}, req); !cc.Truncated || len(cc.Headers) != 1 || cc.Headers["Host"] == nil {
+		t.Fatalf("budget %d: headers %v, truncated %v; want Host only, truncated", full-1, cc.Headers, cc.Truncated)
+	}
+	// The query (q=12345: 7 bytes), and nothing left for headers.
+	qreq := upgradeReq("/chat?q=12345", "")
+	if cc := ctxFor(t, Config{ContextMaxBytes: remote + 7}, qreq); cc.Query != "q=12345" || cc.Headers != nil || !cc.Truncated {
+		t.Fatalf("budget for the query exactly: %+v", cc)
+	}
+	if cc := ctxFor(t, Config{ContextMaxBytes: remote + 6}, qreq); cc.Query != "" || !cc.Truncated {
+		t.Fatalf("budget a byte short of the query: %+v", cc)
+	}
+	// The claims.
+	tok := clientToken(t, map[string]any{"nameid": "alice"})
+	creq := upgradeReq("/chat?access_token="+tok, "")
+	raw := len(ctxFor(t, Config{AccessKey: testKey}, creq).Claims)
+	if raw == 0 {
+		t.Fatal("no claims in the context")
+	}
+	if cc := ctxFor(t, Config{AccessKey: testKey, ContextMaxBytes: remote + raw}, creq); len(cc.Claims) != raw {
+		t.Fatalf("budget for the claims exactly: %+v", cc)
+	}
+	if cc := ctxFor(t, Config{AccessKey: testKey, ContextMaxBytes: remote + raw - 1}, creq); cc.Claims != nil || !cc.Truncated {
+		t.Fatalf("budget a byte short of the claims: %+v", cc)
+	}
 }
