@@ -358,6 +358,7 @@ func TestDeliver(t *testing.T) {
 // SignalR Close with allowReconnect and close 1012 after what was queued.
 // A context that ends closes the rest at once.
 func TestDrainPacesCloses(t *testing.T) {
+	t.Parallel()
 	connect := func(t *testing.T, s *Server, n int) []*fakeConn {
 		var fcs []*fakeConn
 		for range n {
@@ -386,6 +387,7 @@ func TestDrainPacesCloses(t *testing.T) {
 		return n
 	}
 	t.Run("one hour window", func(t *testing.T) {
+		t.Parallel()
 		s := newTestServer(t, Config{})
 		fcs := connect(t, s, 4)
 		ctx, cancel := context.WithCancel(context.Background())
@@ -425,6 +427,7 @@ func TestDrainPacesCloses(t *testing.T) {
 		}
 	})
 	t.Run("window ends", func(t *testing.T) {
+		t.Parallel()
 		// Twenty over one second: the last is due 950 ms after the first
 		// (the deadline is ten times that: pacing over twenty windows, or
 		// twenty times twenty, would miss it).
