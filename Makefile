@@ -93,7 +93,7 @@ fuzz:
 #   make mutate-report   (table from the last runs' JSON in bin/mutate)
 GREMLINS_VERSION := v0.6.0
 GREMLINS         := $(BIN)/gremlins-$(GREMLINS_VERSION)/gremlins
-MUTATE_PKGS      ?= fanout poller backplane/wire backplane internal/auth internal/wsframe internal/hubproto
+MUTATE_PKGS      ?= conn fanout poller backplane/wire backplane internal/auth internal/wsframe internal/hubproto
 MUTATE_WORKERS   ?= 2
 BASE             ?= main
 
