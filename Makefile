@@ -83,6 +83,7 @@ test-long: deps
 bench-smoke:
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./fanout/ ./backplane/...
 	$(GO) test -run '^$$' -bench '^Benchmark(Send|Broadcast|CountOpenFDs)$$' -benchtime 20x ./poller/
+	$(GO) test -run '^$$' -bench '^BenchmarkWheel' -benchtime 20x ./conn/
 
 fuzz:
 	@for t in FuzzTokenVerify FuzzClientBytes; do \
@@ -114,7 +115,7 @@ fuzz:
 #   make mutate-report   (table from the last runs' JSON in bin/mutate)
 GREMLINS_VERSION := v0.6.0
 GREMLINS         := $(BIN)/gremlins-$(GREMLINS_VERSION)/gremlins
-MUTATE_PKGS      ?= fanout poller backplane/wire backplane internal/auth internal/wsframe internal/hubproto
+MUTATE_PKGS      ?= conn fanout poller backplane/wire backplane internal/auth internal/wsframe internal/hubproto
 MUTATE_WORKERS   ?= 2
 BASE             ?= main
 

@@ -200,6 +200,7 @@ func (f *fakeConn) isShutdown() bool {
 // ends (with WebSocket pings between them). (Issue 12 item 8: each byte
 // used to count as the client being alive, pinning its buffers forever.)
 func TestPartialInputHasADeadline(t *testing.T) {
+	t.Parallel()
 	hello := []byte(`{"type":1,"target":"a","arguments":["` + strings.Repeat("x", 200) + `"]}` + "\x1e")
 	for _, tc := range []struct {
 		name  string
@@ -222,6 +223,7 @@ func TestPartialInputHasADeadline(t *testing.T) {
 		}()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			s, c, fc := openConnWith(t, Config{ClientTimeout: 2 * time.Second, KeepAliveInterval: time.Second})
 			before := s.M.closed[causeTimeout.idx].Get()
 			stop := make(chan struct{})

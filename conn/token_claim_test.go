@@ -130,6 +130,7 @@ func TestTokenReuseFleetWide(t *testing.T) {
 // node knows): it connects at once, unchecked. Bytes sent before the 101
 // while the claim is pending close the connection with 400.
 func TestTokenClaimRedisDown(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	a, rb := claimNode(t, srv, "fleet-token-key")
 

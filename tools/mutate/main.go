@@ -30,8 +30,8 @@ import (
 	"time"
 )
 
-// settings narrow one package's run. A package with none (conn, when it is
-// added to the list) is mutated on all its files with all its tests.
+// settings narrow one package's run. A package with none (conn, fanout,
+// ...) is mutated on all its files with all its tests.
 type settings struct {
 	// Only, if set, lists the files to mutate; the rest are excluded.
 	Only []string
