@@ -56,10 +56,10 @@ func TestRequestLimits(t *testing.T) {
 	}
 }
 
-// TestNegotiateVersions: negotiateVersion 1 answers a connection id and a
+// TestNegotiateVersionsConnect: negotiateVersion 1 answers a connection id and a
 // separate connection token; version 0 (or none) answers the token as the
 // connection id, which is what those clients connect with. Both connect.
-func TestNegotiateVersions(t *testing.T) {
+func TestNegotiateVersionsConnect(t *testing.T) {
 	s := newTestServer(t, Config{})
 	for _, v := range []string{"", "?negotiateVersion=0", "?negotiateVersion=1", "?negotiateVersion=2"} {
 		resp, body := exchange(t, s, negotiateReq("/chat/negotiate"+v, ""))
@@ -75,7 +75,7 @@ func TestNegotiateVersions(t *testing.T) {
 				t.Fatalf("negotiate%s: %s, want negotiateVersion 1, a 22-character connectionId and a connectionToken", v, body)
 			}
 			connectWith = tok
-		} else if hasTok || n["negotiateVersion"] != nil || len(id) == 22 {
+		} else if hasTok || n["negotiateVersion"] != 0.0 || len(id) == 22 {
 			t.Fatalf("negotiate%s: %s, want version 0: the token as connectionId, no connectionToken", v, body)
 		}
 		if resp, _ := exchange(t, s, upgradeReq("/chat?id="+connectWith, "")); resp.StatusCode != 101 {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/edgeplane/edgeplane/backplane"
+	"github.com/edgeplane/edgeplane/fanout"
+	"github.com/edgeplane/edgeplane/internal/hubproto"
 	"github.com/edgeplane/edgeplane/internal/testutil"
 	"github.com/edgeplane/edgeplane/internal/wsframe"
 )
@@ -224,13 +226,13 @@ func TestKeepAliveTicks(t *testing.T) {
 	if next := tickAt(s, c, 103); next != 106 || pings() != 1 {
 		t.Fatalf("second 103, 3 s silent: next %d (want 106), %d pings (want 1)", next, pings())
 	}
-	if s.M.ownOut.Get() != ownOut+1 || s.M.ownBytes.Get() != ownBytes+uint64(len(pingFrame)) || c.lastWrite.Load() != 103 {
+	if s.M.ownOut.Get() != ownOut+1 || s.M.ownBytes.Get() != ownBytes+uint64(len(pingFrames[hubproto.IDJSON])) || c.lastWrite.Load() != 103 {
 		t.Fatalf("the Ping: control frames %d (+%d), bytes %d (+%d), lastWrite %d", s.M.ownOut.Get(), s.M.ownOut.Get()-ownOut,
 			s.M.ownBytes.Get(), s.M.ownBytes.Get()-ownBytes, c.lastWrite.Load())
 	}
 	// A delivery in second 105 is outbound traffic: no Ping in 106.
 	setClock(s, 105)
-	c.Deliver(wsframe.TextFrame([]byte(`{"type":1,"target":"x","arguments":[]}` + "\x1e")))
+	c.Deliver(fanout.NewFrames([]byte(`{"type":1,"target":"x","arguments":[]}`+"\x1e"), nil))
 	if next := tickAt(s, c, 106); next != 107 || pings() != 1 {
 		t.Fatalf("second 106, a delivery in 105: next %d (want the time-out, 107), %d pings (want 1)", next, pings())
 	}
@@ -321,8 +323,9 @@ func TestDeliver(t *testing.T) {
 		s, c, fc := openConn(t)
 		s.Close()
 		setClock(s, 50)
-		frame := wsframe.TextFrame([]byte(`{"type":1,"target":"a","arguments":[]}` + "\x1e"))
-		c.Deliver(frame)
+		rec := []byte(`{"type":1,"target":"a","arguments":[]}` + "\x1e")
+		frame := wsframe.TextFrame(rec)
+		c.Deliver(fanout.NewFrames(rec, nil))
 		if string(fc.output()) != string(frame) || c.lastWrite.Load() != 50 {
 			t.Fatalf("sent %q, lastWrite %d; want the frame and second 50", fc.output(), c.lastWrite.Load())
 		}
@@ -332,7 +335,7 @@ func TestDeliver(t *testing.T) {
 		s.Close()
 		setClock(s, 50)
 		fc.Close() // the poller saw the peer go; OnClose comes next
-		c.Deliver(wsframe.TextFrame([]byte(`{"type":6}` + "\x1e")))
+		c.Deliver(fanout.NewFrames([]byte(`{"type":6}`+"\x1e"), nil))
 		if c.state.Load() != stOpen || s.M.closed[causeSlowClient.idx].Get() != 0 || c.lastWrite.Load() == 50 {
 			t.Fatalf("delivery to a closed socket: state %d, slow_client %d, lastWrite %d; want none of it",
 				c.state.Load(), s.M.closed[causeSlowClient.idx].Get(), c.lastWrite.Load())
@@ -458,6 +461,7 @@ func TestConfigWithDefaults(t *testing.T) {
 		HandshakeTimeout: DefaultHandshakeTimeout, KeepAliveInterval: DefaultKeepAliveInterval, ClientTimeout: DefaultClientTimeout,
 		AcceptRate: DefaultAcceptRate, AcceptBurst: DefaultAcceptRate, RetryAfter: DefaultRetryAfter,
 		MaxMessageRate: DefaultMaxMessageRate, ContextMaxBytes: DefaultContextMaxBytes,
+		ReconnectWindow: DefaultReconnectWindow, ReconnectBufferBytes: DefaultReconnectBufferBytes,
 	}
 	check := func(name string, got Config, want Config) {
 		t.Helper()
@@ -482,6 +486,7 @@ func TestConfigWithDefaults(t *testing.T) {
 	set := Config{
 		TokenTTL: 1, MaxMessageBytes: 1, MaxHeaderBytes: 1, HandshakeTimeout: 1, KeepAliveInterval: 1, ClientTimeout: 1,
 		AcceptRate: 0.5, AcceptBurst: 1, RetryAfter: 1, MaxMessageRate: 1, ContextMaxBytes: 1,
+		ReconnectWindow: 1, ReconnectBufferBytes: 1,
 	}
 	check("set", set.WithDefaults(), set)
 	if got := (Config{AcceptRate: 250.7}).WithDefaults().AcceptBurst; got != 250 {
