@@ -1,5 +1,5 @@
 # Benchmark targets for edgebench (included by the top-level Makefile).
-# They assume `make build` produced bin/edgeplane; bin/edgebench is built here.
+# They build bin/edgeplane and bin/edgebench first.
 #
 #   make bench-density   idle connections per GiB at BENCH_SIZES, per poller, vs baseline
 #   make bench-fanout    group broadcast to BENCH_FANOUT_CONNS connections, 64 B and 4 KiB
@@ -23,25 +23,28 @@ EDGEBENCH := bin/edgebench
 bench_comma := ,
 BENCH_FANOUT_REDIS = $(if $(BENCH_REDIS),--via rest$(bench_comma)redis --redis $(BENCH_REDIS),--via rest)
 
-.PHONY: bench bench-density bench-fanout bench-storm $(EDGEBENCH)
+.PHONY: bench bench-density bench-fanout bench-storm $(EDGEBENCH) bench-edgeplane
 
-$(EDGEBENCH):
+$(EDGEBENCH): bench-edgeplane
 	go build -o $(EDGEBENCH) ./cmd/edgebench
+
+bench-edgeplane:
+	go build -o bin/edgeplane ./cmd/edgeplane
 
 $(BENCH_OUT):
 	mkdir -p $(BENCH_OUT)
 
 bench-density: $(EDGEBENCH) | $(BENCH_OUT)
 	$(EDGEBENCH) density --sizes $(BENCH_SIZES) --poller $(BENCH_POLLERS) --idle-window $(BENCH_IDLE) \
-		--json $(BENCH_OUT)/density.json --log $(BENCH_OUT)/density.log $(BENCH_FLAGS)
+		--json $(BENCH_OUT)/density.json $(BENCH_FLAGS)
 
 bench-fanout: $(EDGEBENCH) | $(BENCH_OUT)
 	$(EDGEBENCH) fanout --conns $(BENCH_FANOUT_CONNS) --sizes $(BENCH_FANOUT_SIZES) --poller $(BENCH_POLLERS) \
-		$(BENCH_FANOUT_REDIS) --json $(BENCH_OUT)/fanout.json --log $(BENCH_OUT)/fanout.log $(BENCH_FLAGS)
+		$(BENCH_FANOUT_REDIS) --json $(BENCH_OUT)/fanout.json $(BENCH_FLAGS)
 
 bench-storm: $(EDGEBENCH) | $(BENCH_OUT)
 	$(EDGEBENCH) storm --clients $(BENCH_STORM_CLIENTS) --poller $(BENCH_POLLERS) \
-		--json $(BENCH_OUT)/storm.json --log $(BENCH_OUT)/storm.log $(BENCH_FLAGS)
+		--json $(BENCH_OUT)/storm.json $(BENCH_FLAGS)
 
 # The quick tour: every experiment at sizes that finish in a few minutes.
 bench: $(EDGEBENCH) | $(BENCH_OUT)

@@ -92,6 +92,9 @@ type LoaderStats struct {
 	SeqLast  map[string]int64 `json:"seq_last,omitempty"`
 	SeqCount map[string]int   `json:"seq_count,omitempty"`
 	Errors   map[string]int   `json:"errors,omitempty"` // failure reasons, counted
+	// FirstErrors are the first MaxFirstErrors distinct failure reasons,
+	// in the order they happened.
+	FirstErrors []string `json:"first_errors,omitempty"`
 }
 
 type connState uint8
@@ -162,6 +165,7 @@ type Loader struct {
 	connect  Hist
 	latency  Hist
 	errs     map[string]int
+	firstErr []string
 	tick     int64
 }
 
@@ -326,6 +330,7 @@ func (l *Loader) full() LoaderStats {
 	for k, v := range l.errs {
 		s.Errors[k] = v
 	}
+	s.FirstErrors = append([]string(nil), l.firstErr...)
 	return s
 }
 
@@ -415,7 +420,7 @@ func (l *Loader) fail(c *cconn, reason string) {
 	l.closeFD(c)
 	l.inFlight--
 	l.st.Failures++
-	l.errs[reason]++
+	l.noteErr(reason)
 	if c.attempt < len(l.cfg.Retry) {
 		d := l.cfg.Retry[c.attempt]
 		c.attempt++
@@ -433,7 +438,15 @@ func (l *Loader) drop(c *cconn, reason string) {
 	c.state = stGivenUp
 	l.st.Open--
 	l.st.Dropped++
-	l.errs["dropped: "+reason]++
+	l.noteErr("dropped: " + reason)
+}
+
+// noteErr counts a failure reason and keeps the first few distinct ones.
+func (l *Loader) noteErr(reason string) {
+	if l.errs[reason] == 0 && len(l.firstErr) < MaxFirstErrors {
+		l.firstErr = append(l.firstErr, reason)
+	}
+	l.errs[reason]++
 }
 
 func (l *Loader) lost(c *cconn, reason string) {

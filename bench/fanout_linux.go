@@ -77,11 +77,14 @@ type FanoutCase struct {
 
 // FanoutSystem is one system's run.
 type FanoutSystem struct {
-	Spec    SystemSpec   `json:"spec"`
-	Nodes   int          `json:"nodes"`
-	Members int          `json:"members"`
-	Cases   []FanoutCase `json:"cases"`
-	Error   string       `json:"error,omitempty"`
+	Spec  SystemSpec `json:"spec"`
+	Nodes int        `json:"nodes"`
+	// Connect says how many of the requested connections opened, and why
+	// the others did not; Members is how many of them joined the group.
+	Connect ConnectSummary `json:"connect"`
+	Members int            `json:"members"`
+	Cases   []FanoutCase   `json:"cases"`
+	Error   string         `json:"error,omitempty"`
 }
 
 // FanoutReport is the result of RunFanout.
@@ -215,19 +218,24 @@ func setupRig(ctx context.Context, cfg FanoutConfig, spec SystemSpec) (*rig, err
 		rg.servers = append(rg.servers, s)
 		addrs = append(addrs, s.Listen)
 	}
-	perChild := MaxPerChild
-	if cfg.Conns/cfg.Nodes < perChild {
-		perChild = (cfg.Conns + cfg.Nodes - 1) / cfg.Nodes
+	room := make([]int, len(rg.servers))
+	for i, sv := range rg.servers {
+		r, err := sv.Room()
+		if err != nil {
+			return rg, err
+		}
+		room[i] = r
 	}
-	f, err := StartFleet(FleetConfig{Self: cfg.Self, Addrs: addrs, Conns: cfg.Conns, PerChild: perChild, Concurrency: 256,
+	f, err := StartFleet(FleetConfig{Self: cfg.Self, Addrs: addrs, Room: room, Conns: cfg.Conns, Concurrency: 256,
 		Retry: []time.Duration{0, time.Second, 2 * time.Second, 5 * time.Second}, Stderr: cfg.Log})
 	if err != nil {
 		return rg, err
 	}
 	rg.fleet = f
 	bar := NewBar(cfg.Progress, spec.Name+" connect", cfg.Conns)
-	p, err := f.WaitSettled(ctx, 3*time.Minute, bar)
-	bar.Done(p.Open, fmt.Sprintf("fail %d", p.Failures))
+	p, err := f.WaitSettled(ctx, connectTimeout(cfg.Conns), bar)
+	bar.Done(p.Open, fmt.Sprintf("fail %d  503 %d", p.Failures, p.Rejected503))
+	rg.sys.Connect, _ = f.Summary()
 	if err != nil {
 		return rg, err
 	}
@@ -235,8 +243,14 @@ func setupRig(ctx context.Context, cfg FanoutConfig, spec SystemSpec) (*rig, err
 	if err != nil {
 		return rg, err
 	}
-	rg.sys.Members, err = joinGroup(ctx, rg.servers, ids, rg.group, cfg.Progress, spec.Name)
+	rg.sys.Members, err = joinGroup(ctx, rg.servers, ids, f.ChildNodes(), rg.group, cfg.Progress, spec.Name)
 	return rg, err
+}
+
+// connectTimeout bounds the connect phase of n connections: 3 minutes, and
+// a minute more per 20,000 above 60,000.
+func connectTimeout(n int) time.Duration {
+	return 3*time.Minute + time.Duration(max(0, n-60000)/20000)*time.Minute
 }
 
 // caseRun accumulates one (path, size) case of one rig.
@@ -383,8 +397,8 @@ func finishCase(rg *rig, run *caseRun) FanoutCase {
 }
 
 // joinGroup PUTs every connection into the group on the node it is
-// connected to (child i talks to node i mod nodes).
-func joinGroup(ctx context.Context, servers []*Server, ids [][]string, group string, progress io.Writer, name string) (int, error) {
+// connected to (child i talks to node nodeOf[i]).
+func joinGroup(ctx context.Context, servers []*Server, ids [][]string, nodeOf []int, group string, progress io.Writer, name string) (int, error) {
 	type job struct{ admin, id string }
 	jobs := make(chan job)
 	total := 0
@@ -421,7 +435,7 @@ func joinGroup(ctx context.Context, servers []*Server, ids [][]string, group str
 		}()
 	}
 	for i, l := range ids {
-		admin := servers[i%len(servers)].Admin
+		admin := servers[nodeOf[i]].Admin
 		for _, id := range l {
 			jobs <- job{admin, id}
 		}

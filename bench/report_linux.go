@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 )
 
@@ -39,7 +40,7 @@ func WriteDensityTable(w io.Writer, r *DensityReport) {
 		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tconns\topen\tRSS\tB/conn\tvs baseline\tslope B/conn\theap+stack/conn\tconns/GiB\tgoroutines\tslab/conn (both ends)\tidle CPU\tdropped\t")
+	fmt.Fprintln(tw, "system\tconns\topen\tfailed\t503\tRSS\tB/conn\tvs baseline\tslope B/conn\theap+stack/conn\tconns/GiB\tgoroutines\tslab/conn (both ends)\tidle CPU\tdropped\t")
 	for _, s := range r.Systems {
 		for _, p := range s.Points {
 			vs := "-"
@@ -54,16 +55,77 @@ func WriteDensityTable(w io.Writer, r *DensityReport) {
 			if p.IdleWindowSec > 0 {
 				idle = fmt.Sprintf("%.2f%%", p.IdleCPUPct)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.0f\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%s\t%d\t\n",
-				s.Spec.Name, p.Conns, p.Open, mib(float64(p.RSS)), p.BytesPerConn, vs, p.SlopePerConn,
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%.0f\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%s\t%d\t\n",
+				s.Spec.Name, p.Conns, p.Open, p.Connect.Failures, p.Connect.Rejected503, mib(float64(p.RSS)), p.BytesPerConn, vs, p.SlopePerConn,
 				p.HeapStackPer, p.ConnsPerGiB, p.Goroutines, p.SlabPerConn, idle, p.Dropped)
 		}
 	}
 	tw.Flush()
 	for _, s := range r.Systems {
+		for _, p := range s.Points {
+			if p.Connect.Requested > 0 && (p.Connect.Short() || p.Connect.Failures > 0) {
+				fmt.Fprintf(w, "connections: %s +%d to %d: %s\n", s.Spec.Name, p.Connect.Requested, p.Conns, p.Connect)
+			}
+		}
 		if s.Error != "" {
 			fmt.Fprintf(w, "%s: ERROR: %s\n", s.Spec.Name, s.Error)
 		}
+	}
+	writeShortfalls(w, r.Shortfalls())
+}
+
+// Shortfalls lists, one line each, every system and size whose requested
+// connections did not all open.
+func (r *DensityReport) Shortfalls() []string {
+	var out []string
+	for _, s := range r.Systems {
+		for _, p := range s.Points {
+			if p.Connect.Short() {
+				out = append(out, fmt.Sprintf("%s: %d of %d connections open at size %d (%d of the %d added: %s)",
+					s.Spec.Name, p.Open, p.Conns, p.Conns, p.Connect.Connected, p.Connect.Requested, p.Connect))
+			}
+		}
+	}
+	return out
+}
+
+// Errors lists the systems that could not be measured.
+func (r *DensityReport) Errors() []string {
+	return systemErrors(r.Systems, func(s DensitySystem) (string, string) { return s.Spec.Name, s.Error })
+}
+
+// Errors lists the systems and cases that could not be measured.
+func (r *FanoutReport) Errors() []string {
+	out := systemErrors(r.Systems, func(s FanoutSystem) (string, string) { return s.Spec.Name, s.Error })
+	for _, s := range r.Systems {
+		for _, c := range s.Cases {
+			if c.Error != "" {
+				out = append(out, fmt.Sprintf("%s %s %d B: %s", s.Spec.Name, c.Via, c.Size, c.Error))
+			}
+		}
+	}
+	return out
+}
+
+// Errors lists the systems that could not be measured.
+func (r *StormReport) Errors() []string {
+	return systemErrors(r.Systems, func(s StormResult) (string, string) { return s.Spec.Name, s.Error })
+}
+
+func systemErrors[T any](items []T, f func(T) (name, err string)) []string {
+	var out []string
+	for _, it := range items {
+		if name, err := f(it); err != "" {
+			out = append(out, name+": "+err)
+		}
+	}
+	return out
+}
+
+// writeShortfalls ends a table with the runs that fell short.
+func writeShortfalls(w io.Writer, short []string) {
+	for _, l := range short {
+		fmt.Fprintf(w, "SHORT: %s\n", l)
 	}
 }
 
@@ -92,10 +154,10 @@ func baselineOf[T any](items []T, spec func(T) SystemSpec) (T, bool) {
 
 // WriteFanoutTable prints the fanout report.
 func WriteFanoutTable(w io.Writer, r *FanoutReport) {
-	fmt.Fprintf(w, "\nFanout: %d connections in one group (%s, %d cores, load %s)\n", r.Conns, r.Machine.CPU, r.Machine.Cores, r.Machine.LoadAvg)
+	fmt.Fprintf(w, "\nFanout: %d connections requested per system, all in one group (%s, %d cores, load %s)\n", r.Conns, r.Machine.CPU, r.Machine.Cores, r.Machine.LoadAvg)
 	base, hasBase := baselineOf(r.Systems, func(s FanoutSystem) SystemSpec { return s.Spec })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tnodes\tvia\tsize\tdelivered/expected\tp50 ms\tp99 ms\tmax ms\tbroadcast p50 ms\tvs baseline\tdeliveries/s\tCPU s/M deliv\tvs baseline\tclient CPU s\tdropped\t")
+	fmt.Fprintln(tw, "system\tnodes\tconns\tvia\tsize\tdelivered/expected\tp50 ms\tp99 ms\tmax ms\tbroadcast p50 ms\tvs baseline\tdeliveries/s\tCPU s/M deliv\tvs baseline\tclient CPU s\tdropped\t")
 	for _, s := range r.Systems {
 		for _, c := range s.Cases {
 			vsLat, vsCPU := "-", "-"
@@ -108,16 +170,19 @@ func WriteFanoutTable(w io.Writer, r *FanoutReport) {
 				}
 			}
 			if c.Error != "" {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\tERROR (below)\t\t\t\t\t\t\t\t\t\t\n", s.Spec.Name, s.Nodes, c.Via, c.Size)
+				fmt.Fprintf(tw, "%s\t%d\t%d/%d\t%s\t%d\tERROR (below)\t\t\t\t\t\t\t\t\t\t\n", s.Spec.Name, s.Nodes, s.Connect.Connected, s.Connect.Requested, c.Via, c.Size)
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d/%d\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%.0f\t%.2f\t%s\t%.2f\t%d\t\n",
-				s.Spec.Name, s.Nodes, c.Via, c.Size, c.Delivered, c.Expected, c.Latency.P50ms, c.Latency.P99ms,
+			fmt.Fprintf(tw, "%s\t%d\t%d/%d\t%s\t%d\t%d/%d\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%.0f\t%.2f\t%s\t%.2f\t%d\t\n",
+				s.Spec.Name, s.Nodes, s.Connect.Connected, s.Connect.Requested, c.Via, c.Size, c.Delivered, c.Expected, c.Latency.P50ms, c.Latency.P99ms,
 				c.Latency.MaxMs, c.Completion.P50ms, vsLat, c.DeliveriesPerSec, c.CPUSecPerMillion, vsCPU, c.ClientCPUSec, c.Dropped)
 		}
 	}
 	tw.Flush()
 	for _, s := range r.Systems {
+		if s.Connect.Requested > 0 {
+			fmt.Fprintf(w, "connections: %s: %s; %d in the group\n", s.Spec.Name, s.Connect, s.Members)
+		}
 		if s.Error != "" {
 			fmt.Fprintf(w, "%s: ERROR: %s\n", s.Spec.Name, s.Error)
 		}
@@ -128,6 +193,19 @@ func WriteFanoutTable(w io.Writer, r *FanoutReport) {
 		}
 	}
 	fmt.Fprintln(w, "(vs baseline: baseline's figure over this system's; above 1× means faster/cheaper. broadcast = send until the last member received)")
+	writeShortfalls(w, r.Shortfalls())
+}
+
+// Shortfalls lists, one line each, every system whose requested
+// connections did not all open (or whose connect phase failed).
+func (r *FanoutReport) Shortfalls() []string {
+	var out []string
+	for _, s := range r.Systems {
+		if s.Connect.Short() || s.Connect.Requested == 0 {
+			out = append(out, fmt.Sprintf("%s: %d of %d requested connections open (%s)", s.Spec.Name, s.Connect.Connected, r.Conns, s.Connect))
+		}
+	}
+	return out
 }
 
 var pctLabels = []string{"p50", "p75", "p90", "p95", "p99", "p99.9", "max"}
@@ -204,10 +282,27 @@ func WriteStormTable(w io.Writer, r *StormReport) {
 	}
 	tw.Flush()
 	for _, s := range r.Systems {
+		if len(s.FirstErrors) > 0 {
+			fmt.Fprintf(w, "%s: first errors: %s\n", s.Spec.Name, strings.Join(s.FirstErrors, " | "))
+		}
 		if s.Error != "" {
 			fmt.Fprintf(w, "%s: ERROR: %s\n", s.Spec.Name, s.Error)
 		}
 	}
+	writeShortfalls(w, r.Shortfalls())
+}
+
+// Shortfalls lists every system where not every storm client connected or
+// an established connection was lost.
+func (r *StormReport) Shortfalls() []string {
+	var out []string
+	for _, s := range r.Systems {
+		if s.Connected < s.Clients || s.EstablishedLost > 0 {
+			out = append(out, fmt.Sprintf("%s: %d of %d storm clients connected (%d given up), %d of %d established lost; first errors: %s",
+				s.Spec.Name, s.Connected, s.Clients, s.GivenUp, s.EstablishedLost, s.Established, strings.Join(s.FirstErrors, " | ")))
+		}
+	}
+	return out
 }
 
 // StormSVG charts the handshake latency distribution in the storm.

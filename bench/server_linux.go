@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/edgeplane/edgeplane/poller"
 )
 
 // Kind of server under test.
@@ -55,9 +57,12 @@ type Server struct {
 	Spec   SystemSpec
 	Listen string
 	Admin  string
-	cmd    *exec.Cmd
-	done   chan struct{}
-	err    error
+	// fdReserve is what the server keeps free under its descriptor limit
+	// (edgeplane's --fd-reserve); Room leaves it out.
+	fdReserve int
+	cmd       *exec.Cmd
+	done      chan struct{}
+	err       error
 }
 
 // freePort asks the kernel for a free loopback port.
@@ -110,6 +115,15 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		args = append(args, "--redis", cfg.Redis)
 	}
 	args = append(args, cfg.ExtraArgs...)
+	if cfg.Spec.Kind == KindEdgeplane {
+		s.fdReserve = poller.DefaultFDReserve
+		if v := os.Getenv("EDGEPLANE_FD_RESERVE"); v != "" {
+			s.fdReserve, _ = strconv.Atoi(v)
+		}
+		if v, ok := flagValue(cfg.ExtraArgs, "fd-reserve"); ok {
+			s.fdReserve, _ = strconv.Atoi(v)
+		}
+	}
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout = cfg.Stderr
 	s.cmd.Stderr = cfg.Stderr
@@ -143,6 +157,60 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 			return nil, fmt.Errorf("bench: %s did not become healthy in 15 s", s.Spec.Name)
 		}
 	}
+}
+
+// flagValue finds --name V, --name=V, -name V or -name=V in args.
+func flagValue(args []string, name string) (string, bool) {
+	for i, a := range args {
+		a = strings.TrimLeft(a, "-")
+		if a == name && i+1 < len(args) {
+			return args[i+1], true
+		}
+		if v, ok := strings.CutPrefix(a, name+"="); ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// RoomSlack is what Room leaves free beyond the server's own reserve: the
+// negotiate requests in flight (each its own short TCP connection) and
+// the server's other descriptors while connecting.
+const RoomSlack = 256
+
+// Room is how many more client connections the server can hold within its
+// descriptor limit: RLIMIT_NOFILE (soft) less its open descriptors, its
+// descriptor reserve and RoomSlack. A load never asks a node for more.
+func (s *Server) Room() (int, error) {
+	limit, err := nofileLimit(s.PID())
+	if err != nil {
+		return 0, err
+	}
+	p, err := ReadProc(s.PID())
+	if err != nil {
+		return 0, err
+	}
+	return max(0, int(limit)-p.OpenFDs-max(0, s.fdReserve)-RoomSlack), nil
+}
+
+// nofileLimit reads the soft "Max open files" of pid from /proc/PID/limits.
+func nofileLimit(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/limits")
+	if err != nil {
+		return 0, fmt.Errorf("bench: limits of %d: %w", pid, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Max open files"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				if f[0] == "unlimited" {
+					return 1 << 30, nil
+				}
+				return strconv.ParseInt(f[0], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("bench: limits of %d: no Max open files line", pid)
 }
 
 // PID of the server process.

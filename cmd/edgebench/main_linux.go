@@ -19,13 +19,16 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/edgeplane/edgeplane/bench"
+	"github.com/edgeplane/edgeplane/internal/node"
 )
 
 func usage() {
@@ -83,74 +86,148 @@ func runBaseline(ctx context.Context, args []string) error {
 
 // common holds the flags every experiment shares.
 type common struct {
+	name                                           string
 	edgeplane, pollers, jsonPath, svgPath, logPath string
-	noBaseline, noEdgeplane, quiet                 bool
+	edgeplaneArgs                                  string
+	noBaseline, noEdgeplane, quiet, allowShort     bool
+	edgeplaneSet                                   bool // --edgeplane given
+	outDir                                         string
 }
+
+// defaultEdgeplane is where make build puts the node.
+const defaultEdgeplane = "bin/edgeplane"
 
 func (c *common) register(fs *flag.FlagSet, name string) {
-	fs.StringVar(&c.edgeplane, "edgeplane", "bin/edgeplane", "edgeplane binary")
-	fs.StringVar(&c.pollers, "poller", "netpoll", "edgeplane poller backends to measure, comma separated (netpoll,epoll)")
-	fs.StringVar(&c.jsonPath, "json", name+".json", "JSON report file (empty: none)")
+	c.name = name
+	fs.StringVar(&c.edgeplane, "edgeplane", defaultEdgeplane, "edgeplane binary (the default is built with go build when missing and edgebench runs in the repository)")
+	fs.StringVar(&c.pollers, "poller", node.Config{}.WithDefaults().Poller, "edgeplane poller backends to measure, comma separated (epoll,netpoll; default: the node's default)")
+	fs.StringVar(&c.jsonPath, "json", "", "JSON report file; the SVG and the log go next to it (default: "+name+".json in a new temporary directory)")
 	fs.StringVar(&c.svgPath, "svg", "", "SVG chart file (default: the JSON path with .svg)")
-	fs.StringVar(&c.logPath, "log", name+".log", "file for the servers' and clients' logs")
+	fs.StringVar(&c.logPath, "log", "", "file for the servers' and clients' logs (default: the JSON path with .log)")
+	fs.StringVar(&c.edgeplaneArgs, "edgeplane-args", "", `extra edgeplane arguments, space separated (e.g. "--max-conns 15000" or "--redis-cluster 127.0.0.1:7000,127.0.0.1:7001")`)
 	fs.BoolVar(&c.noBaseline, "no-baseline", false, "skip the baseline")
 	fs.BoolVar(&c.noEdgeplane, "no-edgeplane", false, "skip edgeplane (baseline only)")
-	fs.BoolVar(&c.quiet, "quiet", false, "no progress bars")
+	fs.BoolVar(&c.quiet, "quiet", false, "no progress (the tables, their connection counts and errors are printed all the same)")
+	fs.BoolVar(&c.allowShort, "allow-short", false, "exit 0 even when fewer connections opened than requested (the report says so either way)")
 }
 
-func (c *common) systems() []bench.SystemSpec {
+// serverArgs are the extra arguments per server kind.
+func (c *common) serverArgs() map[bench.Kind][]string {
+	return map[bench.Kind][]string{bench.KindEdgeplane: strings.Fields(c.edgeplaneArgs)}
+}
+
+// systems lists the systems to measure. A missing edgeplane binary is
+// built when it is the default one and edgebench runs in the repository;
+// otherwise it is an error that says how to get one.
+func (c *common) systems() ([]bench.SystemSpec, error) {
 	var out []bench.SystemSpec
 	if !c.noEdgeplane {
-		if _, err := os.Stat(c.edgeplane); err != nil {
-			slog.Warn("edgeplane binary missing: measuring the baseline only", "path", c.edgeplane)
-		} else {
-			for _, p := range strings.Split(c.pollers, ",") {
-				p = strings.TrimSpace(p)
-				if p != "" {
-					out = append(out, bench.SystemSpec{Name: "edgeplane-" + p, Kind: bench.KindEdgeplane, Poller: p})
-				}
+		if err := c.ensureEdgeplane(); err != nil {
+			return nil, err
+		}
+		for _, p := range strings.Split(c.pollers, ",") {
+			p = strings.TrimSpace(p)
+			if p != "" {
+				out = append(out, bench.SystemSpec{Name: "edgeplane-" + p, Kind: bench.KindEdgeplane, Poller: p})
 			}
 		}
 	}
 	if !c.noBaseline {
 		out = append(out, bench.SystemSpec{Name: "baseline", Kind: bench.KindBaseline})
 	}
-	return out
+	if len(out) == 0 {
+		return nil, errors.New("edgebench: nothing to measure (--no-edgeplane and --no-baseline)")
+	}
+	return out, nil
 }
 
+func (c *common) ensureEdgeplane() error {
+	if _, err := os.Stat(c.edgeplane); err == nil {
+		return nil
+	}
+	hint := fmt.Sprintf("edgebench: edgeplane binary %s missing: run `make build` (or `go build -o %s ./cmd/edgeplane`) in the repository, pass --edgeplane PATH, or --no-edgeplane", c.edgeplane, c.edgeplane)
+	if c.edgeplane != defaultEdgeplane || !inRepository() {
+		return errors.New(hint)
+	}
+	slog.Info("edgeplane binary missing: building it", "cmd", "go build -o "+c.edgeplane+" ./cmd/edgeplane")
+	cmd := exec.Command("go", "build", "-o", c.edgeplane, "./cmd/edgeplane")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s (go build: %w)", hint, err)
+	}
+	return nil
+}
+
+// inRepository reports whether the working directory is edgeplane's module root.
+func inRepository() bool {
+	b, err := os.ReadFile("go.mod")
+	return err == nil && strings.Contains(string(b), "module github.com/edgeplane/edgeplane\n") && fileExists("cmd/edgeplane")
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// setup resolves the output files (never the working directory unless
+// asked: without --json, a new temporary directory), opens the log and
+// picks the progress writer.
 func (c *common) setup() (self string, log io.Writer, progress io.Writer, closeLog func(), err error) {
 	self, err = os.Executable()
 	if err != nil {
 		return "", nil, nil, nil, fmt.Errorf("edgebench: own path: %w", err)
 	}
-	log, closeLog = io.Discard, func() {}
-	if c.logPath != "" {
-		f, err := os.Create(c.logPath)
+	if c.jsonPath == "" {
+		dir, err := os.MkdirTemp("", "edgebench-"+c.name+"-")
 		if err != nil {
-			return "", nil, nil, nil, fmt.Errorf("edgebench: log file: %w", err)
+			return "", nil, nil, nil, fmt.Errorf("edgebench: results directory: %w", err)
 		}
-		log, closeLog = f, func() { f.Close() }
+		c.outDir = dir
+		c.jsonPath = filepath.Join(dir, c.name+".json")
 	}
+	if c.logPath == "" {
+		c.logPath = strings.TrimSuffix(c.jsonPath, ".json") + ".log"
+	}
+	f, err := os.Create(c.logPath)
+	if err != nil {
+		return "", nil, nil, nil, fmt.Errorf("edgebench: log file: %w", err)
+	}
+	log, closeLog = f, func() { f.Close() }
+	fmt.Fprintf(os.Stderr, "edgebench %s: report %s, log %s\n", c.name, c.jsonPath, c.logPath)
 	if !c.quiet {
 		progress = os.Stderr
 	}
 	return self, log, progress, closeLog, nil
 }
 
-// report prints a run's table and writes its files; runErr, the run's own
-// error, wins over a write error.
-func (c *common) report(runErr error, rep any, table func(io.Writer), svg func(io.Writer) error) error {
+// outcome is what every report tells about itself.
+type outcome interface {
+	Shortfalls() []string
+	Errors() []string
+}
+
+// report prints a run's table and writes its files. runErr, the run's own
+// error, wins over a write error; then a short run is bench.ErrShort
+// (unless --allow-short) and systems that could not be measured an error.
+func (c *common) report(runErr error, rep outcome, table func(io.Writer), svg func(io.Writer) error) error {
 	table(os.Stdout)
 	if err := c.write(rep, svg); err != nil && runErr == nil {
-		return err
+		runErr = err
 	}
-	return runErr
+	if runErr != nil {
+		return runErr
+	}
+	if errs := rep.Errors(); len(errs) > 0 {
+		return fmt.Errorf("edgebench: %d could not be measured: %s", len(errs), strings.Join(errs, "; "))
+	}
+	if short := rep.Shortfalls(); len(short) > 0 {
+		if c.allowShort {
+			fmt.Fprintln(os.Stdout, "(short run accepted: --allow-short)")
+			return nil
+		}
+		return fmt.Errorf("%w: %s (--allow-short accepts a short run)", bench.ErrShort, strings.Join(short, "; "))
+	}
+	return nil
 }
 
 func (c *common) write(rep any, svg func(io.Writer) error) error {
-	if c.jsonPath == "" {
-		return nil
-	}
 	if err := bench.WriteJSONFile(c.jsonPath, rep); err != nil {
 		return err
 	}
@@ -166,7 +243,7 @@ func (c *common) write(rep any, svg func(io.Writer) error) error {
 	if err := svg(f); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stdout, "\nwrote %s and %s\n", c.jsonPath, p)
+	fmt.Fprintf(os.Stdout, "\nwrote %s, %s and %s\n", c.jsonPath, p, c.logPath)
 	return nil
 }
 
@@ -197,11 +274,14 @@ func runDensity(ctx context.Context, args []string) error {
 	conc := fs.Int("concurrency", 256, "connection attempts in flight per client process")
 	skipNeg := fs.Bool("skip-negotiate", false, "connect without negotiate (skipNegotiation)")
 	profDir := fs.String("profile-dir", "", "save each server's heap profile at the largest size here (if it serves /debug/pprof/heap)")
-	epArgs := fs.String("edgeplane-args", "", `extra edgeplane arguments, space separated (e.g. "--redis-cluster 127.0.0.1:7000,127.0.0.1:7001")`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	ns, err := parseInts(*sizes)
+	if err != nil {
+		return err
+	}
+	systems, err := c.systems()
 	if err != nil {
 		return err
 	}
@@ -211,10 +291,10 @@ func runDensity(ctx context.Context, args []string) error {
 	}
 	defer closeLog()
 	rep, err := bench.RunDensity(ctx, bench.DensityConfig{
-		Sizes: ns, Systems: c.systems(), Edgeplane: c.edgeplane, Self: self,
+		Sizes: ns, Systems: systems, Edgeplane: c.edgeplane, Self: self,
 		IdleWindow: *idle, IdleAtEverySize: *idleAll, Settle: *settle, Concurrency: *conc,
 		SkipNegotiate: *skipNeg, Log: log, Progress: progress, ProfileDir: *profDir,
-		ServerArgs: map[bench.Kind][]string{bench.KindEdgeplane: strings.Fields(*epArgs)},
+		ServerArgs: c.serverArgs(),
 	})
 	if rep == nil {
 		return err
@@ -241,6 +321,10 @@ func runFanout(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	systems, err := c.systems()
+	if err != nil {
+		return err
+	}
 	self, log, progress, closeLog, err := c.setup()
 	if err != nil {
 		return err
@@ -248,8 +332,8 @@ func runFanout(ctx context.Context, args []string) error {
 	defer closeLog()
 	rep, err := bench.RunFanout(ctx, bench.FanoutConfig{
 		Conns: *conns, Sizes: ns, Messages: *msgs, Interval: *interval, Via: strings.Split(*via, ","),
-		Redis: *redisURL, Nodes: *nodes, Systems: c.systems(), Edgeplane: c.edgeplane, Self: self, Sequential: *sequential,
-		Log: log, Progress: progress,
+		Redis: *redisURL, Nodes: *nodes, Systems: systems, Edgeplane: c.edgeplane, Self: self, Sequential: *sequential,
+		Log: log, Progress: progress, ServerArgs: c.serverArgs(),
 	})
 	if rep == nil {
 		return err
@@ -267,14 +351,18 @@ func runStorm(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	systems, err := c.systems()
+	if err != nil {
+		return err
+	}
 	self, log, progress, closeLog, err := c.setup()
 	if err != nil {
 		return err
 	}
 	defer closeLog()
 	rep, err := bench.RunStorm(ctx, bench.StormConfig{
-		Clients: *clients, Established: *est, Timeout: *timeout, Systems: c.systems(),
-		Edgeplane: c.edgeplane, Self: self, Log: log, Progress: progress,
+		Clients: *clients, Established: *est, Timeout: *timeout, Systems: systems,
+		Edgeplane: c.edgeplane, Self: self, Log: log, Progress: progress, ServerArgs: c.serverArgs(),
 	})
 	if rep == nil {
 		return err
