@@ -4,7 +4,8 @@
 #   make bench-density   idle connections per GiB at BENCH_SIZES, per poller, vs baseline
 #   make bench-fanout    group broadcast to BENCH_FANOUT_CONNS connections, 64 B and 4 KiB
 #   make bench-storm     BENCH_STORM_CLIENTS clients connecting at once
-#   make bench           all three at sizes that finish in a few minutes
+#   make bench-floor     the kernel's floor: raw write loops and keep-alive calls over BENCH_FLOOR_CONNS sockets
+#   make bench           all of them at sizes that finish in a few minutes
 #
 # Results (JSON, SVG, logs) go to BENCH_OUT (under bin/, which git ignores).
 
@@ -15,6 +16,7 @@ BENCH_IDLE          ?= 60s
 BENCH_FANOUT_CONNS  ?= 19000
 BENCH_FANOUT_SIZES  ?= 64,4096
 BENCH_STORM_CLIENTS ?= 19000
+BENCH_FLOOR_CONNS   ?= 19000
 # BENCH_REDIS=redis://127.0.0.1:6379 adds the Redis path to the fanout.
 BENCH_REDIS         ?=
 BENCH_FLAGS         ?=
@@ -23,7 +25,7 @@ EDGEBENCH := bin/edgebench
 bench_comma := ,
 BENCH_FANOUT_REDIS = $(if $(BENCH_REDIS),--via rest$(bench_comma)redis --redis $(BENCH_REDIS),--via rest)
 
-.PHONY: bench bench-density bench-fanout bench-storm $(EDGEBENCH) bench-edgeplane
+.PHONY: bench bench-density bench-fanout bench-storm bench-floor $(EDGEBENCH) bench-edgeplane
 
 $(EDGEBENCH): bench-edgeplane
 	go build -o $(EDGEBENCH) ./cmd/edgebench
@@ -46,8 +48,12 @@ bench-storm: $(EDGEBENCH) | $(BENCH_OUT)
 	$(EDGEBENCH) storm --clients $(BENCH_STORM_CLIENTS) --poller $(BENCH_POLLERS) \
 		--json $(BENCH_OUT)/storm.json $(BENCH_FLAGS)
 
+bench-floor: $(EDGEBENCH) | $(BENCH_OUT)
+	$(EDGEBENCH) floor --conns $(BENCH_FLOOR_CONNS) --json $(BENCH_OUT)/floor.json $(BENCH_FLAGS)
+
 # The quick tour: every experiment at sizes that finish in a few minutes.
 bench: $(EDGEBENCH) | $(BENCH_OUT)
 	$(MAKE) bench-density BENCH_SIZES=1000,5000,10000 BENCH_IDLE=15s
 	$(MAKE) bench-fanout BENCH_FANOUT_CONNS=5000
 	$(MAKE) bench-storm BENCH_STORM_CLIENTS=5000
+	$(MAKE) bench-floor BENCH_FLOOR_CONNS=5000

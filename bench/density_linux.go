@@ -40,20 +40,32 @@ type DensityConfig struct {
 
 // DensityPoint is one system at one size.
 type DensityPoint struct {
-	Conns         int     `json:"conns"`
-	Open          int     `json:"open"`
-	RSS           int64   `json:"rss_bytes"`
-	HeapInuse     float64 `json:"heap_inuse_bytes"`
-	StackInuse    float64 `json:"stack_inuse_bytes"`
-	Goroutines    float64 `json:"goroutines"`
-	Threads       int     `json:"threads"`
-	OpenFDs       int     `json:"open_fds"`
-	BytesPerConn  float64 `json:"bytes_per_conn"`       // (RSS_N − RSS_0) / N
-	SlopePerConn  float64 `json:"slope_bytes_per_conn"` // (RSS_N − RSS_prev) / (N − prev)
-	HeapStackPer  float64 `json:"heap_stack_per_conn"`  // Go heap+stack growth / N
-	ConnsPerGiB   float64 `json:"conns_per_gib"`
-	SlabPerConn   float64 `json:"slab_socket_per_conn"` // kernel socket slab growth / N, both ends
-	SlabTotalPer  float64 `json:"slab_total_per_conn"`
+	Conns        int     `json:"conns"`
+	Open         int     `json:"open"`
+	RSS          int64   `json:"rss_bytes"`
+	HeapInuse    float64 `json:"heap_inuse_bytes"`
+	StackInuse   float64 `json:"stack_inuse_bytes"`
+	Goroutines   float64 `json:"goroutines"`
+	Threads      int     `json:"threads"`
+	OpenFDs      int     `json:"open_fds"`
+	BytesPerConn float64 `json:"bytes_per_conn"`       // (RSS_N − RSS_0) / N
+	SlopePerConn float64 `json:"slope_bytes_per_conn"` // (RSS_N − RSS_prev) / (N − prev)
+	HeapStackPer float64 `json:"heap_stack_per_conn"`  // Go heap+stack growth / N
+	ConnsPerGiB  float64 `json:"conns_per_gib"`
+	SlabPerConn  float64 `json:"slab_socket_per_conn"` // kernel socket slab growth / N, both ends
+	SlabTotalPer float64 `json:"slab_total_per_conn"`
+	// KernelSource says where the kernel figures come from (KernelMem).
+	KernelSource string `json:"kernel_source,omitempty"`
+	// KernelPerConn is the server's share of SlabPerConn: half of it, the
+	// two loopback ends being alike (the same caches: socket, inode,
+	// dentry, file, epoll item). ConnsPerGiBKernel counts it with the RSS:
+	// 2³⁰ / (BytesPerConn + KernelPerConn).
+	KernelPerConn     float64 `json:"kernel_per_conn"`
+	ConnsPerGiBKernel float64 `json:"conns_per_gib_with_kernel"`
+	// TCPMemPerConn is the growth of the sockets' buffer memory
+	// (sockstat TCP mem pages × 4096) per connection: data queued, ~0
+	// when idle.
+	TCPMemPerConn float64 `json:"tcp_buffer_bytes_per_conn"`
 	IdleCPUPct    float64 `json:"idle_cpu_pct_of_core,omitempty"`
 	IdleWindowSec float64 `json:"idle_window_sec,omitempty"`
 	Dropped       int     `json:"dropped"`
@@ -171,8 +183,7 @@ func densityPerSize(systems []DensitySystem, sizes []int) []map[string]any {
 type sample struct {
 	proc    ProcSample
 	metrics map[string]float64
-	slab    int64
-	slabAll int64
+	kmem    KernelMem
 }
 
 func takeSample(s *Server) (sample, error) {
@@ -184,7 +195,7 @@ func takeSample(s *Server) (sample, error) {
 	if out.metrics, err = s.Metrics(); err != nil {
 		return out, err
 	}
-	out.slab, out.slabAll, _ = SlabBytes()
+	out.kmem, _ = ReadKernelMem()
 	return out, nil
 }
 
@@ -265,8 +276,16 @@ func densityOne(ctx context.Context, cfg DensityConfig, spec SystemSpec, sizes [
 		if pt.BytesPerConn > 0 {
 			pt.ConnsPerGiB = float64(1<<30) / pt.BytesPerConn
 		}
-		pt.SlabPerConn = float64(s.slab-s0.slab) / base
-		pt.SlabTotalPer = float64(s.slabAll-s0.slabAll) / base
+		if s.kmem.Source != "" && s.kmem.Source == s0.kmem.Source {
+			pt.KernelSource = s.kmem.Source
+			pt.SlabPerConn = float64(s.kmem.SocketSlab-s0.kmem.SocketSlab) / base
+			pt.SlabTotalPer = float64(s.kmem.TotalSlab-s0.kmem.TotalSlab) / base
+			pt.KernelPerConn = pt.SlabPerConn / 2
+			pt.TCPMemPerConn = float64(s.kmem.TCPMemPages-s0.kmem.TCPMemPages) * 4096 / base
+			if pt.BytesPerConn+pt.KernelPerConn > 0 {
+				pt.ConnsPerGiBKernel = float64(1<<30) / (pt.BytesPerConn + pt.KernelPerConn)
+			}
+		}
 		pt.Extra = map[string]float64{}
 		for k, v := range s.metrics {
 			if strings.HasPrefix(k, "edgeplane_") || strings.HasPrefix(k, "baseline_") {

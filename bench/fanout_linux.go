@@ -71,8 +71,11 @@ type FanoutCase struct {
 	CPUSecPerMillion float64 `json:"server_cpu_sec_per_million_deliveries"`
 	ClientCPUSec     float64 `json:"client_cpu_sec"`
 	Dropped          int     `json:"dropped"`
-	Hist             *Hist   `json:"latency_hist,omitempty"`
-	Error            string  `json:"error,omitempty"`
+	// WriteCPUus (floor only): the floor's writer threads' own CPU per
+	// write, the raw cost of one delivery's system call.
+	WriteCPUus float64 `json:"floor_write_cpu_us,omitempty"`
+	Hist       *Hist   `json:"latency_hist,omitempty"`
+	Error      string  `json:"error,omitempty"`
 }
 
 // FanoutSystem is one system's run.
@@ -261,6 +264,8 @@ type caseRun struct {
 	ccpu    float64
 	dropped int
 	idlePct float64
+	// floor's write counters at the start (floor rigs only)
+	floorCPUNs, floorWrites float64
 }
 
 func runCases(ctx context.Context, cfg FanoutConfig, rigs []*rig, rdb *redis.Client) {
@@ -275,6 +280,9 @@ func runCases(ctx context.Context, cfg FanoutConfig, rigs []*rig, rdb *redis.Cli
 					runs[i].c.Error = err.Error()
 				}
 				runs[i].dropped = rg.fleet.Progress().Dropped
+				if rg.sys.Spec.Kind == KindFloor {
+					runs[i].floorCPUNs, runs[i].floorWrites = floorWriteCounters(rg.servers)
+				}
 			}
 			// Idle rates (keep-alives) over the same 2 s for every rig, so
 			// that the cost per delivery counts the broadcasts only.
@@ -393,7 +401,24 @@ func finishCase(rg *rig, run *caseRun) FanoutCase {
 	if c.Delivered > 0 {
 		c.CPUSecPerMillion = c.ServerCPUSec / float64(c.Delivered) * 1e6
 	}
+	if rg.sys.Spec.Kind == KindFloor {
+		cpu, writes := floorWriteCounters(rg.servers)
+		if writes > run.floorWrites {
+			c.WriteCPUus = (cpu - run.floorCPUNs) / (writes - run.floorWrites) / 1000
+		}
+	}
 	return c
+}
+
+// floorWriteCounters sums the floor servers' write-loop CPU and writes.
+func floorWriteCounters(servers []*Server) (cpuNs, writes float64) {
+	for _, s := range servers {
+		if m, err := s.Metrics(); err == nil {
+			cpuNs += m["floor_write_cpu_nanoseconds_total"]
+			writes += m["floor_writes_total"]
+		}
+	}
+	return cpuNs, writes
 }
 
 // joinGroup PUTs every connection into the group on the node it is

@@ -39,8 +39,15 @@ func WriteDensityTable(w io.Writer, r *DensityReport) {
 			base = &r.Systems[i]
 		}
 	}
+	var floor *DensitySystem
+	for i := range r.Systems {
+		if r.Systems[i].Spec.Kind == KindFloor {
+			floor = &r.Systems[i]
+		}
+	}
+	source := ""
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tconns\topen\tfailed\t503\tRSS\tB/conn\tvs baseline\tslope B/conn\theap+stack/conn\tconns/GiB\tgoroutines\tslab/conn (both ends)\tidle CPU\tdropped\t")
+	fmt.Fprintln(tw, "system\tconns\topen\tfailed\t503\tRSS\tB/conn\tvs baseline\tslope B/conn\theap+stack/conn\tconns/GiB\tkernel B/conn\tconns/GiB with kernel\tgoroutines\tidle CPU\t× floor\tdropped\t")
 	for _, s := range r.Systems {
 		for _, p := range s.Points {
 			vs := "-"
@@ -51,13 +58,23 @@ func WriteDensityTable(w io.Writer, r *DensityReport) {
 					}
 				}
 			}
-			idle := "-"
+			idle, vsFloor := "-", "-"
 			if p.IdleWindowSec > 0 {
 				idle = fmt.Sprintf("%.2f%%", p.IdleCPUPct)
+				if floor != nil && s.Spec.Kind != KindFloor {
+					for _, fp := range floor.Points {
+						if fp.Conns == p.Conns && fp.IdleWindowSec > 0 {
+							vsFloor = ratioStr(p.IdleCPUPct, fp.IdleCPUPct)
+						}
+					}
+				}
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%.0f\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%s\t%d\t\n",
+			if p.KernelSource != "" {
+				source = p.KernelSource
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%.0f\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%s\t%s\t%d\t\n",
 				s.Spec.Name, p.Conns, p.Open, p.Connect.Failures, p.Connect.Rejected503, mib(float64(p.RSS)), p.BytesPerConn, vs, p.SlopePerConn,
-				p.HeapStackPer, p.ConnsPerGiB, p.Goroutines, p.SlabPerConn, idle, p.Dropped)
+				p.HeapStackPer, p.ConnsPerGiB, p.KernelPerConn, p.ConnsPerGiBKernel, p.Goroutines, idle, vsFloor, p.Dropped)
 		}
 	}
 	tw.Flush()
@@ -70,6 +87,11 @@ func WriteDensityTable(w io.Writer, r *DensityReport) {
 		if s.Error != "" {
 			fmt.Fprintf(w, "%s: ERROR: %s\n", s.Spec.Name, s.Error)
 		}
+	}
+	if source != "" {
+		fmt.Fprintf(w, "(kernel B/conn: the server end's half of the socket slab growth, both loopback ends alike, from %s; × floor: idle CPU over the floor server's, the keep-alive system calls alone)\n", source)
+	} else {
+		fmt.Fprintln(w, "(kernel B/conn: not measured, neither /proc/slabinfo nor /proc/meminfo readable)")
 	}
 	writeShortfalls(w, r.Shortfalls())
 }
@@ -156,12 +178,18 @@ func baselineOf[T any](items []T, spec func(T) SystemSpec) (T, bool) {
 func WriteFanoutTable(w io.Writer, r *FanoutReport) {
 	fmt.Fprintf(w, "\nFanout: %d connections requested per system, all in one group (%s, %d cores, load %s)\n", r.Conns, r.Machine.CPU, r.Machine.Cores, r.Machine.LoadAvg)
 	base, hasBase := baselineOf(r.Systems, func(s FanoutSystem) SystemSpec { return s.Spec })
+	var floor *FanoutSystem
+	for i := range r.Systems {
+		if r.Systems[i].Spec.Kind == KindFloor {
+			floor = &r.Systems[i]
+		}
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tnodes\tconns\tvia\tsize\tdelivered/expected\tp50 ms\tp99 ms\tmax ms\tbroadcast p50 ms\tvs baseline\tdeliveries/s\tCPU s/M deliv\tvs baseline\tclient CPU s\tdropped\t")
+	fmt.Fprintln(tw, "system\tnodes\tconns\tvia\tsize\tdelivered/expected\tp50 ms\tp99 ms\tmax ms\tbroadcast p50 ms\tvs baseline\t× floor\tdeliveries/s\tCPU s/M deliv\tvs baseline\t× floor\tclient CPU s\tdropped\t")
 	for _, s := range r.Systems {
 		for _, c := range s.Cases {
-			vsLat, vsCPU := "-", "-"
-			if hasBase && s.Spec.Kind != KindBaseline {
+			vsLat, vsCPU, flLat, flCPU := "-", "-", "-", "-"
+			if hasBase && s.Spec.Kind != KindBaseline && s.Spec.Kind != KindFloor {
 				for _, bc := range base.Cases {
 					if bc.Via == c.Via && bc.Size == c.Size {
 						vsLat = ratioStr(bc.Completion.P50ms, c.Completion.P50ms)
@@ -169,19 +197,30 @@ func WriteFanoutTable(w io.Writer, r *FanoutReport) {
 					}
 				}
 			}
+			if floor != nil && s.Spec.Kind != KindFloor {
+				if fc, ok := floor.caseOf(c.Via, c.Size); ok {
+					flLat = ratioStr(c.Completion.P50ms, fc.Completion.P50ms)
+					flCPU = ratioStr(c.CPUSecPerMillion, fc.CPUSecPerMillion)
+				}
+			}
 			if c.Error != "" {
-				fmt.Fprintf(tw, "%s\t%d\t%d/%d\t%s\t%d\tERROR (below)\t\t\t\t\t\t\t\t\t\t\n", s.Spec.Name, s.Nodes, s.Connect.Connected, s.Connect.Requested, c.Via, c.Size)
+				fmt.Fprintf(tw, "%s\t%d\t%d/%d\t%s\t%d\tERROR (below)\t\t\t\t\t\t\t\t\t\t\t\t\n", s.Spec.Name, s.Nodes, s.Connect.Connected, s.Connect.Requested, c.Via, c.Size)
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d/%d\t%s\t%d\t%d/%d\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%.0f\t%.2f\t%s\t%.2f\t%d\t\n",
+			fmt.Fprintf(tw, "%s\t%d\t%d/%d\t%s\t%d\t%d/%d\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%s\t%.0f\t%.2f\t%s\t%s\t%.2f\t%d\t\n",
 				s.Spec.Name, s.Nodes, s.Connect.Connected, s.Connect.Requested, c.Via, c.Size, c.Delivered, c.Expected, c.Latency.P50ms, c.Latency.P99ms,
-				c.Latency.MaxMs, c.Completion.P50ms, vsLat, c.DeliveriesPerSec, c.CPUSecPerMillion, vsCPU, c.ClientCPUSec, c.Dropped)
+				c.Latency.MaxMs, c.Completion.P50ms, vsLat, flLat, c.DeliveriesPerSec, c.CPUSecPerMillion, vsCPU, flCPU, c.ClientCPUSec, c.Dropped)
 		}
 	}
 	tw.Flush()
 	for _, s := range r.Systems {
 		if s.Connect.Requested > 0 {
 			fmt.Fprintf(w, "connections: %s: %s; %d in the group\n", s.Spec.Name, s.Connect, s.Members)
+		}
+		for _, c := range s.Cases {
+			if c.WriteCPUus > 0 {
+				fmt.Fprintf(w, "%s: %s %d B: the write loop's own CPU %.2f µs per write\n", s.Spec.Name, c.Via, c.Size, c.WriteCPUus)
+			}
 		}
 		if s.Error != "" {
 			fmt.Fprintf(w, "%s: ERROR: %s\n", s.Spec.Name, s.Error)
@@ -192,8 +231,18 @@ func WriteFanoutTable(w io.Writer, r *FanoutReport) {
 			}
 		}
 	}
-	fmt.Fprintln(w, "(vs baseline: baseline's figure over this system's; above 1× means faster/cheaper. broadcast = send until the last member received)")
+	fmt.Fprintln(w, "(vs baseline: baseline's figure over this system's; above 1× means faster/cheaper. × floor: this system's figure over the floor server's, the kernel's cost for the same deliveries (one write per socket); 1× is the floor. broadcast = send until the last member received)")
 	writeShortfalls(w, r.Shortfalls())
+}
+
+// caseOf finds the system's case for (via, size).
+func (s *FanoutSystem) caseOf(via string, size int) (FanoutCase, bool) {
+	for _, c := range s.Cases {
+		if c.Via == via && c.Size == size && c.Error == "" {
+			return c, true
+		}
+	}
+	return FanoutCase{}, false
 }
 
 // Shortfalls lists, one line each, every system whose requested
@@ -311,6 +360,46 @@ func StormSVG(w io.Writer, r *StormReport) error {
 		YLabel: "latency (ms, log)", XTickLabels: pctLabels, LogY: true}
 	for _, s := range r.Systems {
 		ch.Series = append(ch.Series, pctSeries(s.Spec.Name, s.HandshakeHist))
+	}
+	return WriteSVG(w, ch)
+}
+
+// WriteFloorTable prints the floor report.
+func WriteFloorTable(w io.Writer, r *FloorReport) {
+	fmt.Fprintf(w, "\nFloor: what the kernel costs, %d connections, the same load client (%s, %d cores, load %s)\n", r.Conns, r.Machine.CPU, r.Machine.Cores, r.Machine.LoadAvg)
+	fmt.Fprintf(w, "connections: %s\n", r.Connect)
+	if r.Kernel.Source != "" {
+		fmt.Fprintf(w, "kernel memory (%s): %.0f B per connection both loopback ends, %.0f B the server's end -> %.0f connections per GiB of kernel memory alone; socket buffers %.0f B/conn; floor server RSS %.0f B/conn\n",
+			r.Kernel.Source, r.KernelBothEnds, r.KernelPerConn, r.ConnsPerGiBKernel, r.TCPMemPerConn, r.ServerRSSPerConn)
+	} else {
+		fmt.Fprintln(w, "kernel memory: not measured (neither /proc/slabinfo nor /proc/meminfo readable)")
+	}
+	fmt.Fprintf(w, "idle, keep-alive system calls only: %.2f%% of a core over %.0f s, %.0f ping reads+writes/s, %.2f µs each\n",
+		r.IdleCPUPct, r.IdleWindowSec, r.PingsPerSec, r.IdleCPUusPerPing)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "mode\tsize\tdelivered/expected\tbroadcast p50 ms\tp99 ms\tlatency p50 ms\tloop wall p50 ms\tCPU µs/write\tserver CPU µs/deliv\tclient CPU µs/deliv\tshort writes\t")
+	for _, c := range r.Cases {
+		if c.Error != "" {
+			fmt.Fprintf(tw, "%s\t%d\tERROR: %s\t\t\t\t\t\t\t\t\t\n", c.Mode, c.Size, c.Error)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d/%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t\n", c.Mode, c.Size, c.Delivered, c.Expected,
+			c.Completion.P50ms, c.Completion.P99ms, c.Latency.P50ms, c.LoopWallMs, c.WriteCPUus, c.ServerCPUus, c.ClientCPUus, c.ShortWrites)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "(broadcast = send until the last client has it; CPU µs/write: the writer threads' own CPU per write(2)/writev(2), the receiver's loopback TCP work included; server CPU: the whole floor process per delivery, idle rate removed)")
+	if r.Error != "" {
+		fmt.Fprintf(w, "floor: ERROR: %s\n", r.Error)
+	}
+	writeShortfalls(w, r.Shortfalls())
+}
+
+// FloorSVG charts the delivery latency of each floor case.
+func FloorSVG(w io.Writer, r *FloorReport) error {
+	ch := Chart{Title: fmt.Sprintf("Floor: delivery latency, %d conns (raw write loops)", r.Conns), XLabel: "percentile",
+		YLabel: "latency (ms, log)", XTickLabels: pctLabels, LogY: true}
+	for _, c := range r.Cases {
+		ch.Series = append(ch.Series, pctSeries(fmt.Sprintf("%s %d B", c.Mode, c.Size), c.Hist))
 	}
 	return WriteSVG(w, ch)
 }

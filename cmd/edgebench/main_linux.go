@@ -4,6 +4,7 @@
 //	edgebench density --sizes 1000,5000,19000 --json density.json
 //	edgebench fanout  --conns 19000 --sizes 64,4096 --json fanout.json
 //	edgebench storm   --clients 19000 --json storm.json
+//	edgebench floor   --conns 19000 --json floor.json
 //	edgebench baseline --listen 127.0.0.1:8080 --admin 127.0.0.1:8081
 //
 // Every experiment starts its servers itself (bin/edgeplane per poller
@@ -38,6 +39,8 @@ commands:
   density   idle connections per GiB, edgeplane vs baseline
   fanout    group broadcast latency and throughput, edgeplane vs baseline
   storm     N clients connecting at once, edgeplane vs baseline
+  floor     what the kernel costs: kernel memory per connection, the keep-alive
+            system calls, broadcasts as raw write/writev loops (same client)
   baseline  run the baseline server (gorilla/websocket, goroutine per connection)
 
 run "edgebench <command> -h" for flags`)
@@ -55,6 +58,8 @@ func main() {
 	switch os.Args[1] {
 	case bench.ChildCommand:
 		err = runChild(os.Args[2:])
+	case bench.FloorCommand:
+		err = bench.FloorMain(ctx, os.Args[2:])
 	case "baseline":
 		err = runBaseline(ctx, os.Args[2:])
 	case "density":
@@ -63,6 +68,8 @@ func main() {
 		err = runFanout(ctx, os.Args[2:])
 	case "storm":
 		err = runStorm(ctx, os.Args[2:])
+	case "floor":
+		err = runFloor(ctx, os.Args[2:])
 	case "-h", "--help", "help":
 		usage()
 		return
@@ -90,6 +97,7 @@ type common struct {
 	edgeplane, pollers, jsonPath, svgPath, logPath string
 	edgeplaneArgs                                  string
 	noBaseline, noEdgeplane, quiet, allowShort     bool
+	floor, noFloor                                 bool // floor: the experiment offers --no-floor
 	edgeplaneSet                                   bool // --edgeplane given
 	outDir                                         string
 }
@@ -107,6 +115,9 @@ func (c *common) register(fs *flag.FlagSet, name string) {
 	fs.StringVar(&c.edgeplaneArgs, "edgeplane-args", "", `extra edgeplane arguments, space separated (e.g. "--max-conns 15000" or "--redis-cluster 127.0.0.1:7000,127.0.0.1:7001")`)
 	fs.BoolVar(&c.noBaseline, "no-baseline", false, "skip the baseline")
 	fs.BoolVar(&c.noEdgeplane, "no-edgeplane", false, "skip edgeplane (baseline only)")
+	if c.floor {
+		fs.BoolVar(&c.noFloor, "no-floor", false, "skip the floor server (the kernel's cost: system calls only, see edgebench floor)")
+	}
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress (the tables, their connection counts and errors are printed all the same)")
 	fs.BoolVar(&c.allowShort, "allow-short", false, "exit 0 even when fewer connections opened than requested (the report says so either way)")
 }
@@ -135,8 +146,11 @@ func (c *common) systems() ([]bench.SystemSpec, error) {
 	if !c.noBaseline {
 		out = append(out, bench.SystemSpec{Name: "baseline", Kind: bench.KindBaseline})
 	}
+	if c.floor && !c.noFloor {
+		out = append(out, bench.SystemSpec{Name: "floor", Kind: bench.KindFloor})
+	}
 	if len(out) == 0 {
-		return nil, errors.New("edgebench: nothing to measure (--no-edgeplane and --no-baseline)")
+		return nil, errors.New("edgebench: nothing to measure")
 	}
 	return out, nil
 }
@@ -184,6 +198,11 @@ func (c *common) setup() (self string, log io.Writer, progress io.Writer, closeL
 	}
 	if c.logPath == "" {
 		c.logPath = strings.TrimSuffix(c.jsonPath, ".json") + ".log"
+	}
+	for _, p := range []string{c.jsonPath, c.logPath} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return "", nil, nil, nil, fmt.Errorf("edgebench: results directory: %w", err)
+		}
 	}
 	f, err := os.Create(c.logPath)
 	if err != nil {
@@ -265,7 +284,7 @@ func parseInts(s string) ([]int, error) {
 
 func runDensity(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("density", flag.ContinueOnError)
-	var c common
+	c := common{floor: true}
 	c.register(fs, "density")
 	sizes := fs.String("sizes", "1000,5000,19000", "connection counts")
 	idle := fs.Duration("idle-window", 60*time.Second, "idle CPU window at the largest size")
@@ -304,7 +323,7 @@ func runDensity(ctx context.Context, args []string) error {
 
 func runFanout(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("fanout", flag.ContinueOnError)
-	var c common
+	c := common{floor: true}
 	c.register(fs, "fanout")
 	conns := fs.Int("conns", 19000, "connections, all in one group")
 	sizes := fs.String("sizes", "64,4096", "message sizes in bytes")
@@ -368,4 +387,43 @@ func runStorm(ctx context.Context, args []string) error {
 		return err
 	}
 	return c.report(err, rep, func(w io.Writer) { bench.WriteStormTable(w, rep) }, func(w io.Writer) error { return bench.StormSVG(w, rep) })
+}
+
+func runFloor(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("floor", flag.ContinueOnError)
+	var c common
+	c.name = "floor"
+	fs.StringVar(&c.jsonPath, "json", "", "JSON report file; the SVG and the log go next to it (default: floor.json in a new temporary directory)")
+	fs.StringVar(&c.svgPath, "svg", "", "SVG chart file (default: the JSON path with .svg)")
+	fs.StringVar(&c.logPath, "log", "", "file for the server's and clients' logs (default: the JSON path with .log)")
+	fs.BoolVar(&c.quiet, "quiet", false, "no progress")
+	fs.BoolVar(&c.allowShort, "allow-short", false, "exit 0 even when fewer connections opened than requested")
+	conns := fs.Int("conns", 19000, "idle connections to the floor server")
+	sizes := fs.String("sizes", "64,4096", "message sizes in bytes")
+	modes := fs.String("modes", "write,writev", "write loops to measure, comma separated")
+	msgs := fs.Int("messages", 10, "broadcasts per (mode, size)")
+	interval := fs.Duration("interval", time.Second, "least time between broadcast starts")
+	idle := fs.Duration("idle-window", 30*time.Second, "window of the keep-alive CPU")
+	settle := fs.Duration("settle", 5*time.Second, "wait after connecting before reading kernel memory")
+	writers := fs.Int("writers", 0, "threads of the write loop (default: the cores, as the node's event loops)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ns, err := parseInts(*sizes)
+	if err != nil {
+		return err
+	}
+	self, log, progress, closeLog, err := c.setup()
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	rep, err := bench.RunFloor(ctx, bench.FloorRunConfig{
+		Conns: *conns, Sizes: ns, Modes: strings.Split(*modes, ","), Messages: *msgs, Interval: *interval,
+		IdleWindow: *idle, Settle: *settle, Writers: *writers, Self: self, Log: log, Progress: progress,
+	})
+	if rep == nil {
+		return err
+	}
+	return c.report(err, rep, func(w io.Writer) { bench.WriteFloorTable(w, rep) }, func(w io.Writer) error { return bench.FloorSVG(w, rep) })
 }

@@ -81,7 +81,7 @@ func TestShortRunSaysSoAndExitsNonZero(t *testing.T) {
 	work := t.TempDir() // the working directory must stay empty
 	args := func(json string, extra ...string) []string {
 		return append([]string{"fanout", "--conns", "30", "--edgeplane", ep, "--edgeplane-args", "--max-conns 12",
-			"--no-baseline", "--messages", "1", "--sizes", "64", "--interval", "10ms", "--quiet",
+			"--no-baseline", "--no-floor", "--messages", "1", "--sizes", "64", "--interval", "10ms", "--quiet",
 			"--json", filepath.Join(dir, json)}, extra...)
 	}
 	code, out := edgebench(t, work, args("short.json")...)
@@ -127,7 +127,7 @@ func TestLowDescriptorLimitIsShortByUnplaced(t *testing.T) {
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	code, out := edgebench(t, dir, "fanout", "--conns", "200", "--edgeplane", wrapper, "--no-baseline",
+	code, out := edgebench(t, dir, "fanout", "--conns", "200", "--edgeplane", wrapper, "--no-baseline", "--no-floor",
 		"--messages", "1", "--sizes", "64", "--interval", "10ms", "--quiet", "--json", filepath.Join(dir, "lowfd.json"))
 	if code == 0 || !strings.Contains(out, "SHORT: edgeplane-epoll") {
 		t.Fatalf("exit %d, output:\n%s", code, out)
