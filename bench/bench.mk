@@ -4,6 +4,7 @@
 #   make bench-density   idle connections per GiB at BENCH_SIZES, per poller, vs baseline
 #   make bench-fanout    group broadcast to BENCH_FANOUT_CONNS connections, 64 B and 4 KiB
 #   make bench-storm     BENCH_STORM_CLIENTS clients connecting at once
+#   make bench-scale     BENCH_SCALE_NODES × BENCH_SCALE_PER_NODE idle connections (16 × 18,750 = 300,000) on one Redis, broadcasts to all
 #   make bench-floor     the kernel's floor: raw write loops and keep-alive calls over BENCH_FLOOR_CONNS sockets
 #   make bench           all of them at sizes that finish in a few minutes
 #
@@ -17,6 +18,8 @@ BENCH_FANOUT_CONNS  ?= 19000
 BENCH_FANOUT_SIZES  ?= 64,4096
 BENCH_STORM_CLIENTS ?= 19000
 BENCH_FLOOR_CONNS   ?= 19000
+BENCH_SCALE_NODES   ?= 16
+BENCH_SCALE_PER_NODE ?= 18750
 # BENCH_REDIS=redis://127.0.0.1:6379 adds the Redis path to the fanout.
 BENCH_REDIS         ?=
 BENCH_FLAGS         ?=
@@ -25,7 +28,7 @@ EDGEBENCH := bin/edgebench
 bench_comma := ,
 BENCH_FANOUT_REDIS = $(if $(BENCH_REDIS),--via rest$(bench_comma)redis --redis $(BENCH_REDIS),--via rest)
 
-.PHONY: bench bench-density bench-fanout bench-storm bench-floor $(EDGEBENCH) bench-edgeplane
+.PHONY: bench bench-density bench-fanout bench-storm bench-floor bench-scale $(EDGEBENCH) bench-edgeplane
 
 $(EDGEBENCH): bench-edgeplane
 	go build -o $(EDGEBENCH) ./cmd/edgebench
@@ -47,6 +50,12 @@ bench-fanout: $(EDGEBENCH) | $(BENCH_OUT)
 bench-storm: $(EDGEBENCH) | $(BENCH_OUT)
 	$(EDGEBENCH) storm --clients $(BENCH_STORM_CLIENTS) --poller $(BENCH_POLLERS) \
 		--json $(BENCH_OUT)/storm.json $(BENCH_FLAGS)
+
+# A redis-server from PATH is started (and stopped) by edgebench unless
+# BENCH_REDIS names one.
+bench-scale: $(EDGEBENCH) | $(BENCH_OUT)
+	$(EDGEBENCH) scale --nodes $(BENCH_SCALE_NODES) --per-node $(BENCH_SCALE_PER_NODE) $(if $(BENCH_REDIS),--redis $(BENCH_REDIS)) \
+		--json $(BENCH_OUT)/scale.json $(BENCH_FLAGS)
 
 bench-floor: $(EDGEBENCH) | $(BENCH_OUT)
 	$(EDGEBENCH) floor --conns $(BENCH_FLOOR_CONNS) --json $(BENCH_OUT)/floor.json $(BENCH_FLAGS)

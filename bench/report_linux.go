@@ -403,3 +403,49 @@ func FloorSVG(w io.Writer, r *FloorReport) error {
 	}
 	return WriteSVG(w, ch)
 }
+
+// WriteScaleTable prints the scale report.
+func WriteScaleTable(w io.Writer, r *ScaleReport) {
+	fmt.Fprintf(w, "\nScale: %d nodes × %d = %d idle SignalR connections on one Redis, %s (%s, %d cores, %d GiB, load %s)\n",
+		r.Nodes, r.PerNode, r.Conns, r.Spec.Name, r.Machine.CPU, r.Machine.Cores, r.Machine.MemGiB, r.Machine.LoadAvg)
+	fmt.Fprintf(w, "connections: %s; %.1f s from the first attempt to the last open\n", r.Connect, r.ConnectSeconds)
+	kernel := "kernel: not measured"
+	if r.Kernel.Source != "" {
+		kernel = fmt.Sprintf("kernel %.0f B (the server end; %.0f B both loopback ends, %s)", r.KernelPerConn, r.KernelBothEnds, r.Kernel.Source)
+	}
+	fmt.Fprintf(w, "memory per connection: nodes' RSS %.0f B, %s -> %.0f B with the kernel; %.0f connections per GiB, %.0f with the kernel\n",
+		r.RSSPerConn, kernel, r.WithKernel, r.ConnsPerGiB, r.ConnsPerGiBKernel)
+	fmt.Fprintf(w, "idle: the fleet uses %.1f%% of a core (keep-alives both ways)\n", r.IdleCPUPct)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "broadcasts\tsize\tdelivered/expected\tlost\tdropped\treach p50 ms\tp99 ms\tmax ms\tall reached p50 ms\tp99 ms\tdeliveries/s\tserver CPU µs/deliv\tclient CPU µs/deliv\tRedis CPU ms\t")
+	fmt.Fprintf(tw, "%d\t%d\t%d/%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.2f\t%.2f\t%.1f\t\n", r.Messages, r.Size, r.Delivered, r.Expected,
+		r.Lost, r.DroppedDuring, r.Reach.P50ms, r.Reach.P99ms, r.Reach.MaxMs, r.Completion.P50ms, r.Completion.P99ms,
+		r.DeliveriesPerSec, r.ServerCPUus, r.ClientCPUus, r.RedisCPUSec*1000)
+	tw.Flush()
+	fmt.Fprintln(w, "(reach: PUBLISH to arrival, per delivery; all reached: PUBLISH until the last client has it, per broadcast; CPU: the nodes' over the broadcasts less their idle rate, per delivery)")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "node\tadmin\tplanned\tconnections\tRSS\tRSS₀\topen fds\talive\t")
+	for i, n := range r.Fleet {
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%.0f\t%s\t%s\t%d\t%v\t\n", i, n.Admin, n.Planned, n.Connections, mib(float64(n.RSS)), mib(float64(n.RSS0)), n.OpenFDs, n.Alive)
+	}
+	tw.Flush()
+	if r.Error != "" {
+		fmt.Fprintf(w, "scale: ERROR: %s\n", r.Error)
+	}
+	writeShortfalls(w, r.Shortfalls())
+}
+
+// ScaleSVG charts the reach-time distribution and each broadcast's time
+// until every client had it.
+func ScaleSVG(w io.Writer, r *ScaleReport) error {
+	reach := Chart{Title: fmt.Sprintf("Reach time, %d connections on %d nodes, %d B through Redis", r.Connect.Connected, r.Nodes, r.Size),
+		XLabel: "percentile", YLabel: "PUBLISH to arrival (ms, log)", XTickLabels: pctLabels, LogY: true,
+		Series: []Series{pctSeries(r.Spec.Name, r.Hist)}}
+	all := Chart{Title: "Each broadcast: PUBLISH until every client has it", XLabel: "broadcast", YLabel: "ms"}
+	s := Series{Name: r.Spec.Name}
+	for i, ms := range r.CompletionMs {
+		s.Points = append(s.Points, [2]float64{float64(i + 1), ms})
+	}
+	all.Series = []Series{s}
+	return WriteSVG(w, reach, all)
+}

@@ -5,6 +5,7 @@
 //	edgebench fanout  --conns 19000 --sizes 64,4096 --json fanout.json
 //	edgebench storm   --clients 19000 --json storm.json
 //	edgebench floor   --conns 19000 --json floor.json
+//	edgebench scale   --nodes 16 --per-node 18750 --json scale.json
 //	edgebench baseline --listen 127.0.0.1:8080 --admin 127.0.0.1:8081
 //
 // Every experiment starts its servers itself (bin/edgeplane per poller
@@ -39,6 +40,8 @@ commands:
   density   idle connections per GiB, edgeplane vs baseline
   fanout    group broadcast latency and throughput, edgeplane vs baseline
   storm     N clients connecting at once, edgeplane vs baseline
+  scale     a fleet of nodes on one Redis filled with idle connections
+            (default 16 x 18,750 = 300,000), then broadcasts to all through Redis
   floor     what the kernel costs: kernel memory per connection, the keep-alive
             system calls, broadcasts as raw write/writev loops (same client)
   baseline  run the baseline server (gorilla/websocket, goroutine per connection)
@@ -70,6 +73,8 @@ func main() {
 		err = runStorm(ctx, os.Args[2:])
 	case "floor":
 		err = runFloor(ctx, os.Args[2:])
+	case "scale":
+		err = runScale(ctx, os.Args[2:])
 	case "-h", "--help", "help":
 		usage()
 		return
@@ -426,4 +431,48 @@ func runFloor(ctx context.Context, args []string) error {
 		return err
 	}
 	return c.report(err, rep, func(w io.Writer) { bench.WriteFloorTable(w, rep) }, func(w io.Writer) error { return bench.FloorSVG(w, rep) })
+}
+
+func runScale(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("scale", flag.ContinueOnError)
+	var c common
+	c.name = "scale"
+	fs.StringVar(&c.edgeplane, "edgeplane", defaultEdgeplane, "edgeplane binary (the default is built with go build when missing and edgebench runs in the repository)")
+	fs.StringVar(&c.edgeplaneArgs, "edgeplane-args", "", "extra edgeplane arguments, space separated")
+	fs.StringVar(&c.jsonPath, "json", "", "JSON report file; the SVG and the log go next to it (default: scale.json in a new temporary directory)")
+	fs.StringVar(&c.svgPath, "svg", "", "SVG chart file (default: the JSON path with .svg)")
+	fs.StringVar(&c.logPath, "log", "", "file for the nodes', Redis's and clients' logs (default: the JSON path with .log)")
+	fs.BoolVar(&c.quiet, "quiet", false, "no progress")
+	fs.BoolVar(&c.allowShort, "allow-short", false, "exit 0 even when fewer connections opened than requested or deliveries were lost")
+	poller := fs.String("poller", node.Config{}.WithDefaults().Poller, "the nodes' poller backend")
+	nodes := fs.Int("nodes", 16, "nodes in the fleet, each its own process")
+	perNode := fs.Int("per-node", 18750, "idle connections per node")
+	redisURL := fs.String("redis", "", "redis://host:port of the backplane (default: start a redis-server from PATH)")
+	msgs := fs.Int("messages", 10, "broadcasts to all connections through Redis")
+	size := fs.Int("size", 64, "bytes of the record each client receives")
+	interval := fs.Duration("interval", 2*time.Second, "least time between broadcast starts")
+	drain := fs.Duration("drain", 60*time.Second, "longest wait for one broadcast's deliveries")
+	settle := fs.Duration("settle", 10*time.Second, "wait after connecting before reading memory")
+	idle := fs.Duration("idle-window", 20*time.Second, "window of the fleet's idle CPU")
+	conc := fs.Int("concurrency", 128, "connection attempts in flight per client process")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := c.ensureEdgeplane(); err != nil {
+		return err
+	}
+	self, log, progress, closeLog, err := c.setup()
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	rep, err := bench.RunScale(ctx, bench.ScaleConfig{
+		Nodes: *nodes, PerNode: *perNode, Redis: *redisURL, Messages: *msgs, Size: *size, Interval: *interval, Drain: *drain,
+		Settle: *settle, IdleWindow: *idle, Concurrency: *conc, Poller: *poller, ServerArgs: c.serverArgs()[bench.KindEdgeplane],
+		Edgeplane: c.edgeplane, Self: self, Log: log, Progress: progress,
+	})
+	if rep == nil {
+		return err
+	}
+	return c.report(err, rep, func(w io.Writer) { bench.WriteScaleTable(w, rep) }, func(w io.Writer) error { return bench.ScaleSVG(w, rep) })
 }

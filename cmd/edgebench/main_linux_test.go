@@ -161,3 +161,39 @@ func TestMissingEdgeplaneIsAnError(t *testing.T) {
 		t.Fatalf("files left behind: %v", ents)
 	}
 }
+
+// edgebench scale at a tiny size: a fleet of nodes on a Redis it starts
+// itself, every connection placed evenly and open, every broadcast
+// through Redis delivered to every client.
+func TestScaleTiny(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("no redis-server (make deps-redis)")
+	}
+	ep := buildEdgeplane(t)
+	dir := t.TempDir()
+	code, out := edgebench(t, dir, "scale", "--edgeplane", ep, "--nodes", "3", "--per-node", "20", "--messages", "3",
+		"--interval", "10ms", "--settle", "100ms", "--idle-window", "500ms", "--quiet", "--json", filepath.Join(dir, "scale.json"))
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "scale.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep bench.ScaleReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Connect.Connected != 60 || rep.Connect.Short() || len(rep.Fleet) != 3 || rep.Expected != 180 || rep.Delivered != 180 ||
+		rep.Lost != 0 || rep.Completion.N != 3 || rep.Reach.N != 180 || rep.RSSPerConn <= 0 {
+		t.Fatalf("report: %+v", rep)
+	}
+	for i, n := range rep.Fleet {
+		if n.Planned != 20 || n.Connections != 20 || !n.Alive {
+			t.Fatalf("node %d: %+v", i, n)
+		}
+	}
+	if !strings.Contains(out, "delivered/expected") || !strings.Contains(out, "180/180") {
+		t.Fatalf("table:\n%s", out)
+	}
+}
