@@ -5,6 +5,7 @@
 #   make bench-fanout    group broadcast to BENCH_FANOUT_CONNS connections, 64 B and 4 KiB
 #   make bench-storm     BENCH_STORM_CLIENTS clients connecting at once
 #   make bench-scale     BENCH_SCALE_NODES × BENCH_SCALE_PER_NODE idle connections (16 × 18,750 = 300,000) on one Redis, broadcasts to all
+#   make bench-million   the per-connection structures (descriptor table, hub index, wheel, groups, drain, scrape) at 2^16, 2^18, 2^20 entries
 #   make bench-floor     the kernel's floor: raw write loops and keep-alive calls over BENCH_FLOOR_CONNS sockets
 #   make bench           all of them at sizes that finish in a few minutes
 #
@@ -28,7 +29,7 @@ EDGEBENCH := bin/edgebench
 bench_comma := ,
 BENCH_FANOUT_REDIS = $(if $(BENCH_REDIS),--via rest$(bench_comma)redis --redis $(BENCH_REDIS),--via rest)
 
-.PHONY: bench bench-density bench-fanout bench-storm bench-floor bench-scale $(EDGEBENCH) bench-edgeplane
+.PHONY: bench bench-density bench-fanout bench-storm bench-floor bench-scale bench-million $(EDGEBENCH) bench-edgeplane
 
 $(EDGEBENCH): bench-edgeplane
 	go build -o $(EDGEBENCH) ./cmd/edgebench
@@ -56,6 +57,13 @@ bench-storm: $(EDGEBENCH) | $(BENCH_OUT)
 bench-scale: $(EDGEBENCH) | $(BENCH_OUT)
 	$(EDGEBENCH) scale --nodes $(BENCH_SCALE_NODES) --per-node $(BENCH_SCALE_PER_NODE) $(if $(BENCH_REDIS),--redis $(BENCH_REDIS)) \
 		--json $(BENCH_OUT)/scale.json $(BENCH_FLAGS)
+
+# A million simulated entries in every per-connection structure; the table
+# (bench/million.awk) gives each benchmark's per-entry figure by size and
+# the 2^20 / 2^16 ratio. Needs ~3 GiB of memory and ~10 minutes.
+bench-million: | $(BENCH_OUT)
+	EDGEPLANE_BENCH_MILLION=1 go test -run '^$$' -bench '^BenchmarkScale' -timeout 60m ./poller/ ./fanout/ ./conn/ | tee $(BENCH_OUT)/million.txt
+	awk -f bench/million.awk $(BENCH_OUT)/million.txt | tee $(BENCH_OUT)/million-ratios.txt
 
 bench-floor: $(EDGEBENCH) | $(BENCH_OUT)
 	$(EDGEBENCH) floor --conns $(BENCH_FLOOR_CONNS) --json $(BENCH_OUT)/floor.json $(BENCH_FLAGS)
