@@ -112,8 +112,8 @@ type ScaleReport struct {
 	// checks, its own housekeeping).
 	RedisCPUSec     float64 `json:"redis_cpu_sec"`
 	RedisIdleCPUPct float64 `json:"redis_idle_cpu_pct_of_core"`
-	Hist        *Hist   `json:"reach_hist,omitempty"`
-	Error       string  `json:"error,omitempty"`
+	Hist            *Hist   `json:"reach_hist,omitempty"`
+	Error           string  `json:"error,omitempty"`
 }
 
 // Shortfalls reports a scale run that did not open every connection or
