@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"container/heap"
 	"encoding/json"
 	"errors"
@@ -734,8 +735,21 @@ func (l *Loader) onMessage(c *cconn, payload []byte) {
 				l.seqCount[seq]++
 			}
 		case hubproto.TypeClose:
-			l.lost(c, "signalr close")
+			l.lost(c, "signalr close: "+closeError(rec))
 		}
 		return nil
 	})
+}
+
+// closeError is the "error" text of a SignalR Close record (what the
+// server says the close was for), at most 80 bytes; "" without one.
+func closeError(rec []byte) string {
+	var m struct {
+		Error string `json:"error"`
+	}
+	_ = json.Unmarshal(bytes.TrimSuffix(rec, []byte{hubproto.RecordSeparator}), &m)
+	if len(m.Error) > 80 {
+		return m.Error[:80]
+	}
+	return m.Error
 }

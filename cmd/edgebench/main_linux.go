@@ -454,7 +454,7 @@ func runScale(ctx context.Context, args []string) error {
 	drain := fs.Duration("drain", 60*time.Second, "longest wait for one broadcast's deliveries")
 	settle := fs.Duration("settle", 10*time.Second, "wait after connecting before reading memory")
 	idle := fs.Duration("idle-window", 20*time.Second, "window of the fleet's idle CPU")
-	conc := fs.Int("concurrency", 128, "connection attempts in flight per client process")
+	conc := fs.Int("concurrency", 64, "connection attempts in flight per client process")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
