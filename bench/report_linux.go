@@ -410,6 +410,7 @@ func WriteScaleTable(w io.Writer, r *ScaleReport) {
 	fmt.Fprintf(w, "\nScale: %d nodes × %d = %d idle SignalR connections on one Redis, %s (%s, %d cores, %d GiB, load %s)\n",
 		r.Nodes, r.PerNode, r.Conns, r.Spec.Name, r.Machine.CPU, r.Machine.Cores, r.Machine.MemGiB, r.Machine.LoadAvg)
 	fmt.Fprintf(w, "connections: %s; %.1f s from the first attempt to the last open\n", r.Connect, r.ConnectSeconds)
+	fmt.Fprintf(w, "clients ping every %.0f s; node arguments: %s\n", r.ClientKeepAliveSec, strings.Join(r.NodeArgs, " "))
 	kernel := "kernel: not measured"
 	if r.Kernel.Source != "" {
 		kernel = fmt.Sprintf("kernel %.0f B (the server end; %.0f B both loopback ends, %s)", r.KernelPerConn, r.KernelBothEnds, r.Kernel.Source)

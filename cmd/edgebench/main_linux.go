@@ -455,6 +455,7 @@ func runScale(ctx context.Context, args []string) error {
 	settle := fs.Duration("settle", 10*time.Second, "wait after connecting before reading memory")
 	idle := fs.Duration("idle-window", 20*time.Second, "window of the fleet's idle CPU")
 	conc := fs.Int("concurrency", 64, "connection attempts in flight per client process")
+	clientKA := fs.Duration("client-keepalive", 15*time.Second, "the load clients' ping interval (the official client's: 15 s); stretch it with the nodes' --keepalive and --client-timeout (--edgeplane-args) when both ends share a small box")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -468,7 +469,7 @@ func runScale(ctx context.Context, args []string) error {
 	defer closeLog()
 	rep, err := bench.RunScale(ctx, bench.ScaleConfig{
 		Nodes: *nodes, PerNode: *perNode, Redis: *redisURL, Messages: *msgs, Size: *size, Interval: *interval, Drain: *drain,
-		Settle: *settle, IdleWindow: *idle, Concurrency: *conc, Poller: *poller, ServerArgs: c.serverArgs()[bench.KindEdgeplane],
+		Settle: *settle, IdleWindow: *idle, Concurrency: *conc, ClientKeepAlive: *clientKA, Poller: *poller, ServerArgs: c.serverArgs()[bench.KindEdgeplane],
 		Edgeplane: c.edgeplane, Self: self, Log: log, Progress: progress,
 	})
 	if rep == nil {
