@@ -396,12 +396,19 @@ func (f *Fleet) IDs() ([][]string, error) {
 	return out, nil
 }
 
-// Reset clears the latency figures of every child.
+// Reset clears the latency figures and delivery counts of every child.
+// The progress a child reported before the reset has been read when its
+// answer arrives (one ordered stream), and still counts the old
+// deliveries: it is zeroed here, so that a wait for the next deliveries
+// (Progress) does not end at once on the previous case's count.
 func (f *Fleet) Reset() error {
 	for _, c := range f.children {
 		if _, err := c.ask("reset", 30*time.Second); err != nil {
 			return err
 		}
+		c.mu.Lock()
+		c.last.Deliveries = 0
+		c.mu.Unlock()
 	}
 	return nil
 }
