@@ -99,8 +99,8 @@ type DensityReport struct {
 	Systems []DensitySystem `json:"systems"`
 	// PerSize holds, per size, each system's point under its key
 	// ("edgeplane" for the first edgeplane system, "edgeplane_<poller>" for
-	// each, "baseline") and "ratio" (baseline bytes per connection over each
-	// edgeplane system's).
+	// each, "baseline", "floor") and "ratio" (baseline bytes per connection
+	// over each other system's).
 	PerSize []map[string]any `json:"per_size"`
 }
 
@@ -133,8 +133,11 @@ func RunDensity(ctx context.Context, cfg DensityConfig) (*DensityReport, error) 
 }
 
 func systemKey(s SystemSpec) string {
-	if s.Kind == KindBaseline {
+	switch s.Kind {
+	case KindBaseline:
 		return "baseline"
+	case KindFloor:
+		return "floor"
 	}
 	if s.Poller == "" {
 		return "edgeplane"

@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,5 +90,54 @@ func TestReadKernelMem(t *testing.T) {
 	}
 	if _, err := os.Stat("/proc/slabinfo"); err == nil && os.Geteuid() == 0 && k.Source != KernelSlabinfo {
 		t.Fatalf("root and /proc/slabinfo exists, yet source %q", k.Source)
+	}
+}
+
+// In density the floor is one more system under its own key, and the
+// table gives the others' idle CPU over its.
+func TestDensityWithFloor(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := RunDensity(context.Background(), DensityConfig{
+		Sizes:      []int{30},
+		Systems:    []SystemSpec{{Name: "baseline", Kind: KindBaseline}, {Name: "floor", Kind: KindFloor}},
+		Self:       self,
+		IdleWindow: 1500 * time.Millisecond,
+		Settle:     100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range rep.Systems {
+		if s.Error != "" || len(s.Points) != 1 || s.Points[0].Open != 30 || s.Points[0].Connect.Short() || s.Points[0].IdleWindowSec <= 0 {
+			t.Fatalf("%s: %+v", s.Spec.Name, s)
+		}
+	}
+	ps := rep.PerSize[0]
+	if _, ok := ps["floor"].(DensityPoint); !ok {
+		t.Fatalf("no floor point: %v", ps)
+	}
+	if _, ok := ps["edgeplane"]; ok {
+		t.Fatalf("the floor took the edgeplane key: %v", ps)
+	}
+	var buf bytes.Buffer
+	WriteDensityTable(&buf, rep)
+	if !strings.Contains(buf.String(), "× floor") {
+		t.Fatalf("no × floor column:\n%s", buf.String())
+	}
+	// 30 idle connections may use less than one clock tick (10 ms) of
+	// CPU in the window; the ratio is there when both used some.
+	if rep.Systems[0].Points[0].IdleCPUPct > 0 && rep.Systems[1].Points[0].IdleCPUPct > 0 {
+		var baseRow string
+		for _, l := range strings.Split(buf.String(), "\n") {
+			if strings.HasPrefix(strings.TrimSpace(l), "baseline ") {
+				baseRow = l
+			}
+		}
+		if f := strings.Fields(baseRow); len(f) < 3 || !strings.HasSuffix(f[len(f)-2], "×") {
+			t.Fatalf("baseline row has no idle CPU × floor:\n%s", buf.String())
+		}
 	}
 }
