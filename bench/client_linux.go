@@ -98,6 +98,9 @@ type LoaderStats struct {
 	SeqLast  map[string]int64 `json:"seq_last,omitempty"`
 	SeqCount map[string]int   `json:"seq_count,omitempty"`
 	Errors   map[string]int   `json:"errors,omitempty"` // failure reasons, counted
+	// FirstErrors are the first MaxFirstErrors distinct failure reasons,
+	// in the order they happened.
+	FirstErrors []string `json:"first_errors,omitempty"`
 }
 
 type connState uint8
@@ -170,6 +173,7 @@ type Loader struct {
 	connect  Hist
 	latency  Hist
 	errs     map[string]int
+	firstErr []string
 	tick     int64
 }
 
@@ -341,6 +345,7 @@ func (l *Loader) full() LoaderStats {
 	for k, v := range l.errs {
 		s.Errors[k] = v
 	}
+	s.FirstErrors = append([]string(nil), l.firstErr...)
 	return s
 }
 
@@ -430,7 +435,7 @@ func (l *Loader) fail(c *cconn, reason string) {
 	l.closeFD(c)
 	l.inFlight--
 	l.st.Failures++
-	l.errs[reason]++
+	l.noteErr(reason)
 	if c.attempt < len(l.cfg.Retry) {
 		d := l.cfg.Retry[c.attempt]
 		c.attempt++
@@ -448,7 +453,15 @@ func (l *Loader) drop(c *cconn, reason string) {
 	c.state = stGivenUp
 	l.st.Open--
 	l.st.Dropped++
-	l.errs["dropped: "+reason]++
+	l.noteErr("dropped: " + reason)
+}
+
+// noteErr counts a failure reason and keeps the first few distinct ones.
+func (l *Loader) noteErr(reason string) {
+	if l.errs[reason] == 0 && len(l.firstErr) < MaxFirstErrors {
+		l.firstErr = append(l.firstErr, reason)
+	}
+	l.errs[reason]++
 }
 
 func (l *Loader) lost(c *cconn, reason string) {
@@ -722,7 +735,7 @@ func (l *Loader) onMessage(c *cconn, payload []byte) {
 			l.onHandshake(c, rec)
 			return nil
 		}
-		l.onRecord(c, hubproto.JSON.PeekType(rec), func() (int64, int64, bool) { return BenchArgs(rec) })
+		l.onRecord(c, hubproto.JSON.PeekType(rec), func() (int64, int64, bool) { return BenchArgs(rec) }, func() string { return closeError(rec) })
 		return nil
 	})
 }
@@ -742,7 +755,7 @@ func (l *Loader) onMessagePack(c *cconn, payload []byte) {
 	}
 	err := hubproto.MessagePack.Split(payload, func(rec []byte) error {
 		if c.fd >= 0 && c.state == stOpen {
-			l.onRecord(c, hubproto.MessagePack.PeekType(rec), func() (int64, int64, bool) { return BenchArgsMessagePack(rec) })
+			l.onRecord(c, hubproto.MessagePack.PeekType(rec), func() (int64, int64, bool) { return BenchArgsMessagePack(rec) }, func() string { return "" })
 		}
 		return nil
 	})
@@ -769,8 +782,9 @@ func (l *Loader) onHandshake(c *cconn, rec []byte) {
 }
 
 // onRecord counts a record of type t of an open connection; args reads an
-// invocation's sequence number and send time.
-func (l *Loader) onRecord(c *cconn, t hubproto.MessageType, args func() (seq, sentNano int64, ok bool)) {
+// invocation's sequence number and send time, closeText a Close record's
+// error text.
+func (l *Loader) onRecord(c *cconn, t hubproto.MessageType, args func() (seq, sentNano int64, ok bool), closeText func() string) {
 	switch t {
 	case hubproto.TypePing:
 		l.st.Pings++
@@ -787,7 +801,7 @@ func (l *Loader) onRecord(c *cconn, t hubproto.MessageType, args func() (seq, se
 			l.seqCount[seq]++
 		}
 	case hubproto.TypeClose:
-		l.lost(c, "signalr close")
+		l.lost(c, "signalr close: "+closeText())
 	}
 }
 
@@ -796,4 +810,17 @@ func (l *Loader) onRecord(c *cconn, t hubproto.MessageType, args func() (seq, se
 // spread evenly (0.5: the odd ones).
 func speaksMessagePack(i int, frac float64) bool {
 	return int(float64(i+1)*frac) > int(float64(i)*frac)
+}
+
+// closeError is the "error" text of a SignalR Close record (what the
+// server says the close was for), at most 80 bytes; "" without one.
+func closeError(rec []byte) string {
+	var m struct {
+		Error string `json:"error"`
+	}
+	_ = json.Unmarshal(bytes.TrimSuffix(rec, []byte{hubproto.RecordSeparator}), &m)
+	if len(m.Error) > 80 {
+		return m.Error[:80]
+	}
+	return m.Error
 }

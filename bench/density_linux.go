@@ -40,25 +40,41 @@ type DensityConfig struct {
 
 // DensityPoint is one system at one size.
 type DensityPoint struct {
-	Conns         int     `json:"conns"`
-	Open          int     `json:"open"`
-	MessagePack   int     `json:"messagepack"` // connections on MessagePack
-	RSS           int64   `json:"rss_bytes"`
-	HeapInuse     float64 `json:"heap_inuse_bytes"`
-	StackInuse    float64 `json:"stack_inuse_bytes"`
-	Goroutines    float64 `json:"goroutines"`
-	Threads       int     `json:"threads"`
-	OpenFDs       int     `json:"open_fds"`
-	BytesPerConn  float64 `json:"bytes_per_conn"`       // (RSS_N − RSS_0) / N
-	SlopePerConn  float64 `json:"slope_bytes_per_conn"` // (RSS_N − RSS_prev) / (N − prev)
-	HeapStackPer  float64 `json:"heap_stack_per_conn"`  // Go heap+stack growth / N
-	ConnsPerGiB   float64 `json:"conns_per_gib"`
-	SlabPerConn   float64 `json:"slab_socket_per_conn"` // kernel socket slab growth / N, both ends
-	SlabTotalPer  float64 `json:"slab_total_per_conn"`
+	Conns        int     `json:"conns"`
+	Open         int     `json:"open"`
+	MessagePack  int     `json:"messagepack"` // connections on MessagePack
+	RSS          int64   `json:"rss_bytes"`
+	HeapInuse    float64 `json:"heap_inuse_bytes"`
+	StackInuse   float64 `json:"stack_inuse_bytes"`
+	Goroutines   float64 `json:"goroutines"`
+	Threads      int     `json:"threads"`
+	OpenFDs      int     `json:"open_fds"`
+	BytesPerConn float64 `json:"bytes_per_conn"`       // (RSS_N − RSS_0) / N
+	SlopePerConn float64 `json:"slope_bytes_per_conn"` // (RSS_N − RSS_prev) / (N − prev)
+	HeapStackPer float64 `json:"heap_stack_per_conn"`  // Go heap+stack growth / N
+	ConnsPerGiB  float64 `json:"conns_per_gib"`
+	SlabPerConn  float64 `json:"slab_socket_per_conn"` // kernel socket slab growth / N, both ends
+	SlabTotalPer float64 `json:"slab_total_per_conn"`
+	// KernelSource says where the kernel figures come from (KernelMem).
+	KernelSource string `json:"kernel_source,omitempty"`
+	// KernelPerConn is the server's share of SlabPerConn: half of it, the
+	// two loopback ends being alike (the same caches: socket, inode,
+	// dentry, file, epoll item). ConnsPerGiBKernel counts it with the RSS:
+	// 2³⁰ / (BytesPerConn + KernelPerConn).
+	KernelPerConn     float64 `json:"kernel_per_conn"`
+	ConnsPerGiBKernel float64 `json:"conns_per_gib_with_kernel"`
+	// TCPMemPerConn is the growth of the sockets' buffer memory
+	// (sockstat TCP mem pages × 4096) per connection: data queued, ~0
+	// when idle.
+	TCPMemPerConn float64 `json:"tcp_buffer_bytes_per_conn"`
 	IdleCPUPct    float64 `json:"idle_cpu_pct_of_core,omitempty"`
 	IdleWindowSec float64 `json:"idle_window_sec,omitempty"`
 	Dropped       int     `json:"dropped"`
 	Failures      int     `json:"failures"`
+	// Connect is the account of the connections added at this size (how
+	// many were asked for, opened, failed, answered 503, and the first
+	// errors). A short step ends the system's run.
+	Connect ConnectSummary `json:"connect"`
 	// Extra holds the node's own gauges (edgeplane_*, baseline_*).
 	Extra map[string]float64 `json:"extra,omitempty"`
 }
@@ -84,8 +100,8 @@ type DensityReport struct {
 	Systems []DensitySystem `json:"systems"`
 	// PerSize holds, per size, each system's point under its key
 	// ("edgeplane" for the first edgeplane system, "edgeplane_<poller>" for
-	// each, "baseline") and "ratio" (baseline bytes per connection over each
-	// edgeplane system's).
+	// each, "baseline", "floor") and "ratio" (baseline bytes per connection
+	// over each other system's).
 	PerSize []map[string]any `json:"per_size"`
 }
 
@@ -118,8 +134,11 @@ func RunDensity(ctx context.Context, cfg DensityConfig) (*DensityReport, error) 
 }
 
 func systemKey(s SystemSpec) string {
-	if s.Kind == KindBaseline {
+	switch s.Kind {
+	case KindBaseline:
 		return "baseline"
+	case KindFloor:
+		return "floor"
 	}
 	if s.Poller == "" {
 		return "edgeplane"
@@ -168,8 +187,7 @@ func densityPerSize(systems []DensitySystem, sizes []int) []map[string]any {
 type sample struct {
 	proc    ProcSample
 	metrics map[string]float64
-	slab    int64
-	slabAll int64
+	kmem    KernelMem
 }
 
 func takeSample(s *Server) (sample, error) {
@@ -181,7 +199,7 @@ func takeSample(s *Server) (sample, error) {
 	if out.metrics, err = s.Metrics(); err != nil {
 		return out, err
 	}
-	out.slab, out.slabAll, _ = SlabBytes()
+	out.kmem, _ = ReadKernelMem()
 	return out, nil
 }
 
@@ -212,7 +230,11 @@ func densityOne(ctx context.Context, cfg DensityConfig, spec SystemSpec, sizes [
 		if add <= 0 {
 			continue
 		}
-		f, err := StartFleet(FleetConfig{Self: cfg.Self, Addrs: []string{srv.Listen}, Conns: add,
+		room, err := srv.Room()
+		if err != nil {
+			return sys, err
+		}
+		f, err := StartFleet(FleetConfig{Self: cfg.Self, Addrs: []string{srv.Listen}, Room: []int{room}, Conns: add,
 			Concurrency: cfg.Concurrency, Retry: []time.Duration{0, time.Second, 2 * time.Second, 5 * time.Second},
 			SkipNegotiate: cfg.SkipNegotiate, MessagePack: spec.MessagePack, Stderr: cfg.Log})
 		if err != nil {
@@ -225,10 +247,7 @@ func densityOne(ctx context.Context, cfg DensityConfig, spec SystemSpec, sizes [
 		if err != nil {
 			return sys, err
 		}
-		if p.Open < add {
-			st, _ := f.Stats()
-			return sys, fmt.Errorf("bench: only %d of %d connections opened at size %d; failures: %v", p.Open, add, n, st.Errors)
-		}
+		step, _ := f.Summary()
 		if !srv.Alive() {
 			return sys, fmt.Errorf("bench: %s died at %d connections", spec.Name, n)
 		}
@@ -246,7 +265,7 @@ func densityOne(ctx context.Context, cfg DensityConfig, spec SystemSpec, sizes [
 			mpConns += pp.MessagePack
 		}
 		pt := DensityPoint{
-			Conns: n, Open: open, MessagePack: mpConns, RSS: s.proc.RSS, Threads: s.proc.Threads, OpenFDs: s.proc.OpenFDs,
+			Conns: n, Open: open, MessagePack: mpConns, RSS: s.proc.RSS, Threads: s.proc.Threads, OpenFDs: s.proc.OpenFDs, Connect: step,
 			HeapInuse:  s.metrics["go_memstats_heap_inuse_bytes"],
 			StackInuse: s.metrics["go_memstats_stack_inuse_bytes"],
 			Goroutines: s.metrics["go_goroutines"],
@@ -262,13 +281,27 @@ func densityOne(ctx context.Context, cfg DensityConfig, spec SystemSpec, sizes [
 		if pt.BytesPerConn > 0 {
 			pt.ConnsPerGiB = float64(1<<30) / pt.BytesPerConn
 		}
-		pt.SlabPerConn = float64(s.slab-s0.slab) / base
-		pt.SlabTotalPer = float64(s.slabAll-s0.slabAll) / base
+		if s.kmem.Source != "" && s.kmem.Source == s0.kmem.Source {
+			pt.KernelSource = s.kmem.Source
+			pt.SlabPerConn = float64(s.kmem.SocketSlab-s0.kmem.SocketSlab) / base
+			pt.SlabTotalPer = float64(s.kmem.TotalSlab-s0.kmem.TotalSlab) / base
+			pt.KernelPerConn = pt.SlabPerConn / 2
+			pt.TCPMemPerConn = float64(s.kmem.TCPMemPages-s0.kmem.TCPMemPages) * 4096 / base
+			if pt.BytesPerConn+pt.KernelPerConn > 0 {
+				pt.ConnsPerGiBKernel = float64(1<<30) / (pt.BytesPerConn + pt.KernelPerConn)
+			}
+		}
 		pt.Extra = map[string]float64{}
 		for k, v := range s.metrics {
 			if strings.HasPrefix(k, "edgeplane_") || strings.HasPrefix(k, "baseline_") {
 				pt.Extra[k] = v
 			}
+		}
+		if step.Short() {
+			// The size was not reached: what was measured is kept (per
+			// open connection), and no larger size is tried.
+			sys.Points = append(sys.Points, pt)
+			return sys, nil
 		}
 		if i == len(sizes)-1 && cfg.ProfileDir != "" {
 			path := filepath.Join(cfg.ProfileDir, "heap-"+spec.Name+".pb.gz")

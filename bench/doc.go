@@ -19,9 +19,16 @@
 //     per-process open-file limit is a hard 20000; children report JSON lines.
 //   - Server (server.go) starts and watches one server process (edgeplane or
 //     the baseline) and reads its RSS, CPU time and /metrics.
-//   - RunDensity, RunFanout and RunStorm are the three experiments; each
-//     returns a report that renders as a table (WriteTable), JSON, and an SVG
-//     chart (svg.go).
+//   - Floor (floor.go) is the kernel's floor: the same job with system calls
+//     only (raw write/writev loops, the keep-alive calls). It runs as one
+//     more system in density and fanout, whose tables give every figure
+//     "× floor", and alone in RunFloor.
+//   - PlaceEvenly (plan.go) spreads a load over nodes within each node's
+//     descriptor room; every report carries a ConnectSummary, and a run
+//     that opened fewer connections than requested is ErrShort.
+//   - RunDensity, RunFanout, RunStorm, RunFloor and RunScale are the
+//     experiments; each returns a report that renders as a table, JSON, and
+//     an SVG chart (svg.go).
 //
 // Usage from Go:
 //

@@ -71,15 +71,21 @@ type FanoutCase struct {
 	CPUSecPerMillion float64 `json:"server_cpu_sec_per_million_deliveries"`
 	ClientCPUSec     float64 `json:"client_cpu_sec"`
 	Dropped          int     `json:"dropped"`
-	Hist             *Hist   `json:"latency_hist,omitempty"`
-	Error            string  `json:"error,omitempty"`
+	// WriteCPUus (floor only): the floor's writer threads' own CPU per
+	// write, the raw cost of one delivery's system call.
+	WriteCPUus float64 `json:"floor_write_cpu_us,omitempty"`
+	Hist       *Hist   `json:"latency_hist,omitempty"`
+	Error      string  `json:"error,omitempty"`
 }
 
 // FanoutSystem is one system's run.
 type FanoutSystem struct {
-	Spec    SystemSpec `json:"spec"`
-	Nodes   int        `json:"nodes"`
-	Members int        `json:"members"`
+	Spec  SystemSpec `json:"spec"`
+	Nodes int        `json:"nodes"`
+	// Connect says how many of the requested connections opened, and why
+	// the others did not; Members is how many of them joined the group.
+	Connect ConnectSummary `json:"connect"`
+	Members int            `json:"members"`
 	// MessagePack members (SystemSpec.MessagePack of them).
 	MessagePack int          `json:"messagepack_members"`
 	Cases       []FanoutCase `json:"cases"`
@@ -217,19 +223,24 @@ func setupRig(ctx context.Context, cfg FanoutConfig, spec SystemSpec) (*rig, err
 		rg.servers = append(rg.servers, s)
 		addrs = append(addrs, s.Listen)
 	}
-	perChild := MaxPerChild
-	if cfg.Conns/cfg.Nodes < perChild {
-		perChild = (cfg.Conns + cfg.Nodes - 1) / cfg.Nodes
+	room := make([]int, len(rg.servers))
+	for i, sv := range rg.servers {
+		r, err := sv.Room()
+		if err != nil {
+			return rg, err
+		}
+		room[i] = r
 	}
-	f, err := StartFleet(FleetConfig{Self: cfg.Self, Addrs: addrs, Conns: cfg.Conns, PerChild: perChild, Concurrency: 256,
+	f, err := StartFleet(FleetConfig{Self: cfg.Self, Addrs: addrs, Room: room, Conns: cfg.Conns, Concurrency: 256,
 		Retry: []time.Duration{0, time.Second, 2 * time.Second, 5 * time.Second}, MessagePack: spec.MessagePack, Stderr: cfg.Log})
 	if err != nil {
 		return rg, err
 	}
 	rg.fleet = f
 	bar := NewBar(cfg.Progress, spec.Name+" connect", cfg.Conns)
-	p, err := f.WaitSettled(ctx, 3*time.Minute, bar)
-	bar.Done(p.Open, fmt.Sprintf("fail %d", p.Failures))
+	p, err := f.WaitSettled(ctx, connectTimeout(cfg.Conns), bar)
+	bar.Done(p.Open, fmt.Sprintf("fail %d  503 %d", p.Failures, p.Rejected503))
+	rg.sys.Connect, _ = f.Summary()
 	if err != nil {
 		return rg, err
 	}
@@ -237,9 +248,15 @@ func setupRig(ctx context.Context, cfg FanoutConfig, spec SystemSpec) (*rig, err
 	if err != nil {
 		return rg, err
 	}
-	rg.sys.Members, err = joinGroup(ctx, rg.servers, ids, rg.group, cfg.Progress, spec.Name)
+	rg.sys.Members, err = joinGroup(ctx, rg.servers, ids, f.ChildNodes(), rg.group, cfg.Progress, spec.Name)
 	rg.sys.MessagePack = p.MessagePack
 	return rg, err
+}
+
+// connectTimeout bounds the connect phase of n connections: 3 minutes, and
+// a minute more per 20,000 above 60,000.
+func connectTimeout(n int) time.Duration {
+	return 3*time.Minute + time.Duration(max(0, n-60000)/20000)*time.Minute
 }
 
 // caseRun accumulates one (path, size) case of one rig.
@@ -250,6 +267,8 @@ type caseRun struct {
 	ccpu    float64
 	dropped int
 	idlePct float64
+	// floor's write counters at the start (floor rigs only)
+	floorCPUNs, floorWrites float64
 }
 
 func runCases(ctx context.Context, cfg FanoutConfig, rigs []*rig, rdb *redis.Client) {
@@ -264,6 +283,9 @@ func runCases(ctx context.Context, cfg FanoutConfig, rigs []*rig, rdb *redis.Cli
 					runs[i].c.Error = err.Error()
 				}
 				runs[i].dropped = rg.fleet.Progress().Dropped
+				if rg.sys.Spec.Kind == KindFloor {
+					runs[i].floorCPUNs, runs[i].floorWrites = floorWriteCounters(rg.servers)
+				}
 			}
 			// Idle rates (keep-alives) over the same 2 s for every rig, so
 			// that the cost per delivery counts the broadcasts only.
@@ -382,12 +404,29 @@ func finishCase(rg *rig, run *caseRun) FanoutCase {
 	if c.Delivered > 0 {
 		c.CPUSecPerMillion = c.ServerCPUSec / float64(c.Delivered) * 1e6
 	}
+	if rg.sys.Spec.Kind == KindFloor {
+		cpu, writes := floorWriteCounters(rg.servers)
+		if writes > run.floorWrites {
+			c.WriteCPUus = (cpu - run.floorCPUNs) / (writes - run.floorWrites) / 1000
+		}
+	}
 	return c
 }
 
+// floorWriteCounters sums the floor servers' write-loop CPU and writes.
+func floorWriteCounters(servers []*Server) (cpuNs, writes float64) {
+	for _, s := range servers {
+		if m, err := s.Metrics(); err == nil {
+			cpuNs += m["floor_write_cpu_nanoseconds_total"]
+			writes += m["floor_writes_total"]
+		}
+	}
+	return cpuNs, writes
+}
+
 // joinGroup PUTs every connection into the group on the node it is
-// connected to (child i talks to node i mod nodes).
-func joinGroup(ctx context.Context, servers []*Server, ids [][]string, group string, progress io.Writer, name string) (int, error) {
+// connected to (child i talks to node nodeOf[i]).
+func joinGroup(ctx context.Context, servers []*Server, ids [][]string, nodeOf []int, group string, progress io.Writer, name string) (int, error) {
 	type job struct{ admin, id string }
 	jobs := make(chan job)
 	total := 0
@@ -424,7 +463,7 @@ func joinGroup(ctx context.Context, servers []*Server, ids [][]string, group str
 		}()
 	}
 	for i, l := range ids {
-		admin := servers[i%len(servers)].Admin
+		admin := servers[nodeOf[i]].Admin
 		for _, id := range l {
 			jobs <- job{admin, id}
 		}

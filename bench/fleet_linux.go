@@ -150,8 +150,15 @@ func RunChild(cfg LoaderConfig, in io.Reader, out io.Writer) error {
 type FleetConfig struct {
 	// Self is the edgebench binary; default os.Args[0].
 	Self string
-	// Addrs are node client addresses; child i connects to Addrs[i%len].
+	// Addrs are node client addresses. The connections are spread over
+	// them as evenly as Room allows (PlaceEvenly), each node's share over
+	// as few children as PerChild allows.
 	Addrs []string
+	// Room is how many more connections each node (same order as Addrs)
+	// can hold; missing or negative: unknown. A node is never asked for
+	// more than its room; what fits nowhere is not attempted
+	// (Fleet.Unplaced) and the run is short by it.
+	Room  []int
 	Hub   string
 	Conns int
 	// PerChild caps connections per process; default MaxPerChild.
@@ -188,12 +195,15 @@ type child struct {
 	replies chan childLine
 	exited  chan struct{}
 	conns   int
+	node    int // index into FleetConfig.Addrs
 }
 
 // Fleet is a running set of load-client processes.
 type Fleet struct {
 	cfg      FleetConfig
 	children []*child
+	perNode  []int
+	unplaced int
 }
 
 // StartFleet starts the children; they begin connecting at once.
@@ -210,21 +220,30 @@ func StartFleet(cfg FleetConfig) (*Fleet, error) {
 	if len(cfg.Addrs) == 0 {
 		return nil, errors.New("bench: fleet without node address")
 	}
-	f := &Fleet{cfg: cfg}
-	n := (cfg.Conns + cfg.PerChild - 1) / cfg.PerChild
-	if n < len(cfg.Addrs) && cfg.Conns >= len(cfg.Addrs) {
-		n = len(cfg.Addrs)
+	room := make([]int, len(cfg.Addrs))
+	for i := range room {
+		room[i] = -1
+		if i < len(cfg.Room) && cfg.Room[i] >= 0 {
+			room[i] = cfg.Room[i]
+		}
 	}
-	left := cfg.Conns
-	for i := 0; i < n; i++ {
-		k := left / (n - i)
-		left -= k
+	f := &Fleet{cfg: cfg}
+	f.perNode, f.unplaced = PlaceEvenly(cfg.Conns, room)
+	type part struct{ node, conns int }
+	var parts []part
+	for j, k := range f.perNode {
+		for _, n := range splitEvenly(k, cfg.PerChild) {
+			parts = append(parts, part{j, n})
+		}
+	}
+	for _, pt := range parts {
+		k := pt.conns
 		lc := LoaderConfig{
-			Addr: cfg.Addrs[i%len(cfg.Addrs)], Hub: cfg.Hub, Conns: k, SrcIPs: allocSrcIPs(cfg.IPsPerChild),
+			Addr: cfg.Addrs[pt.node], Hub: cfg.Hub, Conns: k, SrcIPs: allocSrcIPs(cfg.IPsPerChild),
 			SkipNegotiate: cfg.SkipNegotiate, Concurrency: cfg.Concurrency, Retry: cfg.Retry, KeepAlive: cfg.KeepAlive,
 			MessagePack: cfg.MessagePack,
 		}
-		c := &child{replies: make(chan childLine, 4), exited: make(chan struct{}), conns: k}
+		c := &child{replies: make(chan childLine, 4), exited: make(chan struct{}), conns: k, node: pt.node}
 		c.last.Target = k
 		c.cmd = exec.Command(cfg.Self, append([]string{ChildCommand}, ChildArgs(lc)...)...)
 		c.cmd.Stderr = cfg.Stderr
@@ -287,8 +306,39 @@ func (c *child) ask(op string, timeout time.Duration) (childLine, error) {
 	}
 }
 
+// ChildNodes returns, per child (in the order of IDs), the index of the
+// node it connects to.
+func (f *Fleet) ChildNodes() []int {
+	out := make([]int, len(f.children))
+	for i, c := range f.children {
+		out[i] = c.node
+	}
+	return out
+}
+
+// Unplaced is the number of connections no node had room for.
+func (f *Fleet) Unplaced() int { return f.unplaced }
+
+// Summary asks the children for full stats and says how the connections
+// went (ConnectSummary).
+func (f *Fleet) Summary() (ConnectSummary, error) {
+	st, err := f.Stats()
+	if err != nil {
+		p := f.Progress()
+		st = p
+	}
+	return ConnectSummary{
+		Requested: f.cfg.Conns, PerNode: append([]int(nil), f.perNode...), Unplaced: f.unplaced,
+		Connected: st.Open, Attempts: st.Attempts, Failures: st.Failures, Rejected503: st.Rejected503,
+		GivenUp: st.GivenUp, Dropped: st.Dropped, FirstErrors: st.FirstErrors, Errors: st.Errors,
+	}, err
+}
+
 // Progress sums the children's latest progress reports.
 func (f *Fleet) Progress() LoaderStats {
+	if len(f.children) == 0 {
+		return LoaderStats{Settled: true} // nothing placed, nothing to wait for
+	}
 	var all []LoaderStats
 	for _, c := range f.children {
 		c.mu.Lock()
@@ -354,12 +404,19 @@ func (f *Fleet) IDs() ([][]string, error) {
 	return out, nil
 }
 
-// Reset clears the latency figures of every child.
+// Reset clears the latency figures and delivery counts of every child.
+// The progress a child reported before the reset has been read when its
+// answer arrives (one ordered stream), and still counts the old
+// deliveries: it is zeroed here, so that a wait for the next deliveries
+// (Progress) does not end at once on the previous case's count.
 func (f *Fleet) Reset() error {
 	for _, c := range f.children {
 		if _, err := c.ask("reset", 30*time.Second); err != nil {
 			return err
 		}
+		c.mu.Lock()
+		c.last.Deliveries = 0
+		c.mu.Unlock()
 	}
 	return nil
 }
@@ -448,6 +505,7 @@ func MergeStats(all []LoaderStats) LoaderStats {
 			}
 			m.SeqCount[k] += s.SeqCount[k]
 		}
+		m.FirstErrors = mergeFirst(m.FirstErrors, s.FirstErrors)
 		for k, v := range s.Errors {
 			if m.Errors == nil {
 				m.Errors = map[string]int{}

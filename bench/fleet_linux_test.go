@@ -1,6 +1,9 @@
 package bench
 
 import (
+	"context"
+	"net/http"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -60,5 +63,37 @@ with_ts 3 1700000000000
 		"process_resident_memory_bytes": 1.811e8, "with_ts": 3}
 	if !reflect.DeepEqual(m, want) {
 		t.Fatalf("got %v", m)
+	}
+}
+
+// After Reset, Progress counts no delivery of before: a wait for the next
+// broadcast's deliveries must not end on the previous one's count (the
+// children report progress only every 100 ms).
+func TestFleetResetZeroesProgress(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, admin := startBaseline(t)
+	f, err := StartFleet(FleetConfig{Self: self, Addrs: []string{client}, Conns: 5, Concurrency: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if p, err := f.WaitSettled(context.Background(), 20*time.Second, nil); err != nil || p.Open != 5 {
+		t.Fatalf("open %d: %v", p.Open, err)
+	}
+	body := `{"target":"bench","arguments":` + InvocationArgs("bench", 0, time.Now().UnixNano(), 64) + `}`
+	resp, err := http.Post("http://"+admin+"/api/hubs/chat/:send", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	checkFor(t, 10*time.Second, "5 deliveries reported", func() bool { return f.Progress().Deliveries == 5 })
+	if err := f.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if d := f.Progress().Deliveries; d != 0 {
+		t.Fatalf("after Reset, Progress still counts %d deliveries", d)
 	}
 }

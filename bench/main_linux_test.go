@@ -19,6 +19,12 @@ func TestMain(m *testing.M) {
 				os.Exit(1)
 			}
 			os.Exit(0)
+		case FloorCommand:
+			if err := FloorMain(context.Background(), os.Args[2:]); err != nil {
+				os.Stderr.WriteString(err.Error() + "\n")
+				os.Exit(1)
+			}
+			os.Exit(0)
 		case "baseline":
 			if err := BaselineMain(context.Background(), os.Args[2:]); err != nil {
 				os.Stderr.WriteString(err.Error() + "\n")

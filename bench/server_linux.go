@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/edgeplane/edgeplane/poller"
 )
 
 // Kind of server under test.
@@ -23,6 +25,8 @@ type Kind string
 const (
 	KindEdgeplane Kind = "edgeplane"
 	KindBaseline  Kind = "baseline"
+	// KindFloor is the floor server (Floor): the system calls only.
+	KindFloor Kind = "floor"
 )
 
 // SystemSpec names one system under test: edgeplane with a poller backend,
@@ -34,6 +38,7 @@ type SystemSpec struct {
 	// MessagePack is the fraction of the load clients' connections on the
 	// MessagePack hub protocol (edgeplane only: the baseline speaks JSON).
 	MessagePack float64 `json:"messagepack,omitempty"`
+	Mode        string  `json:"mode,omitempty"` // floor only: write or writev
 }
 
 // ServerConfig starts one server process.
@@ -58,9 +63,12 @@ type Server struct {
 	Spec   SystemSpec
 	Listen string
 	Admin  string
-	cmd    *exec.Cmd
-	done   chan struct{}
-	err    error
+	// fdReserve is what the server keeps free under its descriptor limit
+	// (edgeplane's --fd-reserve); Room leaves it out.
+	fdReserve int
+	cmd       *exec.Cmd
+	done      chan struct{}
+	err       error
 }
 
 // freePort asks the kernel for a free loopback port.
@@ -106,6 +114,15 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 			bin = os.Args[0]
 		}
 		args = []string{"baseline", "--listen", s.Listen, "--admin", s.Admin, "--hub", hub}
+	case KindFloor:
+		bin = cfg.Self
+		if bin == "" {
+			bin = os.Args[0]
+		}
+		args = []string{FloorCommand, "--listen", s.Listen, "--admin", s.Admin, "--hub", hub}
+		if cfg.Spec.Mode != "" {
+			args = append(args, "--mode", cfg.Spec.Mode)
+		}
 	default:
 		return nil, fmt.Errorf("bench: unknown server kind %q", cfg.Spec.Kind)
 	}
@@ -113,6 +130,15 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		args = append(args, "--redis", cfg.Redis)
 	}
 	args = append(args, cfg.ExtraArgs...)
+	if cfg.Spec.Kind == KindEdgeplane {
+		s.fdReserve = poller.DefaultFDReserve
+		if v := os.Getenv("EDGEPLANE_FD_RESERVE"); v != "" {
+			s.fdReserve, _ = strconv.Atoi(v)
+		}
+		if v, ok := flagValue(cfg.ExtraArgs, "fd-reserve"); ok {
+			s.fdReserve, _ = strconv.Atoi(v)
+		}
+	}
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout = cfg.Stderr
 	s.cmd.Stderr = cfg.Stderr
@@ -146,6 +172,60 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 			return nil, fmt.Errorf("bench: %s did not become healthy in 15 s", s.Spec.Name)
 		}
 	}
+}
+
+// flagValue finds --name V, --name=V, -name V or -name=V in args.
+func flagValue(args []string, name string) (string, bool) {
+	for i, a := range args {
+		a = strings.TrimLeft(a, "-")
+		if a == name && i+1 < len(args) {
+			return args[i+1], true
+		}
+		if v, ok := strings.CutPrefix(a, name+"="); ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// RoomSlack is what Room leaves free beyond the server's own reserve: the
+// negotiate requests in flight (each its own short TCP connection) and
+// the server's other descriptors while connecting.
+const RoomSlack = 256
+
+// Room is how many more client connections the server can hold within its
+// descriptor limit: RLIMIT_NOFILE (soft) less its open descriptors, its
+// descriptor reserve and RoomSlack. A load never asks a node for more.
+func (s *Server) Room() (int, error) {
+	limit, err := nofileLimit(s.PID())
+	if err != nil {
+		return 0, err
+	}
+	p, err := ReadProc(s.PID())
+	if err != nil {
+		return 0, err
+	}
+	return max(0, int(limit)-p.OpenFDs-max(0, s.fdReserve)-RoomSlack), nil
+}
+
+// nofileLimit reads the soft "Max open files" of pid from /proc/PID/limits.
+func nofileLimit(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/limits")
+	if err != nil {
+		return 0, fmt.Errorf("bench: limits of %d: %w", pid, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Max open files"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				if f[0] == "unlimited" {
+					return 1 << 30, nil
+				}
+				return strconv.ParseInt(f[0], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("bench: limits of %d: no Max open files line", pid)
 }
 
 // PID of the server process.
@@ -315,36 +395,108 @@ func ParseMetrics(r io.Reader) (map[string]float64, error) {
 	return out, nil
 }
 
-// SlabBytes sums num_objs × objsize over the kernel slab caches that an
-// idle TCP socket allocates (TCP, sock inode, dentry, file, epoll item,
-// request socks…), and over all caches. Needs root for /proc/slabinfo.
-func SlabBytes() (socket, total int64, err error) {
+// socketCaches are the slab caches an idle TCP socket allocates from:
+// the socket itself, its inode, dentry and file, its epoll item, bind
+// buckets, request socks while connecting.
+var socketCaches = map[string]bool{
+	"TCP": true, "tcp_bind_bucket": true, "tcp_bind2_bucket": true, "sock_inode_cache": true, "dentry": true, "filp": true,
+	"eventpoll_epi": true, "eventpoll_pwq": true, "skbuff_head_cache": true, "request_sock_TCP": true, "inet_peer_cache": true,
+}
+
+// Kernel memory sources, best first.
+const (
+	// KernelSlabinfo: active objects × object size of /proc/slabinfo
+	// (root only). Active, not total, objects: freed objects stay in
+	// their slabs for reuse and would hide the growth.
+	KernelSlabinfo = "slabinfo active objects"
+	// KernelMeminfo: Slab: of /proc/meminfo (readable by anyone), every
+	// cache and whole slabs, so noisier; used when slabinfo is not
+	// readable.
+	KernelMeminfo = "meminfo Slab"
+)
+
+// KernelMem is a reading of the kernel memory that sockets use.
+type KernelMem struct {
+	Source string `json:"source"` // KernelSlabinfo or KernelMeminfo
+	// SocketSlab is the socket-related caches (socketCaches; with
+	// KernelMeminfo, all of the slab); TotalSlab every cache.
+	SocketSlab int64 `json:"socket_slab_bytes"`
+	TotalSlab  int64 `json:"total_slab_bytes"`
+	// TCPMemPages is /proc/net/sockstat's TCP "mem": pages of socket
+	// buffers (data queued in or out), not the sockets themselves.
+	TCPMemPages int64 `json:"tcp_mem_pages"`
+	// TCPInUse is sockstat's TCP "inuse" (sockets in use, all states but
+	// TIME_WAIT).
+	TCPInUse int64 `json:"tcp_inuse"`
+}
+
+// ReadKernelMem reads /proc/slabinfo (or, not readable, /proc/meminfo)
+// and /proc/net/sockstat.
+func ReadKernelMem() (KernelMem, error) {
+	var k KernelMem
+	if b, err := os.ReadFile("/proc/net/sockstat"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "TCP: "); ok {
+				f := strings.Fields(rest)
+				for i := 0; i+1 < len(f); i += 2 {
+					v, _ := strconv.ParseInt(f[i+1], 10, 64)
+					switch f[i] {
+					case "mem":
+						k.TCPMemPages = v
+					case "inuse":
+						k.TCPInUse = v
+					}
+				}
+			}
+		}
+	}
+	slabErr := k.readSlabinfo()
+	if slabErr == nil {
+		return k, nil
+	}
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return k, fmt.Errorf("bench: kernel memory: %v; meminfo: %w", slabErr, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Slab:"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				kb, _ := strconv.ParseInt(f[0], 10, 64)
+				k.Source, k.SocketSlab, k.TotalSlab = KernelMeminfo, kb<<10, kb<<10
+				return k, nil
+			}
+		}
+	}
+	return k, fmt.Errorf("bench: kernel memory: %v; meminfo has no Slab line", slabErr)
+}
+
+func (k *KernelMem) readSlabinfo() error {
 	f, err := os.Open("/proc/slabinfo")
 	if err != nil {
-		return 0, 0, fmt.Errorf("bench: slabinfo: %w", err)
+		return fmt.Errorf("bench: slabinfo: %w", err)
 	}
 	defer f.Close()
+	var socket, total int64
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fs := strings.Fields(sc.Text())
 		if len(fs) < 4 || strings.HasPrefix(fs[0], "#") || fs[0] == "slabinfo" {
 			continue
 		}
-		n, _ := strconv.ParseInt(fs[2], 10, 64)
-		sz, _ := strconv.ParseInt(fs[3], 10, 64)
-		b := n * sz
-		total += b
-		switch fs[0] {
-		case "TCP", "tcp_bind_bucket", "tcp_bind2_bucket", "sock_inode_cache", "dentry", "filp",
-			"eventpoll_epi", "eventpoll_pwq", "skbuff_head_cache", "request_sock_TCP", "inet_peer_cache":
-			socket += b
+		active, _ := strconv.ParseInt(fs[1], 10, 64)
+		size, _ := strconv.ParseInt(fs[3], 10, 64)
+		total += active * size
+		if socketCaches[fs[0]] {
+			socket += active * size
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return socket, total, fmt.Errorf("bench: slabinfo: %w", err)
+		return fmt.Errorf("bench: slabinfo: %w", err)
 	}
 	if total == 0 {
-		return 0, 0, errors.New("bench: slabinfo: empty")
+		return errors.New("bench: slabinfo: empty")
 	}
-	return socket, total, nil
+	k.Source, k.SocketSlab, k.TotalSlab = KernelSlabinfo, socket, total
+	return nil
 }

@@ -51,6 +51,7 @@ type StormResult struct {
 	ServerCPUSec    float64        `json:"server_cpu_sec"`
 	ClientCPUSec    float64        `json:"client_cpu_sec"`
 	Errors          map[string]int `json:"errors,omitempty"`
+	FirstErrors     []string       `json:"first_errors,omitempty"`
 	HandshakeHist   *Hist          `json:"handshake_hist,omitempty"`
 	Error           string         `json:"error,omitempty"`
 }
@@ -104,7 +105,11 @@ func stormOne(ctx context.Context, cfg StormConfig, spec SystemSpec) (StormResul
 		return r, fmt.Errorf("bench: %d of %d established connections opened before the storm: %v", p.Open, cfg.Established, err)
 	}
 	cpu0, _ := ReadProc(srv.PID())
-	storm, err := StartFleet(FleetConfig{Self: cfg.Self, Addrs: []string{srv.Listen}, Conns: cfg.Clients, Concurrency: 0,
+	room, err := srv.Room()
+	if err != nil {
+		return r, err
+	}
+	storm, err := StartFleet(FleetConfig{Self: cfg.Self, Addrs: []string{srv.Listen}, Room: []int{room}, Conns: cfg.Clients, Concurrency: 0,
 		Retry: cfg.Retry, MessagePack: spec.MessagePack, Stderr: cfg.Log})
 	if err != nil {
 		return r, err
@@ -133,6 +138,7 @@ func stormOne(ctx context.Context, cfg StormConfig, spec SystemSpec) (StormResul
 	r.Failures = st.Failures
 	r.StormDropped = st.Dropped
 	r.Errors = st.Errors
+	r.FirstErrors = st.FirstErrors
 	if st.LastOpenNano > st.FirstAttemptNano && st.FirstAttemptNano > 0 {
 		r.SecondsToAll = float64(st.LastOpenNano-st.FirstAttemptNano) / 1e9
 		r.AcceptedPerSec = float64(st.EverOpened) / r.SecondsToAll
