@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/edgeplane/edgeplane/backplane"
-	"github.com/edgeplane/edgeplane/internal/wsframe"
 )
 
 // Scale benchmarks: the hub's per-connection structures at 2^16 entries
@@ -153,7 +152,12 @@ func BenchmarkScaleGroup(b *testing.B) {
 // group of n, queued to members that take the frame and return; ns/recipient
 // is the figure to compare across sizes.
 func BenchmarkScaleDeliver(b *testing.B) {
-	frame := wsframe.TextFrame(make([]byte, 64))
+	rec := make([]byte, 64)
+	for i := range rec {
+		rec[i] = 'x'
+	}
+	rec[63] = 0x1e
+	frame := NewFrames(rec, nil)
 	for _, n := range scaleSizes() {
 		_, h, _, _ := scaleHub(b, n, true)
 		for _, tc := range []struct {
