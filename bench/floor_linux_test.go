@@ -28,8 +28,10 @@ func TestFloorTiny(t *testing.T) {
 	if rep.Connect.Connected != n || rep.Connect.Short() || len(rep.Cases) != 4 {
 		t.Fatalf("connect %+v, %d cases", rep.Connect, len(rep.Cases))
 	}
+	// The loop's CPU may read 0 at this size: 40 writes take less than
+	// the CPU clock's tick. It is never negative.
 	for _, c := range rep.Cases {
-		if c.Error != "" || c.Delivered != 2*n || c.Expected != 2*n || c.Completion.N != 2 || c.ShortWrites != 0 || c.WriteCPUus <= 0 {
+		if c.Error != "" || c.Delivered != 2*n || c.Expected != 2*n || c.Completion.N != 2 || c.ShortWrites != 0 || c.WriteCPUus < 0 {
 			t.Fatalf("case %s %d: %+v", c.Mode, c.Size, c)
 		}
 	}
