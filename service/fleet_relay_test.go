@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -344,4 +345,37 @@ func TestFleetRelayNodeGone(t *testing.T) {
 			return slices.Contains(s.gone, y.id)
 		})
 	})
+}
+
+// TestFleetRelayOrder: a client's messages reach the app in the order
+// sent, and the app's answers come back in order, however many are in
+// flight between the nodes (the app runs a client's invocations one at
+// a time, in order of arrival).
+func TestFleetRelayOrder(t *testing.T) {
+	ns := startFleet(t, 2)
+	a, b := ns[0], ns[1]
+	_, base := startApp(t, a, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(newSeen())}})
+	waitHosted(t, b)
+	y := connectAt(t, base, "ChatHub", "y", b)
+	const n = 500
+	for i := 0; i < n; i++ {
+		y.send(`{"type":1,"invocationId":"o` + strconv.Itoa(i) + `","target":"Echo","arguments":[` + strconv.Itoa(i) + `]}`)
+	}
+	last := "o" + strconv.Itoa(n-1)
+	y.wait("the last completion", func(m map[string]any) bool { return m["type"] == 3.0 && m["invocationId"] == last })
+	y.mu.Lock()
+	defer y.mu.Unlock()
+	next := 0
+	for _, m := range y.recs {
+		if m["type"] != 3.0 {
+			continue
+		}
+		if m["result"] != float64(next) || m["invocationId"] != "o"+strconv.Itoa(next) {
+			t.Fatalf("completion %d: %v", next, m)
+		}
+		next++
+	}
+	if next != n {
+		t.Fatalf("%d completions, want %d", next, n)
+	}
 }
