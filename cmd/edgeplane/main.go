@@ -129,6 +129,8 @@ func run(args []string) int {
 	fs.IntVar(&svcMaxHubs, "service-max-hubs", service.DefaultMaxHubs, "service mode: hubs learned from app servers at most (0: none, serve the --hub hubs only)")
 	fs.DurationVar(&svcCfg.PingInterval, "service-ping-interval", service.DefaultPingInterval, "service mode: keep-alive Ping to each app server connection this often")
 	fs.DurationVar(&svcCfg.ServerTimeout, "service-server-timeout", service.DefaultServerTimeout, "service mode: close an app server connection silent this long")
+	fs.BoolVar(&svcCfg.Fleet.Disabled, "service-no-relay", false, "service mode, with --redis: refuse a client no local app server connection can host, instead of relaying it to a node that has one")
+	fs.DurationVar(&svcCfg.Fleet.PresenceTTL, "service-presence-ttl", service.DefaultPresenceTTL, "service mode, with --redis: a node silent this long is gone (the clients relayed to or from it are closed)")
 	fs.DurationVar(&drainWindow, "drain-window", 30*time.Second, "on SIGTERM, close clients paced over this window (a second signal exits at once)")
 	fs.BoolVar(&cfg.NoTrim, "no-trim", false, "do not return freed memory to the OS after connection bursts or once the garbage of an idle node (no GC for a minute) reaches 2% of its live heap")
 	fs.IntVar(&gcPercent, "gc-percent", 25, "Go GC target percentage (GOGC): lower packs long-lived connection state more densely after connection bursts at more CPU during them (10 instead of 25: ~70-100 B less per idle netpoll connection, but ~2x the GC CPU of a connect burst); the GOGC environment variable, if set, wins")
