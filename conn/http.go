@@ -53,7 +53,7 @@ func (c *Conn) handleHTTP(b []byte) (int, error) {
 		c.httpError(req, "", http.StatusLengthRequired, "chunked request bodies are not supported")
 		return len(b), nil
 	}
-	if req.ContentLength > int64(max(maxBodyBytes, c.srv.cfg.MaxMessageBytes)) {
+	if req.ContentLength > c.bodyLimit(req) {
 		c.httpError(req, "", http.StatusRequestEntityTooLarge, "request body too large")
 		return len(b), nil
 	}

@@ -48,3 +48,15 @@ func (c *Conn) post(req *http.Request, lc *Conn) {
 	}
 	c.respondKeep("send", http.StatusOK, "text/plain", nil, c.corsHeaders(req, false))
 }
+
+// bodyLimit bounds a request's body: a POST of the HTTP transports (on a
+// hub's path) carries a client message, bounded by --max-message-bytes;
+// anything else (negotiate) by maxBodyBytes.
+func (c *Conn) bodyLimit(req *http.Request) int64 {
+	if req.Method == http.MethodPost {
+		if _, isNegotiate, found := c.srv.paths.route(req.URL.Path); found && !isNegotiate {
+			return int64(c.srv.cfg.MaxMessageBytes)
+		}
+	}
+	return maxBodyBytes
+}
