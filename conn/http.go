@@ -392,7 +392,7 @@ func (c *Conn) corsHeaders(req *http.Request, preflight bool) string {
 	}
 	h := "Access-Control-Allow-Origin: " + origin + "\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin\r\n"
 	if preflight {
-		h += "Access-Control-Allow-Methods: POST, GET, OPTIONS\r\nAccess-Control-Allow-Headers: " +
+		h += "Access-Control-Allow-Methods: POST, GET, DELETE, OPTIONS\r\nAccess-Control-Allow-Headers: " +
 			req.Header.Get("Access-Control-Request-Headers") + "\r\nAccess-Control-Max-Age: 600\r\n"
 	}
 	return h
