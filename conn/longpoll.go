@@ -24,9 +24,10 @@ import (
 func (s *httpSink) firstPoll() {
 	s.mu.Lock()
 	s.polled = true
-	s.since = s.lc.srv.wheel.Now()
+	since := s.lc.srv.wheel.Now()
+	s.since = since
 	s.mu.Unlock()
-	s.lc.srv.wheel.add(s.lc, s.since+s.lc.srv.handshakeSec)
+	s.lc.srv.wheel.add(s.lc, since+s.lc.srv.handshakeSec)
 }
 
 // newPoll handles a poll on socket sc: answered at once when messages wait
@@ -50,14 +51,15 @@ func (s *httpSink) newPoll(sc *Conn, cors string) {
 	case len(s.queue) > 0:
 		srv.M.httpReqs("poll", http.StatusOK).Inc()
 		s.answerLocked(sc, http.StatusOK, cors)
-		s.since = srv.wheel.Now()
+		since := srv.wheel.Now()
+		s.since = since
 		end := s.closing
 		s.mu.Unlock()
 		if end {
 			s.end(nil)
 			return
 		}
-		srv.wheel.add(s.lc, s.since+srv.reconnectSec)
+		srv.wheel.add(s.lc, since+srv.reconnectSec)
 		return
 	case s.closing:
 		s.mu.Unlock()
@@ -69,10 +71,11 @@ func (s *httpSink) newPoll(sc *Conn, cors string) {
 	sc.state.Store(stHeld)
 	sc.buffers().link = s.lc
 	s.poll = sc
-	s.since = srv.wheel.Now()
+	since := srv.wheel.Now()
+	s.since = since
 	s.mu.Unlock()
 	srv.wheel.remove(sc)
-	srv.wheel.add(s.lc, s.since+srv.pollSec)
+	srv.wheel.add(s.lc, since+srv.pollSec)
 }
 
 // answerLocked answers the poll on sc with code: 200 carries every queued
@@ -149,13 +152,14 @@ func (s *httpSink) shutdownLongPoll(msgs [][]byte) {
 		sc.srv.M.httpReqs("poll", code).Inc()
 		s.answerLocked(sc, code, s.cors)
 	}
-	s.since = s.lc.srv.wheel.Now()
+	since := s.lc.srv.wheel.Now()
+	s.since = since
 	s.mu.Unlock()
 	if sc != nil {
 		s.end(nil)
 		return
 	}
-	s.lc.srv.wheel.add(s.lc, s.since+s.lc.srv.reconnectSec)
+	s.lc.srv.wheel.add(s.lc, since+s.lc.srv.reconnectSec)
 }
 
 // delete ends the connection at the client's DELETE: the held poll gets
