@@ -249,6 +249,10 @@
 //	redis_health.go         Ready, faults and gaps, the health probe, down time
 //	redis_upstream.go       RedisUpstream, the Redis Stream writer and its bounds
 //	redis_tokens.go         connection-token claims and the agreed token key
+//	relay.go                the Relay interface: service mode's node-to-node
+//	                        channel and presence
+//	redis_relay.go          Redis's relay: edgeplane:relay:{node}, presence
+//	                        sorted sets edgeplane:{svc}:nodes and :hosts
 //	redis_metrics.go        the metrics, (*Redis).Metrics
 //	redis_slot.go           Redis Cluster hash slots
 //	ratelog.go              rate-limited warnings

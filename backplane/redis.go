@@ -220,6 +220,8 @@ type Redis struct {
 	upOnce   sync.Once
 	upstream *RedisUpstream
 
+	rl *redisRelay // set by HandleRelay before Start (redis_relay.go)
+
 	m      *redisMetrics
 	errLog rateLog
 
@@ -364,6 +366,7 @@ func (r *Redis) Start(recv Receiver) error {
 	for hub := range r.cfg.Hubs {
 		r.addHubLocked(hub)
 	}
+	r.subscribeRelayLocked()
 	r.mu.Unlock()
 	r.signal()
 

@@ -62,7 +62,11 @@ func transportFlag(name string) int64 {
 }
 
 // flTokenPolicy marks a connection with an entry in Server.policies.
-const flTokenPolicy uint32 = 1 << 29
+const flTokenPolicy uint32 = 1 << 30
+
+// flTokenPolicy shares Conn.flags with the others: this fails to compile
+// when another flag takes its bit.
+var _ = [1]struct{}{}[flTokenPolicy&(flAckDue<<1-1|flCauseMask|flProtoMask|flRelay|flRelayOpen|flRelayBin|flSSE|flLongPoll)]
 
 // Client token claim limits.
 const maxHandshakeClaim = 30 // seconds, the SDK's MaxCustomHandshakeTimeout
@@ -178,19 +182,20 @@ func (s *Server) negotiateTransports(p tokenPolicy) []transport {
 	return out
 }
 
-// checkPolicy reads and checks the client token's policy for a WebSocket
-// upgrade; false means the request was answered.
-func (c *Conn) checkPolicy(req *http.Request, claims *auth.Claims) (tokenPolicy, bool) {
+// checkPolicy reads and checks the client token's policy for a new
+// connection on transport (tWebSockets, tSSE, tLongPoll); false means the
+// request was answered (route: its metric label).
+func (c *Conn) checkPolicy(req *http.Request, claims *auth.Claims, transport, route string) (tokenPolicy, bool) {
 	p, err := tokenPolicyOf(claims)
 	if err == nil {
 		err = p.check(time.Now())
 	}
 	if err != nil {
-		c.unauthorized(req, "connect", err)
+		c.unauthorized(req, route, err)
 		return p, false
 	}
-	if !p.allows(transportWebSockets) {
-		c.httpError(req, "connect", http.StatusNotFound, "the access token does not allow the WebSockets transport (asrs.s.htt)")
+	if !p.allows(transportFlag(transport)) {
+		c.httpError(req, route, http.StatusNotFound, "the access token does not allow the "+transport+" transport (asrs.s.htt)")
 		return p, false
 	}
 	return p, true

@@ -133,23 +133,26 @@ func TestClientEndpointLeavesAHubAtClient(t *testing.T) {
 }
 
 // TestClientTokenTransports: asrs.s.htt limits the transports: negotiate
-// lists only those the token allows, and a WebSocket upgrade it does not
-// allow is refused (404, as ASP.NET Core answers a transport it does not
-// serve); a value that is no set of transports is an invalid token.
+// lists only those the token allows, and a WebSocket upgrade, SSE stream
+// or first poll it does not allow is refused (404, as ASP.NET Core
+// answers a transport it does not serve); a value that is no set of
+// transports is an invalid token.
 func TestClientTokenTransports(t *testing.T) {
 	s := serverlessServer(t, Config{AccessKey: testKey})
 	for _, tc := range []struct {
 		htt        any
 		negotiate  int
 		websockets bool
+		sse, poll  bool
 	}{
-		{"1", 200, true},
-		{7, 200, true},
-		{"6", 200, false}, // SSE and Long Polling only
-		{"2", 200, false},
-		{"x", 401, false},
-		{"0", 401, false},
-		{"8", 401, false},
+		{"1", 200, true, false, false},
+		{7, 200, true, true, true},
+		{"6", 200, false, true, true}, // SSE and Long Polling only
+		{"2", 200, false, true, false},
+		{"4", 200, false, false, true},
+		{"x", 401, false, false, false},
+		{"0", 401, false, false, false},
+		{"8", 401, false, false, false},
 	} {
 		tok := clientToken(t, map[string]any{"aud": "https://edge.example.com/client/?hub=chat", "asrs.s.htt": tc.htt})
 		resp, body := exchange(t, s, negotiateReq("/client/negotiate?hub=chat&negotiateVersion=1", "Authorization: Bearer "+tok+"\r\n"))
@@ -166,6 +169,16 @@ func TestClientTokenTransports(t *testing.T) {
 		resp, _ = exchange(t, s, upgradeReq("/client/?hub=chat&access_token="+tok, ""))
 		if want := map[bool]int{true: 101, false: 404}[tc.websockets]; resp.StatusCode != want {
 			t.Errorf("htt %v: upgrade %d, want %d", tc.htt, resp.StatusCode, want)
+		}
+		for _, h := range []struct {
+			name, accept string
+			allowed      bool
+		}{{"SSE", "Accept: text/event-stream\r\n", tc.sse}, {"long polling", "", tc.poll}} {
+			id := negotiated(t, s, "/client/negotiate?hub=chat&negotiateVersion=1", tok)
+			resp, _ := exchange(t, s, "GET /client/?hub=chat&id="+id+"&access_token="+tok+" HTTP/1.1\r\nHost: edge.example.com\r\n"+h.accept+"\r\n")
+			if want := map[bool]int{true: 200, false: 404}[h.allowed]; resp.StatusCode != want {
+				t.Errorf("htt %v: %s %d, want %d", tc.htt, h.name, resp.StatusCode, want)
+			}
 		}
 	}
 }
@@ -260,6 +273,34 @@ func TestClientTokenCloseOnExpiry(t *testing.T) {
 	defer c.OnClose(nil)
 	if next := tickAt(s, c, 101); next > 105 {
 		t.Fatalf("next tick %d, after the expiry (105)", next)
+	}
+
+	// A long-polling connection too (its own tick).
+	s = clockServer(t, cfg, 100)
+	tok := clientToken(t, map[string]any{"asrs.s.coae": "true", "asrs.s.aeo": strconv.FormatInt(time.Now().Unix()+5, 10)})
+	id := negotiated(t, s, "/chat/negotiate?negotiateVersion=1", tok)
+	target := "/chat?id=" + id + "&access_token=" + tok
+	if resp, _ := exchange(t, s, "GET "+target+" HTTP/1.1\r\nHost: edge.example.com\r\n\r\n"); resp.StatusCode != 200 {
+		t.Fatalf("first poll: %d", resp.StatusCode)
+	}
+	hs := `{"protocol":"json","version":1}` + "\x1e"
+	if resp, _ := exchange(t, s, "POST "+target+" HTTP/1.1\r\nHost: edge.example.com\r\nContent-Length: "+strconv.Itoa(len(hs))+"\r\n\r\n"+hs); resp.StatusCode != 200 {
+		t.Fatalf("handshake POST: %d", resp.StatusCode)
+	}
+	ti, err := s.signer.open("chat", id, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lp := s.httpConns.get(encodeID(ti.id))
+	if lp == nil || lp.state.Load() != stOpen {
+		t.Fatal("no open long-polling connection")
+	}
+	if next := tickAt(s, lp, 101); lp.state.Load() != stOpen || next > 105 {
+		t.Fatalf("long polling before the expiry: state %d, next %d (want by 105)", lp.state.Load(), next)
+	}
+	tickAt(s, lp, 105)
+	if lp.state.Load() != stClosed || s.M.closed[causeAuthExpired.idx].Get() != 1 {
+		t.Fatalf("long polling at the expiry: state %d, auth_expired %d", lp.state.Load(), s.M.closed[causeAuthExpired.idx].Get())
 	}
 
 	s = serverlessServer(t, Config{AccessKey: testKey})

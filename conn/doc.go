@@ -80,6 +80,15 @@
 // the upgrade to the SignalR handshake and is never held by an
 // established connection.
 //
+// Server-Sent Events and Long Polling (httptransport.go, sse.go,
+// longpoll.go, httpsend.go) are HTTP/1.1 on the same sockets, kept alive
+// between requests: a connection on them is a Conn that no socket owns,
+// writing through a sink to the held SSE response or poll; between polls
+// it is that Conn, its sink and the references to the shared frames
+// queued for it, with the poll time-out and the reaping of a client that
+// stopped polling on the timing wheel. Config.Transports chooses the
+// transports and negotiate's order.
+//
 // conn owns client policy only: the handler, the timing wheel, connection
 // tokens, the accept bucket, the per-IP table, drain and close. It
 // registers connections in a fanout.Router and hands invocations to an

@@ -53,7 +53,7 @@ func (c *Conn) handleHTTP(b []byte) (int, error) {
 		c.httpError(req, "", http.StatusLengthRequired, "chunked request bodies are not supported")
 		return len(b), nil
 	}
-	if req.ContentLength > maxBodyBytes {
+	if req.ContentLength > c.bodyLimit(req) {
 		c.httpError(req, "", http.StatusRequestEntityTooLarge, "request body too large")
 		return len(b), nil
 	}
@@ -63,6 +63,9 @@ func (c *Conn) handleHTTP(b []byte) (int, error) {
 		if len(b) < total {
 			return 0, nil // wait for the body
 		}
+	}
+	if req.ContentLength > 0 {
+		req.Body = io.NopCloser(bytes.NewReader(b[end:total])) // valid during this call only
 	}
 	c.route(req, head)
 	return total, nil
@@ -76,7 +79,9 @@ func (c *Conn) route(req *http.Request, head []byte) {
 		c.httpError(nil, "origin", http.StatusForbidden, "origin not allowed by --allowed-origins")
 		return
 	}
-	if c.srv.draining.Load() {
+	if c.srv.draining.Load() && !(found && !isNegotiate && !isWebSocketUpgrade(req) && req.URL.Query().Has("id")) {
+		// (The polls and sends of connections being drained go on, so
+		// that they get their Close message.)
 		c.srv.M.httpReqs("draining", http.StatusServiceUnavailable).Inc()
 		c.shutdown(causeShutdown, serviceUnavailable(jitteredRetryAfter(c.srv.cfg.RetryAfter), "edgeplane: server is restarting, retry later", c.corsHeaders(req, false)))
 		return
@@ -250,8 +255,12 @@ func wantsStatefulReconnect(req *http.Request) bool {
 }
 
 func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
-	if req.Method != http.MethodGet || !strings.EqualFold(req.Header.Get("Upgrade"), "websocket") {
-		c.httpError(req, "connect", http.StatusBadRequest, "WebSocket upgrade required (only the WebSockets transport is supported)")
+	if !isWebSocketUpgrade(req) {
+		c.httpTransport(req, hubName) // SSE, Long Polling, their POST (httptransport.go)
+		return
+	}
+	if !c.srv.served.has(tWebSockets) {
+		c.httpError(req, "connect", http.StatusNotFound, "WebSockets transport is not served here (--transports)")
 		return
 	}
 	claims, err := c.authenticate(req, hubName)
@@ -259,7 +268,7 @@ func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
 		c.unauthorized(req, "connect", err)
 		return
 	}
-	policy, ok := c.checkPolicy(req, claims) // client_endpoint_claims.go
+	policy, ok := c.checkPolicy(req, claims, tWebSockets, "connect") // client_endpoint_claims.go
 	if !ok {
 		return
 	}
@@ -397,7 +406,7 @@ func (c *Conn) corsHeaders(req *http.Request, preflight bool) string {
 	}
 	h := "Access-Control-Allow-Origin: " + origin + "\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin\r\n"
 	if preflight {
-		h += "Access-Control-Allow-Methods: POST, GET, OPTIONS\r\nAccess-Control-Allow-Headers: " +
+		h += "Access-Control-Allow-Methods: POST, GET, DELETE, OPTIONS\r\nAccess-Control-Allow-Headers: " +
 			req.Header.Get("Access-Control-Request-Headers") + "\r\nAccess-Control-Max-Age: 600\r\n"
 	}
 	return h

@@ -8,7 +8,22 @@ package conn
 // time-out; with stateful reconnect, Acks and the reconnect window.
 func (c *Conn) tick(now int64) int64 {
 	s := c.srv
+	if c.has(flLongPoll) && c.state.Load() != stHandshake {
+		closeAt := c.policy().closeAt // the token's authentication expiry, 0 if none
+		if closeAt != 0 && now >= closeAt && c.state.Load() == stOpen {
+			c.closeWith(causeAuthExpired)
+		}
+		next := c.longPollTick(now) // no Ping, no client time-out: the polls (longpoll.go)
+		if closeAt != 0 && next != 0 && c.state.Load() == stOpen {
+			next = min(next, closeAt)
+		}
+		return next
+	}
 	switch c.state.Load() {
+	case stKeep:
+		return c.keepTick(now) // an HTTP keep-alive socket's idle time-out (httptransport.go)
+	case stHeld:
+		return 0 // its poll or stream's connection keeps the time
 	case stServer:
 		return 0 // the Service keeps an app server connection's time
 	case stClosed:

@@ -284,6 +284,11 @@ func Start(cfg Config) (*Node, error) {
 		cfg.Conn.Service = n.svc
 		undo = append(undo, func() { n.svc.Close() })
 	}
+	if cfg.Conn.HTTPQueueBytes <= 0 {
+		// A long-polling connection's queue between polls: the same
+		// bound as a socket's.
+		cfg.Conn.HTTPQueueBytes = cfg.PollerConfig.WithDefaults().MaxQueueBytes
+	}
 	if n.srv, err = conn.New(cfg.Conn, n.router); err != nil {
 		return nil, err
 	}
