@@ -53,7 +53,7 @@ func functionsNegotiate(t *testing.T, key string, n *node, hub string) *httptest
 }
 
 // TestServerlessClients: unmodified @microsoft/signalr clients, JSON and
-// MessagePack, of a serverless app: the app's negotiate redirects them to
+// MessagePack on WebSockets and JSON on Long Polling, of a serverless app: the app's negotiate redirects them to
 // the node's /client/?hub= endpoint with an Azure client access token;
 // they connect (the node serves the hub itself, no --service-mode), their
 // invocations reach a Functions-like webhook upstream that checks the
@@ -73,15 +73,19 @@ func TestServerlessClients(t *testing.T) {
 	js := startJS(t, app.URL, []jsClientSpec{
 		{Name: "a", Hub: "api", Query: "user=alice", Targets: []string{"t"}, Invoke: map[string]any{"target": "Echo", "args": []any{map[string]any{"hello": []int{1, 2}}}}},
 		{Name: "b", Hub: "api", Query: "uid=bob", Protocol: "messagepack", Targets: []string{"t"}, Invoke: map[string]any{"target": "Echo", "args": []any{"mp"}}},
+		{Name: "c", Hub: "api", Query: "user=carol", Transport: "longpolling", Targets: []string{"t"}, Invoke: map[string]any{"target": "Echo", "args": []any{"lp"}}},
 	})
-	testutil.WaitUntil(t, 10*time.Second, "both invocations answered", func() bool { return len(js.find("", "invokeOk")) == 2 })
+	testutil.WaitUntil(t, 10*time.Second, "the invocations answered", func() bool { return len(js.find("", "invokeOk")) == 3 })
 	if got := string(js.find("a", "invokeOk")[0].Args[0]); got != `{"hello":[1,2]}` {
 		t.Errorf("a's Echo result %s", got)
 	}
 	if got := string(js.find("b", "invokeOk")[0].Args[0]); got != `"mp"` {
 		t.Errorf("b's Echo result %s", got)
 	}
-	a, b := js.connID("a"), js.connID("b")
+	if got := string(js.find("c", "invokeOk")[0].Args[0]); got != `"lp"` {
+		t.Errorf("c's Echo result %s", got)
+	}
+	a, b, c := js.connID("a"), js.connID("b"), js.connID("c")
 
 	// REST sends: a JSON body to a user, a MessagePack body to all.
 	if c, body := n.restAPI("POST", "/api/hubs/chat/users/bob/:send?api-version=2022-06-01", `{"target":"t","arguments":["to bob"]}`, key); c != 202 {
@@ -105,20 +109,23 @@ func TestServerlessClients(t *testing.T) {
 		t.Fatalf("MessagePack body: %d %s", resp.StatusCode, resp.Header.Get("x-ms-error-code"))
 	}
 	testutil.WaitUntil(t, 10*time.Second, "the MessagePack body at both clients", func() bool {
-		return len(js.messages("a", "t")) == 1 && len(js.messages("b", "t")) == 2
+		return len(js.messages("a", "t")) == 1 && len(js.messages("b", "t")) == 2 && len(js.messages("c", "t")) == 1
 	})
-	if got := js.messages("a", "t"); !slices.Equal(got, []string{`["AQI=","both"]`}) {
-		t.Errorf("JSON client got %q", got)
+	for _, name := range []string{"a", "c"} {
+		if got := js.messages(name, "t"); !slices.Equal(got, []string{`["AQI=","both"]`}) {
+			t.Errorf("JSON client %s got %q", name, got)
+		}
 	}
 	if got := js.messages("b", "t"); !slices.Equal(got, []string{`["to bob"]`, `[{"$bin":"AQI="},"both"]`}) {
 		t.Errorf("MessagePack client got %q, want the binary as binary", got)
 	}
 
 	js.stdin.Write([]byte("stop\n"))
-	testutil.WaitUntil(t, 10*time.Second, "6 events at the upstream", func() bool { return len(up.list()) == 6 })
+	testutil.WaitUntil(t, 10*time.Second, "9 events at the upstream", func() bool { return len(up.list()) == 9 })
 	for _, want := range []string{
 		"connections/connected " + a + " alice", "messages/Echo " + a + " alice", "connections/disconnected " + a + " alice",
 		"connections/connected " + b + " bob", "messages/Echo " + b + " bob", "connections/disconnected " + b + " bob",
+		"connections/connected " + c + " carol", "messages/Echo " + c + " carol", "connections/disconnected " + c + " carol",
 	} {
 		if !slices.Contains(up.list(), want) {
 			t.Errorf("upstream lacks %q; got %q", want, up.list())
