@@ -415,7 +415,12 @@ func (r *Redis) Publish(ctx context.Context, m *Message) error {
 		return fmt.Errorf("backplane: publish to %s: %w", ch, ErrUnavailable)
 	}
 	bp := encBufs.Get().(*[]byte)
-	b := wire.AppendInvocation((*bp)[:0], m.Excluded, m.Payload)
+	var b []byte
+	if m.MessagePack != nil { // a REST send's messagepack entry, for MessagePack clients (and ASP.NET Core's)
+		b = wire.AppendInvocationProtocols((*bp)[:0], m.Excluded, []string{wire.ProtocolJSON, wire.ProtocolMessagePack}, [][]byte{m.Payload, m.MessagePack})
+	} else {
+		b = wire.AppendInvocation((*bp)[:0], m.Excluded, m.Payload)
+	}
 	// This node subscribes to P:all of every hub it serves: a broadcast
 	// that reaches no subscriber while that subscription is confirmed
 	// means this node is deaf (subscribed on another server than it

@@ -396,6 +396,7 @@ func (c *Conn) finish(err error) {
 	// comes round (up to the handshake time-out later).
 	c.srv.wheel.remove(c)
 	c.dropResume()
+	c.dropPolicy()
 	c.markTokenUsed()
 	if c.has(flRelay) {
 		if registered {

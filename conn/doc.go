@@ -65,6 +65,15 @@
 // header (ErrorHeader). With an access key, a client's token must be for
 // its hub's client endpoint (auth.Claims.CheckClient) and carry exp.
 //
+// Azure SignalR's client endpoints, POST /client/negotiate?hub=HUB and
+// GET /client/?hub=HUB, serve the hub as its own path does outside
+// service mode (client_endpoint.go), for the clients a serverless app's
+// negotiate redirects there. A client token's asrs.s.* claims that mean
+// something here are honoured: allowed transports (htt), the handshake
+// time-out (cht), closing at the user's authentication expiry
+// (coae/aeo); a connection that has either of the latter keeps them in a
+// side table, so the others pay nothing (client_endpoint_claims.go).
+//
 // With an Upstream, the upgrade request's context (headers without
 // credentials, query string, remote address, claims; connctx.go) rides on
 // the connected event. It waits in the connection's pooled buffers from

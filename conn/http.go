@@ -92,6 +92,8 @@ func (c *Conn) route(req *http.Request, head []byte) {
 			c.serviceRoute(req, head, kind, rest)
 			return
 		}
+	} else if c.clientEndpoint(req, head) { // client_endpoint.go
+		return
 	}
 	switch {
 	case !found && strings.HasSuffix(strings.ToLower(strings.TrimRight(req.URL.Path, "/")), "/negotiate"):
@@ -185,7 +187,14 @@ func negotiateVersion(q url.Values) (int, string) {
 }
 
 func (c *Conn) negotiate(req *http.Request, hubName string) {
-	if _, err := c.authenticate(req, hubName); err != nil {
+	claims, err := c.authenticate(req, hubName)
+	var policy tokenPolicy
+	if err == nil {
+		if policy, err = tokenPolicyOf(claims); err == nil { // client_endpoint_claims.go
+			err = policy.check(time.Now())
+		}
+	}
+	if err != nil {
 		c.unauthorized(req, "negotiate", err)
 		return
 	}
@@ -219,7 +228,7 @@ func (c *Conn) negotiate(req *http.Request, hubName string) {
 			ConnectionToken      string      `json:"connectionToken"`
 			AvailableTransports  []transport `json:"availableTransports"`
 			UseStatefulReconnect bool        `json:"useStatefulReconnect,omitempty"`
-		}{1, encodeID(id), token, c.srv.transports, stateful})
+		}{1, encodeID(id), token, c.srv.negotiateTransports(policy), stateful})
 	} else {
 		// Version 0: there is no separate token; the client connects
 		// with connectionId as its id, so connectionId is the token.
@@ -228,7 +237,7 @@ func (c *Conn) negotiate(req *http.Request, hubName string) {
 			ConnectionID         string      `json:"connectionId"`
 			AvailableTransports  []transport `json:"availableTransports"`
 			UseStatefulReconnect bool        `json:"useStatefulReconnect,omitempty"`
-		}{0, token, c.srv.transports, stateful})
+		}{0, token, c.srv.negotiateTransports(policy), stateful})
 	}
 	c.respond("negotiate", http.StatusOK, "application/json", body, c.corsHeaders(req, false))
 }
@@ -257,6 +266,10 @@ func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
 	claims, err := c.authenticate(req, hubName)
 	if err != nil {
 		c.unauthorized(req, "connect", err)
+		return
+	}
+	policy, ok := c.checkPolicy(req, claims, tWebSockets, "connect") // client_endpoint_claims.go
+	if !ok {
 		return
 	}
 	h := c.srv.router.Hub(hubName)
@@ -325,6 +338,7 @@ func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
 	if stateful {
 		c.flags.Or(flStateful) // until a handshake below version 2 clears it
 	}
+	c.applyPolicy(policy)
 	b64.Encode(c.idBuf[:], id[:])
 	var user string
 	if claims != nil {

@@ -241,10 +241,19 @@ func (c *Conn) httpTransport(req *http.Request, hubName string) {
 			c.respondNoConnection(req, ErrTokenReused.Error())
 			return
 		}
+		t := tLongPoll
+		if sse {
+			t = tSSE
+		}
+		policy, ok := c.checkPolicy(req, claims, t, "transport") // the token's asrs.s.* claims (client_endpoint_claims.go)
+		if !ok {
+			return
+		}
 		if lc = c.newHTTPConn(req, hubName, id, ti.exp, claims, sse); lc == nil {
 			c.respondNoConnection(req, ErrTokenReused.Error())
 			return
 		}
+		lc.applyPolicy(policy)
 		if sse {
 			c.openSSE(req, lc)
 		} else {

@@ -245,7 +245,8 @@ type Server struct {
 
 	claims *claimer // fleet-wide token claims; nil without Config.TokenClaims
 
-	foreign sync.Map // *Conn → ServerSession: app server connections (service.go)
+	foreign  sync.Map // *Conn → ServerSession: app server connections (service.go)
+	policies sync.Map // *Conn → connPolicy: a client token's handshake time-out and expiry (client_endpoint_claims.go)
 
 	usedMu sync.Mutex
 	used   map[[idLen]byte]int64 // connection ids connected recently → token expiry (unix s)
