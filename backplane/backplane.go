@@ -67,7 +67,8 @@ type Message struct {
 	// records, each behind its VarInt length, when the backplane message
 	// carried one (the messagepack entry an ASP.NET Core server with
 	// MessagePack writes); nil otherwise: fanout converts Payload for its
-	// MessagePack clients. Shared like Payload. Publish does not send it.
+	// MessagePack clients. Shared like Payload. Publish sends it beside
+	// Payload when set (service mode: the app's own MessagePack records).
 	MessagePack []byte
 }
 

@@ -44,8 +44,9 @@
 // Message.Payload as a sub-slice of the Redis message, without a copy. A
 // messagepack entry beside it (an ASP.NET Core server with MessagePack
 // writes one) becomes Message.MessagePack the same way, for fanout to hand
-// to MessagePack clients as it is; this node publishes the json entry
-// only.
+// to MessagePack clients as it is; this node publishes the json entry,
+// and the messagepack one beside it when the message has one (an app's
+// own MessagePack records in service mode).
 // Payloads that do not decode are counted, logged with their channel and
 // dropped. A node receives its own publishes through its subscriptions: that
 // is how it delivers them locally, once. Nothing is queued between Redis and

@@ -395,7 +395,9 @@ func (r *Redis) target() string {
 }
 
 // Publish implements Backplane. It encodes [[excluded], {"json": payload}]
-// and publishes it on the message's channel; this node receives it back
+// (with a "messagepack" entry beside it when m.MessagePack is set, as an
+// ASP.NET Core server with MessagePack writes it) and publishes it on the
+// message's channel; this node receives it back
 // through its own subscription like every other node. While Redis is
 // unreachable it fails fast with ErrUnavailable and counts the message as
 // lost.
@@ -412,7 +414,13 @@ func (r *Redis) Publish(ctx context.Context, m *Message) error {
 		return fmt.Errorf("backplane: publish to %s: %w", ch, ErrUnavailable)
 	}
 	bp := encBufs.Get().(*[]byte)
-	b := wire.AppendInvocation((*bp)[:0], m.Excluded, m.Payload)
+	var b []byte
+	if m.MessagePack != nil {
+		b = wire.AppendInvocationProtocols((*bp)[:0], m.Excluded, []string{wire.ProtocolJSON, wire.ProtocolMessagePack},
+			[][]byte{m.Payload, m.MessagePack})
+	} else {
+		b = wire.AppendInvocation((*bp)[:0], m.Excluded, m.Payload)
+	}
 	// This node subscribes to P:all of every hub it serves: a broadcast
 	// that reaches no subscriber while that subscription is confirmed
 	// means this node is deaf (subscribed on another server than it
