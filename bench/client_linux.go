@@ -45,6 +45,9 @@ type LoaderConfig struct {
 	// the MessagePack hub protocol instead of JSON, spread evenly over the
 	// connections (0.5: every other one).
 	MessagePack float64
+	// Service, if set, connects as the service-mode app's negotiate
+	// redirected: to its URL with its access token (service_linux.go).
+	Service *ServiceRedirect
 }
 
 func (c *LoaderConfig) hub() string {
@@ -214,7 +217,7 @@ func NewLoader(cfg LoaderConfig) (*Loader, error) {
 		copy(a[:], sip)
 		l.src = append(l.src, a)
 	}
-	l.negReq = NegotiateRequest(l.host, cfg.hub())
+	l.negReq = cfg.negotiateRequest(l.host)
 	l.pingMsg = wsframe.AppendClientFrame(nil, wsframe.OpText, hubproto.JSON.Ping())
 	l.pingMP = wsframe.AppendClientFrame(nil, wsframe.OpBinary, hubproto.MessagePack.Ping())
 	if cfg.MessagePack < 0 || cfg.MessagePack > 1 {
@@ -547,7 +550,7 @@ func (l *Loader) onEvent(c *cconn, ev uint32) {
 			l.write(c, l.negReq)
 		} else {
 			c.state = stWSUpgrade
-			l.write(c, UpgradeRequest(l.host, l.cfg.hub(), c.token))
+			l.write(c, l.cfg.upgradeRequest(l.host, c.token))
 		}
 		return
 	}

@@ -53,6 +53,9 @@ func ChildArgs(cfg LoaderConfig) []string {
 	if cfg.MessagePack > 0 {
 		a = append(a, "--msgpack", strconv.FormatFloat(cfg.MessagePack, 'g', -1, 64))
 	}
+	if cfg.Service != nil {
+		a = append(a, "--service-url", cfg.Service.URL, "--service-token", cfg.Service.AccessToken)
+	}
 	return a
 }
 
@@ -70,8 +73,14 @@ func ParseChildArgs(args []string) (LoaderConfig, error) {
 	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", 15*time.Second, "attempt timeout")
 	fs.BoolVar(&cfg.SkipNegotiate, "skip-negotiate", false, "skip negotiation")
 	fs.Float64Var(&cfg.MessagePack, "msgpack", 0, "fraction of the connections on the MessagePack hub protocol")
+	var svc ServiceRedirect
+	fs.StringVar(&svc.URL, "service-url", "", "service mode: the app's redirect URL")
+	fs.StringVar(&svc.AccessToken, "service-token", "", "service mode: the app's access token")
 	if err := fs.Parse(args); err != nil {
 		return cfg, fmt.Errorf("bench: child flags: %w", err)
+	}
+	if svc.URL != "" {
+		cfg.Service = &svc
 	}
 	cfg.SrcIPs = strings.Split(*src, ",")
 	if *retry != "" {
@@ -172,7 +181,10 @@ type FleetConfig struct {
 	// MessagePack is the fraction of connections on MessagePack
 	// (LoaderConfig.MessagePack), in every child.
 	MessagePack float64
-	Stderr      io.Writer
+	// Service: the clients follow the service-mode app's redirect
+	// (LoaderConfig.Service).
+	Service *ServiceRedirect
+	Stderr  io.Writer
 }
 
 var nextSrcIP atomic.Int64
@@ -241,7 +253,7 @@ func StartFleet(cfg FleetConfig) (*Fleet, error) {
 		lc := LoaderConfig{
 			Addr: cfg.Addrs[pt.node], Hub: cfg.Hub, Conns: k, SrcIPs: allocSrcIPs(cfg.IPsPerChild),
 			SkipNegotiate: cfg.SkipNegotiate, Concurrency: cfg.Concurrency, Retry: cfg.Retry, KeepAlive: cfg.KeepAlive,
-			MessagePack: cfg.MessagePack,
+			MessagePack: cfg.MessagePack, Service: cfg.Service,
 		}
 		c := &child{replies: make(chan childLine, 4), exited: make(chan struct{}), conns: k, node: pt.node}
 		c.last.Target = k
