@@ -114,14 +114,15 @@ type ServiceApp struct {
 	Redirect ServiceRedirect
 }
 
-// StartServiceApp starts a fake app hosting hub on srv (a node in
-// service mode), waits for its 5 server connections and asks its
-// negotiate for the redirect the load clients follow.
-func StartServiceApp(ctx context.Context, srv *Server, hub string) (*ServiceApp, error) {
+// StartServiceApp starts a fake app hosting hub on the node whose client
+// port is listen (host:port, in service mode), waits for its 5 server
+// connections and asks its negotiate for the redirect the load clients
+// follow.
+func StartServiceApp(ctx context.Context, listen, hub string) (*ServiceApp, error) {
 	if hub == "" {
 		hub = "chat"
 	}
-	app, err := sdkfake.Start(sdkfake.Config{Endpoint: "http://" + srv.Listen, AccessKey: serviceAppKey,
+	app, err := sdkfake.Start(sdkfake.Config{Endpoint: "http://" + listen, AccessKey: serviceAppKey,
 		ServerID: "edgebench-app", Hubs: []*sdkfake.Hub{{Name: hub}}, ClientInbox: 4,
 		RetryDelay: func(int) time.Duration { return time.Second }})
 	if err != nil {
@@ -204,7 +205,7 @@ func startServiceFor(ctx context.Context, spec SystemSpec, srv *Server) (*Servic
 	if !spec.Service || spec.Kind != KindEdgeplane {
 		return nil, nil
 	}
-	return StartServiceApp(ctx, srv, "chat")
+	return StartServiceApp(ctx, srv.Listen, "chat")
 }
 
 // ServiceTwins returns, for each edgeplane system of specs, the system
