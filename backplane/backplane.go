@@ -68,7 +68,8 @@ type Message struct {
 	// carried one (the messagepack entry an ASP.NET Core server with
 	// MessagePack writes); nil otherwise: fanout converts Payload for its
 	// MessagePack clients. Shared like Payload. Publish sends it beside
-	// Payload when set (a REST send whose body had a messagepack entry).
+	// Payload when set (a REST send whose body had a messagepack entry,
+	// or service mode: the app's own MessagePack records).
 	MessagePack []byte
 }
 

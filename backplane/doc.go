@@ -45,8 +45,9 @@
 // messagepack entry beside it (an ASP.NET Core server with MessagePack
 // writes one) becomes Message.MessagePack the same way, for fanout to hand
 // to MessagePack clients as it is; this node publishes the json entry,
-// and a messagepack entry when the message has one (a REST send's body
-// carried it).
+// and a messagepack entry beside it when the message has one (a REST
+// send's body carried it, or an app's own MessagePack records in service
+// mode).
 // Payloads that do not decode are counted, logged with their channel and
 // dropped. A node receives its own publishes through its subscriptions: that
 // is how it delivers them locally, once. Nothing is queued between Redis and

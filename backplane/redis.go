@@ -398,7 +398,9 @@ func (r *Redis) target() string {
 }
 
 // Publish implements Backplane. It encodes [[excluded], {"json": payload}]
-// and publishes it on the message's channel; this node receives it back
+// (with a "messagepack" entry beside it when m.MessagePack is set, as an
+// ASP.NET Core server with MessagePack writes it) and publishes it on the
+// message's channel; this node receives it back
 // through its own subscription like every other node. While Redis is
 // unreachable it fails fast with ErrUnavailable and counts the message as
 // lost.

@@ -7,6 +7,7 @@
 #   make bench-scale     BENCH_SCALE_NODES × BENCH_SCALE_PER_NODE idle connections (16 × 18,750 = 300,000) on one Redis, broadcasts to all
 #   make bench-million   the per-connection structures (descriptor table, hub index, wheel, groups, drain, scrape) at 2^16, 2^18, 2^20 entries
 #   make bench-floor     the kernel's floor: raw write loops and keep-alive calls over BENCH_FLOOR_CONNS sockets
+#   make bench-service   service mode (Default mode): density beside the Redis path, the app's broadcast beside REST
 #   make bench           all of them at sizes that finish in a few minutes
 #
 # Results (JSON, SVG, logs) go to BENCH_OUT (under bin/, which git ignores).
@@ -84,3 +85,15 @@ bench: $(EDGEBENCH) | $(BENCH_OUT)
 	$(MAKE) bench-fanout BENCH_FANOUT_CONNS=5000
 	$(MAKE) bench-storm BENCH_STORM_CLIENTS=5000
 	$(MAKE) bench-floor BENCH_FLOOR_CONNS=5000
+
+# Service mode (Azure SignalR Default mode, issue 14): density of each
+# poller in Default mode beside the same clients on the Redis path, and
+# the app's Clients.All beside the REST send (a fake app in edgebench
+# holds the node's 5 server connections).
+BENCH_SERVICE_SIZES ?= 19000
+.PHONY: bench-service
+bench-service: $(EDGEBENCH) | $(BENCH_OUT)
+	$(EDGEBENCH) density --service-mode --sizes $(BENCH_SERVICE_SIZES) --poller $(BENCH_POLLERS) --idle-window $(BENCH_IDLE) \
+		--no-baseline --no-floor --json $(BENCH_OUT)/density-service.json $(BENCH_FLAGS)
+	$(EDGEBENCH) fanout --service-mode --conns $(BENCH_FANOUT_CONNS) --sizes 64 --poller $(BENCH_POLLERS) --via app,rest \
+		--no-baseline --no-floor --json $(BENCH_OUT)/fanout-service.json $(BENCH_FLAGS)

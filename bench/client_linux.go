@@ -51,6 +51,9 @@ type LoaderConfig struct {
 	// it receives (one Ack per read), so the node's replay buffers stay
 	// empty. Needs negotiate (not SkipNegotiate).
 	Stateful bool
+	// Service, if set, connects as the service-mode app's negotiate
+	// redirected: to its URL with its access token (service_linux.go).
+	Service *ServiceRedirect
 }
 
 func (c *LoaderConfig) hub() string {
@@ -221,10 +224,10 @@ func NewLoader(cfg LoaderConfig) (*Loader, error) {
 		copy(a[:], sip)
 		l.src = append(l.src, a)
 	}
-	if cfg.Stateful && cfg.SkipNegotiate {
-		return nil, errors.New("bench: stateful reconnect needs negotiate: Stateful with SkipNegotiate")
+	if cfg.Stateful && (cfg.SkipNegotiate || cfg.Service != nil) {
+		return nil, errors.New("bench: stateful reconnect needs the node's own negotiate: Stateful with SkipNegotiate or Service")
 	}
-	l.negReq = NegotiateRequest(l.host, cfg.hub())
+	l.negReq = cfg.negotiateRequest(l.host)
 	if cfg.Stateful {
 		l.negReq = NegotiateRequestStateful(l.host, cfg.hub())
 	}
@@ -560,7 +563,7 @@ func (l *Loader) onEvent(c *cconn, ev uint32) {
 			l.write(c, l.negReq)
 		} else {
 			c.state = stWSUpgrade
-			l.write(c, UpgradeRequest(l.host, l.cfg.hub(), c.token))
+			l.write(c, l.cfg.upgradeRequest(l.host, c.token))
 		}
 		return
 	}

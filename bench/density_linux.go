@@ -140,10 +140,14 @@ func systemKey(s SystemSpec) string {
 	case KindFloor:
 		return "floor"
 	}
-	if s.Poller == "" {
-		return "edgeplane"
+	k := "edgeplane"
+	if s.Poller != "" {
+		k += "_" + s.Poller
 	}
-	return "edgeplane_" + s.Poller
+	if s.Service {
+		k += "_service"
+	}
+	return k
 }
 
 func densityPerSize(systems []DensitySystem, sizes []int) []map[string]any {
@@ -210,6 +214,11 @@ func densityOne(ctx context.Context, cfg DensityConfig, spec SystemSpec, sizes [
 		return sys, err
 	}
 	defer srv.Stop()
+	app, err := startServiceFor(ctx, spec, srv) // before the first sample: its 5 connections are not the clients'
+	if err != nil {
+		return sys, err
+	}
+	defer app.Close()
 	time.Sleep(time.Second)
 	s0, err := takeSample(srv)
 	if err != nil {
@@ -236,7 +245,7 @@ func densityOne(ctx context.Context, cfg DensityConfig, spec SystemSpec, sizes [
 		}
 		f, err := StartFleet(FleetConfig{Self: cfg.Self, Addrs: []string{srv.Listen}, Room: []int{room}, Conns: add,
 			Concurrency: cfg.Concurrency, Retry: []time.Duration{0, time.Second, 2 * time.Second, 5 * time.Second},
-			SkipNegotiate: cfg.SkipNegotiate, MessagePack: spec.MessagePack, Stateful: spec.Stateful, Stderr: cfg.Log})
+			SkipNegotiate: cfg.SkipNegotiate, MessagePack: spec.MessagePack, Stateful: spec.Stateful, Service: app.redirect(), Stderr: cfg.Log})
 		if err != nil {
 			return sys, err
 		}

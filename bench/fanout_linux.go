@@ -28,7 +28,9 @@ type FanoutConfig struct {
 	// queue behind one another. Default 1 s.
 	Interval time.Duration
 	// Via: "rest" (POST …/groups/{g}/:send) and/or "redis" (PUBLISH on
-	// {hub}:group:{g} in the backplane wire format, needs Redis).
+	// {hub}:group:{g} in the backplane wire format, needs Redis), and/or
+	// ViaApp ("app": the service-mode app's Clients.All; systems without
+	// an app skip it).
 	Via []string
 	// Redis URL; when set every server runs with --redis.
 	Redis string
@@ -198,12 +200,14 @@ type rig struct {
 	fleet   *Fleet
 	group   string
 	client  *http.Client
+	app     *ServiceApp // service mode (SystemSpec.Service)
 }
 
 func (rg *rig) close() {
 	if rg.fleet != nil {
 		rg.fleet.Close()
 	}
+	rg.app.Close()
 	for _, s := range rg.servers {
 		s.Stop()
 	}
@@ -223,6 +227,15 @@ func setupRig(ctx context.Context, cfg FanoutConfig, spec SystemSpec) (*rig, err
 		rg.servers = append(rg.servers, s)
 		addrs = append(addrs, s.Listen)
 	}
+	if spec.Service {
+		if len(rg.servers) != 1 {
+			return rg, fmt.Errorf("bench: service mode with %d nodes: one only (the app connects to one)", len(rg.servers))
+		}
+		var err error
+		if rg.app, err = startServiceFor(ctx, spec, rg.servers[0]); err != nil {
+			return rg, err
+		}
+	}
 	room := make([]int, len(rg.servers))
 	for i, sv := range rg.servers {
 		r, err := sv.Room()
@@ -232,7 +245,7 @@ func setupRig(ctx context.Context, cfg FanoutConfig, spec SystemSpec) (*rig, err
 		room[i] = r
 	}
 	f, err := StartFleet(FleetConfig{Self: cfg.Self, Addrs: addrs, Room: room, Conns: cfg.Conns, Concurrency: 256,
-		Retry: []time.Duration{0, time.Second, 2 * time.Second, 5 * time.Second}, MessagePack: spec.MessagePack, Stateful: spec.Stateful, Stderr: cfg.Log})
+		Retry: []time.Duration{0, time.Second, 2 * time.Second, 5 * time.Second}, MessagePack: spec.MessagePack, Stateful: spec.Stateful, Service: rg.app.redirect(), Stderr: cfg.Log})
 	if err != nil {
 		return rg, err
 	}
@@ -267,6 +280,7 @@ type caseRun struct {
 	ccpu    float64
 	dropped int
 	idlePct float64
+	skip    bool // the path is not this rig's (ViaApp without an app)
 	// floor's write counters at the start (floor rigs only)
 	floorCPUNs, floorWrites float64
 }
@@ -279,6 +293,7 @@ func runCases(ctx context.Context, cfg FanoutConfig, rigs []*rig, rdb *redis.Cli
 			for i, rg := range rigs {
 				runs[i] = &caseRun{c: FanoutCase{Via: via, Size: size, Messages: cfg.Messages,
 					Expected: uint64(rg.sys.Members) * uint64(cfg.Messages)}, sent: make([]int64, cfg.Messages)}
+				runs[i].skip = via == ViaApp && rg.app == nil // no app: not this system's path
 				if err := rg.fleet.Reset(); err != nil {
 					runs[i].c.Error = err.Error()
 				}
@@ -304,7 +319,7 @@ func runCases(ctx context.Context, cfg FanoutConfig, rigs []*rig, rdb *redis.Cli
 				for k := range rigs {
 					// Rotate the order so no system always goes first.
 					i := (k + seq) % len(rigs)
-					if runs[i].c.Error == "" {
+					if runs[i].c.Error == "" && !runs[i].skip {
 						broadcastOnce(ctx, cfg, rigs[i], runs[i], rdb, via, size, seq)
 					}
 					bar.Update(seq*len(rigs)+k+1, "")
@@ -312,7 +327,9 @@ func runCases(ctx context.Context, cfg FanoutConfig, rigs []*rig, rdb *redis.Cli
 			}
 			bar.Done(total, "")
 			for i, rg := range rigs {
-				rg.sys.Cases = append(rg.sys.Cases, finishCase(rg, runs[i]))
+				if !runs[i].skip {
+					rg.sys.Cases = append(rg.sys.Cases, finishCase(rg, runs[i]))
+				}
 			}
 			if ctx.Err() != nil {
 				return
@@ -342,6 +359,8 @@ func broadcastOnce(ctx context.Context, cfg FanoutConfig, rg *rig, run *caseRun,
 				err = fmt.Errorf("bench: REST send: status %d", resp.StatusCode)
 			}
 		}
+	case ViaApp:
+		err = rg.app.Broadcast("bench", args)
 	case "redis":
 		rec := []byte(`{"type":1,"target":"bench","arguments":` + args + "}\x1e")
 		err = rdb.Publish(ctx, "chat:group:"+rg.group, EncodeInvocation(nil, nil, rec)).Err()

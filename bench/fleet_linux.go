@@ -56,6 +56,9 @@ func ChildArgs(cfg LoaderConfig) []string {
 	if cfg.Stateful {
 		a = append(a, "--stateful")
 	}
+	if cfg.Service != nil {
+		a = append(a, "--service-url", cfg.Service.URL, "--service-token", cfg.Service.AccessToken)
+	}
 	return a
 }
 
@@ -74,8 +77,14 @@ func ParseChildArgs(args []string) (LoaderConfig, error) {
 	fs.BoolVar(&cfg.SkipNegotiate, "skip-negotiate", false, "skip negotiation")
 	fs.Float64Var(&cfg.MessagePack, "msgpack", 0, "fraction of the connections on the MessagePack hub protocol")
 	fs.BoolVar(&cfg.Stateful, "stateful", false, "stateful reconnect (negotiate useStatefulReconnect, protocol version 2, acks)")
+	var svc ServiceRedirect
+	fs.StringVar(&svc.URL, "service-url", "", "service mode: the app's redirect URL")
+	fs.StringVar(&svc.AccessToken, "service-token", "", "service mode: the app's access token")
 	if err := fs.Parse(args); err != nil {
 		return cfg, fmt.Errorf("bench: child flags: %w", err)
+	}
+	if svc.URL != "" {
+		cfg.Service = &svc
 	}
 	cfg.SrcIPs = strings.Split(*src, ",")
 	if *retry != "" {
@@ -179,7 +188,10 @@ type FleetConfig struct {
 	// Stateful: every connection asks for stateful reconnect
 	// (LoaderConfig.Stateful).
 	Stateful bool
-	Stderr   io.Writer
+	// Service: the clients follow the service-mode app's redirect
+	// (LoaderConfig.Service).
+	Service *ServiceRedirect
+	Stderr  io.Writer
 }
 
 var nextSrcIP atomic.Int64
@@ -248,7 +260,7 @@ func StartFleet(cfg FleetConfig) (*Fleet, error) {
 		lc := LoaderConfig{
 			Addr: cfg.Addrs[pt.node], Hub: cfg.Hub, Conns: k, SrcIPs: allocSrcIPs(cfg.IPsPerChild),
 			SkipNegotiate: cfg.SkipNegotiate, Concurrency: cfg.Concurrency, Retry: cfg.Retry, KeepAlive: cfg.KeepAlive,
-			MessagePack: cfg.MessagePack, Stateful: cfg.Stateful,
+			MessagePack: cfg.MessagePack, Stateful: cfg.Stateful, Service: cfg.Service,
 		}
 		c := &child{replies: make(chan childLine, 4), exited: make(chan struct{}), conns: k, node: pt.node}
 		c.last.Target = k

@@ -42,6 +42,9 @@ type SystemSpec struct {
 	// only; LoaderConfig.Stateful).
 	Stateful bool   `json:"stateful,omitempty"`
 	Mode     string `json:"mode,omitempty"` // floor only: write or writev
+	// Service runs edgeplane in service mode with a fake app, its clients
+	// relayed to it (service_linux.go).
+	Service bool `json:"service,omitempty"`
 }
 
 // ServerConfig starts one server process.
@@ -132,6 +135,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	if cfg.Redis != "" {
 		args = append(args, "--redis", cfg.Redis)
 	}
+	args = append(args, serviceArgs(cfg.Spec)...)
 	args = append(args, cfg.ExtraArgs...)
 	if cfg.Spec.Kind == KindEdgeplane {
 		s.fdReserve = poller.DefaultFDReserve

@@ -216,6 +216,9 @@ func (c *Conn) relayHandshake(msg []byte) error {
 		c.closeWith(causeShutdown)
 		return nil
 	}
+	// What conn itself sends the client from now on (keep-alive Pings, a
+	// Close, fanout's frames) is in the protocol it asked for.
+	c.setProto(h.Protocol.ID())
 	if err := c.srv.cfg.Service.RelayOpen(c, h, msg[:len(msg)-len(rest)], c.takeConnectContext()); err != nil {
 		c.handshakeFailed(err.Error())
 		return nil

@@ -189,7 +189,9 @@ func (h *hub) toClient(id string, payload []byte) {
 			return
 		}
 		resp := data[:i+1]
-		rc.c.RelaySend(wsframe.TextFrame(bytes.Clone(resp)))
+		// In the frame type of the client's protocol, as ASP.NET Core
+		// writes it once the transfer format is set (clients take either).
+		rc.c.RelaySend(rc.frame(bytes.Clone(resp)))
 		if bytes.Contains(resp, []byte(`"error"`)) {
 			h.s.M.dropped("handshake_refused_by_app").Inc()
 			rc.keep(nil)
@@ -218,6 +220,15 @@ func (h *hub) toClient(id string, payload []byte) {
 		}
 	}
 	rc.keep(data[n:])
+}
+
+// frame is records in the data frame of the client's protocol: binary
+// for MessagePack, text for JSON.
+func (rc *relayClient) frame(records []byte) []byte {
+	if rc.binary {
+		return wsframe.BinaryFrame(records)
+	}
+	return wsframe.TextFrame(records)
 }
 
 // keep holds an incomplete record (a copy; nil drops it).

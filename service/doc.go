@@ -33,11 +33,22 @@
 // then joins its hub in fanout. From there ConnectionData flows both
 // ways, and CloseConnection either way ends the client.
 //
+// Clients speak JSON or MessagePack: the protocol of their handshake goes
+// to the app in OpenConnection, and from then on conn frames what it
+// sends them itself (pings, Close, fanout's messages) in that protocol,
+// binary frames for MessagePack, as the app's ConnectionData is.
+//
 // What an app sends to many clients (Clients.All, Group(s), User(s),
 // Client(s), with exclusions) goes through the backplane like a REST
-// send: one publish per target name, the json payload copied once and
-// shared, framed once per node by fanout. So a multi-node fleet delivers
-// app messages to clients on every node. Group changes are applied where
+// send: one publish per target name, the app's payloads copied once and
+// shared, framed once per node and protocol by fanout (fanout.Frames):
+// the SDK serializes a multicast once per protocol, so a MessagePack
+// client gets the app's messagepack bytes and a JSON client its json
+// bytes, nothing re-encoded (the Redis backplane carries both entries,
+// as ASP.NET Core's does). A payload in one protocol only
+// (Clients.Client of a client the app hosts: its protocol only) is
+// converted once for the other's recipients if any. So a multi-node
+// fleet delivers app messages to clients on every node. Group changes are applied where
 // the connection lives (locally, or through the backplane's acked group
 // command) and acked Ok or NotFound within the SDK's 10 s. User groups
 // (UserJoinGroup with TTL), existence checks and the close-with-ack
@@ -60,8 +71,8 @@
 // (edgeplane_service_*): a client relayed to another node is served by
 // the server connections there (what the app writes for it on a
 // connection of a third node reaches it only through the backplane's
-// multicast messages); JSON clients (MessagePack once conn serves it);
-// Clients.Groups publishes per group, so a connection in several of them
+// multicast messages); JSON and MessagePack clients only (no blazorpack or
+// custom protocols); Clients.Groups publishes per group, so a connection in several of them
 // gets the message once per group, as ASP.NET Core's Redis backplane
 // does; GroupBroadcastData's excluded users are resolved on this node
 // only; subscriber filters, GroupMemberQuery, Entra ID (AccessKeyRequest),

@@ -56,7 +56,7 @@ func newMetrics(s *Service) *Metrics {
 		multicast:      func(k backplane.Kind) *metrics.Counter { return multicast(k.String()) },
 		acks:           func(st serviceproto.AckStatus) *metrics.Counter { return acks(ackLabel(st)) },
 		ackLatency:     set.Histogram("edgeplane_service_group_change_seconds", "Time to apply an app's group change (local, or on the owning node through the backplane), in seconds."),
-		dropped:        set.CounterVec("edgeplane_service_dropped_total", "reason", "App data that reached no client, by reason (unknown_connection, no_json_payload, invalid_utf8, too_large, backplane, handshake_refused_by_app)."),
+		dropped:        set.CounterVec("edgeplane_service_dropped_total", "reason", "App data that reached no client, by reason (unknown_connection, no_payload: neither json nor messagepack, no_json_form: a messagepack payload only that does not convert to JSON, invalid_utf8, too_large, backplane, handshake_refused_by_app)."),
 		unsupported:    func(t serviceproto.Type) *metrics.Counter { return unsupported(t.String()) },
 		invocations:    set.CounterVec("edgeplane_service_client_invocations_total", "event", "Client-result invocations (server to client with a result), by event: sent, completed, routed, client_gone, not_found, no_payload, unknown_completion, caller_gone."),
 	}

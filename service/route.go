@@ -8,6 +8,7 @@ import (
 	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/conn"
 	"github.com/edgeplane/edgeplane/fanout"
+	"github.com/edgeplane/edgeplane/internal/hubproto"
 	"github.com/edgeplane/edgeplane/internal/serviceproto"
 	"github.com/edgeplane/edgeplane/internal/wsframe"
 )
@@ -137,20 +138,32 @@ func (sc *serverConn) ackIf(id int32, ok bool) {
 }
 
 // publish sends an app's message to every node's clients through the
-// backplane: the JSON payload, copied once (the backplane may keep it)
-// and shared by every name. Clients are JSON clients; a message without
-// a json payload reaches none and is counted. A subscriber filter is not
-// applied (counted): it is a Serverless-mode feature.
+// backplane, encoded once per protocol by the app: the SDK serializes a
+// multicast message for every protocol the hub speaks (payloads json and
+// messagepack), and each recipient gets its own protocol's bytes as the
+// app wrote them (backplane.Message.MessagePack beside Payload, framed
+// once per protocol by fanout.Frames). The payloads are copied once (the
+// backplane may keep them) and shared by every name. A message with a
+// MessagePack payload only (Clients.Client of a MessagePack client the
+// app hosts: the SDK serializes for its protocol only) gets its JSON form
+// converted once, as fanout and the backplane carry every message as JSON
+// too; one with a JSON payload only reaches MessagePack clients converted
+// by fanout, once. A message with neither reaches no one and is counted.
+// A subscriber filter is not applied (counted): it is a Serverless-mode
+// feature.
 func (h *hub) publish(kind backplane.Kind, names, excluded []string, p serviceproto.Payloads, ext serviceproto.Ext) {
-	js, ok := p.Get("json")
-	if !ok {
-		h.s.M.dropped("no_json_payload").Inc()
-		return
-	}
+	js, hasJSON := p.Get("json")
+	mp, hasMP := p.Get("messagepack")
 	if ext.Has&serviceproto.ExtFilter != 0 {
 		h.s.M.unsupported(serviceproto.TypeBroadcastData).Inc()
 	}
-	if err := h.s.router.Check(js); err != nil {
+	buf, mpAt, reason := encodings(js, hasJSON, mp, hasMP)
+	if reason != "" {
+		h.s.M.dropped(reason).Inc()
+		return
+	}
+	payload := buf[:mpAt]
+	if err := h.s.router.Check(payload); err != nil {
 		if errors.Is(err, fanout.ErrInvalidUTF8) {
 			h.s.M.dropped("invalid_utf8").Inc()
 		} else {
@@ -158,14 +171,43 @@ func (h *hub) publish(kind backplane.Kind, names, excluded []string, p servicepr
 		}
 		return
 	}
-	payload := append([]byte(nil), js...)
+	var mpPayload []byte
+	if mpAt < len(buf) {
+		mpPayload = buf[mpAt:]
+	}
 	h.s.M.multicast(kind).Inc()
 	for _, name := range names {
-		err := h.s.bp.Publish(context.Background(), &backplane.Message{Hub: h.name, Kind: kind, Name: name, Excluded: excluded, Payload: payload})
+		err := h.s.bp.Publish(context.Background(), &backplane.Message{Hub: h.name, Kind: kind, Name: name,
+			Excluded: excluded, Payload: payload, MessagePack: mpPayload})
 		if err != nil {
 			h.s.M.dropped("backplane").Inc()
 		}
 	}
+}
+
+// encodings copies an app message's JSON and MessagePack records into one
+// new buffer, JSON first (converted from the MessagePack when the app sent
+// none), the MessagePack from mpAt on (empty when the app sent none). A
+// non-empty reason says why the message cannot be sent.
+func encodings(js []byte, hasJSON bool, mp []byte, hasMP bool) (buf []byte, mpAt int, reason string) {
+	hasJSON, hasMP = hasJSON && len(js) > 0, hasMP && len(mp) > 0
+	switch {
+	case hasJSON:
+		buf = make([]byte, 0, len(js)+len(mp))
+		buf = append(buf, js...)
+	case hasMP:
+		var err error
+		if buf, err = hubproto.MessagePackRecordsToJSON(make([]byte, 0, 2*len(mp)), mp); err != nil {
+			return nil, 0, "no_json_form"
+		}
+	default:
+		return nil, 0, "no_payload"
+	}
+	mpAt = len(buf)
+	if hasMP {
+		buf = append(buf, mp...)
+	}
+	return buf, mpAt, ""
 }
 
 // groupChange adds or removes a connection to or from a group: here if

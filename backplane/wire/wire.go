@@ -42,9 +42,9 @@ func AppendInvocation(b []byte, excluded []string, record []byte) []byte {
 }
 
 // AppendInvocationProtocols appends an invocation with one serialization per
-// protocol, in the order given (names[i] → serialized[i]). It exists for
-// tests and tools that must produce what a .NET server with several hub
-// protocols produces.
+// protocol, in the order given (names[i] → serialized[i]): what a .NET
+// server with several hub protocols produces, and what a node publishes
+// for a service-mode app's message that came with its MessagePack form.
 func AppendInvocationProtocols(b []byte, excluded []string, names []string, serialized [][]byte) []byte {
 	b = appendInvocationHead(b, excluded, len(names))
 	for i, name := range names {

@@ -342,6 +342,7 @@ func runDensity(ctx context.Context, args []string) error {
 	conc := fs.Int("concurrency", 256, "connection attempts in flight per client process")
 	skipNeg := fs.Bool("skip-negotiate", false, "connect without negotiate (skipNegotiation)")
 	profDir := fs.String("profile-dir", "", "save each server's heap profile at the largest size here (if it serves /debug/pprof/heap)")
+	svc := fs.Bool("service-mode", false, serviceDensityUsage)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -352,6 +353,9 @@ func runDensity(ctx context.Context, args []string) error {
 	systems, err := c.systems()
 	if err != nil {
 		return err
+	}
+	if *svc {
+		systems = bench.ServiceTwins(systems)
 	}
 	self, log, progress, closeLog, err := c.setup()
 	if err != nil {
@@ -367,7 +371,13 @@ func runDensity(ctx context.Context, args []string) error {
 	if rep == nil {
 		return err
 	}
-	return c.report(err, rep, func(w io.Writer) { bench.WriteDensityTable(w, rep) }, func(w io.Writer) error { return bench.DensitySVG(w, rep) })
+	table := func(w io.Writer) {
+		bench.WriteDensityTable(w, rep)
+		if *svc {
+			bench.WriteServiceDensity(w, rep)
+		}
+	}
+	return c.report(err, rep, table, func(w io.Writer) error { return bench.DensitySVG(w, rep) })
 }
 
 func runFanout(ctx context.Context, args []string) error {
@@ -379,9 +389,10 @@ func runFanout(ctx context.Context, args []string) error {
 	msgs := fs.Int("messages", 10, "messages per case")
 	interval := fs.Duration("interval", time.Second, "least time between broadcast starts (each also waits for all its deliveries)")
 	sequential := fs.Bool("sequential", false, "run the systems one after the other instead of all up at once with alternating messages")
-	via := fs.String("via", "rest", "publish paths, comma separated: rest,redis")
+	via := fs.String("via", "rest", "publish paths, comma separated: rest,redis,app (app: the service-mode app's Clients.All)")
 	redisURL := fs.String("redis", "", "redis://host:port (every server runs with it; needed for via redis and --nodes > 1)")
 	nodes := fs.Int("nodes", 1, "nodes per system (more than one needs --redis)")
+	svc := fs.Bool("service-mode", false, serviceFanoutUsage)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -392,6 +403,12 @@ func runFanout(ctx context.Context, args []string) error {
 	systems, err := c.systems()
 	if err != nil {
 		return err
+	}
+	if *svc {
+		systems = bench.ServiceOnly(systems)
+		if !flagSet(fs, "via") {
+			*via = bench.ViaApp + ",rest"
+		}
 	}
 	self, log, progress, closeLog, err := c.setup()
 	if err != nil {

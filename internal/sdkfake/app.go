@@ -82,6 +82,10 @@ type Config struct {
 	// LegacyRawData makes client data go out as the March-2024 SDK sent
 	// it: no data type in ConnectionData.
 	LegacyRawData bool
+	// ClientInbox is the capacity of each client's queue of invocations
+	// waiting for its hub method to run. Default 256; a load generator
+	// hosting tens of thousands of idle clients sets a few.
+	ClientInbox int
 	// Logger. Default: discard.
 	Logger *slog.Logger
 }
@@ -96,6 +100,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ConnectionsPerHub <= 0 {
 		c.ConnectionsPerHub = 5
+	}
+	if c.ClientInbox <= 0 {
+		c.ClientInbox = 256
 	}
 	if len(c.Protocols) == 0 {
 		c.Protocols = []string{"json", "messagepack"}

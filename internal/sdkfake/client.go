@@ -48,7 +48,7 @@ func (hr *hubRuntime) openClient(sc *serverConn, m *serviceproto.OpenConnection)
 		return // a weak connection hosts no clients
 	}
 	c := &client{hr: hr, sc: sc, id: m.ConnectionID, protocol: m.Ext.Protocol, open: m,
-		inbox: make(chan record, 256), done: make(chan struct{})}
+		inbox: make(chan record, hr.app.cfg.ClientInbox), done: make(chan struct{})}
 	for _, cl := range m.Claims {
 		if cl.Type == serviceproto.ClaimUserID && c.userID == "" {
 			c.userID = cl.Value

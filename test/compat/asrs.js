@@ -6,11 +6,13 @@
 //   node asrs.js '<json spec>'
 // spec: {"base":"http://127.0.0.1:PORT","clients":[{"name":"a","hub":"ChatHub",
 //        "query":"user=alice","targets":["t"],"results":{"ask":"answer"},
-//        "reconnect":false}]}
+//        "reconnect":false,"protocol":"json"}]}
 //   base: the app (its negotiate); hub: the hub's path there; query:
 //   appended to the hub URL; targets: handlers that print each message;
 //   results: handlers that answer client-result invocations with the
-//   given value (and print them); reconnect: withAutomaticReconnect([0]).
+//   given value (and print them); reconnect: withAutomaticReconnect([0]);
+//   protocol: "messagepack" uses MessagePackHubProtocol from
+//   @microsoft/signalr-protocol-msgpack (default JSON).
 // Commands on stdin, one JSON line each:
 //   {"name":"a","invoke":{"target":"Echo","args":[1],"tag":"t1"}}
 //   {"name":"a","send":{"target":"ToAll","args":["x"]}}       (no result)
@@ -26,6 +28,7 @@
 //   {"name":"a","event":"error","error":"..."}   (connect failed)
 //   {"event":"ready"} once every client connected or failed.
 const signalR = require("@microsoft/signalr");
+const { MessagePackHubProtocol } = require("@microsoft/signalr-protocol-msgpack");
 const readline = require("readline");
 
 const spec = JSON.parse(process.argv[2]);
@@ -37,6 +40,7 @@ async function start(c) {
     .withUrl(`${spec.base}/${c.hub || "ChatHub"}${c.query ? "?" + c.query : ""}`)
     .configureLogging(signalR.LogLevel.Warning);
   if (c.reconnect) b = b.withAutomaticReconnect([0, 500, 1000]);
+  if (c.protocol === "messagepack") b = b.withHubProtocol(new MessagePackHubProtocol());
   const conn = b.build();
   for (const t of c.targets || ["t"]) {
     conn.on(t, (...args) => { out({ name: c.name, event: "message", target: t, args }); });

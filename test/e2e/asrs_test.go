@@ -41,6 +41,7 @@ type asrsClient struct {
 	Targets   []string          `json:"targets,omitempty"`
 	Results   map[string]string `json:"results,omitempty"`
 	Reconnect bool              `json:"reconnect,omitempty"`
+	Protocol  string            `json:"protocol,omitempty"` // "messagepack"; default JSON
 }
 
 type asrsEvent struct {
