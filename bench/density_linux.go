@@ -140,10 +140,14 @@ func systemKey(s SystemSpec) string {
 	case KindFloor:
 		return "floor"
 	}
-	if s.Poller == "" {
-		return "edgeplane"
+	k := "edgeplane"
+	if s.Poller != "" {
+		k += "_" + s.Poller
 	}
-	return "edgeplane_" + s.Poller
+	if t, err := parseTransport(s.Transport); err == nil && t != trWebSockets {
+		k += "_" + t.String()
+	}
+	return k
 }
 
 func densityPerSize(systems []DensitySystem, sizes []int) []map[string]any {
@@ -236,7 +240,7 @@ func densityOne(ctx context.Context, cfg DensityConfig, spec SystemSpec, sizes [
 		}
 		f, err := StartFleet(FleetConfig{Self: cfg.Self, Addrs: []string{srv.Listen}, Room: []int{room}, Conns: add,
 			Concurrency: cfg.Concurrency, Retry: []time.Duration{0, time.Second, 2 * time.Second, 5 * time.Second},
-			SkipNegotiate: cfg.SkipNegotiate, MessagePack: spec.MessagePack, Stateful: spec.Stateful, Stderr: cfg.Log})
+			SkipNegotiate: cfg.SkipNegotiate, MessagePack: spec.MessagePack, Stateful: spec.Stateful, Transport: spec.Transport, Stderr: cfg.Log})
 		if err != nil {
 			return sys, err
 		}

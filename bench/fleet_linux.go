@@ -56,6 +56,9 @@ func ChildArgs(cfg LoaderConfig) []string {
 	if cfg.Stateful {
 		a = append(a, "--stateful")
 	}
+	if cfg.Transport != "" {
+		a = append(a, "--transport", cfg.Transport)
+	}
 	return a
 }
 
@@ -74,6 +77,7 @@ func ParseChildArgs(args []string) (LoaderConfig, error) {
 	fs.BoolVar(&cfg.SkipNegotiate, "skip-negotiate", false, "skip negotiation")
 	fs.Float64Var(&cfg.MessagePack, "msgpack", 0, "fraction of the connections on the MessagePack hub protocol")
 	fs.BoolVar(&cfg.Stateful, "stateful", false, "stateful reconnect (negotiate useStatefulReconnect, protocol version 2, acks)")
+	fs.StringVar(&cfg.Transport, "transport", "", "transport: websockets, sse or longpolling")
 	if err := fs.Parse(args); err != nil {
 		return cfg, fmt.Errorf("bench: child flags: %w", err)
 	}
@@ -179,7 +183,11 @@ type FleetConfig struct {
 	// Stateful: every connection asks for stateful reconnect
 	// (LoaderConfig.Stateful).
 	Stateful bool
-	Stderr   io.Writer
+	// Transport of every connection (LoaderConfig.Transport). With SSE a
+	// node's room is lowered by maxAux per child placed on it, the
+	// short-lived POST sockets those may hold open at once.
+	Transport string
+	Stderr    io.Writer
 }
 
 var nextSrcIP atomic.Int64
@@ -234,6 +242,14 @@ func StartFleet(cfg FleetConfig) (*Fleet, error) {
 			room[i] = cfg.Room[i]
 		}
 	}
+	if t, _ := parseTransport(cfg.Transport); t == trSSE {
+		for i, r := range room {
+			if r > 0 {
+				// at most one child per PerChild connections, plus one
+				room[i] = max(0, r-maxAux*(1+min(r, cfg.Conns)/cfg.PerChild))
+			}
+		}
+	}
 	f := &Fleet{cfg: cfg}
 	f.perNode, f.unplaced = PlaceEvenly(cfg.Conns, room)
 	type part struct{ node, conns int }
@@ -248,7 +264,7 @@ func StartFleet(cfg FleetConfig) (*Fleet, error) {
 		lc := LoaderConfig{
 			Addr: cfg.Addrs[pt.node], Hub: cfg.Hub, Conns: k, SrcIPs: allocSrcIPs(cfg.IPsPerChild),
 			SkipNegotiate: cfg.SkipNegotiate, Concurrency: cfg.Concurrency, Retry: cfg.Retry, KeepAlive: cfg.KeepAlive,
-			MessagePack: cfg.MessagePack, Stateful: cfg.Stateful,
+			MessagePack: cfg.MessagePack, Stateful: cfg.Stateful, Transport: cfg.Transport,
 		}
 		c := &child{replies: make(chan childLine, 4), exited: make(chan struct{}), conns: k, node: pt.node}
 		c.last.Target = k
@@ -480,6 +496,9 @@ func MergeStats(all []LoaderStats) LoaderStats {
 		m.Deliveries += s.Deliveries
 		m.MessagePack += s.MessagePack
 		m.BytesIn += s.BytesIn
+		m.Polls += s.Polls
+		m.Posts += s.Posts
+		m.AuxPeak += s.AuxPeak
 		m.Settled = m.Settled && s.Settled
 		if s.FirstAttemptNano != 0 && (m.FirstAttemptNano == 0 || s.FirstAttemptNano < m.FirstAttemptNano) {
 			m.FirstAttemptNano = s.FirstAttemptNano
