@@ -54,6 +54,11 @@ type LoaderConfig struct {
 	// Service, if set, connects as the service-mode app's negotiate
 	// redirected: to its URL with its access token (service_linux.go).
 	Service *ServiceRedirect
+	// Transport is the SignalR transport after negotiate: "websockets"
+	// (default), "sse" (Server-Sent Events: JSON only) or "longpolling"
+	// (transport.go). Neither HTTP transport works with SkipNegotiate or
+	// Stateful, as with the official clients.
+	Transport string
 }
 
 func (c *LoaderConfig) hub() string {
@@ -92,6 +97,13 @@ type LoaderStats struct {
 	MessagePack int    `json:"messagepack"`  // connections speaking MessagePack
 	BytesIn     uint64 `json:"bytes_in"`
 	Settled     bool   `json:"settled"` // every connection open or given up
+	// Polls are the long polls answered 200; Posts the client messages
+	// sent by HTTP POST (SSE and Long Polling handshakes, SSE pings);
+	// AuxPeak the most short-lived SSE POST sockets open at once (summed
+	// over processes by MergeStats: a bound on the descriptors they took).
+	Polls   uint64 `json:"polls,omitempty"`
+	Posts   uint64 `json:"posts,omitempty"`
+	AuxPeak int    `json:"aux_peak,omitempty"`
 	// FirstAttemptNano and AllOpenNano are Unix nanoseconds: start of the
 	// first attempt and the moment the last connection opened.
 	FirstAttemptNano int64 `json:"first_attempt_nano"`
@@ -120,7 +132,11 @@ const (
 	stNegRead
 	stWSConnect
 	stWSUpgrade
-	stHandshake
+	stHTTPConnect // SSE or Long Polling: the socket of the stream or polls connects
+	stLPFirst     // Long Polling: the first GET (answered at once) is out
+	stLPPost      // Long Polling: the handshake POST is out
+	stSSEHead     // SSE: waiting for the stream's response head
+	stHandshake   // (Long Polling: a poll is out; SSE: the stream is open)
 	stOpen
 	stGivenUp
 )
@@ -138,6 +154,14 @@ type cconn struct {
 	attemptStart int64
 	firstStart   int64
 	recv, acked  int64 // stateful reconnect: trackable messages received, and acked
+	// SSE: the short-lived socket of a POST (handshake or ping), and the
+	// stream's parser.
+	aux      int
+	auxState uint8
+	auxPing  bool
+	auxOut   []byte
+	auxIn    []byte
+	sse      *SSEParser
 }
 
 type retryItem struct {
@@ -185,6 +209,9 @@ type Loader struct {
 	errs     map[string]int
 	firstErr []string
 	tick     int64
+	tr       transport
+	auxOpen  int      // SSE: short-lived POST sockets open
+	auxWait  []*cconn // SSE: POSTs waiting for room under maxAux
 }
 
 // LoaderCmd is a request to a running Loader; the answer goes to Reply.
@@ -227,6 +254,15 @@ func NewLoader(cfg LoaderConfig) (*Loader, error) {
 	if cfg.Stateful && (cfg.SkipNegotiate || cfg.Service != nil) {
 		return nil, errors.New("bench: stateful reconnect needs the node's own negotiate: Stateful with SkipNegotiate or Service")
 	}
+	if l.tr, err = parseTransport(cfg.Transport); err != nil {
+		return nil, err
+	}
+	if l.tr != trWebSockets && (cfg.SkipNegotiate || cfg.Stateful) {
+		return nil, fmt.Errorf("bench: transport %s needs negotiate and does not do stateful reconnect (WebSockets only, as with the official clients)", l.tr)
+	}
+	if l.tr == trSSE && cfg.MessagePack > 0 {
+		return nil, fmt.Errorf("bench: transport sse carries text only: MessagePack fraction %v must be 0", cfg.MessagePack)
+	}
 	l.negReq = cfg.negotiateRequest(l.host)
 	if cfg.Stateful {
 		l.negReq = NegotiateRequestStateful(l.host, cfg.hub())
@@ -238,7 +274,7 @@ func NewLoader(cfg LoaderConfig) (*Loader, error) {
 	}
 	l.conns = make([]*cconn, cfg.Conns)
 	for i := range l.conns {
-		l.conns[i] = &cconn{idx: i, fd: -1, mp: speaksMessagePack(i, cfg.MessagePack)}
+		l.conns[i] = &cconn{idx: i, fd: -1, aux: -1, mp: speaksMessagePack(i, cfg.MessagePack)}
 		if l.conns[i].mp {
 			l.st.MessagePack++
 		}
@@ -277,7 +313,11 @@ func (l *Loader) Run(cmds <-chan LoaderCmd, progress func(LoaderStats)) error {
 			if fd < 0 || fd >= len(l.byFD) || l.byFD[fd] == nil {
 				continue
 			}
-			l.onEvent(l.byFD[fd], events[i].Events)
+			if c := l.byFD[fd]; c.aux == fd {
+				l.onAux(c, events[i].Events)
+			} else {
+				l.onEvent(c, events[i].Events)
+			}
 		}
 		now = time.Now()
 		for now.Sub(lastTick) >= tickEvery {
@@ -329,6 +369,10 @@ func (l *Loader) command(c LoaderCmd) (stop bool) {
 			if cc.fd >= 0 {
 				unix.Close(cc.fd)
 				cc.fd = -1
+			}
+			if cc.aux >= 0 {
+				unix.Close(cc.aux)
+				cc.aux = -1
 			}
 		}
 		c.Reply <- true
@@ -444,6 +488,8 @@ func (l *Loader) closeFD(c *cconn) {
 		c.fd = -1
 	}
 	c.in, c.msg, c.out = nil, nil, nil
+	l.closeAux(c)
+	c.sse = nil
 }
 
 // fail ends the current attempt and schedules a retry or gives up.
@@ -498,6 +544,17 @@ func (l *Loader) expireAttempts(now int64) {
 }
 
 func (l *Loader) keepAliveSlot(slot, slots int) {
+	switch l.tr {
+	case trLongPolling:
+		return // inherent keep-alive: the polls
+	case trSSE:
+		for i := slot; i < len(l.conns); i += slots {
+			if c := l.conns[i]; c.state == stOpen {
+				l.ssePing(c)
+			}
+		}
+		return
+	}
 	for i := slot; i < len(l.conns); i += slots {
 		c := l.conns[i]
 		if c.state == stOpen {
@@ -549,7 +606,7 @@ func (l *Loader) flush(c *cconn) {
 
 func (l *Loader) onEvent(c *cconn, ev uint32) {
 	switch c.state {
-	case stNegConnect, stWSConnect:
+	case stNegConnect, stWSConnect, stHTTPConnect:
 		if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) == 0 {
 			return
 		}
@@ -561,6 +618,8 @@ func (l *Loader) onEvent(c *cconn, ev uint32) {
 		if c.state == stNegConnect {
 			c.state = stNegRead
 			l.write(c, l.negReq)
+		} else if c.state == stHTTPConnect {
+			l.httpConnected(c)
 		} else {
 			c.state = stWSUpgrade
 			l.write(c, l.cfg.upgradeRequest(l.host, c.token))
@@ -597,6 +656,10 @@ func (l *Loader) onEvent(c *cconn, ev uint32) {
 	if len(c.in) > 0 {
 		c.in = append(c.in, data...)
 		data = c.in
+	}
+	if l.tr != trWebSockets && c.state != stNegRead {
+		l.onHTTPData(c, data)
+		return
 	}
 	switch c.state {
 	case stNegRead:
@@ -692,6 +755,10 @@ func (l *Loader) onNegotiate(c *cconn, eof bool) {
 		c.token = nr.ConnectionID
 	}
 	l.closeFD(c)
+	if l.tr != trWebSockets {
+		l.dial(c, stHTTPConnect)
+		return
+	}
 	l.dial(c, stWSConnect)
 }
 

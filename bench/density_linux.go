@@ -147,6 +147,9 @@ func systemKey(s SystemSpec) string {
 	if s.Service {
 		k += "_service"
 	}
+	if t, err := parseTransport(s.Transport); err == nil && t != trWebSockets {
+		k += "_" + t.String()
+	}
 	return k
 }
 
@@ -245,7 +248,7 @@ func densityOne(ctx context.Context, cfg DensityConfig, spec SystemSpec, sizes [
 		}
 		f, err := StartFleet(FleetConfig{Self: cfg.Self, Addrs: []string{srv.Listen}, Room: []int{room}, Conns: add,
 			Concurrency: cfg.Concurrency, Retry: []time.Duration{0, time.Second, 2 * time.Second, 5 * time.Second},
-			SkipNegotiate: cfg.SkipNegotiate, MessagePack: spec.MessagePack, Stateful: spec.Stateful, Service: app.redirect(), Stderr: cfg.Log})
+			SkipNegotiate: cfg.SkipNegotiate, MessagePack: spec.MessagePack, Stateful: spec.Stateful, Transport: spec.Transport, Service: app.redirect(), Stderr: cfg.Log})
 		if err != nil {
 			return sys, err
 		}

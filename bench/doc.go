@@ -14,6 +14,14 @@
 //     MessagePack in one run), answers pings and sends spread keep-alive
 //     pings. It binds a source address per connection so a run can spread
 //     over 127.0.0.2, 127.0.0.3, …
+//   - The loader's HTTP transports (transport.go; LoaderConfig.Transport,
+//     SystemSpec.Transport, edgebench --transport
+//     websockets,sse,longpolling) run on the same loop: Long Polling as
+//     one keep-alive socket per connection with a poll always out and no
+//     pings, Server-Sent Events as the held stream plus a short-lived
+//     socket per POST (handshake and pings; at most maxAux at once, taken
+//     off a node's room by Fleet). Deliveries and latency are counted as
+//     for WebSockets.
 //   - Fleet (fleet.go) splits a load across child processes (edgebench
 //     re-executes itself with a hidden subcommand, see RunChild) because the
 //     per-process open-file limit is a hard 20000; children report JSON lines.

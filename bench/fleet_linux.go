@@ -59,6 +59,9 @@ func ChildArgs(cfg LoaderConfig) []string {
 	if cfg.Service != nil {
 		a = append(a, "--service-url", cfg.Service.URL, "--service-token", cfg.Service.AccessToken)
 	}
+	if cfg.Transport != "" {
+		a = append(a, "--transport", cfg.Transport)
+	}
 	return a
 }
 
@@ -80,6 +83,7 @@ func ParseChildArgs(args []string) (LoaderConfig, error) {
 	var svc ServiceRedirect
 	fs.StringVar(&svc.URL, "service-url", "", "service mode: the app's redirect URL")
 	fs.StringVar(&svc.AccessToken, "service-token", "", "service mode: the app's access token")
+	fs.StringVar(&cfg.Transport, "transport", "", "transport: websockets, sse or longpolling")
 	if err := fs.Parse(args); err != nil {
 		return cfg, fmt.Errorf("bench: child flags: %w", err)
 	}
@@ -191,7 +195,11 @@ type FleetConfig struct {
 	// Service: the clients follow the service-mode app's redirect
 	// (LoaderConfig.Service).
 	Service *ServiceRedirect
-	Stderr  io.Writer
+	// Transport of every connection (LoaderConfig.Transport). With SSE a
+	// node's room is lowered by maxAux per child placed on it, the
+	// short-lived POST sockets those may hold open at once.
+	Transport string
+	Stderr    io.Writer
 }
 
 var nextSrcIP atomic.Int64
@@ -246,6 +254,14 @@ func StartFleet(cfg FleetConfig) (*Fleet, error) {
 			room[i] = cfg.Room[i]
 		}
 	}
+	if t, _ := parseTransport(cfg.Transport); t == trSSE {
+		for i, r := range room {
+			if r > 0 {
+				// at most one child per PerChild connections, plus one
+				room[i] = max(0, r-maxAux*(1+min(r, cfg.Conns)/cfg.PerChild))
+			}
+		}
+	}
 	f := &Fleet{cfg: cfg}
 	f.perNode, f.unplaced = PlaceEvenly(cfg.Conns, room)
 	type part struct{ node, conns int }
@@ -260,7 +276,7 @@ func StartFleet(cfg FleetConfig) (*Fleet, error) {
 		lc := LoaderConfig{
 			Addr: cfg.Addrs[pt.node], Hub: cfg.Hub, Conns: k, SrcIPs: allocSrcIPs(cfg.IPsPerChild),
 			SkipNegotiate: cfg.SkipNegotiate, Concurrency: cfg.Concurrency, Retry: cfg.Retry, KeepAlive: cfg.KeepAlive,
-			MessagePack: cfg.MessagePack, Stateful: cfg.Stateful, Service: cfg.Service,
+			MessagePack: cfg.MessagePack, Stateful: cfg.Stateful, Transport: cfg.Transport, Service: cfg.Service,
 		}
 		c := &child{replies: make(chan childLine, 4), exited: make(chan struct{}), conns: k, node: pt.node}
 		c.last.Target = k
@@ -492,6 +508,9 @@ func MergeStats(all []LoaderStats) LoaderStats {
 		m.Deliveries += s.Deliveries
 		m.MessagePack += s.MessagePack
 		m.BytesIn += s.BytesIn
+		m.Polls += s.Polls
+		m.Posts += s.Posts
+		m.AuxPeak += s.AuxPeak
 		m.Settled = m.Settled && s.Settled
 		if s.FirstAttemptNano != 0 && (m.FirstAttemptNano == 0 || s.FirstAttemptNano < m.FirstAttemptNano) {
 			m.FirstAttemptNano = s.FirstAttemptNano

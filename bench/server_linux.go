@@ -40,11 +40,14 @@ type SystemSpec struct {
 	MessagePack float64 `json:"messagepack,omitempty"`
 	// Stateful: the load clients ask for stateful reconnect (edgeplane
 	// only; LoaderConfig.Stateful).
-	Stateful bool   `json:"stateful,omitempty"`
-	Mode     string `json:"mode,omitempty"` // floor only: write or writev
+	Stateful bool `json:"stateful,omitempty"`
 	// Service runs edgeplane in service mode with a fake app, its clients
 	// relayed to it (service_linux.go).
 	Service bool `json:"service,omitempty"`
+	// Transport of the load clients (LoaderConfig.Transport; edgeplane
+	// only): "" or websockets, sse, longpolling.
+	Transport string `json:"transport,omitempty"`
+	Mode      string `json:"mode,omitempty"` // floor only: write or writev
 }
 
 // ServerConfig starts one server process.

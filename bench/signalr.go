@@ -189,3 +189,94 @@ func BenchArgsMessagePack(rec []byte) (seq int64, sentNano int64, ok bool) {
 	}
 	return seq, sentNano, true
 }
+
+// Requests of the HTTP transports (TransportProtocols.md of
+// dotnet/aspnetcore): a Long Polling poll, the Server-Sent Events stream,
+// and the POST that carries a client message on both.
+
+// PollRequest builds a Long Polling GET /{hub}?id=token (keep-alive).
+func PollRequest(host, hub, token string) []byte {
+	return []byte("GET /" + hub + "?id=" + token + " HTTP/1.1\r\nHost: " + host + "\r\n\r\n")
+}
+
+// SSERequest builds the GET /{hub}?id=token that opens a Server-Sent
+// Events stream.
+func SSERequest(host, hub, token string) []byte {
+	return []byte("GET /" + hub + "?id=" + token + " HTTP/1.1\r\nHost: " + host +
+		"\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n")
+}
+
+// PostRequest builds the POST /{hub}?id=token carrying body, one client
+// message (binary: MessagePack, as application/octet-stream). close asks
+// the server to close the socket after its answer.
+func PostRequest(host, hub, token string, body []byte, binary, close bool) []byte {
+	ctype := "text/plain;charset=UTF-8"
+	if binary {
+		ctype = "application/octet-stream"
+	}
+	conn := ""
+	if close {
+		conn = "Connection: close\r\n"
+	}
+	b := []byte("POST /" + hub + "?id=" + token + " HTTP/1.1\r\nHost: " + host + "\r\nContent-Type: " + ctype +
+		"\r\n" + conn + "Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n")
+	return append(b, body...)
+}
+
+// SSEParser reads a Server-Sent Events stream: comment lines and fields
+// other than data are skipped, data lines are joined with "\n", and a
+// blank line ends an event. The zero value is ready.
+type SSEParser struct {
+	line []byte // a partial line
+	data []byte // the event's data so far
+	has  bool   // a data line was seen
+}
+
+// Feed parses b and calls event with each complete event's data (valid
+// during the call only). It stops at the first error event returns.
+func (p *SSEParser) Feed(b []byte, event func([]byte) error) error {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			p.line = append(p.line, b...)
+			if len(p.line) > maxServerFrame {
+				return fmt.Errorf("%w: SSE line over %d bytes", ErrBadResponse, maxServerFrame)
+			}
+			return nil
+		}
+		line := b[:i]
+		if len(p.line) > 0 {
+			p.line = append(p.line, line...)
+			line = p.line
+		}
+		b = b[i+1:]
+		line = bytes.TrimSuffix(line, []byte{'\r'})
+		switch {
+		case len(line) == 0:
+			if p.has {
+				err := event(p.data)
+				p.data, p.has = p.data[:0], false
+				if cap(p.data) > 4096 {
+					p.data = nil
+				}
+				if err != nil {
+					p.line = p.line[:0]
+					return err
+				}
+			}
+		case line[0] == ':':
+		case bytes.HasPrefix(line, []byte("data:")):
+			v := bytes.TrimPrefix(line[5:], []byte{' '})
+			if p.has {
+				p.data = append(p.data, '\n')
+			}
+			p.data = append(p.data, v...)
+			p.has = true
+		}
+		p.line = p.line[:0]
+	}
+	if cap(p.line) > 4096 {
+		p.line = nil
+	}
+	return nil
+}

@@ -100,7 +100,7 @@ func runBaseline(ctx context.Context, args []string) error {
 type common struct {
 	name                                           string
 	edgeplane, pollers, jsonPath, svgPath, logPath string
-	msgpack, stateful                              string
+	msgpack, stateful, transports                  string
 	edgeplaneArgs                                  string
 	noBaseline, noEdgeplane, quiet, allowShort     bool
 	floor, noFloor                                 bool // floor: the experiment offers --no-floor
@@ -127,6 +127,7 @@ func (c *common) register(fs *flag.FlagSet, name string) {
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress (the tables, their connection counts and errors are printed all the same)")
 	fs.BoolVar(&c.allowShort, "allow-short", false, "exit 0 even when fewer connections opened than requested (the report says so either way)")
 	fs.StringVar(&c.stateful, "stateful", "off", "stateful reconnect for edgeplane's clients, comma separated: off, on, or off,on to measure each poller both ways (negotiate useStatefulReconnect=true, protocol version 2, an Ack per read; the baseline never)")
+	fs.StringVar(&c.transports, "transport", "websockets", "transports of edgeplane's clients, comma separated: websockets, sse, longpolling; each poller is measured once per transport, named -sse or -lp (SSE: JSON only and not with --stateful on; Long Polling: MessagePack too; the baseline speaks WebSockets only)")
 	fs.StringVar(&c.msgpack, "msgpack", "0", "fractions of edgeplane's clients on the MessagePack hub protocol, comma separated: each poller is measured once per fraction (e.g. 0,0.5: all JSON, then half MessagePack; the baseline speaks JSON only)")
 }
 
@@ -168,6 +169,32 @@ func (c *common) systems() ([]bench.SystemSpec, error) {
 	if len(modes) == 0 {
 		modes = []bool{false}
 	}
+	var trs []string
+	for _, t := range strings.Split(c.transports, ",") {
+		if strings.TrimSpace(t) == "" {
+			continue
+		}
+		name, err := bench.ParseTransport(t)
+		if err != nil {
+			return nil, fmt.Errorf("edgebench: --transport %q: want websockets, sse or longpolling", t)
+		}
+		trs = append(trs, name)
+	}
+	if len(trs) == 0 {
+		trs = []string{bench.TransportWebSockets}
+	}
+	for _, t := range trs {
+		for _, f := range fracs {
+			if t == bench.TransportSSE && f > 0 {
+				return nil, fmt.Errorf("edgebench: --transport sse with --msgpack %v: Server-Sent Events carry text only (JSON); measure MessagePack on websockets or longpolling in a run of its own", f)
+			}
+		}
+		for _, st := range modes {
+			if t != bench.TransportWebSockets && st {
+				return nil, fmt.Errorf("edgebench: --transport %s with --stateful on: stateful reconnect is WebSockets only", t)
+			}
+		}
+	}
 	var out []bench.SystemSpec
 	if !c.noEdgeplane {
 		if err := c.ensureEdgeplane(); err != nil {
@@ -178,16 +205,28 @@ func (c *common) systems() ([]bench.SystemSpec, error) {
 			if p == "" {
 				continue
 			}
-			for _, f := range fracs {
-				for _, st := range modes {
-					name := "edgeplane-" + p
-					if f > 0 {
-						name += "-mp" + strconv.FormatFloat(f, 'g', -1, 64)
+			for _, t := range trs {
+				for _, f := range fracs {
+					for _, st := range modes {
+						name := "edgeplane-" + p
+						switch t {
+						case bench.TransportSSE:
+							name += "-sse"
+						case bench.TransportLongPolling:
+							name += "-lp"
+						}
+						if f > 0 {
+							name += "-mp" + strconv.FormatFloat(f, 'g', -1, 64)
+						}
+						if st {
+							name += "-sr"
+						}
+						tr := t
+						if tr == bench.TransportWebSockets {
+							tr = "" // the default: the JSON report stays as it was
+						}
+						out = append(out, bench.SystemSpec{Name: name, Kind: bench.KindEdgeplane, Poller: p, MessagePack: f, Stateful: st, Transport: tr})
 					}
-					if st {
-						name += "-sr"
-					}
-					out = append(out, bench.SystemSpec{Name: name, Kind: bench.KindEdgeplane, Poller: p, MessagePack: f, Stateful: st})
 				}
 			}
 		}

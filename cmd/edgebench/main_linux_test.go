@@ -197,3 +197,33 @@ func TestScaleTiny(t *testing.T) {
 		t.Fatalf("table:\n%s", out)
 	}
 }
+
+// --transport makes one system per transport and poller, named -sse and
+// -lp, and refuses the combinations the transports cannot do.
+func TestTransportSystems(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := common{edgeplane: self, pollers: "epoll", transports: "websockets,sse,lp", msgpack: "0", stateful: "off", noBaseline: true}
+	specs, err := c.systems()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range specs {
+		got = append(got, s.Name+":"+s.Transport)
+	}
+	if want := "edgeplane-epoll: edgeplane-epoll-sse:sse edgeplane-epoll-lp:longpolling"; strings.Join(got, " ") != want {
+		t.Fatalf("systems %q, want %q", strings.Join(got, " "), want)
+	}
+	for _, bad := range []common{
+		{edgeplane: self, pollers: "epoll", transports: "sse", msgpack: "0,0.5", stateful: "off"},
+		{edgeplane: self, pollers: "epoll", transports: "longpolling", msgpack: "0", stateful: "on"},
+		{edgeplane: self, pollers: "epoll", transports: "smoke-signals", msgpack: "0", stateful: "off"},
+	} {
+		if _, err := bad.systems(); err == nil {
+			t.Errorf("--transport %s --msgpack %s --stateful %s accepted", bad.transports, bad.msgpack, bad.stateful)
+		}
+	}
+}
