@@ -69,6 +69,12 @@ type Message struct {
 	// MessagePack writes); nil otherwise: fanout converts Payload for its
 	// MessagePack clients. Shared like Payload. Publish does not send it.
 	MessagePack []byte
+	// ReturnChannel, for a Connection message, asks for a client result:
+	// Payload is an Invocation with InvocationID, and the owner of the
+	// connection publishes the client's Completion to ReturnChannel
+	// (Returner.Return). Both "" otherwise.
+	InvocationID  string
+	ReturnChannel string
 }
 
 // GroupAction is the action of a group command (wire values of the

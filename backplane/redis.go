@@ -412,7 +412,12 @@ func (r *Redis) Publish(ctx context.Context, m *Message) error {
 		return fmt.Errorf("backplane: publish to %s: %w", ch, ErrUnavailable)
 	}
 	bp := encBufs.Get().(*[]byte)
-	b := wire.AppendInvocation((*bp)[:0], m.Excluded, m.Payload)
+	var b []byte
+	if m.ReturnChannel != "" && m.Kind == Connection {
+		b = wire.AppendInvocationReturn((*bp)[:0], m.Excluded, m.Payload, m.InvocationID, m.ReturnChannel)
+	} else {
+		b = wire.AppendInvocation((*bp)[:0], m.Excluded, m.Payload)
+	}
 	// This node subscribes to P:all of every hub it serves: a broadcast
 	// that reaches no subscriber while that subscription is confirmed
 	// means this node is deaf (subscribed on another server than it
@@ -437,6 +442,23 @@ func (r *Redis) Publish(ctx context.Context, m *Message) error {
 }
 
 const maxPooledBuf = 64 << 10
+
+// ReturnChannel implements Returner: P:internal:return:{server}, where
+// ASP.NET Core servers of the same name would receive theirs.
+func (r *Redis) ReturnChannel(hub string) string { return r.Prefix(hub) + ":internal:return:" + r.name }
+
+// Return implements Returner.
+func (r *Redis) Return(ctx context.Context, channel, protocol string, completion []byte) error {
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	if !r.Ready() {
+		r.m.lost.Inc()
+		return fmt.Errorf("backplane: return to %s: %w", channel, ErrUnavailable)
+	}
+	_, err := r.publish(ctx, channel, wire.AppendCompletion(nil, protocol, completion))
+	return err
+}
 
 var encBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 

@@ -167,6 +167,7 @@ type Node struct {
 	poll    poller.Poller
 	metrics *metricset.Registry
 	admin   *admin.Handler
+	recv    *resultsReceiver // results.go
 	fleet   *admin.Fleet
 	webhook *webhook.Upstream
 	adminLn net.Listener
@@ -284,11 +285,15 @@ func Start(cfg Config) (*Node, error) {
 		cfg.Conn.Service = n.svc
 		undo = append(undo, func() { n.svc.Close() })
 	}
+	if ret, ok := n.bp.(backplane.Returner); ok && cfg.Conn.Returner == nil {
+		cfg.Conn.Returner = ret
+	}
 	if n.srv, err = conn.New(cfg.Conn, n.router); err != nil {
 		return nil, err
 	}
 	undo = append(undo, func() { n.srv.Close() })
-	if err := n.bp.Start(n.router); err != nil {
+	n.recv = &resultsReceiver{Router: n.router, srv: n.srv}
+	if err := n.bp.Start(n.recv); err != nil {
 		return nil, fmt.Errorf("start backplane: %w", err)
 	}
 	n.registerMetrics()
@@ -344,6 +349,7 @@ func Start(cfg Config) (*Node, error) {
 		n.adminLn.Close()
 		return nil, err
 	}
+	n.recv.admin.Store(n.admin)
 	n.http = n.admin.Server()
 	go func() {
 		if err := n.http.Serve(n.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
