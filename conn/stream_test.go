@@ -2,8 +2,8 @@ package conn
 
 import (
 	"context"
-	"strconv"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
