@@ -126,8 +126,9 @@
 //	              stream invocation cancelled
 //	target        invocation: the hub method called
 //	arguments     invocation: the JSON array of arguments, as sent
-//	messageType   invocation: "invocation", or "streamInvocation" when the
-//	              client expects StreamItems and then a Completion
+//	messageType   invocation: "streamInvocation" when the client expects
+//	              StreamItems and then a Completion; absent for a plain
+//	              Invocation
 //	streamIds     invocation: its upload streams, a JSON array of ids;
 //	              absent when none
 //	item          streamItem: the item, JSON

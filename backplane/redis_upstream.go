@@ -299,11 +299,10 @@ func eventFields(e *Event, server string) []any {
 		if len(args) == 0 {
 			args = []byte("[]")
 		}
-		mt := "invocation"
+		v = append(v, "target", e.Target, "arguments", args)
 		if e.Stream {
-			mt = "streamInvocation"
+			v = append(v, "messageType", "streamInvocation")
 		}
-		v = append(v, "target", e.Target, "arguments", args, "messageType", mt)
 		if len(e.StreamIDs) > 0 {
 			v = append(v, "streamIds", jsonStrings(e.StreamIDs))
 		}

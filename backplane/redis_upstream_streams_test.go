@@ -15,7 +15,7 @@ func TestStreamEntryFields(t *testing.T) {
 		want string
 	}{
 		{Event{Kind: EventInvocation, Hub: "h", ConnID: "c", InvocationID: "1", Target: "T", Arguments: []byte("[1]")},
-			"[type invocation hub h connectionId c invocationId 1 target T arguments [1] messageType invocation server s]"},
+			"[type invocation hub h connectionId c invocationId 1 target T arguments [1] server s]"},
 		{Event{Kind: EventInvocation, Hub: "h", ConnID: "c", InvocationID: "1", Target: "T", Stream: true, StreamIDs: []string{"a", "b"}},
 			"[type invocation hub h connectionId c invocationId 1 target T arguments [] messageType streamInvocation streamIds [\"a\",\"b\"] server s]"},
 		{Event{Kind: EventStreamItem, Hub: "h", ConnID: "c", UserID: "u", InvocationID: "a", Arguments: []byte(`{"x":1}`)},
