@@ -50,11 +50,8 @@ type invokes struct {
 	waiting map[string]chan invokeResult
 }
 
-var handlerInvokes sync.Map // *Handler → *invokes, so that Handler's struct stays as it is
-
 func (h *Handler) invokes() *invokes {
-	v, _ := handlerInvokes.LoadOrStore(h, &invokes{})
-	iv := v.(*invokes)
+	iv := &h.inv
 	iv.once.Do(func() {
 		var b [9]byte
 		_, _ = rand.Read(b[:])
