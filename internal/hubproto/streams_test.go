@@ -163,3 +163,38 @@ func TestParseRejectsBadStreamMessages(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendCallerStreamMessages: StreamInvocation and CancelInvocation,
+// byte for byte as HubProtocol.md writes them, and parsed back.
+func TestAppendCallerStreamMessages(t *testing.T) {
+	js, err := JSON.AppendStreamInvocation(nil, "123", "Send", []byte(`[42, "Test Message"]`), nil)
+	if err != nil || string(js) != `{"type":4,"invocationId":"123","target":"Send","arguments":[42,"Test Message"]}`+"\x1e" {
+		t.Errorf("JSON stream invocation %q, %v", js, err)
+	}
+	js, _ = JSON.AppendStreamInvocation(nil, "5", "Up", nil, []string{"s", "t"})
+	if string(js) != `{"type":4,"invocationId":"5","target":"Up","arguments":[],"streamIds":["s","t"]}`+"\x1e" {
+		t.Errorf("JSON stream invocation with streamIds %q", js)
+	}
+	if m, err := JSON.Parse(js[:len(js)-1]); err != nil || !slices.Equal(m.StreamIDs, []string{"s", "t"}) {
+		t.Errorf("parsed back %+v, %v", m, err)
+	}
+	if c := JSON.AppendCancelInvocation(nil, "123"); string(c) != `{"type":5,"invocationId":"123"}`+"\x1e" {
+		t.Errorf("JSON cancel %q", c)
+	}
+	if _, err := JSON.AppendStreamInvocation(nil, "1", "S", []byte("[1,"), nil); !errors.Is(err, ErrInvalidJSON) {
+		t.Errorf("bad arguments: %v", err)
+	}
+	mp, err := MessagePack.AppendStreamInvocation(nil, "5", "Up", unhexT(t, "90"), []string{"s"})
+	if want := unhexT(t, "0c 96 04 80 a1 35 a2 5570 90 91 a1 73"); err != nil || !bytes.Equal(mp, want) {
+		t.Errorf("MessagePack stream invocation % x, %v, want % x", mp, err, want)
+	}
+	if m, err := MessagePack.Parse(mp[1:]); err != nil || m.Type != TypeStreamInvocation || !slices.Equal(m.StreamIDs, []string{"s"}) {
+		t.Errorf("parsed back %+v, %v", m, err)
+	}
+	if c := MessagePack.AppendCancelInvocation(nil, "123"); !bytes.Equal(c, unhexT(t, "07 93 05 80 a3 313233")) {
+		t.Errorf("MessagePack cancel % x", c)
+	}
+	if _, err := MessagePack.AppendStreamInvocation(nil, "1", "S", unhexT(t, "01"), nil); !errors.Is(err, ErrInvalidMsgpack) {
+		t.Errorf("arguments not an array: %v", err)
+	}
+}
