@@ -41,10 +41,15 @@ func (c *closer) CloseConnection(hub, id, reason string) bool {
 type member struct {
 	mu     sync.Mutex
 	frames []string
+	mp     bool // speaks MessagePack
 }
 
 func (m *member) Deliver(f *fanout.Frames) int {
-	fr := f.Frame(hubproto.IDJSON)
+	id := hubproto.IDJSON
+	if m.mp {
+		id = hubproto.IDMessagePack
+	}
+	fr := f.Frame(id)
 	m.mu.Lock()
 	m.frames = append(m.frames, string(fr))
 	m.mu.Unlock()

@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/edgeplane/edgeplane/internal/auth"
+	"github.com/edgeplane/edgeplane/internal/hubproto"
 	"github.com/edgeplane/edgeplane/internal/node"
 )
 
@@ -54,13 +55,15 @@ func restRequest(t *testing.T, key, method, u, contentType string, body []byte) 
 
 // client is a SignalR client connected to a node.
 type client struct {
-	t    *testing.T
-	ws   *websocket.Conn
-	id   string
-	user string
+	t      *testing.T
+	ws     *websocket.Conn
+	id     string
+	user   string
+	binary bool // MessagePack hub protocol
 
 	mu     sync.Mutex
-	got    []string // invocation targets + arguments, "target:args"
+	got    []string // invocation targets + arguments, "target:args" (MessagePack arguments as JSON)
+	raw    []string // the invocation records as received (MessagePack: without the VarInt length)
 	closed string   // the Close message's error, once received
 	done   chan struct{}
 }
@@ -68,6 +71,14 @@ type client struct {
 // connect opens a SignalR connection to hub on n as user ("" anonymous),
 // with an access token from :generateToken signed with key.
 func connect(t *testing.T, n *node.Node, key, hub, user string) *client {
+	t.Helper()
+	return connectWith(t, n, key, hub, user, "json", false)
+}
+
+// connectWith is connect with a hub protocol ("json", "messagepack") and,
+// with clientEndpoint, through Azure's client endpoints
+// (/client/negotiate?hub=, /client/?hub=) rather than the hub's path.
+func connectWith(t *testing.T, n *node.Node, key, hub, user, protocol string, clientEndpoint bool) *client {
 	t.Helper()
 	q := url.Values{"api-version": {"2023-07-01"}}
 	if user != "" {
@@ -79,7 +90,12 @@ func connect(t *testing.T, n *node.Node, key, hub, user string) *client {
 		t.Fatalf(":generateToken: %d %s", resp.StatusCode, body)
 	}
 	hdr := http.Header{"Authorization": {"Bearer " + tok.Token}}
-	req, _ := http.NewRequest("POST", "http://"+n.Addr().String()+"/"+hub+"/negotiate?negotiateVersion=1", nil)
+	negotiateURL, connectURL := "/"+hub+"/negotiate?negotiateVersion=1", "/"+hub+"?"
+	if clientEndpoint {
+		h := url.QueryEscape(strings.ToLower(hub))
+		negotiateURL, connectURL = "/client/negotiate?hub="+h+"&negotiateVersion=1", "/client/?hub="+h+"&"
+	}
+	req, _ := http.NewRequest("POST", "http://"+n.Addr().String()+negotiateURL, nil)
 	req.Header = hdr.Clone()
 	nresp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -91,20 +107,20 @@ func connect(t *testing.T, n *node.Node, key, hub, user string) *client {
 	if err != nil || neg.ConnectionToken == "" {
 		t.Fatalf("negotiate: %d %v", nresp.StatusCode, err)
 	}
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+n.Addr().String()+"/"+hub+"?id="+neg.ConnectionToken, hdr)
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+n.Addr().String()+connectURL+"id="+url.QueryEscape(neg.ConnectionToken), hdr)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
 	t.Cleanup(func() { ws.Close() })
 	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"protocol":"json","version":1}`+"\x1e")); err != nil {
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"protocol":"`+protocol+`","version":1}`+"\x1e")); err != nil {
 		t.Fatal(err)
 	}
 	if _, msg, err := ws.ReadMessage(); err != nil || string(msg) != "{}\x1e" {
 		t.Fatalf("handshake: %q %v", msg, err)
 	}
 	ws.SetReadDeadline(time.Time{})
-	c := &client{t: t, ws: ws, id: neg.ConnectionID, user: user, done: make(chan struct{})}
+	c := &client{t: t, ws: ws, id: neg.ConnectionID, user: user, binary: protocol == "messagepack", done: make(chan struct{})}
 	go c.read()
 	return c
 }
@@ -115,6 +131,29 @@ func (c *client) read() {
 		_, msg, err := c.ws.ReadMessage()
 		if err != nil {
 			return
+		}
+		if c.binary {
+			hubproto.MessagePack.Split(msg, func(rec []byte) error {
+				m, err := hubproto.MessagePack.Parse(rec)
+				if err != nil {
+					return nil
+				}
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				switch m.Type {
+				case hubproto.TypeInvocation:
+					args, err := hubproto.MessagePackToJSON(nil, m.Arguments)
+					if err != nil {
+						args = []byte("!" + err.Error())
+					}
+					c.got = append(c.got, m.Target+":"+string(args))
+					c.raw = append(c.raw, string(rec))
+				case hubproto.TypeClose:
+					c.closed = "(closed)"
+				}
+				return nil
+			})
+			continue
 		}
 		for _, rec := range strings.Split(strings.TrimSuffix(string(msg), "\x1e"), "\x1e") {
 			var m struct {
@@ -130,6 +169,7 @@ func (c *client) read() {
 			switch m.Type {
 			case 1:
 				c.got = append(c.got, m.Target+":"+string(m.Arguments))
+				c.raw = append(c.raw, rec+"\x1e")
 			case 7:
 				c.closed = m.Error
 				if c.closed == "" {
@@ -139,6 +179,20 @@ func (c *client) read() {
 			c.mu.Unlock()
 		}
 	}
+}
+
+// records is what the client received of target: the invocation records
+// as they came.
+func (c *client) records(target string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for i, g := range c.got {
+		if strings.HasPrefix(g, target+":") {
+			out = append(out, c.raw[i])
+		}
+	}
+	return out
 }
 
 // has reports whether the client received an invocation target:args.

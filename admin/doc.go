@@ -26,7 +26,8 @@
 // Azure's ErrorDetail with the x-ms-error-code header the Management SDK
 // reads (Warning.Connection.NotExisted, Info.User.NotInGroup, …). Bodies
 // are JSON {"target","arguments"} or the SDK's MessagePack map of
-// protocol → serialized message (its json entry is delivered), at most
+// protocol → serialized message (each client gets its protocol's entry;
+// a messagepack-only map is converted to JSON once), at most
 // 1 MB; a send no client could take is refused before it is published
 // (400 not UTF-8, 413 larger than a connection's outbound queue).
 //

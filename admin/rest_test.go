@@ -229,24 +229,82 @@ func mpPayload(entries ...[2]string) string {
 	return string(b)
 }
 
+// mpInvocation is a MessagePack Invocation record behind its VarInt
+// length, as the SDK's MessagePackHubProtocol writes it; args appends
+// the arguments array.
+func mpInvocation(t *testing.T, invocationID, target string, args func([]byte) []byte) string {
+	t.Helper()
+	rec, err := hubproto.MessagePack.AppendInvocation(nil, invocationID, target, args(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(rec)
+}
+
 // TestRESTMessagePackBody: an application/octet-stream body, the
-// Management SDK's map of protocol → serialized message, is delivered from
-// its json entry as is; a map without one, or whose json entry is not a
-// non-blocking Invocation record, is a 400 saying so.
+// Management SDK's map of protocol → serialized message: each recipient
+// gets its protocol's entry as it is (JSON clients the json entry,
+// MessagePack clients the messagepack entry, byte for byte); a map with
+// only the messagepack entry reaches JSON clients converted (binary as
+// base64), one with only the json entry MessagePack clients converted;
+// entries that are not one non-blocking Invocation record, a
+// messagepack-only map JSON cannot express, a map with neither entry are
+// a 400 saying so.
 func TestRESTMessagePackBody(t *testing.T) {
 	f := newREST(t, "")
 	a := f.conns.add(t, "Chat", "a", "alice")
-	rec := `{"type":1,"target":"hi","arguments":["x",{"k":[1,2]}]}` + "\x1e"
-	mp := "\x0a\x96\x01\x80\xc0\xa2hi\x91\xa1x\x90" // some MessagePack bytes, not read
-	r := f.call("POST", "/api/hubs/chat/users/alice/:send", mpPayload([2]string{"json", rec}, [2]string{"messagepack", mp}), "application/octet-stream")
+	p := f.conns.add(t, "Chat", "p", "alice")
+	p.mp = true
+	rec := `{"type":1,"target":"hi","arguments":["AQI=",{"k":[1,2]}]}` + "\x1e"
+	mp := mpInvocation(t, "", "hi", func(b []byte) []byte {
+		b = msgp.AppendArrayHeader(b, 2)
+		b = msgp.AppendBytes(b, []byte{1, 2}) // bin: JSON has base64 for it
+		return msgp.AppendFloat64(b, 1)       // a float that JSON would make an integer
+	})
+	r := f.call("POST", "/api/hubs/chat/users/alice/:send", mpPayload([2]string{"messagepack", mp}, [2]string{"json", rec}), "application/octet-stream")
 	if r.code != 202 {
 		t.Fatalf("MessagePack body: %d %s", r.code, r.body)
 	}
 	if got := frames(a); !slices.Equal(got, []string{rec}) {
-		t.Fatalf("delivered %q, want the json entry %q", got, rec)
+		t.Fatalf("JSON client got %q, want the json entry %q", got, rec)
 	}
+	if got := frames(p); !slices.Equal(got, []string{mp}) {
+		t.Fatalf("MessagePack client got %q, want the messagepack entry %q", got, mp)
+	}
+
+	// messagepack only: JSON clients get it converted, once.
+	mpOnly := mpInvocation(t, "", "bin", func(b []byte) []byte {
+		b = msgp.AppendArrayHeader(b, 2)
+		b = msgp.AppendBytes(b, []byte{1, 2})
+		return msgp.AppendString(b, "x")
+	})
+	if r := f.call("POST", "/api/hubs/chat/:send", mpPayload([2]string{"messagepack", mpOnly}), "application/octet-stream"); r.code != 202 {
+		t.Fatalf("messagepack-only body: %d %s", r.code, r.body)
+	}
+	if got := frames(a); len(got) != 2 || got[1] != `{"type":1,"target":"bin","arguments":["AQI=","x"]}`+"\x1e" {
+		t.Fatalf("JSON client got %q for a messagepack-only body", got)
+	}
+	if got := frames(p); len(got) != 2 || got[1] != mpOnly {
+		t.Fatalf("MessagePack client got %q, want %q", got, mpOnly)
+	}
+	// json only: MessagePack clients get it converted.
+	if r := f.call("POST", "/api/hubs/chat/:send", mpPayload([2]string{"json", `{"type":1,"target":"j","arguments":[7]}` + "\x1e"}), "application/octet-stream"); r.code != 202 {
+		t.Fatalf("json-only body: %d %s", r.code, r.body)
+	}
+	if got := frames(p); len(got) != 3 || got[2] != mpInvocation(t, "", "j", func(b []byte) []byte { return msgp.AppendInt(msgp.AppendArrayHeader(b, 1), 7) }) {
+		t.Fatalf("MessagePack client got %q for a json-only body", got)
+	}
+
+	ext := mpInvocation(t, "", "t", func(b []byte) []byte {
+		return append(msgp.AppendArrayHeader(b, 1), 0xd4, 0x05, 0x00) // fixext1 of type 5
+	})
+	blocking := mpInvocation(t, "7", "t", func(b []byte) []byte { return msgp.AppendArrayHeader(b, 0) })
 	for _, tc := range []struct{ name, body, want string }{
-		{"no json entry", mpPayload([2]string{"messagepack", mp}), `no \"json\" entry`},
+		{"neither entry", mpPayload([2]string{"protobuf", "x"}), `neither a \"json\" nor a \"messagepack\" entry`},
+		{"messagepack only, not JSON-expressible", mpPayload([2]string{"messagepack", ext}), "cannot be converted to JSON"},
+		{"messagepack entry unframed", mpPayload([2]string{"messagepack", mp[1:]}, [2]string{"json", rec}), "VarInt length"},
+		{"messagepack entry two records", mpPayload([2]string{"messagepack", mp + mp}, [2]string{"json", rec}), "2 records"},
+		{"messagepack entry blocking", mpPayload([2]string{"json", rec}, [2]string{"messagepack", blocking}), `messagepack\" entry is a Invocation with an invocation id`},
 		{"not a map", "\x93\x01\x02\x03", "MessagePack map"},
 		{"json entry unframed", mpPayload([2]string{"json", `{"type":1,"target":"t","arguments":[]}`}), "ending in 0x1e"},
 		{"json entry a completion", mpPayload([2]string{"json", `{"type":3,"invocationId":"1"}` + "\x1e"}), "want a non-blocking Invocation"},
@@ -262,7 +320,7 @@ func TestRESTMessagePackBody(t *testing.T) {
 	if r := f.call("POST", "/api/hubs/chat/:send", big, "application/octet-stream"); r.code != 413 || r.errorCode(t) != codeTooLarge {
 		t.Errorf("a body over 1 MB: %d %s", r.code, r.body)
 	}
-	if len(frames(a)) != 1 {
+	if len(frames(a)) != 3 || len(frames(p)) != 3 {
 		t.Error("a refused body was delivered")
 	}
 }

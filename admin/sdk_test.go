@@ -40,7 +40,10 @@ type mgmtClient struct {
 	key      string
 	hub, app string
 	binary   bool
-	name     string
+	// protocols are the app's hub protocols, the entries of a binary
+	// body in this order; nil: json and messagepack.
+	protocols []string
+	name      string
 }
 
 func newMgmt(t *testing.T, n *node.Node, key, hub string, binary bool) *mgmtClient {
@@ -80,29 +83,16 @@ func (m *mgmtClient) call(method, pathAfterHub string, query url.Values, payload
 	var body []byte
 	ctype := ""
 	if payload != nil {
-		target, args := payload[0].(string), payload[1].([]any)
-		argsJSON, _ := json.Marshal(args)
 		if m.binary {
-			rec, err := hubproto.JSON.AppendInvocation(nil, "", target, argsJSON)
-			if err != nil {
-				m.t.Fatal(err)
+			entries := m.entries(payload)
+			body = msgp.AppendMapHeader(nil, uint32(len(entries)))
+			for _, e := range entries {
+				body = msgp.AppendString(body, e[0])
+				body = msgp.AppendBytes(body, []byte(e[1]))
 			}
-			mpArgs, err := hubproto.JSONToMessagePack(nil, argsJSON)
-			if err != nil {
-				m.t.Fatal(err)
-			}
-			mp, err := hubproto.MessagePack.AppendInvocation(nil, "", target, mpArgs)
-			if err != nil {
-				m.t.Fatal(err)
-			}
-			body = msgp.AppendMapHeader(nil, 2)
-			body = msgp.AppendString(body, "json")
-			body = msgp.AppendBytes(body, rec)
-			body = msgp.AppendString(body, "messagepack")
-			body = msgp.AppendBytes(body, mp)
 			ctype = "application/octet-stream"
 		} else {
-			body, _ = json.Marshal(map[string]any{"Target": target, "Arguments": args})
+			body, _ = json.Marshal(map[string]any{"Target": payload[0], "Arguments": payload[1]})
 			ctype = "application/json; charset=utf-8"
 		}
 	}
@@ -121,6 +111,42 @@ func (m *mgmtClient) call(method, pathAfterHub string, query url.Values, payload
 		return resp.StatusCode, nil
 	}
 	return resp.StatusCode, &sdkError{resp.StatusCode, code, string(rb)}
+}
+
+// entries are a binary body's entries (protocol name, serialized and
+// framed message), as BinaryPayloadMessageContent writes them: one per
+// hub protocol of the app, each protocol serializing the arguments its
+// own way (MessagePack: []byte as bin, float64 as float64; JSON: []byte
+// as base64).
+func (m *mgmtClient) entries(payload *[2]any) [][2]string {
+	m.t.Helper()
+	target, args := payload[0].(string), payload[1].([]any)
+	protocols := m.protocols
+	if protocols == nil {
+		protocols = []string{"json", "messagepack"}
+	}
+	var out [][2]string
+	for _, p := range protocols {
+		var rec []byte
+		var err error
+		switch p {
+		case "json":
+			argsJSON, _ := json.Marshal(args)
+			rec, err = hubproto.JSON.AppendInvocation(nil, "", target, argsJSON)
+		case "messagepack":
+			var mpArgs []byte
+			if mpArgs, err = msgp.AppendIntf(nil, args); err == nil {
+				rec, err = hubproto.MessagePack.AppendInvocation(nil, "", target, mpArgs)
+			}
+		default:
+			m.t.Fatalf("protocol %q", p)
+		}
+		if err != nil {
+			m.t.Fatal(err)
+		}
+		out = append(out, [2]string{p, string(rec)})
+	}
+	return out
 }
 
 func (m *mgmtClient) ok(method, path string, query url.Values, payload *[2]any, expected string) int {

@@ -67,7 +67,8 @@ type Message struct {
 	// records, each behind its VarInt length, when the backplane message
 	// carried one (the messagepack entry an ASP.NET Core server with
 	// MessagePack writes); nil otherwise: fanout converts Payload for its
-	// MessagePack clients. Shared like Payload. Publish does not send it.
+	// MessagePack clients. Shared like Payload. Publish sends it beside
+	// Payload when set (a REST send whose body had a messagepack entry).
 	MessagePack []byte
 	// ReturnChannel, for a Connection message, asks for a client result:
 	// Payload is an Invocation with InvocationID, and the owner of the

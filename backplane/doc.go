@@ -44,8 +44,9 @@
 // Message.Payload as a sub-slice of the Redis message, without a copy. A
 // messagepack entry beside it (an ASP.NET Core server with MessagePack
 // writes one) becomes Message.MessagePack the same way, for fanout to hand
-// to MessagePack clients as it is; this node publishes the json entry
-// only.
+// to MessagePack clients as it is; this node publishes the json entry,
+// and a messagepack entry when the message has one (a REST send's body
+// carried it).
 // Payloads that do not decode are counted, logged with their channel and
 // dropped. A node receives its own publishes through its subscriptions: that
 // is how it delivers them locally, once. Nothing is queued between Redis and
@@ -279,6 +280,10 @@
 //	redis_health.go         Ready, faults and gaps, the health probe, down time
 //	redis_upstream.go       RedisUpstream, the Redis Stream writer and its bounds
 //	redis_tokens.go         connection-token claims and the agreed token key
+//	relay.go                the Relay interface: service mode's node-to-node
+//	                        channel and presence
+//	redis_relay.go          Redis's relay: edgeplane:relay:{node}, presence
+//	                        sorted sets edgeplane:{svc}:nodes and :hosts
 //	redis_metrics.go        the metrics, (*Redis).Metrics
 //	redis_slot.go           Redis Cluster hash slots
 //	ratelog.go              rate-limited warnings

@@ -220,6 +220,8 @@ type Redis struct {
 	upOnce   sync.Once
 	upstream *RedisUpstream
 
+	rl *redisRelay // set by HandleRelay before Start (redis_relay.go)
+
 	m      *redisMetrics
 	errLog rateLog
 
@@ -364,6 +366,7 @@ func (r *Redis) Start(recv Receiver) error {
 	for hub := range r.cfg.Hubs {
 		r.addHubLocked(hub)
 	}
+	r.subscribeRelayLocked()
 	r.mu.Unlock()
 	r.signal()
 
@@ -415,6 +418,8 @@ func (r *Redis) Publish(ctx context.Context, m *Message) error {
 	var b []byte
 	if m.ReturnChannel != "" && m.Kind == Connection {
 		b = wire.AppendInvocationReturn((*bp)[:0], m.Excluded, m.Payload, m.InvocationID, m.ReturnChannel)
+	} else if m.MessagePack != nil { // a REST send's messagepack entry, for MessagePack clients (and ASP.NET Core's)
+		b = wire.AppendInvocationProtocols((*bp)[:0], m.Excluded, []string{wire.ProtocolJSON, wire.ProtocolMessagePack}, [][]byte{m.Payload, m.MessagePack})
 	} else {
 		b = wire.AppendInvocation((*bp)[:0], m.Excluded, m.Payload)
 	}

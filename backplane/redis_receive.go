@@ -138,6 +138,8 @@ func (r *Redis) handle(s *subscriber, channel, payload []byte) {
 	case chanFleet:
 		r.m.received(rt.kind).Inc()
 		r.handleFleetCommand(rt.hub, string(channel), payload)
+	case chanRelay:
+		r.rl.handle(payload)
 	case chanAck:
 		if bytes.Equal(payload, probePayload) {
 			return // this node's health probe

@@ -21,7 +21,7 @@ const (
 	chanGroups     chanKind = 10 // P:internal:groups
 	chanAck        chanKind = 11 // P:internal:ack:{this server}
 	chanFleet      chanKind = 12 // P:internal:edgeplane (fleet commands)
-	chanReturn     chanKind = 13 // P:internal:return:{this server} (client results)
+	chanReturn     chanKind = 14 // P:internal:return:{this server} (client results; 13 is chanRelay, redis_relay.go)
 )
 
 // route is what a channel name stands for.

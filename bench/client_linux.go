@@ -45,6 +45,12 @@ type LoaderConfig struct {
 	// the MessagePack hub protocol instead of JSON, spread evenly over the
 	// connections (0.5: every other one).
 	MessagePack float64
+	// Stateful asks for stateful reconnect as the official clients do
+	// (withStatefulReconnect): useStatefulReconnect=true on negotiate and
+	// hub protocol version 2 in the handshake. Each connection acks what
+	// it receives (one Ack per read), so the node's replay buffers stay
+	// empty. Needs negotiate (not SkipNegotiate).
+	Stateful bool
 }
 
 func (c *LoaderConfig) hub() string {
@@ -128,6 +134,7 @@ type cconn struct {
 	id, token    string
 	attemptStart int64
 	firstStart   int64
+	recv, acked  int64 // stateful reconnect: trackable messages received, and acked
 }
 
 type retryItem struct {
@@ -214,7 +221,13 @@ func NewLoader(cfg LoaderConfig) (*Loader, error) {
 		copy(a[:], sip)
 		l.src = append(l.src, a)
 	}
+	if cfg.Stateful && cfg.SkipNegotiate {
+		return nil, errors.New("bench: stateful reconnect needs negotiate: Stateful with SkipNegotiate")
+	}
 	l.negReq = NegotiateRequest(l.host, cfg.hub())
+	if cfg.Stateful {
+		l.negReq = NegotiateRequestStateful(l.host, cfg.hub())
+	}
 	l.pingMsg = wsframe.AppendClientFrame(nil, wsframe.OpText, hubproto.JSON.Ping())
 	l.pingMP = wsframe.AppendClientFrame(nil, wsframe.OpBinary, hubproto.MessagePack.Ping())
 	if cfg.MessagePack < 0 || cfg.MessagePack > 1 {
@@ -612,6 +625,12 @@ func (l *Loader) onEvent(c *cconn, ev uint32) {
 		if c.mp {
 			req = handshakeRequestMP
 		}
+		if l.cfg.Stateful {
+			req = handshakeRequestV2
+			if c.mp {
+				req = handshakeRequestMPV2
+			}
+		}
 		l.write(c, wsframe.AppendClientFrame(nil, wsframe.OpText, req)) // text, as @microsoft/signalr sends it
 		if c.fd < 0 {
 			return
@@ -723,6 +742,9 @@ func (l *Loader) onFrames(c *cconn, data []byte) {
 }
 
 func (l *Loader) onMessage(c *cconn, payload []byte) {
+	if l.cfg.Stateful {
+		defer l.ack(c)
+	}
 	if c.mp {
 		l.onMessagePack(c, payload)
 		return
@@ -781,10 +803,34 @@ func (l *Loader) onHandshake(c *cconn, rec []byte) {
 	l.connect.Record(time.Duration(now - c.firstStart))
 }
 
+// ack sends a stateful connection's Ack for the trackable messages it
+// received since the last one (the official clients ack on a timer; one
+// Ack per read keeps the node's replay buffer as small as it gets).
+func (l *Loader) ack(c *cconn) {
+	if c.fd < 0 || c.state != stOpen || c.recv == c.acked {
+		return
+	}
+	c.acked = c.recv
+	if c.mp {
+		l.write(c, wsframe.AppendClientFrame(nil, wsframe.OpBinary, hubproto.MessagePack.AppendAck(nil, c.recv)))
+	} else {
+		l.write(c, wsframe.AppendClientFrame(nil, wsframe.OpText, hubproto.JSON.AppendAck(nil, c.recv)))
+	}
+}
+
+// trackable reports whether stateful reconnect numbers messages of type
+// t (all but Ping, Close, Ack and Sequence).
+func trackable(t hubproto.MessageType) bool {
+	return t != hubproto.TypePing && t != hubproto.TypeClose && t != hubproto.TypeAck && t != hubproto.TypeSequence
+}
+
 // onRecord counts a record of type t of an open connection; args reads an
 // invocation's sequence number and send time, closeText a Close record's
 // error text.
 func (l *Loader) onRecord(c *cconn, t hubproto.MessageType, args func() (seq, sentNano int64, ok bool), closeText func() string) {
+	if trackable(t) {
+		c.recv++
+	}
 	switch t {
 	case hubproto.TypePing:
 		l.st.Pings++

@@ -236,7 +236,7 @@ func densityOne(ctx context.Context, cfg DensityConfig, spec SystemSpec, sizes [
 		}
 		f, err := StartFleet(FleetConfig{Self: cfg.Self, Addrs: []string{srv.Listen}, Room: []int{room}, Conns: add,
 			Concurrency: cfg.Concurrency, Retry: []time.Duration{0, time.Second, 2 * time.Second, 5 * time.Second},
-			SkipNegotiate: cfg.SkipNegotiate, MessagePack: spec.MessagePack, Stderr: cfg.Log})
+			SkipNegotiate: cfg.SkipNegotiate, MessagePack: spec.MessagePack, Stateful: spec.Stateful, Stderr: cfg.Log})
 		if err != nil {
 			return sys, err
 		}

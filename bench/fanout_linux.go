@@ -232,7 +232,7 @@ func setupRig(ctx context.Context, cfg FanoutConfig, spec SystemSpec) (*rig, err
 		room[i] = r
 	}
 	f, err := StartFleet(FleetConfig{Self: cfg.Self, Addrs: addrs, Room: room, Conns: cfg.Conns, Concurrency: 256,
-		Retry: []time.Duration{0, time.Second, 2 * time.Second, 5 * time.Second}, MessagePack: spec.MessagePack, Stderr: cfg.Log})
+		Retry: []time.Duration{0, time.Second, 2 * time.Second, 5 * time.Second}, MessagePack: spec.MessagePack, Stateful: spec.Stateful, Stderr: cfg.Log})
 	if err != nil {
 		return rg, err
 	}

@@ -53,6 +53,9 @@ func ChildArgs(cfg LoaderConfig) []string {
 	if cfg.MessagePack > 0 {
 		a = append(a, "--msgpack", strconv.FormatFloat(cfg.MessagePack, 'g', -1, 64))
 	}
+	if cfg.Stateful {
+		a = append(a, "--stateful")
+	}
 	return a
 }
 
@@ -70,6 +73,7 @@ func ParseChildArgs(args []string) (LoaderConfig, error) {
 	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", 15*time.Second, "attempt timeout")
 	fs.BoolVar(&cfg.SkipNegotiate, "skip-negotiate", false, "skip negotiation")
 	fs.Float64Var(&cfg.MessagePack, "msgpack", 0, "fraction of the connections on the MessagePack hub protocol")
+	fs.BoolVar(&cfg.Stateful, "stateful", false, "stateful reconnect (negotiate useStatefulReconnect, protocol version 2, acks)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, fmt.Errorf("bench: child flags: %w", err)
 	}
@@ -172,7 +176,10 @@ type FleetConfig struct {
 	// MessagePack is the fraction of connections on MessagePack
 	// (LoaderConfig.MessagePack), in every child.
 	MessagePack float64
-	Stderr      io.Writer
+	// Stateful: every connection asks for stateful reconnect
+	// (LoaderConfig.Stateful).
+	Stateful bool
+	Stderr   io.Writer
 }
 
 var nextSrcIP atomic.Int64
@@ -241,7 +248,7 @@ func StartFleet(cfg FleetConfig) (*Fleet, error) {
 		lc := LoaderConfig{
 			Addr: cfg.Addrs[pt.node], Hub: cfg.Hub, Conns: k, SrcIPs: allocSrcIPs(cfg.IPsPerChild),
 			SkipNegotiate: cfg.SkipNegotiate, Concurrency: cfg.Concurrency, Retry: cfg.Retry, KeepAlive: cfg.KeepAlive,
-			MessagePack: cfg.MessagePack,
+			MessagePack: cfg.MessagePack, Stateful: cfg.Stateful,
 		}
 		c := &child{replies: make(chan childLine, 4), exited: make(chan struct{}), conns: k, node: pt.node}
 		c.last.Target = k

@@ -13,7 +13,7 @@ import (
 func TestChildArgsRoundTrip(t *testing.T) {
 	in := LoaderConfig{Addr: "127.0.0.1:9", Hub: "h", Conns: 7, SrcIPs: []string{"127.0.0.2", "127.0.0.3"},
 		Concurrency: 5, Retry: []time.Duration{0, 2 * time.Second}, KeepAlive: time.Second,
-		HandshakeTimeout: 3 * time.Second, SkipNegotiate: true, MessagePack: 0.5}
+		HandshakeTimeout: 3 * time.Second, SkipNegotiate: true, MessagePack: 0.5, Stateful: true}
 	out, err := ParseChildArgs(ChildArgs(in))
 	if err != nil {
 		t.Fatal(err)

@@ -38,7 +38,10 @@ type SystemSpec struct {
 	// MessagePack is the fraction of the load clients' connections on the
 	// MessagePack hub protocol (edgeplane only: the baseline speaks JSON).
 	MessagePack float64 `json:"messagepack,omitempty"`
-	Mode        string  `json:"mode,omitempty"` // floor only: write or writev
+	// Stateful: the load clients ask for stateful reconnect (edgeplane
+	// only; LoaderConfig.Stateful).
+	Stateful bool   `json:"stateful,omitempty"`
+	Mode     string `json:"mode,omitempty"` // floor only: write or writev
 }
 
 // ServerConfig starts one server process.

@@ -35,11 +35,21 @@ var (
 var (
 	handshakeRequest   = hubproto.AppendHandshakeRequest(nil, hubproto.JSON)
 	handshakeRequestMP = hubproto.AppendHandshakeRequest(nil, hubproto.MessagePack)
+	// Version 2: stateful reconnect (LoaderConfig.Stateful).
+	handshakeRequestV2   = []byte(`{"protocol":"json","version":2}` + "\x1e")
+	handshakeRequestMPV2 = []byte(`{"protocol":"messagepack","version":2}` + "\x1e")
 )
 
 // NegotiateRequest builds the POST /{hub}/negotiate request.
 func NegotiateRequest(host, hub string) []byte {
 	return []byte("POST /" + hub + "/negotiate?negotiateVersion=1 HTTP/1.1\r\nHost: " + host +
+		"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+}
+
+// NegotiateRequestStateful is NegotiateRequest asking for stateful
+// reconnect (useStatefulReconnect=true, as withStatefulReconnect does).
+func NegotiateRequestStateful(host, hub string) []byte {
+	return []byte("POST /" + hub + "/negotiate?negotiateVersion=1&useStatefulReconnect=true HTTP/1.1\r\nHost: " + host +
 		"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 }
 

@@ -96,7 +96,7 @@ func stormOne(ctx context.Context, cfg StormConfig, spec SystemSpec) (StormResul
 	}
 	defer srv.Stop()
 	est, err := StartFleet(FleetConfig{Self: cfg.Self, Addrs: []string{srv.Listen}, Conns: cfg.Established, Concurrency: 64,
-		Retry: []time.Duration{0, time.Second}, MessagePack: spec.MessagePack, Stderr: cfg.Log})
+		Retry: []time.Duration{0, time.Second}, MessagePack: spec.MessagePack, Stateful: spec.Stateful, Stderr: cfg.Log})
 	if err != nil {
 		return r, err
 	}
@@ -110,7 +110,7 @@ func stormOne(ctx context.Context, cfg StormConfig, spec SystemSpec) (StormResul
 		return r, err
 	}
 	storm, err := StartFleet(FleetConfig{Self: cfg.Self, Addrs: []string{srv.Listen}, Room: []int{room}, Conns: cfg.Clients, Concurrency: 0,
-		Retry: cfg.Retry, MessagePack: spec.MessagePack, Stderr: cfg.Log})
+		Retry: cfg.Retry, MessagePack: spec.MessagePack, Stateful: spec.Stateful, Stderr: cfg.Log})
 	if err != nil {
 		return r, err
 	}

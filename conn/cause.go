@@ -64,6 +64,7 @@ var (
 	causeShutdown         = &cause{label: "shutdown", code: CloseServiceRestart, text: "server is restarting", reconnect: true}
 	causeDuplicate        = &cause{label: "duplicate_id", code: ClosePolicyViolation, text: "connection id already connected"}
 	causeRateLimited      = &cause{label: "rate_limited", code: ClosePolicyViolation, text: "message rate limit exceeded"}
+	causeAuthExpired      = &cause{label: "auth_expired", code: CloseNormal, text: "authentication expired", reconnect: true} // the token's asrs.s.coae (client_endpoint_claims.go)
 	// Stateful reconnect (resume.go).
 	causeReconnectExpired    = &cause{label: "reconnect_expired"} // the socket went away and no reconnect came within --reconnect-window
 	causeReconnectBufferFull = &cause{label: "reconnect_buffer_full", code: ClosePolicyViolation, text: "stateful reconnect buffer full: too much unacknowledged data", reconnect: true}
@@ -77,7 +78,7 @@ var causes = func() []*cause {
 		causeHandshakeTimeout, causeProtocolError, causeTooBig, causeInvalidUTF8,
 		causeHandshakeError, causeHTTPDone, causeHTTPError, causeServerClose,
 		causeShutdown, causeDuplicate, causeRateLimited,
-		causeReconnectExpired, causeReconnectBufferFull,
+		causeReconnectExpired, causeReconnectBufferFull, causeAuthExpired,
 	}
 	for i, c := range all {
 		c.idx = uint32(i + 1)

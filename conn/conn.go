@@ -97,6 +97,7 @@ type connBufs struct {
 	frag    []byte // fragmented message being assembled (pooled)
 	fragOp  wsframe.OpCode
 	connect *backplane.ConnectContext // until register sends it upstream
+	link    *Conn                     // HTTP transports: the connection whose poll or SSE stream this socket holds (httptransport.go)
 }
 
 var connBufsPool = sync.Pool{New: func() any { return new(connBufs) }}
@@ -154,7 +155,7 @@ func (s *closingSet) queuedBytes() int {
 // releaseBufs returns the buffers once nothing is pending.
 func (c *Conn) releaseBufs() {
 	b := c.bufs
-	if b == nil || b.pending != nil || b.frag != nil || b.connect != nil {
+	if b == nil || b.pending != nil || b.frag != nil || b.connect != nil || b.link != nil {
 		return
 	}
 	c.bufs = nil
@@ -210,7 +211,7 @@ func (c *Conn) process(buf []byte) (int, error) {
 	off := 0
 	for off < len(buf) {
 		switch c.state.Load() {
-		case stHTTP:
+		case stHTTP, stKeep:
 			n, err := c.handleHTTP(buf[off:])
 			if err != nil || n == 0 {
 				return off + n, err
@@ -318,6 +319,9 @@ func (c *Conn) Deliver(f *fanout.Frames) int {
 		c.deliverTracked(frame)
 		return len(frame)
 	}
+	if c.has(flHTTPConn) {
+		return c.deliverHTTP(f) // SSE or long polling (sse.go)
+	}
 	if err := c.pc.Send(frame); err != nil {
 		if errors.Is(err, poller.ErrQueueFull) {
 			c.slow()
@@ -346,6 +350,7 @@ func (c *Conn) OnClose(err error) {
 		sess.OnClose(err)
 		return
 	}
+	c.heldClosed(err) // a socket holding a long poll or SSE stream (httptransport.go)
 	if c.carrierClosed(err) {
 		return // a resumed socket's session: its connection decides (resume.go)
 	}
@@ -391,6 +396,7 @@ func (c *Conn) finish(err error) {
 	// comes round (up to the handshake time-out later).
 	c.srv.wheel.remove(c)
 	c.dropResume()
+	c.dropPolicy()
 	c.markTokenUsed()
 	if c.has(flRelay) {
 		if registered {

@@ -78,11 +78,29 @@
 // header (ErrorHeader). With an access key, a client's token must be for
 // its hub's client endpoint (auth.Claims.CheckClient) and carry exp.
 //
+// Azure SignalR's client endpoints, POST /client/negotiate?hub=HUB and
+// GET /client/?hub=HUB, serve the hub as its own path does outside
+// service mode (client_endpoint.go), for the clients a serverless app's
+// negotiate redirects there. A client token's asrs.s.* claims that mean
+// something here are honoured: allowed transports (htt), the handshake
+// time-out (cht), closing at the user's authentication expiry
+// (coae/aeo); a connection that has either of the latter keeps them in a
+// side table, so the others pay nothing (client_endpoint_claims.go).
+//
 // With an Upstream, the upgrade request's context (headers without
 // credentials, query string, remote address, claims; connctx.go) rides on
 // the connected event. It waits in the connection's pooled buffers from
 // the upgrade to the SignalR handshake and is never held by an
 // established connection.
+//
+// Server-Sent Events and Long Polling (httptransport.go, sse.go,
+// longpoll.go, httpsend.go) are HTTP/1.1 on the same sockets, kept alive
+// between requests: a connection on them is a Conn that no socket owns,
+// writing through a sink to the held SSE response or poll; between polls
+// it is that Conn, its sink and the references to the shared frames
+// queued for it, with the poll time-out and the reaping of a client that
+// stopped polling on the timing wheel. Config.Transports chooses the
+// transports and negotiate's order.
 //
 // conn owns client policy only: the handler, the timing wheel, connection
 // tokens, the accept bucket, the per-IP table, drain and close. It

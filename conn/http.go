@@ -53,7 +53,7 @@ func (c *Conn) handleHTTP(b []byte) (int, error) {
 		c.httpError(req, "", http.StatusLengthRequired, "chunked request bodies are not supported")
 		return len(b), nil
 	}
-	if req.ContentLength > maxBodyBytes {
+	if req.ContentLength > c.bodyLimit(req) {
 		c.httpError(req, "", http.StatusRequestEntityTooLarge, "request body too large")
 		return len(b), nil
 	}
@@ -63,6 +63,9 @@ func (c *Conn) handleHTTP(b []byte) (int, error) {
 		if len(b) < total {
 			return 0, nil // wait for the body
 		}
+	}
+	if req.ContentLength > 0 {
+		req.Body = io.NopCloser(bytes.NewReader(b[end:total])) // valid during this call only
 	}
 	c.route(req, head)
 	return total, nil
@@ -76,7 +79,9 @@ func (c *Conn) route(req *http.Request, head []byte) {
 		c.httpError(nil, "origin", http.StatusForbidden, "origin not allowed by --allowed-origins")
 		return
 	}
-	if c.srv.draining.Load() {
+	if c.srv.draining.Load() && !(found && !isNegotiate && !isWebSocketUpgrade(req) && req.URL.Query().Has("id")) {
+		// (The polls and sends of connections being drained go on, so
+		// that they get their Close message.)
 		c.srv.M.httpReqs("draining", http.StatusServiceUnavailable).Inc()
 		c.shutdown(causeShutdown, serviceUnavailable(jitteredRetryAfter(c.srv.cfg.RetryAfter), "edgeplane: server is restarting, retry later", c.corsHeaders(req, false)))
 		return
@@ -87,6 +92,8 @@ func (c *Conn) route(req *http.Request, head []byte) {
 			c.serviceRoute(req, head, kind, rest)
 			return
 		}
+	} else if c.clientEndpoint(req, head) { // client_endpoint.go
+		return
 	}
 	switch {
 	case !found && strings.HasSuffix(strings.ToLower(strings.TrimRight(req.URL.Path, "/")), "/negotiate"):
@@ -180,7 +187,14 @@ func negotiateVersion(q url.Values) (int, string) {
 }
 
 func (c *Conn) negotiate(req *http.Request, hubName string) {
-	if _, err := c.authenticate(req, hubName); err != nil {
+	claims, err := c.authenticate(req, hubName)
+	var policy tokenPolicy
+	if err == nil {
+		if policy, err = tokenPolicyOf(claims); err == nil { // client_endpoint_claims.go
+			err = policy.check(time.Now())
+		}
+	}
+	if err != nil {
 		c.unauthorized(req, "negotiate", err)
 		return
 	}
@@ -214,7 +228,7 @@ func (c *Conn) negotiate(req *http.Request, hubName string) {
 			ConnectionToken      string      `json:"connectionToken"`
 			AvailableTransports  []transport `json:"availableTransports"`
 			UseStatefulReconnect bool        `json:"useStatefulReconnect,omitempty"`
-		}{1, encodeID(id), token, c.srv.transports, stateful})
+		}{1, encodeID(id), token, c.srv.negotiateTransports(policy), stateful})
 	} else {
 		// Version 0: there is no separate token; the client connects
 		// with connectionId as its id, so connectionId is the token.
@@ -223,7 +237,7 @@ func (c *Conn) negotiate(req *http.Request, hubName string) {
 			ConnectionID         string      `json:"connectionId"`
 			AvailableTransports  []transport `json:"availableTransports"`
 			UseStatefulReconnect bool        `json:"useStatefulReconnect,omitempty"`
-		}{0, token, c.srv.transports, stateful})
+		}{0, token, c.srv.negotiateTransports(policy), stateful})
 	}
 	c.respond("negotiate", http.StatusOK, "application/json", body, c.corsHeaders(req, false))
 }
@@ -241,13 +255,21 @@ func wantsStatefulReconnect(req *http.Request) bool {
 }
 
 func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
-	if req.Method != http.MethodGet || !strings.EqualFold(req.Header.Get("Upgrade"), "websocket") {
-		c.httpError(req, "connect", http.StatusBadRequest, "WebSocket upgrade required (only the WebSockets transport is supported)")
+	if !isWebSocketUpgrade(req) {
+		c.httpTransport(req, hubName) // SSE, Long Polling, their POST (httptransport.go)
+		return
+	}
+	if !c.srv.served.has(tWebSockets) {
+		c.httpError(req, "connect", http.StatusNotFound, "WebSockets transport is not served here (--transports)")
 		return
 	}
 	claims, err := c.authenticate(req, hubName)
 	if err != nil {
 		c.unauthorized(req, "connect", err)
+		return
+	}
+	policy, ok := c.checkPolicy(req, claims, tWebSockets, "connect") // client_endpoint_claims.go
+	if !ok {
 		return
 	}
 	h := c.srv.router.Hub(hubName)
@@ -316,6 +338,7 @@ func (c *Conn) upgrade(req *http.Request, head []byte, hubName string) {
 	if stateful {
 		c.flags.Or(flStateful) // until a handshake below version 2 clears it
 	}
+	c.applyPolicy(policy)
 	b64.Encode(c.idBuf[:], id[:])
 	var user string
 	if claims != nil {
@@ -383,7 +406,7 @@ func (c *Conn) corsHeaders(req *http.Request, preflight bool) string {
 	}
 	h := "Access-Control-Allow-Origin: " + origin + "\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin\r\n"
 	if preflight {
-		h += "Access-Control-Allow-Methods: POST, GET, OPTIONS\r\nAccess-Control-Allow-Headers: " +
+		h += "Access-Control-Allow-Methods: POST, GET, DELETE, OPTIONS\r\nAccess-Control-Allow-Headers: " +
 			req.Header.Get("Access-Control-Request-Headers") + "\r\nAccess-Control-Max-Age: 600\r\n"
 	}
 	return h

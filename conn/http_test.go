@@ -90,7 +90,7 @@ func TestHTTPErrorsAnswerLikeASPNET(t *testing.T) {
 		detail       string
 	}{
 		{"malformed", "GET / HTTP/1.1\r\nHost x\r\n\r\n", 400, "Bad Request", "", "malformed"},
-		{"not an upgrade", "GET /chat HTTP/1.1\r\nHost: x\r\n\r\n", 400, "Bad Request", "", "WebSocket upgrade required"},
+		{"not an upgrade, no id", "GET /chat HTTP/1.1\r\nHost: x\r\n\r\n", 400, "Bad Request", "", "connection id required"},
 		{"no token, negotiate", negotiateReq("/chat/negotiate?negotiateVersion=1", ""), 401, "Unauthorized", "", "no access token"},
 		{"REST token, negotiate", negotiateReq("/chat/negotiate", "Authorization: Bearer "+clientToken(t, map[string]any{"aud": "http://edge.example.com/api/hubs/chat/:send"})+"\r\n"), 401, "Unauthorized", "", "audience"},
 		{"no exp, connect", upgradeReq("/chat?access_token="+clientToken(t, map[string]any{"exp": nil}), ""), 401, "Unauthorized", "", "no exp"},

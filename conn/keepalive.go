@@ -8,7 +8,22 @@ package conn
 // time-out; with stateful reconnect, Acks and the reconnect window.
 func (c *Conn) tick(now int64) int64 {
 	s := c.srv
+	if c.has(flLongPoll) && c.state.Load() != stHandshake {
+		closeAt := c.policy().closeAt // the token's authentication expiry, 0 if none
+		if closeAt != 0 && now >= closeAt && c.state.Load() == stOpen {
+			c.closeWith(causeAuthExpired)
+		}
+		next := c.longPollTick(now) // no Ping, no client time-out: the polls (longpoll.go)
+		if closeAt != 0 && next != 0 && c.state.Load() == stOpen {
+			next = min(next, closeAt)
+		}
+		return next
+	}
 	switch c.state.Load() {
+	case stKeep:
+		return c.keepTick(now) // an HTTP keep-alive socket's idle time-out (httptransport.go)
+	case stHeld:
+		return 0 // its poll or stream's connection keeps the time
 	case stServer:
 		return 0 // the Service keeps an app server connection's time
 	case stClosed:
@@ -21,7 +36,7 @@ func (c *Conn) tick(now int64) int64 {
 	case stCarrier:
 		return 0 // its connection keeps the time
 	case stHTTP, stHandshake:
-		deadline := int64(c.opened) + s.handshakeSec
+		deadline := int64(c.opened) + c.handshakeSec()
 		if now >= deadline {
 			c.closeWith(causeHandshakeTimeout)
 			return now + 1
@@ -35,6 +50,11 @@ func (c *Conn) tick(now int64) int64 {
 		c.closeWith(causeTimeout)
 		return now + 1
 	}
+	closeAt := c.policy().closeAt // the token's authentication expiry, 0 if none
+	if closeAt != 0 && now >= closeAt {
+		c.closeWith(causeAuthExpired)
+		return now + 1
+	}
 	if c.flags.Load()&flAckDue != 0 {
 		c.sendAck() // resume.go: about once a second while messages arrive
 		lw = now
@@ -43,7 +63,11 @@ func (c *Conn) tick(now int64) int64 {
 		c.send(pingFrames[c.proto()])
 		lw = now
 	}
-	return min(lr+s.timeoutSec, lw+s.keepAliveSec)
+	next := min(lr+s.timeoutSec, lw+s.keepAliveSec)
+	if closeAt != 0 {
+		next = min(next, closeAt)
+	}
+	return next
 }
 
 // touchRead records a complete SignalR record from the client (or its

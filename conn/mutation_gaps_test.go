@@ -462,6 +462,7 @@ func TestConfigWithDefaults(t *testing.T) {
 		AcceptRate: DefaultAcceptRate, AcceptBurst: DefaultAcceptRate, RetryAfter: DefaultRetryAfter,
 		MaxMessageRate: DefaultMaxMessageRate, ContextMaxBytes: DefaultContextMaxBytes,
 		ReconnectWindow: DefaultReconnectWindow, ReconnectBufferBytes: DefaultReconnectBufferBytes,
+		PollTimeout: DefaultPollTimeout, HTTPQueueBytes: DefaultHTTPQueueBytes,
 	}
 	check := func(name string, got Config, want Config) {
 		t.Helper()
@@ -486,7 +487,7 @@ func TestConfigWithDefaults(t *testing.T) {
 	set := Config{
 		TokenTTL: 1, MaxMessageBytes: 1, MaxHeaderBytes: 1, HandshakeTimeout: 1, KeepAliveInterval: 1, ClientTimeout: 1,
 		AcceptRate: 0.5, AcceptBurst: 1, RetryAfter: 1, MaxMessageRate: 1, ContextMaxBytes: 1,
-		ReconnectWindow: 1, ReconnectBufferBytes: 1,
+		ReconnectWindow: 1, ReconnectBufferBytes: 1, PollTimeout: 1, HTTPQueueBytes: 1,
 	}
 	check("set", set.WithDefaults(), set)
 	if got := (Config{AcceptRate: 250.7}).WithDefaults().AcceptBurst; got != 250 {

@@ -261,7 +261,7 @@ func TestProtocolsOffered(t *testing.T) {
 				TransferFormats []string
 			}
 		}
-		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || len(body.AvailableTransports) != 1 {
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || len(body.AvailableTransports) == 0 || body.AvailableTransports[0].Transport != "WebSockets" {
 			t.Fatalf("negotiate body: %v %+v", err, body)
 		}
 		return body.AvailableTransports[0].TransferFormats

@@ -114,6 +114,21 @@ type Config struct {
 	// advertises the Binary transfer format only when a binary protocol
 	// (MessagePack) is among them.
 	Protocols []string
+	// Transports are the transports clients may use, in the order
+	// negotiate lists them (the order clients try them): "WebSockets",
+	// "ServerSentEvents", "LongPolling" (case-insensitive). Default all
+	// three. ServerSentEvents carries text only: it is listed only with
+	// the JSON protocol.
+	Transports []string
+	// PollTimeout is how long a long poll is held without data before it
+	// is answered 200 with an empty body. Default 90s, ASP.NET Core's
+	// LongPollingOptions.PollTimeout.
+	PollTimeout time.Duration
+	// HTTPQueueBytes bounds the messages a long-polling connection keeps
+	// between polls; past it the connection is closed as a slow client.
+	// Default 1 MiB (the poller's default outbound queue; the node sets
+	// it to the poller's).
+	HTTPQueueBytes int
 	// Service, when set, serves Azure SignalR Service's /server/ and
 	// /client/ paths (service mode, service.go): app server connections,
 	// and clients relayed to the app server that hosts them. Nil: those
@@ -150,6 +165,8 @@ const (
 	DefaultReconnectWindow      = 15 * time.Second
 	DefaultReconnectBufferBytes = 100_000
 	maxBodyBytes                = 4 << 10
+	DefaultPollTimeout          = 90 * time.Second
+	DefaultHTTPQueueBytes       = 1 << 20
 )
 
 // WithDefaults returns c with every unset field at its default.
@@ -193,6 +210,12 @@ func (c Config) WithDefaults() Config {
 	if c.ReconnectBufferBytes <= 0 {
 		c.ReconnectBufferBytes = DefaultReconnectBufferBytes
 	}
+	if c.PollTimeout <= 0 {
+		c.PollTimeout = DefaultPollTimeout
+	}
+	if c.HTTPQueueBytes <= 0 {
+		c.HTTPQueueBytes = DefaultHTTPQueueBytes
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -220,9 +243,12 @@ type Server struct {
 	M      *Metrics
 
 	handshakeSec, keepAliveSec, timeoutSec, reconnectSec int64
-	protocols                                            protocolSet // Config.Protocols
-	paths                                                hubPaths    // Config.HubPaths
-	transports                                           []transport // negotiate's availableTransports
+	pollSec                                              int64         // Config.PollTimeout
+	served                                               transportSet  // Config.Transports
+	httpConns                                            httpConnTable // connections on the HTTP transports (httptransport.go)
+	protocols                                            protocolSet   // Config.Protocols
+	paths                                                hubPaths      // Config.HubPaths
+	transports                                           []transport   // negotiate's availableTransports
 
 	accept   acceptBucket
 	perIP    perIP
@@ -231,7 +257,8 @@ type Server struct {
 
 	claims *claimer // fleet-wide token claims; nil without Config.TokenClaims
 
-	foreign sync.Map // *Conn → ServerSession: app server connections (service.go)
+	foreign  sync.Map // *Conn → ServerSession: app server connections (service.go)
+	policies sync.Map // *Conn → connPolicy: a client token's handshake time-out and expiry (client_endpoint_claims.go)
 
 	usedMu sync.Mutex
 	used   map[[idLen]byte]int64 // connection ids connected recently → token expiry (unix s)
@@ -261,6 +288,7 @@ func New(cfg Config, router *fanout.Router) (*Server, error) {
 		keepAliveSec: secs(cfg.KeepAliveInterval),
 		timeoutSec:   secs(cfg.ClientTimeout),
 		reconnectSec: secs(cfg.ReconnectWindow),
+		pollSec:      secs(cfg.PollTimeout),
 	}
 	switch {
 	case cfg.TokenKey != "":
@@ -278,7 +306,10 @@ func New(cfg Config, router *fanout.Router) (*Server, error) {
 	if s.protocols, err = parseProtocols(cfg.Protocols); err != nil {
 		return nil, err
 	}
-	s.transports = []transport{{"WebSockets", s.protocols.transferFormats()}}
+	if s.served, err = parseTransports(cfg.Transports); err != nil {
+		return nil, err
+	}
+	s.transports = s.served.list(s.protocols)
 	s.signer.ttl = cfg.TokenTTL
 	s.epoch = time.Now().Unix()
 	s.accept.rate, s.accept.burst = cfg.AcceptRate, float64(cfg.AcceptBurst)

@@ -28,6 +28,7 @@ import (
 type Frames struct {
 	json, mp []byte // the records as received; mp nil when the message had none
 	per      [hubproto.NumIDs]protoFrame
+	sse      []byte  // the JSON records as one Server-Sent Event (sse.go), built on first use
 	r        *Router // limits and counters; nil for NewFrames
 	scratch  []byte  // transcoding buffer (pooled with the Frames)
 }

@@ -218,3 +218,14 @@ func BenchmarkBroadcastMixed(b *testing.B) {
 type nopProtoMember hubproto.ID
 
 func (m nopProtoMember) Deliver(f *Frames) int { return len(f.Frame(hubproto.ID(m))) }
+
+func TestFramesSSEBuiltOnce(t *testing.T) {
+	f := NewFrames([]byte("{\"type\":1,\"target\":\"m\",\"arguments\":[]}\x1e"), nil)
+	a := f.SSE()
+	if string(a) != "data: {\"type\":1,\"target\":\"m\",\"arguments\":[]}\x1e\r\n\r\n" {
+		t.Fatalf("SSE() = %q", a)
+	}
+	if b := f.SSE(); &a[0] != &b[0] {
+		t.Fatal("SSE() built the event twice")
+	}
+}

@@ -23,6 +23,7 @@ type relayClient struct {
 	sc       *serverConn
 	binary   bool // MessagePack: binary frames, length-prefixed records
 	accepted atomic.Bool
+	x        *crossNode // relayed between nodes (fleet.go); nil when c and sc are both here
 
 	mu      sync.Mutex // the app's bytes for the client: one writer at a time
 	partial []byte     // an incomplete record from an older SDK's raw chunk
@@ -54,7 +55,18 @@ func (s *Service) RelayOpen(c *conn.Conn, hs hubproto.Handshake, handshake []byt
 			mode = cl.Value
 		}
 	}
+	open := &serviceproto.OpenConnection{ConnectionID: c.ID(), Claims: claims}
+	open.Ext = open.Ext.WithProtocol(hs.Protocol.Name())
+	if ctx != nil {
+		open.Headers = headersOf(ctx)
+		if ctx.Query != "" {
+			open.QueryString = "?" + ctx.Query
+		}
+	}
 	sc := h.pick(sticky, mode)
+	if sc == nil && s.fl != nil {
+		return s.fl.open(h, c, hs.Protocol.Binary(), open, handshake, sticky, mode)
+	}
 	if sc == nil {
 		s.M.relayRefused.Inc()
 		return ErrNoServer
@@ -64,14 +76,6 @@ func (s *Service) RelayOpen(c *conn.Conn, hs hubproto.Handshake, handshake []byt
 		return fmt.Errorf("connection id %s is already relayed", c.ID())
 	}
 	sc.hosted.Add(1)
-	open := &serviceproto.OpenConnection{ConnectionID: c.ID(), Claims: claims}
-	open.Ext = open.Ext.WithProtocol(hs.Protocol.Name())
-	if ctx != nil {
-		open.Headers = headersOf(ctx)
-		if ctx.Query != "" {
-			open.QueryString = "?" + ctx.Query
-		}
-	}
 	s.M.relayed.Inc()
 	if !sc.sendMany(open, &serviceproto.ConnectionData{ConnectionID: c.ID(), Payload: handshake}) {
 		h.clients.remove(c.ID())
@@ -123,6 +127,10 @@ func (s *Service) RelayData(c *conn.Conn, msg []byte) {
 		return
 	}
 	s.M.toServer.Inc()
+	if rc.sc == nil {
+		s.fl.fromClient(h, rc, msg)
+		return
+	}
 	rc.sc.send(&serviceproto.ConnectionData{ConnectionID: c.ID(), Payload: msg})
 }
 
@@ -136,6 +144,10 @@ func (s *Service) RelayClosed(c *conn.Conn, reason string) {
 	}
 	rc := h.clients.remove(c.ID())
 	if rc == nil {
+		return
+	}
+	if rc.sc == nil {
+		s.fl.clientClosed(h, rc, reason)
 		return
 	}
 	rc.sc.hosted.Add(-1)
@@ -157,6 +169,10 @@ func (h *hub) toClient(id string, payload []byte) {
 	rc := h.client(id)
 	if rc == nil {
 		h.s.M.dropped("unknown_connection").Inc()
+		return
+	}
+	if rc.c == nil {
+		h.s.fl.toPeer(h, rc, payload)
 		return
 	}
 	rc.mu.Lock()

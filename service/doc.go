@@ -45,10 +45,22 @@
 // pending invocations per hub: the client's answer is routed from the
 // server hosting it to the one that asked; a client leaving fails them.
 //
+// A fleet (fleet.go): on a backplane that carries it (Redis,
+// backplane.Relay), a client reaching a node with no server connection
+// that can host it is relayed to a node with one: the client's node
+// sends the OpenConnection, handshake and the client's messages to that
+// node's relay channel, which hands them to a local server connection
+// and sends the app's data and closes for the client back. Nodes
+// announce, with a TTL, that they are alive and which hubs' app servers
+// they hold; one publisher per other node keeps each client's messages
+// in order; a node gone ends the relays with it (the clients reconnect).
+// A local server connection is always preferred.
+//
 // Limits of this first version, each counted where it applies
-// (edgeplane_service_*): clients are relayed to a server connection on
-// the same node (a fleet needs the app's connections on every node its
-// clients reach); JSON clients (MessagePack once conn serves it);
+// (edgeplane_service_*): a client relayed to another node is served by
+// the server connections there (what the app writes for it on a
+// connection of a third node reaches it only through the backplane's
+// multicast messages); JSON clients (MessagePack once conn serves it);
 // Clients.Groups publishes per group, so a connection in several of them
 // gets the message once per group, as ASP.NET Core's Redis backplane
 // does; GroupBroadcastData's excluded users are resolved on this node

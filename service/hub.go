@@ -64,6 +64,10 @@ func (h *hub) leave(sc *serverConn) {
 			}
 		})
 		for _, rc := range gone {
+			if rc.c == nil {
+				h.s.fl.hostGone(h, rc)
+				continue
+			}
 			h.s.M.clientsDropped.Inc()
 			rc.c.RelayClose("The app server's connection to the service was lost.", true)
 		}

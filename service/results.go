@@ -62,8 +62,12 @@ func (v *invocations) invoke(h *hub, sc *serverConn, m *serviceproto.ClientInvoc
 	v.pending[m.InvocationID] = invocation{caller: caller, connID: m.ConnectionID}
 	v.mu.Unlock()
 	h.s.M.invocations("sent").Inc()
-	if rc.sc.serverID != caller {
+	if rc.sc != nil && rc.sc.serverID != caller {
 		rc.sc.send(m) // the host must know the client's Completion is routed
+	}
+	if rc.c == nil { // a client of another node hosted here
+		h.s.fl.toPeer(h, rc, payload)
+		return
 	}
 	var frame []byte
 	if rc.binary {

@@ -62,7 +62,7 @@ func (sc *serverConn) dispatch(m serviceproto.Message) {
 		sc.ack(m.AckID, serviceproto.AckOk, "")
 
 	case *serviceproto.CheckConnectionExistenceWithAck:
-		sc.ackIf(m.AckID, h.fh.Lookup(m.ConnectionID))
+		sc.ackIf(m.AckID, h.fh.Lookup(m.ConnectionID) || h.client(m.ConnectionID) != nil)
 	case *serviceproto.CheckUserExistenceWithAck:
 		sc.ackIf(m.AckID, h.fh.UserLen(m.UserID) > 0)
 	case *serviceproto.CheckGroupExistenceWithAck:
@@ -217,6 +217,10 @@ func (h *hub) leaveGroup(sc *serverConn, connID string, group serviceproto.NullS
 // reports whether the connection was here.
 func (h *hub) closeClient(id, reason string) bool {
 	if rc := h.client(id); rc != nil {
+		if rc.c == nil { // hosted here for another node
+			h.s.fl.closePeer(h, rc, reason, false)
+			return true
+		}
 		h.s.M.clientsClosed.Inc()
 		rc.c.RelayClose(reason, false)
 		return true

@@ -56,6 +56,9 @@ type Config struct {
 	// first server connection is accepted). Default 1000; negative: learn
 	// none (only the configured hubs are served).
 	MaxHubs int
+	// Fleet configures the relay of clients between nodes (fleet.go),
+	// on a backplane that carries it (Redis).
+	Fleet FleetConfig
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -95,6 +98,7 @@ func (c Config) WithDefaults() Config {
 	if c.MaxHubs == 0 {
 		c.MaxHubs = DefaultMaxHubs
 	}
+	c.Fleet = c.Fleet.withDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -111,6 +115,7 @@ type Service struct {
 	router *fanout.Router
 	bp     backplane.Backplane
 	M      *Metrics
+	fl     *fleet // relay between nodes; nil on one node or when disabled
 
 	hubsMu  sync.RWMutex
 	hubs    map[string]*hub // by the hub's name, lower case
@@ -154,6 +159,10 @@ func New(cfg Config, router *fanout.Router, bp backplane.Backplane) *Service {
 	for _, name := range router.HubNames() {
 		s.addHub(name, router.Hub(name))
 	}
+	if rl, ok := bp.(backplane.Relay); ok && !cfg.Fleet.Disabled {
+		s.fl = newFleet(s, rl, cfg.Fleet)
+		go s.fl.run()
+	}
 	s.wg.Add(1)
 	go s.ticker()
 	return s
@@ -176,6 +185,9 @@ func (s *Service) Close() error {
 	for _, sc := range conns { // a backend may call OnClose from Close
 		sc.pc.Close()
 		sc.OnClose(ErrClosed) // and one closed already calls it no more
+	}
+	if s.fl != nil {
+		s.fl.close()
 	}
 	s.wg.Wait()
 	return nil

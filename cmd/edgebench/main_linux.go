@@ -100,7 +100,7 @@ func runBaseline(ctx context.Context, args []string) error {
 type common struct {
 	name                                           string
 	edgeplane, pollers, jsonPath, svgPath, logPath string
-	msgpack                                        string
+	msgpack, stateful                              string
 	edgeplaneArgs                                  string
 	noBaseline, noEdgeplane, quiet, allowShort     bool
 	floor, noFloor                                 bool // floor: the experiment offers --no-floor
@@ -126,6 +126,7 @@ func (c *common) register(fs *flag.FlagSet, name string) {
 	}
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress (the tables, their connection counts and errors are printed all the same)")
 	fs.BoolVar(&c.allowShort, "allow-short", false, "exit 0 even when fewer connections opened than requested (the report says so either way)")
+	fs.StringVar(&c.stateful, "stateful", "off", "stateful reconnect for edgeplane's clients, comma separated: off, on, or off,on to measure each poller both ways (negotiate useStatefulReconnect=true, protocol version 2, an Ack per read; the baseline never)")
 	fs.StringVar(&c.msgpack, "msgpack", "0", "fractions of edgeplane's clients on the MessagePack hub protocol, comma separated: each poller is measured once per fraction (e.g. 0,0.5: all JSON, then half MessagePack; the baseline speaks JSON only)")
 }
 
@@ -152,6 +153,21 @@ func (c *common) systems() ([]bench.SystemSpec, error) {
 	if len(fracs) == 0 {
 		fracs = []float64{0}
 	}
+	var modes []bool
+	for _, m := range strings.Split(c.stateful, ",") {
+		switch strings.TrimSpace(m) {
+		case "":
+		case "off":
+			modes = append(modes, false)
+		case "on":
+			modes = append(modes, true)
+		default:
+			return nil, fmt.Errorf("edgebench: --stateful %q: want off, on or off,on", m)
+		}
+	}
+	if len(modes) == 0 {
+		modes = []bool{false}
+	}
 	var out []bench.SystemSpec
 	if !c.noEdgeplane {
 		if err := c.ensureEdgeplane(); err != nil {
@@ -163,11 +179,16 @@ func (c *common) systems() ([]bench.SystemSpec, error) {
 				continue
 			}
 			for _, f := range fracs {
-				name := "edgeplane-" + p
-				if f > 0 {
-					name += "-mp" + strconv.FormatFloat(f, 'g', -1, 64)
+				for _, st := range modes {
+					name := "edgeplane-" + p
+					if f > 0 {
+						name += "-mp" + strconv.FormatFloat(f, 'g', -1, 64)
+					}
+					if st {
+						name += "-sr"
+					}
+					out = append(out, bench.SystemSpec{Name: name, Kind: bench.KindEdgeplane, Poller: p, MessagePack: f, Stateful: st})
 				}
-				out = append(out, bench.SystemSpec{Name: name, Kind: bench.KindEdgeplane, Poller: p, MessagePack: f})
 			}
 		}
 	}

@@ -71,6 +71,7 @@ func run(args []string) int {
 		server      string
 		origins     listFlag
 		protocols   listFlag
+		transports  listFlag
 		gcPercent   int
 		drainWindow time.Duration
 		upRedis     string
@@ -119,6 +120,8 @@ func run(args []string) int {
 	fs.IntVar(&cfg.Conn.MaxConnsPerIP, "max-conns-per-ip", 0, "open connections per client address (0: off; mind load balancers without PROXY protocol)")
 	fs.IntVar(&cfg.Conn.MaxMessageRate, "max-message-rate", conn.DefaultMaxMessageRate, "SignalR records a client may send per second; more closes it with 1008 (negative: off)")
 	fs.Var(&protocols, "protocols", "SignalR hub protocols clients may use: json, messagepack (default both); negotiate lists the Binary transfer format only with messagepack")
+	fs.Var(&transports, "transports", "transports clients may use, in the order negotiate offers them: WebSockets, ServerSentEvents, LongPolling (default all three; SSE and Long Polling need sticky sessions behind a load balancer)")
+	fs.DurationVar(&cfg.Conn.PollTimeout, "poll-timeout", conn.DefaultPollTimeout, "Long Polling: a poll with no data is answered empty after this long (keep it under proxies' read time-outs)")
 	fs.Var(&origins, "allowed-origins", "browser Origins allowed to connect, e.g. https://app.example.com,https://*.example.com, and the only ones CORS answers reflect (default: any may connect, none is reflected)")
 	fs.IntVar(&cfg.Conn.ContextMaxBytes, "upstream-context-bytes", conn.DefaultContextMaxBytes, "bound on the connect request's context (headers, query string, claims) in the upstream's connected event; what does not fit is left out and the event marked truncated (negative: no context)")
 	fs.BoolVar(&cfg.Conn.ContextCookies, "upstream-cookies", false, "put the Cookie header in the upstream's connect context (needs --allowed-origins: any site could otherwise open connections with your users' cookies)")
@@ -129,6 +132,8 @@ func run(args []string) int {
 	fs.IntVar(&svcMaxHubs, "service-max-hubs", service.DefaultMaxHubs, "service mode: hubs learned from app servers at most (0: none, serve the --hub hubs only)")
 	fs.DurationVar(&svcCfg.PingInterval, "service-ping-interval", service.DefaultPingInterval, "service mode: keep-alive Ping to each app server connection this often")
 	fs.DurationVar(&svcCfg.ServerTimeout, "service-server-timeout", service.DefaultServerTimeout, "service mode: close an app server connection silent this long")
+	fs.BoolVar(&svcCfg.Fleet.Disabled, "service-no-relay", false, "service mode, with --redis: refuse a client no local app server connection can host, instead of relaying it to a node that has one")
+	fs.DurationVar(&svcCfg.Fleet.PresenceTTL, "service-presence-ttl", service.DefaultPresenceTTL, "service mode, with --redis: a node silent this long is gone (the clients relayed to or from it are closed)")
 	fs.DurationVar(&drainWindow, "drain-window", 30*time.Second, "on SIGTERM, close clients paced over this window (a second signal exits at once)")
 	fs.BoolVar(&cfg.NoTrim, "no-trim", false, "do not return freed memory to the OS after connection bursts or once the garbage of an idle node (no GC for a minute) reaches 2% of its live heap")
 	fs.IntVar(&gcPercent, "gc-percent", 25, "Go GC target percentage (GOGC): lower packs long-lived connection state more densely after connection bursts at more CPU during them (10 instead of 25: ~70-100 B less per idle netpoll connection, but ~2x the GC CPU of a connect burst); the GOGC environment variable, if set, wins")
@@ -185,6 +190,7 @@ func run(args []string) int {
 		}
 	}
 	cfg.Conn.Protocols = protocols
+	cfg.Conn.Transports = transports
 	if cfg.Hubs, err = parseHubs(hubs); err != nil {
 		fmt.Fprintln(os.Stderr, "edgeplane: --hub:", err)
 		return 2

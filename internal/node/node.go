@@ -288,6 +288,11 @@ func Start(cfg Config) (*Node, error) {
 	if ret, ok := n.bp.(backplane.Returner); ok && cfg.Conn.Returner == nil {
 		cfg.Conn.Returner = ret
 	}
+	if cfg.Conn.HTTPQueueBytes <= 0 {
+		// A long-polling connection's queue between polls: the same
+		// bound as a socket's.
+		cfg.Conn.HTTPQueueBytes = cfg.PollerConfig.WithDefaults().MaxQueueBytes
+	}
 	if n.srv, err = conn.New(cfg.Conn, n.router); err != nil {
 		return nil, err
 	}

@@ -77,16 +77,21 @@ async function start(c) {
     opts.skipNegotiation = true;
     opts.transport = signalR.HttpTransportType.WebSockets;
   }
+  if (c.transport === "sse") opts.transport = signalR.HttpTransportType.ServerSentEvents;
+  if (c.transport === "longpolling") opts.transport = signalR.HttpTransportType.LongPolling;
   if (c.accessToken) opts.accessTokenFactory = () => c.accessToken;
   let builder = new signalR.HubConnectionBuilder()
     .withUrl(`${spec.base}/${c.hub || "chat"}${c.query ? "?" + c.query : ""}`, opts)
     .configureLogging(signalR.LogLevel.Warning);
   if (c.protocol === "messagepack") builder = builder.withHubProtocol(new MessagePackHubProtocol());
+  if (c.reconnect) builder = builder.withAutomaticReconnect([0, 0, 0]);
   const conn = builder.build();
   for (const t of c.targets || ["t"]) {
     conn.on(t, (...args) => { out({ name: c.name, event: "message", target: t, args: tag(args) }); });
   }
   for (const t of c.ignore || []) conn.on(t, () => {});
+  conn.onreconnecting(() => out({ name: c.name, event: "reconnecting" }));
+  conn.onreconnected((id) => out({ name: c.name, event: "reconnected", connectionId: id }));
   conn.onclose((err) => out({ name: c.name, event: "closed", error: err ? String(err) : null }));
   try {
     await conn.start();

@@ -54,6 +54,10 @@ type jsClientSpec struct {
 	Ignore []string `json:"ignore,omitempty"`
 	// StopAfterConnect: the client stops once connected.
 	StopAfterConnect bool `json:"stopAfterConnect,omitempty"`
+	// Transport "sse" or "longpolling" forces the client onto it.
+	Transport string `json:"transport,omitempty"`
+	// Reconnect: withAutomaticReconnect([0, 0, 0]).
+	Reconnect bool `json:"reconnect,omitempty"`
 	// InvokeAsync: the client is ready without waiting for its invoke's
 	// answer.
 	InvokeAsync bool `json:"invokeAsync,omitempty"`

@@ -4,13 +4,15 @@
 // holds the access key), rejoins them after withAutomaticReconnect() has
 // brought the connection back, and sends through the app server.
 //
-// Query parameters: protocol=json (default) | messagepack, user=NAME.
+// Query parameters: protocol=json (default) | messagepack, user=NAME,
+// transport=sse | longpolling (default: negotiate's first, WebSockets).
 // Every event is also logged to the console as
 // `edgeplane-example {"event":…}` (test/e2e/browser_test.go reads these).
 "use strict";
 
 const params = new URLSearchParams(location.search);
 const protocol = params.get("protocol") || "json";
+const transport = params.get("transport") || "";
 const user = params.get("user") || "guest-" + Math.random().toString(36).slice(2, 8);
 const joined = new Set();
 let connection;
@@ -61,6 +63,9 @@ function buildConnection(hubUrl) {
         }
         return res.text();
       },
+      // transport=sse|longpolling forces that transport (default: the
+      // first negotiate offers, WebSockets).
+      transport: { sse: signalR.HttpTransportType.ServerSentEvents, longpolling: signalR.HttpTransportType.LongPolling }[transport],
     })
     .withAutomaticReconnect() // after 0, 2, 10, 30 s, then gives up
     .configureLogging(signalR.LogLevel.Information);

@@ -1,0 +1,240 @@
+package conn
+
+import (
+	"net/http"
+
+	"github.com/edgeplane/edgeplane/poller"
+)
+
+// Long Polling (httptransport.go has the shape). Between polls a
+// connection is its logical Conn and its sink: the messages that arrived
+// since the last poll wait in the sink's queue as references to the
+// frames fanout encoded once (the WebSocket header left off), bounded by
+// Config.HTTPQueueBytes like a socket's outbound queue. A poll that finds
+// messages is answered at once with all of them; one that finds none is
+// held (its socket in stHeld) until a message comes, a newer poll
+// supersedes it (204), the connection ends (204, or 200 with the final
+// Close message), or Config.PollTimeout passes (200, empty). A client
+// that has no poll held for Config.ReconnectWindow (ASP.NET Core's
+// DisconnectTimeout, 15 s) is gone. Long Polling has inherent keep-alive:
+// no Ping either way, and no client time-out but that one.
+
+// firstPoll records the connection's first poll, answered 200 at once
+// (the client's check that the transport works).
+func (s *httpSink) firstPoll() {
+	s.mu.Lock()
+	s.polled = true
+	since := s.lc.srv.wheel.Now()
+	s.since = since
+	s.mu.Unlock()
+	s.lc.srv.wheel.add(s.lc, since+s.lc.srv.handshakeSec)
+}
+
+// newPoll handles a poll on socket sc: answered at once when messages wait
+// or the connection is closing, else held.
+func (s *httpSink) newPoll(sc *Conn, cors string) {
+	srv := sc.srv
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		sc.respondNoConnection(nil, "connection ended")
+		return
+	}
+	if old := s.poll; old != nil {
+		s.poll = nil
+		srv.M.httpReqs("poll", http.StatusNoContent).Inc()
+		s.answerLocked(old, http.StatusNoContent, s.cors)
+	}
+	s.polled = true
+	s.cors = cors
+	switch {
+	case len(s.queue) > 0:
+		srv.M.httpReqs("poll", http.StatusOK).Inc()
+		s.answerLocked(sc, http.StatusOK, cors)
+		since := srv.wheel.Now()
+		s.since = since
+		end := s.closing
+		s.mu.Unlock()
+		if end {
+			s.end(nil)
+			return
+		}
+		srv.wheel.add(s.lc, since+srv.reconnectSec)
+		return
+	case s.closing:
+		s.mu.Unlock()
+		srv.M.httpReqs("poll", http.StatusNoContent).Inc()
+		sc.respondKeep("", http.StatusNoContent, "", nil, cors)
+		s.end(nil)
+		return
+	}
+	sc.state.Store(stHeld)
+	sc.buffers().link = s.lc
+	s.poll = sc
+	since := srv.wheel.Now()
+	s.since = since
+	s.mu.Unlock()
+	srv.wheel.remove(sc)
+	srv.wheel.add(s.lc, since+srv.pollSec)
+}
+
+// answerLocked answers the poll on sc with code: 200 carries every queued
+// message (the body is the messages themselves, each Send a shared
+// frame's payload), 204 nothing. s.mu must be held.
+func (s *httpSink) answerLocked(sc *Conn, code int, cors string) {
+	n := 0
+	if code == http.StatusOK {
+		n = s.qbytes
+	}
+	ctype := ""
+	if code == http.StatusOK {
+		ctype = "application/octet-stream"
+	}
+	sc.pc.Send(responseHead(code, ctype, n, cors))
+	if code == http.StatusOK {
+		for i, m := range s.queue {
+			sc.pc.Send(m)
+			s.queue[i] = nil
+		}
+		s.queue, s.qbytes = s.queue[:0], 0
+		if cap(s.queue) > 16 {
+			s.queue = nil
+		}
+	}
+	sc.keepAlive()
+}
+
+// enqueue queues a message for the next poll, or answers the held one.
+func (s *httpSink) enqueue(m []byte) error {
+	if m == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended || s.closing {
+		return poller.ErrClosed
+	}
+	if s.qbytes+len(m) > s.lc.srv.cfg.HTTPQueueBytes {
+		return poller.ErrQueueFull
+	}
+	s.queue = append(s.queue, m)
+	s.qbytes += len(m)
+	if sc := s.poll; sc != nil {
+		s.poll = nil
+		sc.srv.M.httpReqs("poll", http.StatusOK).Inc()
+		s.answerLocked(sc, http.StatusOK, s.cors)
+		s.since = sc.srv.wheel.Now()
+		sc.srv.wheel.add(s.lc, s.since+sc.srv.reconnectSec)
+	}
+	return nil
+}
+
+// shutdownLongPoll queues the final messages: the held poll (or the next)
+// gets them, and the connection ends.
+func (s *httpSink) shutdownLongPoll(msgs [][]byte) {
+	s.mu.Lock()
+	if s.ended || s.closing {
+		s.mu.Unlock()
+		return
+	}
+	s.closing = true
+	for _, m := range msgs {
+		s.queue = append(s.queue, m)
+		s.qbytes += len(m)
+	}
+	sc := s.poll
+	s.poll = nil
+	if sc != nil {
+		code := http.StatusNoContent
+		if len(s.queue) > 0 {
+			code = http.StatusOK
+		}
+		sc.srv.M.httpReqs("poll", code).Inc()
+		s.answerLocked(sc, code, s.cors)
+	}
+	since := s.lc.srv.wheel.Now()
+	s.since = since
+	s.mu.Unlock()
+	if sc != nil {
+		s.end(nil)
+		return
+	}
+	s.lc.srv.wheel.add(s.lc, since+s.lc.srv.reconnectSec)
+}
+
+// delete ends the connection at the client's DELETE: the held poll gets
+// 204.
+func (s *httpSink) delete() {
+	lc := s.lc
+	s.mu.Lock()
+	sc := s.poll
+	s.poll = nil
+	if sc != nil {
+		sc.srv.M.httpReqs("poll", http.StatusNoContent).Inc()
+		s.answerLocked(sc, http.StatusNoContent, s.cors)
+	}
+	s.mu.Unlock()
+	lc.shutdown(causeClientClose, nil)
+	s.end(nil)
+}
+
+// socketClosed handles the end of socket sc that held a response of this
+// connection: a long poll's is just gone (the client has the reconnect
+// window to poll again); an SSE stream's ends the connection.
+func (s *httpSink) socketClosed(sc *Conn, err error) {
+	if s.stream != nil {
+		if s.stream == sc {
+			s.end(err)
+		}
+		return
+	}
+	s.mu.Lock()
+	if s.poll == sc {
+		s.poll = nil
+		s.since = sc.srv.wheel.Now()
+	}
+	end := s.closing && s.poll == nil && !s.ended && len(s.queue) == 0
+	s.mu.Unlock()
+	if end {
+		s.end(err)
+		return
+	}
+	s.lc.srv.wheel.add(s.lc, s.lc.srv.wheel.Now()+s.lc.srv.reconnectSec)
+}
+
+// longPollTick is a long-polling connection's tick once its handshake is
+// done (and while it closes): the held poll's time-out, and the end of a
+// client that stopped polling.
+func (c *Conn) longPollTick(now int64) int64 {
+	s := c.sink()
+	srv := c.srv
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return 0
+	}
+	if sc := s.poll; sc != nil {
+		due := s.since + srv.pollSec
+		if now < due {
+			s.mu.Unlock()
+			return due
+		}
+		s.poll = nil
+		srv.M.httpReqs("poll", http.StatusOK).Inc()
+		s.answerLocked(sc, http.StatusOK, s.cors) // empty: nothing is queued while a poll is held
+		s.since = now
+		s.mu.Unlock()
+		return now + srv.reconnectSec
+	}
+	due := s.since + srv.reconnectSec
+	closing := s.closing
+	s.mu.Unlock()
+	if now < due {
+		return due
+	}
+	if !closing {
+		c.closeWith(causeTimeout) // no poll for the disconnect time-out: the client is gone
+	}
+	s.end(nil)
+	return 0
+}
