@@ -103,6 +103,7 @@ type Handler struct {
 	// hubs maps the lower-cased hub names to the Router's: the Management
 	// SDK lower-cases them.
 	hubs map[string]string
+	inv  invokes // :invoke requests waiting (rest_invoke.go)
 }
 
 // New builds the admin handler.

@@ -16,7 +16,8 @@
 //	HEAD   /api/hubs/{hub}/users/{u}/groups/{g}  (GET too)                   → 200 | 404
 //	GET    /api/hubs/{hub}/groups/{g}/connections?maxpagesize=&top=&continuationToken= → 200
 //	POST   /api/hubs/{hub}/:generateToken?userId=&minutesToExpire=           → 200 {"token"}
-//	POST   /api/hubs/{hub}/connections/{id}/:invoke, streams, :execute       → 501
+//	POST   /api/hubs/{hub}/connections/{id}/:invoke?timeout=                  → 200 {"result","protocol"} | 400 | 504 (rest_invoke.go)
+//	POST   /api/hubs/{hub}/connections/{id}/streams/…, :execute               → 501
 //	…      /api/v1/hubs/{hub}/…                                              (the v1 routes)
 //	HEAD   /api/health                                                       → 200
 //

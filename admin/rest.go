@@ -67,8 +67,7 @@ func (h *Handler) routes() {
 	api("GET "+hub+"/users/{user}/groups/{group}", h.userInGroup) // the Management SDK's IsUserInGroup
 	api("DELETE "+hub+"/users/{user}/groups", h.removeUserFromAllGroups)
 	api("POST "+hub+"/:generateToken", h.generateToken)
-	api("POST "+hub+"/connections/{connectionId}/:invoke", notImplemented(
-		"client invocations with a result (:invoke, 2024-12-01) are not implemented yet"))
+	api("POST "+hub+"/connections/{connectionId}/:invoke", h.invoke) // rest_invoke.go
 	api("POST "+hub+"/connections/{connectionId}/streams/{streamId}/:send", notImplemented(
 		"stream items to a connection (2024-12-01) are not implemented yet"))
 	api("POST "+hub+"/connections/{connectionId}/streams/{streamId}/:complete", notImplemented(

@@ -71,6 +71,12 @@ type Message struct {
 	// Payload when set (a REST send whose body had a messagepack entry,
 	// or service mode: the app's own MessagePack records).
 	MessagePack []byte
+	// ReturnChannel, for a Connection message, asks for a client result:
+	// Payload is an Invocation with InvocationID, and the owner of the
+	// connection publishes the client's Completion to ReturnChannel
+	// (Returner.Return). Both "" otherwise.
+	InvocationID  string
+	ReturnChannel string
 }
 
 // GroupAction is the action of a group command (wire values of the

@@ -112,15 +112,33 @@
 // P:upstream app $ MKSTREAM, then XREADGROUP). An entry's fields, all
 // strings:
 //
-//	type          "invocation", "connected", "disconnected" or
+//	type          "invocation", "connected", "disconnected",
 //	              "reconnected" (a stateful-reconnect connection came back
-//	              on a new socket within its window: same id and groups)
+//	              on a new socket within its window: same id and groups),
+//	              "streamItem", "completion" or "cancelInvocation" (the
+//	              client's own stream messages, in order with its other
+//	              entries)
 //	hub           hub name
 //	connectionId  the client connection
 //	userId        the authenticated user; absent when anonymous
-//	invocationId  invocation: present when the client expects a completion
+//	invocationId  invocation: present when the client expects a completion;
+//	              streamItem, completion: the upload stream's id (or, for
+//	              a completion, the id of an invocation the app sent the
+//	              client: its client result); cancelInvocation: the
+//	              stream invocation cancelled
 //	target        invocation: the hub method called
 //	arguments     invocation: the JSON array of arguments, as sent
+//	messageType   invocation: "streamInvocation" when the client expects
+//	              StreamItems and then a Completion; absent for a plain
+//	              Invocation
+//	streamIds     invocation: its upload streams, a JSON array of ids;
+//	              absent when none
+//	item          streamItem: the item, JSON
+//	result        completion: the result, JSON; absent when void or error
+//	error         completion: the client's error text
+//	abandoned     disconnected: a JSON array of the stream invocations and
+//	              upload streams the client opened and did not end itself
+//	              (the last 32 at most); absent when none
 //	remoteAddress connected: the client's address, ip:port, as the node
 //	              sees it (behind a load balancer, the balancer's)
 //	query         connected: the connect request's query string as sent,
@@ -150,7 +168,19 @@
 // forwards in OpenConnection and its upstream's X-ASRS-* headers.
 // The entry id gives the time. To answer an invocation, publish a
 // Completion record ({"type":3,"invocationId":…,"result":…} + 0x1e) as an
-// invocation on P:connection:{connectionId}. Events that cannot be queued
+// invocation on P:connection:{connectionId}; a stream's items are
+// StreamItem records ({"type":2,"invocationId":…,"item":…}) published
+// there before it.
+//
+// # Client results
+//
+// A Connection message with Message.ReturnChannel (the 4-item payload
+// [excluded, {json}, invocationId, returnChannel] of ASP.NET Core's
+// InvokeAsync, wire/results.go) asks the node that holds the connection
+// to publish the client's Completion to that channel as
+// [protocolName, bin(framed Completion)]; every node subscribes to its
+// own P:internal:return:{server} (Returner, ReturnReceiver) for the REST
+// API's :invoke. Events that cannot be queued
 // (buffer full, Redis down) are refused and counted
 // (edgeplane_backplane_upstream_dropped_total).
 //
@@ -231,6 +261,7 @@
 //	backplane.go            the Backplane and Receiver interfaces, Message, errors
 //	memory.go               Memory, the single-node backplane
 //	upstream.go             the Upstream interface and Event
+//	results.go              Returner, ReturnReceiver: client results (Memory's side too)
 //	tokens.go               the TokenClaimer and TokenKeyAgreer interfaces
 //	redis.go                RedisConfig, Redis, NewRedis, channel names, Start,
 //	                        Publish, Close

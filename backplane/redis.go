@@ -418,7 +418,9 @@ func (r *Redis) Publish(ctx context.Context, m *Message) error {
 	}
 	bp := encBufs.Get().(*[]byte)
 	var b []byte
-	if m.MessagePack != nil { // a REST send's messagepack entry, for MessagePack clients (and ASP.NET Core's)
+	if m.ReturnChannel != "" && m.Kind == Connection {
+		b = wire.AppendInvocationReturn((*bp)[:0], m.Excluded, m.Payload, m.InvocationID, m.ReturnChannel)
+	} else if m.MessagePack != nil { // a REST send's messagepack entry, for MessagePack clients (and ASP.NET Core's)
 		b = wire.AppendInvocationProtocols((*bp)[:0], m.Excluded, []string{wire.ProtocolJSON, wire.ProtocolMessagePack}, [][]byte{m.Payload, m.MessagePack})
 	} else {
 		b = wire.AppendInvocation((*bp)[:0], m.Excluded, m.Payload)
@@ -447,6 +449,23 @@ func (r *Redis) Publish(ctx context.Context, m *Message) error {
 }
 
 const maxPooledBuf = 64 << 10
+
+// ReturnChannel implements Returner: P:internal:return:{server}, where
+// ASP.NET Core servers of the same name would receive theirs.
+func (r *Redis) ReturnChannel(hub string) string { return r.Prefix(hub) + ":internal:return:" + r.name }
+
+// Return implements Returner.
+func (r *Redis) Return(ctx context.Context, channel, protocol string, completion []byte) error {
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	if !r.Ready() {
+		r.m.lost.Inc()
+		return fmt.Errorf("backplane: return to %s: %w", channel, ErrUnavailable)
+	}
+	_, err := r.publish(ctx, channel, wire.AppendCompletion(nil, protocol, completion))
+	return err
+}
 
 var encBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 

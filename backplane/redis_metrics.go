@@ -14,7 +14,7 @@ type redisMetrics struct {
 
 	// received is edgeplane_backplane_received_total by chanKind.
 	receivedAll, receivedGroup, receivedUser, receivedConnection,
-	receivedGroups, receivedAck, receivedFleet *metrics.Counter
+	receivedGroups, receivedAck, receivedFleet, receivedReturn *metrics.Counter
 	decodeErrors *metrics.Counter
 	unrouted     *metrics.Counter
 
@@ -50,7 +50,7 @@ type redisMetrics struct {
 func newRedisMetrics() *redisMetrics {
 	s := metricset.New()
 	received := s.CounterVec("edgeplane_backplane_received_total", "kind",
-		"Messages received on a channel this node subscribes to, by channel kind (all, group, user, connection, group_command, ack, fleet_command), before decoding.")
+		"Messages received on a channel this node subscribes to, by channel kind (all, group, user, connection, group_command, ack, fleet_command, client_result), before decoding.")
 	gaps := s.CounterVec("edgeplane_backplane_gaps_total", "reason",
 		"Subscriptions (a subscription connection, or a cluster slot's channels) restored after a gap in which messages published on them were lost, by why they stopped: connection_error, no_pong (nothing read for a health interval: half-open connection, paused Redis), slot_moved (cluster failover or resharding), not_subscribed (a publish reached no subscriber), error_reply.")
 	return &redisMetrics{
@@ -63,6 +63,7 @@ func newRedisMetrics() *redisMetrics {
 		receivedGroups:     received("group_command"),
 		receivedAck:        received("ack"),
 		receivedFleet:      received("fleet_command"),
+		receivedReturn:     received("client_result"),
 		decodeErrors: s.Counter("edgeplane_backplane_decode_errors_total",
 			"Backplane messages that failed to decode (dropped)."),
 		unrouted: s.Counter("edgeplane_backplane_unrouted_total",
@@ -137,6 +138,8 @@ func (m *redisMetrics) received(k chanKind) *metrics.Counter {
 		return m.receivedGroups
 	case chanFleet:
 		return m.receivedFleet
+	case chanReturn:
+		return m.receivedReturn
 	default:
 		return m.receivedAck
 	}

@@ -146,6 +146,16 @@ func (r *Redis) handle(s *subscriber, channel, payload []byte) {
 		}
 		r.m.received(rt.kind).Inc()
 		r.handleAck(string(channel), payload)
+	case chanReturn:
+		r.m.received(rt.kind).Inc()
+		proto, completion, err := wire.ReadCompletion(payload)
+		if err != nil {
+			r.decodeError(string(channel), err)
+			return
+		}
+		if rr, ok := r.recv.(ReturnReceiver); ok {
+			rr.DeliverReturn(rt.hub, proto, completion)
+		}
 	default:
 		r.m.received(rt.kind).Inc()
 		ex, js, mp, err := wire.ReadInvocationWithMessagePack(payload, s.excluded[:0])
@@ -160,6 +170,14 @@ func (r *Redis) handle(s *subscriber, channel, payload []byte) {
 			s.excluded = ex[:0]
 		}
 		s.msg = Message{Hub: rt.hub, Kind: Kind(rt.kind), Name: rt.name, Excluded: ex, Payload: js, MessagePack: mp}
+		if rt.kind == chanConnection {
+			// A client result asked for: an ASP.NET Core server's
+			// InvokeAsync, or a REST :invoke on any node.
+			if s.msg.InvocationID, s.msg.ReturnChannel, err = wire.ReadInvocationReturn(payload); err != nil {
+				r.decodeError(string(channel), err)
+				return
+			}
+		}
 		r.recv.Deliver(&s.msg)
 		s.msg = Message{}
 	}

@@ -21,6 +21,7 @@ const (
 	chanGroups     chanKind = 10 // P:internal:groups
 	chanAck        chanKind = 11 // P:internal:ack:{this server}
 	chanFleet      chanKind = 12 // P:internal:edgeplane (fleet commands)
+	chanReturn     chanKind = 14 // P:internal:return:{this server} (client results; 13 is chanRelay, redis_relay.go)
 )
 
 // route is what a channel name stands for.
@@ -43,6 +44,7 @@ func (r *Redis) addHubLocked(hub string) bool {
 	r.wantLocked(p+":internal:groups", route{hub: hub, kind: chanGroups}, true)
 	r.wantLocked(p+":internal:ack:"+r.name, route{hub: hub, kind: chanAck}, true)
 	r.wantLocked(p+fleetChannel, route{hub: hub, kind: chanFleet}, true)
+	r.wantLocked(r.ReturnChannel(hub), route{hub: hub, kind: chanReturn}, true)
 	return true
 }
 

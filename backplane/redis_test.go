@@ -340,7 +340,7 @@ func TestRedisSubscribeBatchingAndUnsubscribe(t *testing.T) {
 			t.Errorf("%s delivered %d times, want %d", p, got, want)
 		}
 	}
-	want := float64(n - 1 + 1 + 4) // groups - g5 + back + all/groups/ack/fleet commands
+	want := float64(n - 1 + 1 + 5) // groups - g5 + back + all/groups/ack/fleet commands/client-result returns
 	if got := metric(t, a, "edgeplane_backplane_subscriptions"); got != want {
 		t.Errorf("subscriptions gauge = %v, want %v", got, want)
 	}

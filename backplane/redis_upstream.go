@@ -300,12 +300,42 @@ func eventFields(e *Event, server string) []any {
 			args = []byte("[]")
 		}
 		v = append(v, "target", e.Target, "arguments", args)
+		if e.Stream {
+			v = append(v, "messageType", "streamInvocation")
+		}
+		if len(e.StreamIDs) > 0 {
+			v = append(v, "streamIds", jsonStrings(e.StreamIDs))
+		}
+	case EventStreamItem:
+		item := e.Arguments
+		if len(item) == 0 {
+			item = []byte("null")
+		}
+		v = append(v, "invocationId", e.InvocationID, "item", item)
+	case EventCompletion:
+		v = append(v, "invocationId", e.InvocationID)
+		if e.HasError {
+			v = append(v, "error", e.Error)
+		} else if len(e.Arguments) > 0 {
+			v = append(v, "result", e.Arguments)
+		}
+	case EventCancelInvocation:
+		v = append(v, "invocationId", e.InvocationID)
 	case EventConnected:
 		v = appendContext(v, e.Context)
 	case EventDisconnected:
 		v = append(v, "reason", e.Reason)
+		if len(e.Abandoned) > 0 {
+			v = append(v, "abandoned", jsonStrings(e.Abandoned))
+		}
 	}
 	return append(v, "server", server)
+}
+
+// jsonStrings is ids as a JSON array of strings.
+func jsonStrings(ids []string) []byte {
+	b, _ := json.Marshal(ids) // strings always encode
+	return b
 }
 
 // appendContext adds a connected event's request context, in the order

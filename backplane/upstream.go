@@ -12,6 +12,17 @@ const (
 	// new socket within its reconnect window; it kept its id, groups and
 	// messages (its disconnected event comes only when it ends for good).
 	EventReconnected
+	// EventStreamItem: an item of a client's upload stream (InvocationID
+	// is the stream id, Arguments the item).
+	EventStreamItem
+	// EventCompletion: a client's Completion: the end of one of its
+	// upload streams, or its answer to an invocation the upstream sent
+	// it with an invocation id (a client result). Arguments is the
+	// result (nil: none), or Error when HasError.
+	EventCompletion
+	// EventCancelInvocation: the client cancelled its stream invocation
+	// InvocationID.
+	EventCancelInvocation
 )
 
 func (k EventKind) String() string {
@@ -24,6 +35,12 @@ func (k EventKind) String() string {
 		return "disconnected"
 	case EventReconnected:
 		return "reconnected"
+	case EventStreamItem:
+		return "streamItem"
+	case EventCompletion:
+		return "completion"
+	case EventCancelInvocation:
+		return "cancelInvocation"
 	}
 	return "unknown"
 }
@@ -38,9 +55,22 @@ type Event struct {
 	// Invocation fields.
 	InvocationID string
 	Target       string
-	Arguments    []byte // raw JSON array; may be retained
+	Arguments    []byte // raw JSON array (stream item, result: a JSON value); may be retained
+	// Stream: the invocation is a StreamInvocation (the client expects
+	// StreamItems and a Completion), not an Invocation.
+	Stream bool
+	// StreamIDs are the invocation's upload streams: their items and
+	// completions follow as EventStreamItem and EventCompletion.
+	StreamIDs []string
+	// Completion: the client's error text, when HasError.
+	Error    string
+	HasError bool
 	// Disconnected: why.
 	Reason string
+	// Disconnected: the stream invocations and upload streams the client
+	// opened and did not end itself (CancelInvocation, Completion); the
+	// upstream stops those it has not completed yet.
+	Abandoned []string
 	// Connected: what the client's connect request said; nil when the
 	// node sends none.
 	Context *ConnectContext

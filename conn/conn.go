@@ -408,10 +408,12 @@ func (c *Conn) finish(err error) {
 	}
 	if registered {
 		c.srv.closing.remove(c)
-		c.hub.Remove(&c.entry) // no-op if shutdown already removed it
+		c.hub.Remove(&c.entry)             // no-op if shutdown already removed it
+		c.srv.abandonResults(c)            // results.go
+		abandoned := c.srv.streams.take(c) // stream.go
 		if up := c.srv.cfg.Upstream; up != nil {
 			reason := disconnectReason(c.cause(), err)
-			if e := up.Send(&backplane.Event{Kind: backplane.EventDisconnected, Hub: c.hub.Name(), ConnID: c.entry.ID(), UserID: c.entry.User(), Reason: reason}); e != nil {
+			if e := up.Send(&backplane.Event{Kind: backplane.EventDisconnected, Hub: c.hub.Name(), ConnID: c.entry.ID(), UserID: c.entry.User(), Reason: reason, Abandoned: abandoned}); e != nil {
 				c.srv.M.upstreamErr.Inc()
 			}
 		}

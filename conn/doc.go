@@ -21,6 +21,19 @@
 // offered; negotiate lists the Binary transfer format only when a binary
 // one is.
 //
+// Streams and client results (stream.go, results.go): a
+// StreamInvocation reaches the upstream marked as one, an invocation with
+// its streamIds, and the client's StreamItems, Completions and
+// CancelInvocations as events of their own, in order. A Completion that
+// answers a client result (Server.ExpectResult, called by the node for a
+// backplane message with a return channel) goes back through
+// Config.Returner instead, published by one goroutine per Server from a
+// bounded queue; pending results end in an error Completion when the
+// connection ends or Config.ResultTimeout passes (swept once a second),
+// and there are at most Config.MaxPendingResults. A connection that
+// streams keeps its open stream ids (at most 32) in a table beside it for
+// its disconnected event; one that does not keeps nothing.
+//
 // Deadlines (handshake 15 s, keep-alive Ping after 15 s of outbound
 // silence, client time-out after 30 s without a complete record from the
 // client) run on one timing wheel swept once a second, not a timer per

@@ -43,6 +43,7 @@ func newMetrics(s *Server) *Metrics {
 		m.closed[k.idx] = closed(k.label)
 	}
 	m.resume = newResumeMetrics(set)
+	s.results.registerMetrics(set)
 	httpReqs := set.Counters("edgeplane_http_requests_total", "Client-port HTTP answers, by route and status code.", "route", "code")
 	m.httpReqs = func(route string, code int) *metrics.Counter { return httpReqs(route, strconv.Itoa(code)) }
 	set.Gauge("edgeplane_queue_bytes", "Outbound bytes queued but not yet written, all connections.", func() float64 {

@@ -134,6 +134,18 @@ type Config struct {
 	// and clients relayed to the app server that hosts them. Nil: those
 	// paths are unknown.
 	Service Service
+	// Returner, when set, takes client results back to whoever asked
+	// (the backplane: Memory or Redis; results.go). Nil: a client's
+	// Completion goes to the upstream only.
+	Returner backplane.Returner
+	// ResultTimeout bounds how long a client result is waited for at the
+	// node that holds the connection; then the asker gets an error
+	// Completion. Default DefaultResultTimeout.
+	ResultTimeout time.Duration
+	// MaxPendingResults bounds the client results a node waits for at
+	// once; more are answered at once with an error Completion. Default
+	// DefaultMaxPendingResults.
+	MaxPendingResults int
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -253,6 +265,10 @@ type Server struct {
 
 	closeOnce sync.Once
 	epoch     int64 // unix seconds at start; Conn.tokenExp is relative to it
+
+	streams openStreams    // stream.go
+	results results        // results.go
+	returns chan returnJob // results.go
 }
 
 // New builds a Server that registers its connections in router (whose
@@ -314,8 +330,12 @@ func New(cfg Config, router *fanout.Router) (*Server, error) {
 	if cfg.TokenClaims != nil {
 		s.claims = newClaimer(cfg.TokenClaims, s.log, s.M.set)
 	}
+	s.returns = make(chan returnJob, returnQueue)
 	go s.wheel.run()
 	go s.sweepUsed()
+	if cfg.Returner != nil {
+		go s.runReturner()
+	}
 	return s, nil
 }
 

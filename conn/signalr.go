@@ -97,11 +97,13 @@ func (c *Conn) onHubMessage(m *hubproto.Message) error {
 	switch m.Type {
 	case hubproto.TypeInvocation, hubproto.TypeStreamInvocation:
 		c.invoke(m)
+	case hubproto.TypeStreamItem, hubproto.TypeCompletion, hubproto.TypeCancelInvocation:
+		c.onStreamMessage(m) // stream.go
 	case hubproto.TypeClose:
 		c.shutdown(causeClientClose, wsframe.CompiledCloseNormal)
-	case hubproto.TypePing, hubproto.TypeCompletion, hubproto.TypeStreamItem, hubproto.TypeCancelInvocation, hubproto.TypeAck, hubproto.TypeSequence:
-		// Ping only refreshes lastRead (done above); the others have no
-		// server-side meaning without an upstream that supports them.
+	case hubproto.TypePing, hubproto.TypeAck, hubproto.TypeSequence:
+		// Ping only refreshes lastRead (done above); Ack and Sequence
+		// were handled above.
 	}
 	return nil
 }
@@ -127,6 +129,7 @@ func (c *Conn) invoke(m *hubproto.Message) {
 			err = up.Send(&backplane.Event{
 				Kind: backplane.EventInvocation, Hub: c.hub.Name(), ConnID: c.entry.ID(), UserID: c.entry.User(),
 				InvocationID: m.InvocationID, Target: m.Target, Arguments: args,
+				Stream: m.Type == hubproto.TypeStreamInvocation, StreamIDs: m.StreamIDs,
 			})
 			if err != nil {
 				c.srv.M.upstreamErr.Inc()
@@ -134,6 +137,12 @@ func (c *Conn) invoke(m *hubproto.Message) {
 		}
 	}
 	if err == nil {
+		if m.Type == hubproto.TypeStreamInvocation {
+			c.srv.streams.open(c, m.InvocationID)
+		}
+		if len(m.StreamIDs) > 0 {
+			c.srv.streams.open(c, m.StreamIDs...)
+		}
 		return
 	}
 	c.srv.M.dropped.Inc()

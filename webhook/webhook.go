@@ -88,6 +88,11 @@ var (
 	ErrQueueFull = errors.New("webhook: upstream queue full, event dropped")
 	// ErrClosed: the upstream was closed.
 	ErrClosed = errors.New("webhook: closed")
+	// ErrStreamsUnsupported: a stream invocation or one with upload
+	// streams; webhooks (as Azure SignalR's upstream) carry neither. The
+	// client gets an error Completion (with a Redis stream upstream for
+	// the hub too, that one takes it).
+	ErrStreamsUnsupported = errors.New("webhook: streaming is not supported by the webhook upstream")
 )
 
 // Upstream posts client events to HTTP upstreams in Azure SignalR's
@@ -261,10 +266,20 @@ func (u *Upstream) servesHub(hub string) bool {
 // of its connection and never blocks. An invocation no setting takes is
 // ErrNoUpstream; a full queue ErrQueueFull (counted).
 func (u *Upstream) Send(e *backplane.Event) error {
-	if e.Kind == backplane.EventReconnected {
+	switch e.Kind {
+	case backplane.EventReconnected:
 		// Azure SignalR's upstream has no such event: a resumed socket
 		// is the same connection, whose connected event was posted.
 		return nil
+	case backplane.EventStreamItem, backplane.EventCompletion, backplane.EventCancelInvocation:
+		// Nor for streams: Azure SignalR's upstream carries no client
+		// streams, and a webhook cannot stream back. Stream invocations
+		// are refused below, so these belong to no webhook call.
+		return nil
+	case backplane.EventInvocation:
+		if e.Stream || len(e.StreamIDs) > 0 {
+			return ErrStreamsUnsupported
+		}
 	}
 	category, event := classify(e)
 	idx := u.match(e.Hub, category, event)

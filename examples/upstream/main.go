@@ -11,6 +11,8 @@
 //     connected event's context): user id and claims, remote address, the
 //     query string and headers such as User-Agent or custom ones, as
 //     ASP.NET hub code reads them with Context.GetHttpContext().
+//   - Counter(n, delayMs) (a stream, cancellable) and Sum(stream) (an
+//     upload stream): see streams.go.
 //   - anything else: a Completion error "unknown method …".
 //
 // Usage:
@@ -113,6 +115,7 @@ type App struct {
 	stream   string
 	cluster  bool
 	contexts contexts
+	streams  streams // streams.go
 }
 
 // connContext is what a client's connect request said, from its connected
@@ -261,11 +264,20 @@ func (a *App) handle(ctx context.Context, m redis.XMessage) {
 			"remoteAddress", cc.RemoteAddress, "userAgent", first(cc.Headers["User-Agent"]))
 	case "disconnected":
 		delete(a.contexts.byID, conn)
+		a.abandoned(m, conn)
 		a.log.Info("client disconnected", "connectionId", conn, "userId", field(m, "userId"), "reason", field(m, "reason"), "server", field(m, "server"))
 	case "reconnected": // stateful reconnect: same connection, new socket
 		a.log.Info("client reconnected", "connectionId", conn, "userId", field(m, "userId"), "server", field(m, "server"))
 	case "invocation":
 		a.invocation(ctx, m, conn)
+	case "streamItem":
+		a.streamItem(m, conn)
+	case "completion":
+		a.clientCompletion(ctx, m, conn)
+	case "cancelInvocation":
+		if a.cancelStream(conn, field(m, "invocationId")) {
+			a.log.Info("stream cancel received", "connectionId", conn, "invocationId", field(m, "invocationId"))
+		}
 	default:
 		a.log.Warn("unknown upstream entry", "id", m.ID, "type", typ)
 	}
@@ -279,7 +291,20 @@ func (a *App) invocation(ctx context.Context, m redis.XMessage, conn string) {
 		a.complete(ctx, conn, invID, nil, "bad arguments")
 		return
 	}
-	a.log.Info("invocation", "connectionId", conn, "target", target, "invocationId", invID, "arguments", len(args))
+	a.log.Info("invocation", "connectionId", conn, "target", target, "invocationId", invID, "arguments", len(args), "messageType", field(m, "messageType"))
+	if field(m, "messageType") == "streamInvocation" {
+		a.streamInvocation(ctx, m, conn, target, invID, args)
+		return
+	}
+	if s := field(m, "streamIds"); s != "" {
+		var ids []string
+		if err := json.Unmarshal([]byte(s), &ids); err != nil {
+			a.complete(ctx, conn, invID, nil, "bad streamIds")
+			return
+		}
+		a.startUpload(ctx, conn, target, invID, ids)
+		return
+	}
 	switch target {
 	case "Echo":
 		var result json.RawMessage // null without arguments

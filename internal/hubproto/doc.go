@@ -20,6 +20,12 @@
 // it for one JSON value; MessagePackToJSON turns a MessagePack client's
 // arguments into the JSON the upstream's entries carry.
 //
+// Streams and client results: Parse reads an invocation's streamIds
+// (Message.StreamIDs), a StreamItem's item and a Completion's result
+// (Message.Arguments) or error (Message.Error, HasError); the caller's
+// StreamInvocation and CancelInvocation have appenders on the concrete
+// protocols (streams.go).
+//
 // Stateful reconnect: ParseHandshake accepts StatefulReconnectVersion (2)
 // besides a protocol's own version, Parse reads Ack's and Sequence's
 // sequenceId, and MessageType.IsTrackable tells which messages are

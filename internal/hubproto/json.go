@@ -56,11 +56,19 @@ type jsonMessage struct {
 	Target       string          `json:"target"`
 	Arguments    json.RawMessage `json:"arguments"`
 	SequenceID   *int64          `json:"sequenceId"`
+	StreamIDs    []string        `json:"streamIds"`
+	Item         json.RawMessage `json:"item"`
+	Result       json.RawMessage `json:"result"`
+	Error        *string         `json:"error"`
 }
 
 // Parse implements Protocol with encoding/json: unknown properties are
 // ignored, property names match case-insensitively, and a missing or zero
-// type is ErrMissingType. Ack and Sequence need their sequenceId.
+// type is ErrMissingType. Ack and Sequence need their sequenceId; a
+// StreamInvocation, StreamItem, Completion and CancelInvocation their
+// invocationId; streamIds must be non-empty strings. A StreamItem's item
+// and a Completion's result are returned in Arguments, a Completion's
+// error in Error (HasError).
 func (JSONProtocol) Parse(rec []byte) (Message, error) {
 	var m jsonMessage
 	if err := json.Unmarshal(rec, &m); err != nil {
@@ -70,6 +78,37 @@ func (JSONProtocol) Parse(rec []byte) (Message, error) {
 		return Message{}, ErrMissingType
 	}
 	msg := Message{Type: m.Type, InvocationID: m.InvocationID, Target: m.Target, Arguments: m.Arguments}
+	switch m.Type {
+	case TypeInvocation, TypeStreamInvocation:
+		for _, id := range m.StreamIDs {
+			if id == "" {
+				return Message{}, fmt.Errorf("%w: null or empty value in streamIds", ErrInvalidMessage)
+			}
+		}
+		msg.StreamIDs = m.StreamIDs
+		if m.Type == TypeStreamInvocation && m.InvocationID == "" {
+			return Message{}, fmt.Errorf("%w: null or empty invocation ID for StreamInvocation message", ErrInvalidMessage)
+		}
+	case TypeStreamItem, TypeCompletion, TypeCancelInvocation:
+		if m.InvocationID == "" {
+			return Message{}, fmt.Errorf("%w: null or empty invocation ID for %s message", ErrInvalidMessage, m.Type)
+		}
+		msg.Arguments = nil
+		switch {
+		case m.Type == TypeStreamItem:
+			if m.Item == nil {
+				return Message{}, fmt.Errorf("%w: missing required property 'item'", ErrInvalidMessage)
+			}
+			msg.Arguments = m.Item
+		case m.Type == TypeCompletion && m.Error != nil:
+			if m.Result != nil {
+				return Message{}, fmt.Errorf("%w: the 'error' and 'result' properties are mutually exclusive", ErrInvalidMessage)
+			}
+			msg.Error, msg.HasError = *m.Error, true
+		case m.Type == TypeCompletion:
+			msg.Arguments = m.Result
+		}
+	}
 	if m.Type == TypeAck || m.Type == TypeSequence {
 		if m.SequenceID == nil {
 			return Message{}, fmt.Errorf("%w: missing required property 'sequenceId'", ErrInvalidMessage)

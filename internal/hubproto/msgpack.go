@@ -176,7 +176,7 @@ func (MessagePackProtocol) Parse(rec []byte) (Message, error) {
 		}
 		used = 5
 		if n > 5 {
-			if b, err = skipStringArray(b, "streamIds"); err != nil {
+			if m.StreamIDs, b, err = readStringArray(b, "streamIds"); err != nil {
 				return Message{}, err
 			}
 			used = 6
@@ -211,9 +211,11 @@ func (MessagePackProtocol) Parse(rec []byte) (Message, error) {
 					return Message{}, fmt.Errorf("%w: Completion with result kind %d has no result", ErrInvalidMessage, kind)
 				}
 				if kind == resultError {
-					if _, b, err = msgp.ReadStringZC(b); err != nil {
+					var e []byte
+					if e, b, err = msgp.ReadStringZC(b); err != nil {
 						return Message{}, mpError("error", err)
 					}
+					m.Error, m.HasError = string(e), true
 				} else if m.Arguments, b, err = rawValue(b, "result"); err != nil {
 					return Message{}, err
 				}
@@ -285,22 +287,28 @@ func skipHeaders(b []byte) ([]byte, error) {
 	return b, nil
 }
 
-// skipStringArray reads an array of non-empty strings (streamIds).
-func skipStringArray(b []byte, field string) ([]byte, error) {
+// readStringArray reads an array of non-empty strings (streamIds); nil
+// for an empty array.
+func readStringArray(b []byte, field string) ([]string, []byte, error) {
 	n, b, err := msgp.ReadArrayHeaderBytes(b)
 	if err != nil {
-		return nil, mpError(field, err)
+		return nil, nil, mpError(field, err)
 	}
+	if n > uint32(len(b)) { // each string takes a byte at least
+		return nil, nil, mpError(field, msgp.ErrShortBytes)
+	}
+	var ids []string
 	for i := uint32(0); i < n; i++ {
 		var s []byte
 		if s, b, err = msgp.ReadStringZC(b); err != nil {
-			return nil, mpError(field, err)
+			return nil, nil, mpError(field, err)
 		}
 		if len(s) == 0 {
-			return nil, fmt.Errorf("%w: null or empty value in %s", ErrInvalidMessage, field)
+			return nil, nil, fmt.Errorf("%w: null or empty value in %s", ErrInvalidMessage, field)
 		}
+		ids = append(ids, string(s))
 	}
-	return b, nil
+	return ids, b, nil
 }
 
 // readOptString reads a string or nil ("" for nil).

@@ -37,8 +37,19 @@ type Message struct {
 	Target       string
 	// Arguments is the arguments array exactly as the client encoded it,
 	// in the parsing protocol's encoding (a JSON array for JSON); nil when
-	// the record has none. See the package doc on arguments.
+	// the record has none. For a StreamItem it is the item, for a
+	// Completion its result (nil: void or error). See the package doc on
+	// arguments.
 	Arguments []byte
+	// StreamIDs are an Invocation's or StreamInvocation's upload streams
+	// (streamIds): the client sends each stream's items as StreamItems
+	// and ends it with a Completion, both carrying the stream id as their
+	// invocation id. Nil when none.
+	StreamIDs []string
+	// Error is a Completion's error text; HasError tells an error from a
+	// void or non-void Completion.
+	Error    string
+	HasError bool
 	// SequenceID is an Ack's or a Sequence's sequenceId (stateful
 	// reconnect); 0 for the other types.
 	SequenceID int64

@@ -167,6 +167,7 @@ type Node struct {
 	poll    poller.Poller
 	metrics *metricset.Registry
 	admin   *admin.Handler
+	recv    *resultsReceiver // results.go
 	fleet   *admin.Fleet
 	webhook *webhook.Upstream
 	adminLn net.Listener
@@ -284,6 +285,9 @@ func Start(cfg Config) (*Node, error) {
 		cfg.Conn.Service = n.svc
 		undo = append(undo, func() { n.svc.Close() })
 	}
+	if ret, ok := n.bp.(backplane.Returner); ok && cfg.Conn.Returner == nil {
+		cfg.Conn.Returner = ret
+	}
 	if cfg.Conn.HTTPQueueBytes <= 0 {
 		// A long-polling connection's queue between polls: the same
 		// bound as a socket's.
@@ -293,7 +297,8 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	undo = append(undo, func() { n.srv.Close() })
-	if err := n.bp.Start(n.router); err != nil {
+	n.recv = &resultsReceiver{Router: n.router, srv: n.srv}
+	if err := n.bp.Start(n.recv); err != nil {
 		return nil, fmt.Errorf("start backplane: %w", err)
 	}
 	n.registerMetrics()
@@ -349,6 +354,7 @@ func Start(cfg Config) (*Node, error) {
 		n.adminLn.Close()
 		return nil, err
 	}
+	n.recv.admin.Store(n.admin)
 	n.http = n.admin.Server()
 	go func() {
 		if err := n.http.Serve(n.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {

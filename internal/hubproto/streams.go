@@ -1,0 +1,76 @@
+package hubproto
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/tinylib/msgp/msgp"
+)
+
+// The caller's side of streams: a StreamInvocation (with upload streams)
+// and a CancelInvocation. A node never sends them to its clients; test
+// clients and tools do, and they complete the protocol's primitives.
+// They are methods of the concrete protocols, not of Protocol.
+
+// AppendStreamInvocation appends
+// {"type":4,"invocationId":id,"target":target,"arguments":args} with
+// "streamIds" when there are any.
+func (JSONProtocol) AppendStreamInvocation(dst []byte, invocationID, target string, args []byte, streamIDs []string) ([]byte, error) {
+	n := len(dst)
+	dst = slices.Grow(dst, 60+len(invocationID)+len(target)+len(args))
+	dst = appendTypeID(dst, TypeStreamInvocation, invocationID)
+	dst = append(dst, `,"target":`...)
+	dst = appendString(dst, target)
+	dst = append(dst, `,"arguments":`...)
+	if len(args) == 0 {
+		dst = append(dst, "[]"...)
+	} else {
+		var err error
+		if dst, err = appendRaw(dst, args); err != nil {
+			return dst[:n], fmt.Errorf("encode stream invocation %q: arguments: %w", target, err)
+		}
+	}
+	if len(streamIDs) > 0 {
+		dst = append(dst, `,"streamIds":[`...)
+		for i, id := range streamIDs {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, id)
+		}
+		dst = append(dst, ']')
+	}
+	return append(dst, '}', RecordSeparator), nil
+}
+
+// AppendCancelInvocation appends {"type":5,"invocationId":id}.
+func (JSONProtocol) AppendCancelInvocation(dst []byte, invocationID string) []byte {
+	dst = appendTypeID(dst, TypeCancelInvocation, invocationID)
+	return append(dst, '}', RecordSeparator)
+}
+
+// AppendStreamInvocation appends [4, {}, id, target, args, streamIds].
+func (MessagePackProtocol) AppendStreamInvocation(dst []byte, invocationID, target string, args []byte, streamIDs []string) ([]byte, error) {
+	if len(args) == 0 {
+		args = emptyArray
+	} else if err := checkValue(args, "arguments"); err != nil {
+		return dst, err
+	} else if msgp.NextType(args) != msgp.ArrayType {
+		return dst, fmt.Errorf("%w: arguments: not an array", ErrInvalidMsgpack)
+	}
+	return framed(dst, func(b []byte) []byte {
+		b = appendHeadID(b, 6, TypeStreamInvocation, invocationID)
+		b = msgp.AppendString(b, target)
+		b = append(b, args...)
+		b = msgp.AppendArrayHeader(b, uint32(len(streamIDs)))
+		for _, id := range streamIDs {
+			b = msgp.AppendString(b, id)
+		}
+		return b
+	}), nil
+}
+
+// AppendCancelInvocation appends [5, {}, id].
+func (MessagePackProtocol) AppendCancelInvocation(dst []byte, invocationID string) []byte {
+	return framed(dst, func(b []byte) []byte { return appendHeadID(b, 3, TypeCancelInvocation, invocationID) })
+}

@@ -1,0 +1,215 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/edgeplane/edgeplane/backplane/wire"
+	"github.com/edgeplane/edgeplane/internal/hubproto"
+	"github.com/edgeplane/edgeplane/internal/redistest"
+	"github.com/edgeplane/edgeplane/internal/testutil"
+)
+
+// streamsJS runs test/compat/streams.js: one unmodified @microsoft/signalr
+// client.
+type streamsJS struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	mu     sync.Mutex
+	events []map[string]json.RawMessage
+	done   chan struct{}
+}
+
+func startStreamsJS(t *testing.T, base, protocol string) *streamsJS {
+	t.Helper()
+	spec, _ := json.Marshal(map[string]any{"base": base, "hub": "chat", "protocol": protocol})
+	j := &streamsJS{t: t, done: make(chan struct{})}
+	j.cmd = exec.Command("node", "streams.js", string(spec))
+	j.cmd.Dir = compatDir(t)
+	j.cmd.Stderr = os.Stderr
+	out, err := j.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.stdin, _ = j.cmd.StdinPipe()
+	if err := j.cmd.Start(); err != nil {
+		t.Fatalf("start node (is Node.js installed?): %v", err)
+	}
+	go func() {
+		defer close(j.done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var e map[string]json.RawMessage
+			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+				t.Errorf("bad line from streams.js: %q", sc.Text())
+				continue
+			}
+			j.mu.Lock()
+			j.events = append(j.events, e)
+			j.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		j.stdin.Close()
+		select {
+		case <-j.done:
+		case <-time.After(10 * time.Second):
+			j.cmd.Process.Kill()
+		}
+		j.cmd.Wait()
+	})
+	return j
+}
+
+// event waits for the first event named ev and returns its fields.
+func (j *streamsJS) event(ev string) map[string]json.RawMessage {
+	j.t.Helper()
+	var got map[string]json.RawMessage
+	testutil.WaitUntil(j.t, 30*time.Second, "streams.js event "+ev, func() bool {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		for _, e := range j.events {
+			if string(e["event"]) == `"`+ev+`"` {
+				got = e
+				return true
+			}
+			if string(e["event"]) == `"error"` {
+				j.t.Fatalf("streams.js: %s", e["error"])
+			}
+		}
+		return false
+	})
+	return got
+}
+
+func (j *streamsJS) count(ev string) int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	n := 0
+	for _, e := range j.events {
+		if string(e["event"]) == `"`+ev+`"` {
+			n++
+		}
+	}
+	return n
+}
+
+// TestCompatStreams: an unmodified @microsoft/signalr client, JSON and
+// MessagePack, against a node whose upstream is examples/upstream (a real
+// app on the Redis stream): invoke; a server-to-client stream whose items
+// and completion arrive in order; a stream of an unknown method fails
+// with the app's error; a stream the client disposes of reaches the app
+// as a cancel (the app says so to the client); an upload stream (Subject
+// argument) whose items and completion reach the app, which answers the
+// sum. Client results: REST :invoke answers the client's result, its
+// error (400), and when the client disconnects with the result pending,
+// "Connection disconnected."; an ASP.NET Core-format invocation published
+// raw to Redis with an invocation id and a return channel gets the
+// client's Completion on that channel as [protocol, bytes].
+func TestCompatStreams(t *testing.T) {
+	rs := redistest.Start(t)
+	n := startNode(t, "epoll", "--redis", rs.URL(), "--hub", "chat", "--server-name", "node-streams")
+	startApp(t, "--redis", rs.URL(), "--hub", "chat", "--group", "app")
+	rdb := redis.NewClient(&redis.Options{Addr: strings.TrimPrefix(rs.URL(), "redis://")})
+	t.Cleanup(func() { rdb.Close() })
+	for _, proto := range []string{"json", "messagepack"} {
+		t.Run(proto, func(t *testing.T) {
+			js := startStreamsJS(t, "http://"+n.client, proto)
+			var id string
+			json.Unmarshal(js.event("connected")["connectionId"], &id)
+			if got := string(js.event("echo")["result"]); got != `{"a":[1,"x"]}` {
+				t.Errorf("Echo: %s", got)
+			}
+			s := js.event("stream")
+			if string(s["items"]) != "[0,1,2]" || string(s["error"]) != "null" {
+				t.Errorf("stream Counter(3): items %s, error %s", s["items"], s["error"])
+			}
+			if e := js.event("streamError"); !strings.Contains(string(e["error"]), "unknown streaming method Nope") {
+				t.Errorf("stream of an unknown method: %s", e["error"])
+			}
+			c := js.event("cancelled")
+			if string(c["items"]) != "[0,1]" || string(c["id"]) == "null" {
+				t.Errorf("cancelled stream: items %s, the app's streamCancelled id %s", c["items"], c["id"])
+			}
+			if u := js.event("upload"); string(u["result"]) != "6.5" {
+				t.Errorf("upload stream Sum(1, 2.5, 3): %s %s", u["result"], u["error"])
+			}
+			js.event("ready")
+
+			// Client results through the REST API.
+			code, body := n.api("POST", "/api/hubs/chat/connections/"+id+"/:invoke", `{"target":"double","arguments":[21]}`, "")
+			if code != 200 || !strings.Contains(body, `"result":42`) || !strings.Contains(body, `"protocol":"`+proto+`"`) {
+				t.Errorf(":invoke double(21): %d %s", code, body)
+			}
+			code, body = n.api("POST", "/api/hubs/chat/connections/"+id+"/:invoke", `{"target":"fail","arguments":[]}`, "")
+			if code != 400 || !strings.Contains(body, "no can do") {
+				t.Errorf(":invoke fail(): %d %s", code, body)
+			}
+
+			// Client results from an ASP.NET Core server over Redis.
+			ret := "chat:internal:return:aspnet-" + proto
+			sub := rdb.Subscribe(context.Background(), ret)
+			defer sub.Close()
+			if _, err := sub.Receive(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			rec := []byte("{\"type\":1,\"invocationId\":\"asp-1\",\"target\":\"double\",\"arguments\":[4.5]}\x1e")
+			if err := rdb.Publish(context.Background(), "chat:connection:"+id, wire.AppendInvocationReturn(nil, nil, rec, "asp-1", ret)).Err(); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case msg := <-sub.Channel():
+				p, comp, err := wire.ReadCompletion([]byte(msg.Payload))
+				if err != nil || p != proto {
+					t.Fatalf("return channel: protocol %q, %v", p, err)
+				}
+				hp := hubproto.Lookup(p)
+				var m hubproto.Message
+				if err := hp.Split(comp, func(r []byte) error { m, err = hp.Parse(r); return err }); err != nil {
+					t.Fatalf("completion % x: %v", comp, err)
+				}
+				res := m.Arguments
+				if hp.Binary() {
+					res, _ = hubproto.MessagePackToJSON(nil, res)
+				}
+				if m.Type != hubproto.TypeCompletion || m.InvocationID != "asp-1" || string(res) != "9" {
+					t.Errorf("completion on the return channel: %+v result %s", m, res)
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatal("no completion on the return channel")
+			}
+
+			// A result pending when the client goes: an error Completion.
+			type answer struct {
+				code int
+				body string
+			}
+			hung := make(chan answer, 1)
+			go func() {
+				code, body := n.api("POST", "/api/hubs/chat/connections/"+id+"/:invoke", `{"target":"hang","arguments":[]}`, "")
+				hung <- answer{code, body}
+			}()
+			testutil.WaitUntil(t, 10*time.Second, "the client got hang", func() bool { return js.count("invoked") >= 4 })
+			io.WriteString(js.stdin, "stop\n")
+			select {
+			case a := <-hung:
+				if a.code != 400 || !strings.Contains(a.body, "Connection disconnected.") {
+					t.Errorf(":invoke hang() when the client left: %d %s", a.code, a.body)
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatal(":invoke hang() did not end when the client left")
+			}
+		})
+	}
+}
