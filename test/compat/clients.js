@@ -5,7 +5,8 @@
 //        "protocol":"messagepack","skipNegotiation":false,"accessToken":"...",
 //        "targets":["t"],"invoke":{...},"invokes":[{...}],"sends":[{...}],
 //        "ignore":["noise"],"stopAfterConnect":false,
-//        "headers":{"X-Custom":"v"},"query":"room=42","invokeAsync":false}]}
+//        "headers":{"X-Custom":"v"},"query":"room=42","invokeAsync":false,
+//        "transport":"websockets"|"sse"|"longpolling","reconnect":false}]}
 // protocol "messagepack" builds the client with
 // withHubProtocol(new MessagePackHubProtocol()) from
 // @microsoft/signalr-protocol-msgpack (default: JSON). hub may be a path
@@ -77,6 +78,7 @@ async function start(c) {
     opts.skipNegotiation = true;
     opts.transport = signalR.HttpTransportType.WebSockets;
   }
+  if (c.transport === "websockets") opts.transport = signalR.HttpTransportType.WebSockets;
   if (c.transport === "sse") opts.transport = signalR.HttpTransportType.ServerSentEvents;
   if (c.transport === "longpolling") opts.transport = signalR.HttpTransportType.LongPolling;
   if (c.accessToken) opts.accessTokenFactory = () => c.accessToken;

@@ -1,11 +1,16 @@
 // Streams, cancellation, upload streams and client results with an
 // unmodified @microsoft/signalr client, for the Go test
 // TestCompatStreams (test/e2e). Usage:
-//   node streams.js '{"base":"http://127.0.0.1:PORT","hub":"chat","protocol":"json"|"messagepack"}'
+//   node streams.js '{"base":"http://127.0.0.1:PORT","hub":"chat","protocol":"json"|"messagepack",
+//                     "transport":"websockets"|"sse"|"longpolling"}'
+// transport forces the client onto that transport (default: negotiated).
 // Against a node whose upstream is examples/upstream (Counter, Sum,
 // Echo), it runs in turn, printing one JSON line per outcome:
-//   {"event":"connected","connectionId":"..."}
+//   {"event":"connected","connectionId":"...","transport":"LongPollingTransport"}
 //   {"event":"echo","result":...}                       invoke("Echo", ...)
+//   {"event":"send","args":[...]}                       send("Broadcast", "sent", 7) (no
+//                                                       answer); the app's broadcast(...)
+//                                                       back to this client
 //   {"event":"stream","items":[0,1,2],"error":null}     stream("Counter", 3, 0)
 //   {"event":"cancelled","items":[...],"id":"..."}      stream("Counter", 1000, 20) disposed
 //                                                       after 2 items; id from the
@@ -42,13 +47,19 @@ function streamAll(conn, target, args, cancelAfter) {
 }
 
 (async () => {
+  const opts = {};
+  if (spec.transport === "websockets") opts.transport = signalR.HttpTransportType.WebSockets;
+  if (spec.transport === "sse") opts.transport = signalR.HttpTransportType.ServerSentEvents;
+  if (spec.transport === "longpolling") opts.transport = signalR.HttpTransportType.LongPolling;
   let builder = new signalR.HubConnectionBuilder()
-    .withUrl(`${spec.base}/${spec.hub || "chat"}`)
+    .withUrl(`${spec.base}/${spec.hub || "chat"}`, opts)
     .configureLogging(signalR.LogLevel.Warning);
   if (spec.protocol === "messagepack") builder = builder.withHubProtocol(new MessagePackHubProtocol());
   const conn = builder.build();
   let cancelledId = null;
   let onCancelled = null;
+  let onBroadcast = null;
+  conn.on("broadcast", (...args) => { if (onBroadcast) onBroadcast(args); });
   conn.on("streamCancelled", (id) => { cancelledId = id; if (onCancelled) onCancelled(); });
   conn.on("double", (x) => { out({ event: "invoked", target: "double", args: [x] }); return x * 2; });
   conn.on("fail", () => { out({ event: "invoked", target: "fail", args: [] }); throw new Error("no can do"); });
@@ -60,11 +71,25 @@ function streamAll(conn, target, args, cancelAfter) {
     out({ event: "error", error: String(err) });
     process.exit(1);
   }
-  out({ event: "connected", connectionId: conn.connectionId });
+  // The transport in use (the client's own class: WebSocketTransport,
+  // ServerSentEventsTransport, LongPollingTransport), so the test knows
+  // what it ran on.
+  const tr = conn.connection && conn.connection.transport;
+  out({ event: "connected", connectionId: conn.connectionId, transport: tr ? tr.constructor.name : null });
   try {
     out({ event: "echo", result: await conn.invoke("Echo", { a: [1, "x"] }) });
   } catch (err) {
     out({ event: "echo", error: String(err) });
+  }
+  const sent = new Promise((resolve) => {
+    onBroadcast = resolve;
+    setTimeout(() => resolve(null), 10000);
+  });
+  try {
+    await conn.send("Broadcast", "sent", 7);
+    out({ event: "send", args: await sent });
+  } catch (err) {
+    out({ event: "send", error: String(err) });
   }
   const s = await streamAll(conn, "Counter", [3, 0]);
   out({ event: "stream", items: s.items, error: s.error });

@@ -31,9 +31,9 @@ type streamsJS struct {
 	done   chan struct{}
 }
 
-func startStreamsJS(t *testing.T, base, protocol string) *streamsJS {
+func startStreamsJS(t *testing.T, base, transport, protocol string) *streamsJS {
 	t.Helper()
-	spec, _ := json.Marshal(map[string]any{"base": base, "hub": "chat", "protocol": protocol})
+	spec, _ := json.Marshal(map[string]any{"base": base, "hub": "chat", "transport": transport, "protocol": protocol})
 	j := &streamsJS{t: t, done: make(chan struct{})}
 	j.cmd = exec.Command("node", "streams.js", string(spec))
 	j.cmd.Dir = compatDir(t)
@@ -105,9 +105,12 @@ func (j *streamsJS) count(ev string) int {
 	return n
 }
 
-// TestCompatStreams: an unmodified @microsoft/signalr client, JSON and
-// MessagePack, against a node whose upstream is examples/upstream (a real
-// app on the Redis stream): invoke; a server-to-client stream whose items
+// TestCompatStreams: an unmodified @microsoft/signalr client on each
+// transport with each protocol it carries (WebSockets: JSON, MessagePack;
+// Server-Sent Events: JSON; Long Polling: JSON, MessagePack), against a
+// node whose upstream is examples/upstream (a real app on the Redis
+// stream): invoke with a result; a send (no answer) whose broadcast the
+// app sends back to the client; a server-to-client stream whose items
 // and completion arrive in order; a stream of an unknown method fails
 // with the app's error; a stream the client disposes of reaches the app
 // as a cancel (the app says so to the client); an upload stream (Subject
@@ -123,13 +126,27 @@ func TestCompatStreams(t *testing.T) {
 	startApp(t, "--redis", rs.URL(), "--hub", "chat", "--group", "app")
 	rdb := redis.NewClient(&redis.Options{Addr: strings.TrimPrefix(rs.URL(), "redis://")})
 	t.Cleanup(func() { rdb.Close() })
-	for _, proto := range []string{"json", "messagepack"} {
-		t.Run(proto, func(t *testing.T) {
-			js := startStreamsJS(t, "http://"+n.client, proto)
-			var id string
+	for _, tc := range []struct{ transport, proto, class string }{
+		{"websockets", "json", "WebSocketTransport"},
+		{"websockets", "messagepack", "WebSocketTransport"},
+		{"sse", "json", "ServerSentEventsTransport"},
+		{"longpolling", "json", "LongPollingTransport"},
+		{"longpolling", "messagepack", "LongPollingTransport"},
+	} {
+		proto := tc.proto
+		t.Run(tc.transport+"/"+proto, func(t *testing.T) {
+			js := startStreamsJS(t, "http://"+n.client, tc.transport, proto)
+			var id, class string
 			json.Unmarshal(js.event("connected")["connectionId"], &id)
+			json.Unmarshal(js.event("connected")["transport"], &class)
+			if class != tc.class {
+				t.Fatalf("the client runs on %q, want %s", class, tc.class)
+			}
 			if got := string(js.event("echo")["result"]); got != `{"a":[1,"x"]}` {
 				t.Errorf("Echo: %s", got)
+			}
+			if s := js.event("send"); string(s["args"]) != `["sent",7]` {
+				t.Errorf("send Broadcast(\"sent\", 7): broadcast back %s, error %s", s["args"], s["error"])
 			}
 			s := js.event("stream")
 			if string(s["items"]) != "[0,1,2]" || string(s["error"]) != "null" {
@@ -158,7 +175,7 @@ func TestCompatStreams(t *testing.T) {
 			}
 
 			// Client results from an ASP.NET Core server over Redis.
-			ret := "chat:internal:return:aspnet-" + proto
+			ret := "chat:internal:return:aspnet-" + tc.transport + "-" + proto
 			sub := rdb.Subscribe(context.Background(), ret)
 			defer sub.Close()
 			if _, err := sub.Receive(context.Background()); err != nil {

@@ -54,7 +54,8 @@ type jsClientSpec struct {
 	Ignore []string `json:"ignore,omitempty"`
 	// StopAfterConnect: the client stops once connected.
 	StopAfterConnect bool `json:"stopAfterConnect,omitempty"`
-	// Transport "sse" or "longpolling" forces the client onto it.
+	// Transport "websockets", "sse" or "longpolling" forces the client
+	// onto it.
 	Transport string `json:"transport,omitempty"`
 	// Reconnect: withAutomaticReconnect([0, 0, 0]).
 	Reconnect bool `json:"reconnect,omitempty"`

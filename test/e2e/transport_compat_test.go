@@ -11,12 +11,15 @@ import (
 )
 
 // TestCompatHTTPTransports: unmodified @microsoft/signalr clients forced
-// onto Server-Sent Events (JSON) and Long Polling (JSON, MessagePack)
+// onto each transport with each protocol it carries (WebSockets: JSON,
+// MessagePack; Server-Sent Events: JSON; Long Polling: JSON, MessagePack)
 // connect, send (an invocation's Completion error comes back over the
 // transport), receive what the REST API sends to all, a group, a user and
 // a connection, and reconnect after a server-side close.
 func TestCompatHTTPTransports(t *testing.T) {
 	for _, tc := range []struct{ transport, protocol string }{
+		{"websockets", ""},
+		{"websockets", "messagepack"},
 		{"sse", ""},
 		{"longpolling", ""},
 		{"longpolling", "messagepack"},
