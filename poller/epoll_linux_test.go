@@ -138,6 +138,49 @@ func TestEpollQueueFullOnEAGAIN(t *testing.T) {
 	}
 }
 
+// TestEpollSendWritesAtOnce: a Send to a connection with nothing queued
+// and a writable socket writes the frame before it returns (as the floor's
+// raw write loop does), rather than queueing it and waking the loop. The
+// Sends are made from OnData, on the connection's own loop, so the loop
+// cannot have flushed a queue in between: without the direct write the
+// frame would still be queued when Send returns.
+func TestEpollSendWritesAtOnce(t *testing.T) {
+	type result struct {
+		queued int
+		idle   bool
+	}
+	results := make(chan result, 4)
+	var pp atomic.Pointer[poller.Poller]
+	h := newTestHandler(func(s *testSession, b []byte) {
+		err := s.c.Send([]byte("reply:" + string(b)))
+		if err != nil {
+			t.Errorf("Send = %v", err)
+		}
+		results <- result{queued: s.c.QueuedBytes(), idle: poller.EpollIdle(*pp.Load(), s.c)}
+	})
+	p, addr := startEpoll(t, poller.Config{}, h)
+	pp.Store(&p)
+	c, _ := h.dial(t, addr)
+	for i := 0; i < 3; i++ {
+		if _, err := c.Write([]byte{'a' + byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case r := <-results:
+			if r.queued != 0 || !r.idle {
+				t.Fatalf("Send %d on an idle, writable connection queued %d bytes (idle state %v): want written at once", i, r.queued, r.idle)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no OnData")
+		}
+		got := make([]byte, len("reply:a"))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(c, got); err != nil || string(got) != "reply:"+string(rune('a'+i)) {
+			t.Fatalf("read %q, %v", got, err)
+		}
+	}
+}
+
 func TestEpollOneByteReader(t *testing.T) {
 	h := newTestHandler(nil)
 	h.onOpen = smallSndbuf
