@@ -49,9 +49,16 @@ func mixedHub(n int) (*Router, []*recMember) {
 // TestEncodeOncePerProtocol: a message to N recipients, half of them on
 // MessagePack, is framed once per protocol (the counter says so), every
 // recipient of a protocol gets the very same bytes, and a protocol no
-// recipient speaks is never encoded.
+// recipient speaks is never encoded; also when the audience is large
+// enough for the delivery to be split over several goroutines, which then
+// ask for the frames concurrently.
 func TestEncodeOncePerProtocol(t *testing.T) {
-	const n = 1000
+	for _, n := range []int{1000, 4 * parallelMin} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) { testEncodeOnce(t, n) })
+	}
+}
+
+func testEncodeOnce(t *testing.T, n int) {
 	r, ms := mixedHub(n)
 	var recipients, bytesOut int
 	r.Metrics()
