@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -67,14 +68,18 @@ func (c econn) lock() (*epollPoller, *slot, *refs) {
 // live reports whether a connection with slot flags f accepts Sends.
 func live(f uint32) bool { return f&fOpen != 0 && f&(fShutdown|fCloseReq) == 0 }
 
-// Send implements Conn. When nothing is queued and no write is pending
-// (the socket was writable last time), it writes frame at once with one
-// non-blocking write from the caller's goroutine, as the floor does: no
-// queue, no loop wake-up, no allocation. Whatever the socket does not take
-// (EAGAIN, a short write) is queued and the connection put on its loop's
-// dirty list, as is every frame sent while bytes are queued: the loop
-// writes the queue with one writev per connection per wake-up, and
-// registers EPOLLOUT only if the socket would block.
+// Send implements Conn. When nothing is queued, no write is pending (the
+// socket was writable last time) and Send has not written to this
+// connection itself in the current writeTick, it writes frame at once with
+// one non-blocking write from the caller's goroutine, as the floor does: no
+// queue, no loop wake-up, no allocation. That is every recipient of a
+// broadcast. Whatever the socket does not take (EAGAIN, a short write) is
+// queued and the connection put on its loop's dirty list, as is every
+// frame sent while bytes are queued or within the tick of a direct write
+// (a burst to one connection): the loop writes the queue with one writev
+// per connection per wake-up, so a burst costs a system call per wake-up
+// rather than one per frame, and registers EPOLLOUT only if the socket
+// would block.
 //
 // The write happens under the slot lock with the generation checked, and
 // the loop closes a socket only after clearing fOpen under that lock, so
@@ -99,7 +104,8 @@ func (c econn) Send(frame []byte) error {
 	}
 	fd := c.fd()
 	off := 0
-	if f&(fDirty|fArmed) == 0 && (rf.q == nil || rf.q.n == 0) {
+	if tick := writeTick(); f&(fDirty|fArmed) == 0 && (rf.q == nil || rf.q.n == 0) && sl.wtick != tick {
+		sl.wtick = tick
 		n, err := rawWrite(fd, frame)
 		switch {
 		case err == nil && n == len(frame):
@@ -120,6 +126,13 @@ func (c econn) Send(frame []byte) error {
 	p.dirtyLocked(sl, fd, f)
 	return nil
 }
+
+// writeTick is a coarse clock (~1 ms ticks, wrapping) for Send's choice
+// between writing at once and queueing for the loop.
+// (A tick equal to the last one after a wrap only queues one frame.)
+func writeTick() uint16 { return uint16(time.Since(tickBase) >> 20) }
+
+var tickBase = time.Now() // monotonic
 
 // dirtyLocked makes sure the loop will write the connection's queue: it is
 // either already on the dirty list or waiting for EPOLLOUT, or is put on

@@ -140,42 +140,54 @@ func TestEpollQueueFullOnEAGAIN(t *testing.T) {
 
 // TestEpollSendWritesAtOnce: a Send to a connection with nothing queued
 // and a writable socket writes the frame before it returns (as the floor's
-// raw write loop does), rather than queueing it and waking the loop. The
-// Sends are made from OnData, on the connection's own loop, so the loop
-// cannot have flushed a queue in between: without the direct write the
-// frame would still be queued when Send returns.
+// raw write loop does: every recipient of a broadcast), rather than
+// queueing it and waking the loop; a burst of Sends to one connection
+// right after is queued and coalesced by the loop, and arrives in order.
+// The Sends are made from OnData, on the connection's own loop, so the
+// loop cannot have flushed a queue in between: without the direct write
+// the first frame would still be queued when Send returns.
 func TestEpollSendWritesAtOnce(t *testing.T) {
 	type result struct {
-		queued int
-		idle   bool
+		queuedFirst, queuedBurst int
+		idle                     bool
 	}
+	const burst = 10
 	results := make(chan result, 4)
 	var pp atomic.Pointer[poller.Poller]
 	h := newTestHandler(func(s *testSession, b []byte) {
-		err := s.c.Send([]byte("reply:" + string(b)))
-		if err != nil {
+		var r result
+		if err := s.c.Send([]byte("reply:" + string(b))); err != nil {
 			t.Errorf("Send = %v", err)
 		}
-		results <- result{queued: s.c.QueuedBytes(), idle: poller.EpollIdle(*pp.Load(), s.c)}
+		r.queuedFirst, r.idle = s.c.QueuedBytes(), poller.EpollIdle(*pp.Load(), s.c)
+		for i := 1; i < burst; i++ {
+			s.c.Send([]byte("reply:" + string(b)))
+		}
+		r.queuedBurst = s.c.QueuedBytes()
+		results <- r
 	})
 	p, addr := startEpoll(t, poller.Config{}, h)
 	pp.Store(&p)
-	c, _ := h.dial(t, addr)
 	for i := 0; i < 3; i++ {
+		c, _ := h.dial(t, addr)
 		if _, err := c.Write([]byte{'a' + byte(i)}); err != nil {
 			t.Fatal(err)
 		}
 		select {
 		case r := <-results:
-			if r.queued != 0 || !r.idle {
-				t.Fatalf("Send %d on an idle, writable connection queued %d bytes (idle state %v): want written at once", i, r.queued, r.idle)
+			if r.queuedFirst != 0 || !r.idle {
+				t.Fatalf("conn %d: Send on an idle, writable connection queued %d bytes (idle state %v): want written at once", i, r.queuedFirst, r.idle)
+			}
+			if r.queuedBurst == 0 {
+				t.Fatalf("conn %d: a burst of %d Sends was written frame by frame: want it queued for the loop", i, burst)
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("no OnData")
 		}
-		got := make([]byte, len("reply:a"))
+		want := strings.Repeat("reply:"+string(rune('a'+i)), burst)
+		got := make([]byte, len(want))
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.ReadFull(c, got); err != nil || string(got) != "reply:"+string(rune('a'+i)) {
+		if _, err := io.ReadFull(c, got); err != nil || string(got) != want {
 			t.Fatalf("read %q, %v", got, err)
 		}
 	}

@@ -237,6 +237,7 @@ func (l *loop) open(o *op) {
 	sl.gen = gen
 	sl.cerr = reasonNone
 	sl.ip, sl.port = o.ip, o.port
+	sl.wtick = writeTick() - 1 // the first Send may write at once
 	sl.flags.Store(fOpen)
 	sl.mu.Unlock()
 	ev := unix.EpollEvent{Events: evRead, Fd: int32(fd), Pad: int32(gen)}
