@@ -69,8 +69,10 @@ func (c econn) lock() (*epollPoller, *slot, *refs) {
 func live(f uint32) bool { return f&fOpen != 0 && f&(fShutdown|fCloseReq) == 0 }
 
 // Send implements Conn. When nothing is queued, no write is pending (the
-// socket was writable last time) and Send has not written to this
-// connection itself in the current writeTick, it writes frame at once with
+// socket was writable last time), Send has not written to this connection
+// itself in the current writeTick and the call is not made from the
+// connection's own Session callback (whose Sends go out when it returns,
+// together), it writes frame at once with
 // one non-blocking write from the caller's goroutine, as the floor does: no
 // queue, no loop wake-up, no allocation. That is every recipient of a
 // broadcast. Whatever the socket does not take (EAGAIN, a short write) is
@@ -104,7 +106,8 @@ func (c econn) Send(frame []byte) error {
 	}
 	fd := c.fd()
 	off := 0
-	if tick := writeTick(); f&(fDirty|fArmed) == 0 && (rf.q == nil || rf.q.n == 0) && sl.wtick != tick {
+	if tick := writeTick(); f&(fDirty|fArmed) == 0 && (rf.q == nil || rf.q.n == 0) && sl.wtick != tick &&
+		p.loopOf(fd).inCall.Load() != int32(fd)+1 {
 		sl.wtick = tick
 		n, err := rawWrite(fd, frame)
 		switch {
