@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/edgeplane/edgeplane/internal/hubproto"
 	"github.com/edgeplane/edgeplane/internal/wsframe"
@@ -20,23 +21,29 @@ import (
 //     both); else the JSON records converted once
 //     (hubproto.JSONRecordsToMessagePack). In a binary frame.
 //
-// A Frames is used by one delivering goroutine at a time: Member.Deliver
-// calls Frame during the delivery and keeps only the returned frame.
-// Frame's fast path (the frame is built) is inlined into the member: a
-// recipient costs a load and a comparison more than when every frame was
-// JSON.
+// Member.Deliver calls Frame during the delivery and keeps only the
+// returned frame. A large delivery runs on several goroutines at once
+// (Hub.Deliver), so Frame is safe for concurrent use: the first caller for
+// a protocol builds its frame under mu, later callers see it through an
+// atomic flag. Frame's fast path (the frame is built) is inlined into the
+// member: a recipient costs a load and a comparison more than when every
+// frame was JSON.
 type Frames struct {
 	json, mp []byte // the records as received; mp nil when the message had none
 	per      [hubproto.NumIDs]protoFrame
-	sse      []byte  // the JSON records as one Server-Sent Event (sse.go), built on first use
-	r        *Router // limits and counters; nil for NewFrames
-	scratch  []byte  // transcoding buffer (pooled with the Frames)
+	sse      []byte      // the JSON records as one Server-Sent Event (sse.go), built on first use under mu
+	sseReady atomic.Bool // sse is built (empty: too large)
+	r        *Router     // limits and counters; nil for NewFrames
+	mu       sync.Mutex  // serialises build (and guards scratch)
+	scratch  []byte      // transcoding buffer (pooled with the Frames)
 }
 
-// protoFrame is the frame of one protocol.
+// protoFrame is the frame of one protocol. frame and failed are written
+// once, under Frames.mu, before ready is set.
 type protoFrame struct {
 	frame  []byte
-	failed bool // cannot be sent in this protocol (counted once)
+	ready  atomic.Bool // frame is built (it may be nil: failed)
+	failed bool        // cannot be sent in this protocol (counted once)
 }
 
 // NewFrames returns the frames of a message whose JSON records are json
@@ -54,7 +61,7 @@ func NewFrames(json, messagePack []byte) *Frames {
 // nothing and the Router has counted the drop once.
 func (f *Frames) Frame(id hubproto.ID) []byte {
 	p := &f.per[id]
-	if p.frame == nil {
+	if !p.ready.Load() {
 		return f.build(id)
 	}
 	return p.frame
@@ -62,9 +69,11 @@ func (f *Frames) Frame(id hubproto.ID) []byte {
 
 // build makes the frame for id (Frame's slow path).
 func (f *Frames) build(id hubproto.ID) []byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	p := &f.per[id]
-	if p.failed {
-		return nil
+	if p.ready.Load() || p.failed {
+		return p.frame
 	}
 	var fr []byte
 	switch id {
@@ -97,11 +106,14 @@ func (f *Frames) build(id hubproto.ID) []byte {
 		f.r.encodes[id].Inc()
 	}
 	p.frame = fr
+	p.ready.Store(true)
 	return fr
 }
 
+// fail marks id unsendable. f.mu must be held.
 func (f *Frames) fail(id hubproto.ID, reason int) {
 	f.per[id].failed = true
+	f.per[id].ready.Store(true)
 	if f.r != nil {
 		f.r.dropped[reason].Inc()
 	}
@@ -123,6 +135,12 @@ func putFrames(f *Frames) {
 	if cap(scratch) > 64<<10 {
 		scratch = nil
 	}
-	*f = Frames{scratch: scratch[:0]}
+	f.json, f.mp, f.r, f.scratch, f.sse = nil, nil, nil, scratch[:0], nil
+	f.sseReady.Store(false)
+	for i := range f.per {
+		p := &f.per[i]
+		p.frame, p.failed = nil, false
+		p.ready.Store(false)
+	}
 	framesPool.Put(f)
 }

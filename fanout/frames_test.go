@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,9 +50,16 @@ func mixedHub(n int) (*Router, []*recMember) {
 // TestEncodeOncePerProtocol: a message to N recipients, half of them on
 // MessagePack, is framed once per protocol (the counter says so), every
 // recipient of a protocol gets the very same bytes, and a protocol no
-// recipient speaks is never encoded.
+// recipient speaks is never encoded; also when the audience is large
+// enough for the delivery to be split over several goroutines, which then
+// ask for the frames concurrently.
 func TestEncodeOncePerProtocol(t *testing.T) {
-	const n = 1000
+	for _, n := range []int{1000, 4 * parallelMin} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) { testEncodeOnce(t, n) })
+	}
+}
+
+func testEncodeOnce(t *testing.T, n int) {
 	r, ms := mixedHub(n)
 	var recipients, bytesOut int
 	r.Metrics()
@@ -227,5 +235,28 @@ func TestFramesSSEBuiltOnce(t *testing.T) {
 	}
 	if b := f.SSE(); &a[0] != &b[0] {
 		t.Fatal("SSE() built the event twice")
+	}
+}
+
+// TestFramesSSEConcurrent: a delivery split over several goroutines asks
+// for the SSE event from each; it is built once and every caller gets
+// the same bytes (run with -race).
+func TestFramesSSEConcurrent(t *testing.T) {
+	f := NewFrames([]byte("{\"type\":1,\"target\":\"m\",\"arguments\":[]}\x1e"), nil)
+	const n = 8
+	got := make([][]byte, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i] = f.SSE()
+		}()
+	}
+	wg.Wait()
+	for i := 1; i < n; i++ {
+		if len(got[i]) == 0 || &got[i][0] != &got[0][0] {
+			t.Fatalf("caller %d got %q at a different address than caller 0", i, got[i])
+		}
 	}
 }

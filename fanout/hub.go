@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"hash/maphash"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -322,55 +323,115 @@ func (t *setTable) len(h *Hub, name string) int {
 
 var snapPool = sync.Pool{New: func() any { s := make([]*Entry, 0, 256); return &s }}
 
+// getSnap returns a pooled, empty snapshot slice; putSnap gives it back.
+func getSnap() *[]*Entry { sp := snapPool.Get().(*[]*Entry); *sp = (*sp)[:0]; return sp }
+
+func putSnap(sp *[]*Entry, snap []*Entry) {
+	clear(snap) // drop references before pooling
+	if cap(snap) <= 1<<16 {
+		*sp = snap[:0]
+		snapPool.Put(sp)
+	}
+}
+
+// parallelMin is the least number of recipients per goroutine of one
+// delivery. Each recipient costs a socket write (~5-10 µs, the receiver's
+// TCP work included on loopback) and a goroutine ~1 µs to start, so a
+// message to 2×parallelMin recipients or more is split over up to
+// GOMAXPROCS goroutines, as the floor splits its write loop over one
+// thread per core; smaller ones run on the caller's goroutine alone.
+const parallelMin = 1024
+
+// workers is how many goroutines deliver a message to n recipients.
+func workers(n int) int {
+	return max(1, min(runtime.GOMAXPROCS(0), n/parallelMin))
+}
+
 // Deliver hands the message's frames to the local recipients of (kind,
 // name), skipping the excluded connection ids; each takes the frame of its
-// protocol, built once for all of them. It returns the number of
-// recipients.
+// protocol, built once for all of them. A large audience is split over
+// several goroutines (workers); Deliver returns when every recipient has
+// been handed the message, so messages delivered one after the other reach
+// each connection in order. It returns the number of recipients.
 func (h *Hub) Deliver(kind backplane.Kind, name string, excluded []string, frame *Frames) int {
 	start := time.Now()
-	sp := snapPool.Get().(*[]*Entry)
-	snap := (*sp)[:0]
 	n, bytes := 0, 0
 	switch kind {
 	case backplane.All:
-		for i := range h.conns {
-			s := &h.conns[i]
-			s.mu.RLock()
-			snap = append(snap[:0], s.list...)
-			s.mu.RUnlock()
-			k, b := deliver(snap, excluded, frame)
-			n, bytes = n+k, bytes+b
-		}
+		w := workers(h.Len())
+		n, bytes = parallel(w, func(k int) (int, int) { return h.deliverShards(k, w, excluded, frame) })
 	case backplane.Group, backplane.User:
 		t := &h.group
 		if kind == backplane.User {
 			t = &h.users
 		}
+		sp := getSnap()
+		snap := *sp
 		s := &t.shards[h.shardOf(name)]
 		s.mu.RLock()
 		if ms, ok := s.sets[name]; ok {
 			snap = append(snap, ms.list...)
 		}
 		s.mu.RUnlock()
-		n, bytes = deliver(snap, excluded, frame)
+		w := workers(len(snap))
+		n, bytes = parallel(w, func(k int) (int, int) {
+			return deliver(snap[k*len(snap)/w:(k+1)*len(snap)/w], excluded, frame)
+		})
+		putSnap(sp, snap)
 	case backplane.Connection:
 		s, hv := h.connShardOf(name)
 		s.mu.RLock()
-		if e := s.get(name, hv); e != nil {
-			snap = append(snap, e)
-		}
+		e := s.get(name, hv)
 		s.mu.RUnlock()
-		n, bytes = deliver(snap, excluded, frame)
-	}
-	clear(snap) // drop references before pooling
-	if cap(snap) <= 1<<16 {
-		*sp = snap[:0]
-		snapPool.Put(sp)
+		if e != nil {
+			n, bytes = deliver([]*Entry{e}, excluded, frame)
+		}
 	}
 	if h.stats != nil && h.stats.OnDeliver != nil {
 		h.stats.OnDeliver(n, bytes, time.Since(start))
 	}
 	return n
+}
+
+// deliverShards delivers to the connections of conn shards k, k+w, k+2w,
+// …, one shard's snapshot at a time.
+func (h *Hub) deliverShards(k, w int, excluded []string, frame *Frames) (n, bytes int) {
+	sp := getSnap()
+	snap := *sp
+	for i := k; i < numShards; i += w {
+		s := &h.conns[i]
+		s.mu.RLock()
+		snap = append(snap[:0], s.list...)
+		s.mu.RUnlock()
+		a, b := deliver(snap, excluded, frame)
+		n, bytes = n+a, bytes+b
+	}
+	putSnap(sp, snap)
+	return n, bytes
+}
+
+// parallel runs part(0), …, part(w-1): part 0 on the caller's goroutine,
+// the others each on its own, and returns the sums of their counts once
+// all are done.
+func parallel(w int, part func(k int) (n, bytes int)) (n, bytes int) {
+	if w <= 1 {
+		return part(0)
+	}
+	counts := make([][2]int, w)
+	var wg sync.WaitGroup
+	wg.Add(w - 1)
+	for k := 1; k < w; k++ {
+		go func() {
+			defer wg.Done()
+			counts[k][0], counts[k][1] = part(k)
+		}()
+	}
+	n, bytes = part(0)
+	wg.Wait()
+	for _, c := range counts[1:] {
+		n, bytes = n+c[0], bytes+c[1]
+	}
+	return n, bytes
 }
 
 func deliver(snap []*Entry, excluded []string, frame *Frames) (n, bytes int) {

@@ -226,3 +226,92 @@ func benchDeliver(b *testing.B, msg *backplane.Message) {
 		})
 	}
 }
+
+// concMember counts its deliveries and takes part in the detection of
+// concurrent delivery: the first delivery of a message waits (up to a
+// deadline) until another member is being delivered to at the same time.
+type concMember struct {
+	got   atomic.Int32
+	probe *concProbe
+}
+
+type concProbe struct {
+	inFlight, maxInFlight atomic.Int32
+	waited                atomic.Bool
+}
+
+func (m *concMember) Deliver(f *Frames) int {
+	p := m.probe
+	cur := p.inFlight.Add(1)
+	for {
+		mx := p.maxInFlight.Load()
+		if cur <= mx || p.maxInFlight.CompareAndSwap(mx, cur) {
+			break
+		}
+	}
+	if p.waited.CompareAndSwap(false, true) {
+		deadline := time.Now().Add(5 * time.Second)
+		for p.maxInFlight.Load() < 2 && time.Now().Before(deadline) {
+			runtime.Gosched()
+		}
+	}
+	m.got.Add(1)
+	p.inFlight.Add(-1)
+	return len(f.Frame(hubproto.IDJSON))
+}
+
+// TestDeliverSplitsLargeAudience: a message to thousands of recipients is
+// delivered by several goroutines at once (as the floor splits its write
+// loop over one thread per core), each recipient exactly once, and
+// Deliver returns only when all have it; a small audience stays on the
+// caller's goroutine.
+func TestDeliverSplitsLargeAudience(t *testing.T) {
+	defer runtime.GOMAXPROCS(max(2, runtime.GOMAXPROCS(0)))
+	runtime.GOMAXPROCS(max(2, runtime.GOMAXPROCS(0)))
+	rec := []byte(`{"type":1,"target":"t","arguments":[]}` + "\x1e")
+	frameLen := len(NewFrames(rec, nil).Frame(hubproto.IDJSON))
+	for _, tc := range []struct {
+		name     string
+		members  int
+		kind     backplane.Kind
+		parallel bool
+	}{
+		{"all", 4 * parallelMin, backplane.All, true},
+		{"group", 4 * parallelMin, backplane.Group, true},
+		{"small group", parallelMin, backplane.Group, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewRouter([]string{"chat"}, nil)
+			h := r.Hub("chat")
+			probe := &concProbe{}
+			ms := make([]*concMember, tc.members)
+			for i := range ms {
+				ms[i] = &concMember{probe: probe}
+				id := fmt.Sprint(i)
+				h.Add(ms[i], id, "")
+				h.AddToGroup(id, "g")
+			}
+			excluded := []string{"0", "7"}
+			var n, bytes int
+			r.Stats.OnDeliver = func(k, b int, _ time.Duration) { n, bytes = k, b }
+			probe.waited.Store(!tc.parallel) // a small audience: nobody waits
+			r.Deliver(&backplane.Message{Hub: "chat", Kind: tc.kind, Name: "g", Excluded: excluded, Payload: rec})
+			want := tc.members - len(excluded)
+			if n != want || bytes != want*frameLen {
+				t.Fatalf("OnDeliver(%d, %d bytes), want %d and %d", n, bytes, want, want*frameLen)
+			}
+			for i, m := range ms {
+				wantGot := int32(1)
+				if i == 0 || i == 7 {
+					wantGot = 0
+				}
+				if got := m.got.Load(); got != wantGot {
+					t.Fatalf("member %d delivered %d times, want %d", i, got, wantGot)
+				}
+			}
+			if got := probe.maxInFlight.Load() >= 2; got != tc.parallel {
+				t.Fatalf("concurrent deliveries: %v, want %v", got, tc.parallel)
+			}
+		})
+	}
+}

@@ -6,20 +6,24 @@ import "github.com/edgeplane/edgeplane/internal/sse"
 // records (the ServerSentEvents transport is text only), built on the
 // first call and shared by every recipient on that transport: never
 // modify it. It returns nil when the event is larger than a connection's
-// outbound queue (the drop is counted once).
+// outbound queue (the drop is counted once). Safe for concurrent use, as
+// Frame is: a large delivery is split over several goroutines.
 func (f *Frames) SSE() []byte {
-	if f.sse != nil {
-		if len(f.sse) == 0 {
-			return nil // too large, counted
+	if !f.sseReady.Load() {
+		f.mu.Lock()
+		if !f.sseReady.Load() {
+			ev := sse.AppendEvent(make([]byte, 0, len(f.json)+16), f.json)
+			if f.r != nil && f.r.MaxFrameBytes > 0 && len(ev) > f.r.MaxFrameBytes {
+				ev = []byte{}
+				f.r.dropped[dropTooLarge].Inc()
+			}
+			f.sse = ev
+			f.sseReady.Store(true)
 		}
-		return f.sse
+		f.mu.Unlock()
 	}
-	ev := sse.AppendEvent(make([]byte, 0, len(f.json)+16), f.json)
-	if f.r != nil && f.r.MaxFrameBytes > 0 && len(ev) > f.r.MaxFrameBytes {
-		f.sse = []byte{}
-		f.r.dropped[dropTooLarge].Inc()
-		return nil
+	if len(f.sse) == 0 {
+		return nil // too large, counted
 	}
-	f.sse = ev
-	return ev
+	return f.sse
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -67,12 +68,26 @@ func (c econn) lock() (*epollPoller, *slot, *refs) {
 // live reports whether a connection with slot flags f accepts Sends.
 func live(f uint32) bool { return f&fOpen != 0 && f&(fShutdown|fCloseReq) == 0 }
 
-// Send implements Conn. It appends a reference to frame to the
-// connection's queue and, if the connection was clean, puts it on its
-// loop's dirty list; the loop writes everything queued with one writev per
-// connection per wake-up, and registers EPOLLOUT only if the socket would
-// block. Send makes no system call except, at most once per loop wake-up,
-// the eventfd write that wakes the loop.
+// Send implements Conn. When nothing is queued, no write is pending (the
+// socket was writable last time), Send has not written to this connection
+// itself in the current writeTick and the call is not made from the
+// connection's own Session callback (whose Sends go out when it returns,
+// together), it writes frame at once with
+// one non-blocking write from the caller's goroutine, as the floor does: no
+// queue, no loop wake-up, no allocation. That is every recipient of a
+// broadcast. Whatever the socket does not take (EAGAIN, a short write) is
+// queued and the connection put on its loop's dirty list, as is every
+// frame sent while bytes are queued or within the tick of a direct write
+// (a burst to one connection): the loop writes the queue with one writev
+// per connection per wake-up, so a burst costs a system call per wake-up
+// rather than one per frame, and registers EPOLLOUT only if the socket
+// would block.
+//
+// The write happens under the slot lock with the generation checked, and
+// the loop closes a socket only after clearing fOpen under that lock, so
+// it can never reach an fd reused by a later connection; and since the
+// loop writes only while the queue is not empty, the two never interleave
+// bytes.
 func (c econn) Send(frame []byte) error {
 	p, sl, rf := c.lock()
 	if p == nil {
@@ -89,10 +104,38 @@ func (c econn) Send(frame []byte) error {
 	if rf.q != nil && rf.q.n+len(frame) > p.cfg.MaxQueueBytes || len(frame) > p.cfg.MaxQueueBytes {
 		return ErrQueueFull
 	}
+	fd := c.fd()
+	off := 0
+	if tick := writeTick(); f&(fDirty|fArmed) == 0 && (rf.q == nil || rf.q.n == 0) && sl.wtick != tick &&
+		p.loopOf(fd).inCall.Load() != int32(fd)+1 {
+		sl.wtick = tick
+		n, err := rawWrite(fd, frame)
+		switch {
+		case err == nil && n == len(frame):
+			return nil
+		case err == nil:
+			off = n // a short write: the rest waits for the loop
+		case err != unix.EAGAIN:
+			// The socket is broken: its loop closes it (and will see the
+			// error again on its next read or write).
+			p.requestCloseLocked(sl, fd, errnoReason(err))
+			return ErrClosed
+		}
+	}
 	rf.q = rf.q.push(frame)
-	p.dirtyLocked(sl, c.fd(), f)
+	if off > 0 {
+		rf.q.consume(off)
+	}
+	p.dirtyLocked(sl, fd, f)
 	return nil
 }
+
+// writeTick is a coarse clock (~1 ms ticks, wrapping) for Send's choice
+// between writing at once and queueing for the loop.
+// (A tick equal to the last one after a wrap only queues one frame.)
+func writeTick() uint16 { return uint16(time.Since(tickBase) >> 20) }
+
+var tickBase = time.Now() // monotonic
 
 // dirtyLocked makes sure the loop will write the connection's queue: it is
 // either already on the dirty list or waiting for EPOLLOUT, or is put on
@@ -234,6 +277,11 @@ func reasonErr(r uint32) error {
 	default:
 		return fmt.Errorf("poller: connection: %w", syscall.Errno(r))
 	}
+}
+
+// rawWrite writes b with one system call, retrying EINTR.
+func rawWrite(fd int, b []byte) (int, error) {
+	return rawIO(unix.SYS_WRITE, fd, unsafe.Pointer(&b[0]), len(b))
 }
 
 // writev writes iov with one system call, retrying EINTR.

@@ -22,13 +22,18 @@ import (
 // and calls Handler.OnOpen. Per-connection state is
 // described in epoll_slab_linux.go.
 //
-// Writes: Send appends a frame reference to the connection's queue and,
-// if the connection was clean, puts it on its loop's dirty list (waking the
-// loop with its eventfd only if the loop is asleep). The loop writes each
-// dirty connection's queue with one writev, so frames sent while it was
-// busy go out together, and registers EPOLLOUT only when a write would
-// block, until the queue is drained. Only the owning loop touches the
-// socket, so no write can reach an fd reused by a later connection.
+// Writes: Send on a connection with nothing queued writes the frame at
+// once, from the caller's goroutine, with one non-blocking write under the
+// slot lock (a broadcast costs one system call per recipient and nothing
+// else, as the floor does). What the socket does not take, and every frame
+// sent while bytes are queued, goes on the connection's queue, which puts
+// it on its loop's dirty list (waking the loop with its eventfd only if
+// the loop is asleep). The loop writes each dirty connection's queue with
+// one writev, so frames sent while it was busy go out together, and
+// registers EPOLLOUT only when a write would block, until the queue is
+// drained. Only the owning loop closes the socket, and only after marking
+// the slot closed under its lock, so no write can reach an fd reused by a
+// later connection.
 func init() {
 	Register("epoll", newEpoll)
 }

@@ -138,6 +138,84 @@ func TestEpollQueueFullOnEAGAIN(t *testing.T) {
 	}
 }
 
+// TestEpollSendWritesAtOnce: a Send to a connection with nothing queued
+// and a writable socket writes the frame before it returns (as the floor's
+// raw write loop does: every recipient of a broadcast), rather than
+// queueing it and waking the loop: it arrives while the loop is held in
+// another connection's callback. A burst of Sends to one connection right
+// after is queued for the loop, which coalesces it. What a connection's
+// own callback sends goes out after the callback returns, as before (a
+// handshake reply must not overtake the registration that follows it).
+func TestEpollSendWritesAtOnce(t *testing.T) {
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	held := make(chan struct{}, 1)
+	inCallback := make(chan int, 1)
+	h := newTestHandler(func(s *testSession, b []byte) {
+		switch b[0] {
+		case 'A': // hold the (only) loop
+			held <- struct{}{}
+			<-release
+		case 'B':
+			s.c.Send([]byte("in-callback"))
+			inCallback <- s.c.QueuedBytes()
+		}
+	})
+	p, addr := startEpoll(t, poller.Config{Loops: 1}, h)
+	t.Cleanup(unblock) // before the poller's Close, which waits for the loop
+	a, _ := h.dial(t, addr)
+	b, sb := h.dial(t, addr)
+	c, _ := h.dial(t, addr) // never written to before its callback
+	readFrom := func(conn *net.TCPConn, want string) {
+		t.Helper()
+		got := make([]byte, len(want))
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(conn, got); err != nil || string(got) != want {
+			t.Fatalf("read %q, %v; want %q", got, err, want)
+		}
+	}
+	read := func(want string) { t.Helper(); readFrom(b, want) }
+
+	if _, err := a.Write([]byte("A")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no OnData")
+	}
+	if err := sb.c.Send([]byte("direct")); err != nil {
+		t.Fatal(err)
+	}
+	if q := sb.c.QueuedBytes(); q != 0 {
+		t.Fatalf("Send to an idle, writable connection queued %d bytes: want written at once", q)
+	}
+	read("direct") // the loop is still held: Send wrote it
+	for range 5 {
+		sb.c.Send([]byte("burst"))
+	}
+	if sb.c.QueuedBytes() == 0 {
+		t.Fatal("a burst of Sends to one connection was written frame by frame: want it queued for the loop")
+	}
+	unblock()
+	read(strings.Repeat("burst", 5))
+	waitIdle(t, p, sb.c)
+
+	if _, err := c.Write([]byte("B")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case q := <-inCallback:
+		if q == 0 {
+			t.Fatal("a Send from the connection's own callback was written before the callback returned")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no OnData")
+	}
+	readFrom(c, "in-callback")
+}
+
 func TestEpollOneByteReader(t *testing.T) {
 	h := newTestHandler(nil)
 	h.onOpen = smallSndbuf

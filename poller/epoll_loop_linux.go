@@ -2,6 +2,7 @@ package poller
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -65,6 +66,13 @@ type loop struct {
 	shut   []shutEntry
 	ops    []op      // loop-private copy of posted ops
 	dirtyQ []connRef // loop-private copy of dirty
+
+	// inCall is fd+1 of the connection whose Session callback the loop
+	// is running (0: none). Send does not write at once to that
+	// connection: what a callback sends goes out after it returns, as it
+	// always has (a handshake reply must not reach the client before the
+	// callback has registered the connection).
+	inCall atomic.Int32
 
 	mu      sync.Mutex // guards posted, dirty, woken, dead
 	posted  []op
@@ -237,6 +245,7 @@ func (l *loop) open(o *op) {
 	sl.gen = gen
 	sl.cerr = reasonNone
 	sl.ip, sl.port = o.ip, o.port
+	sl.wtick = writeTick() - 1 // the first Send may write at once
 	sl.flags.Store(fOpen)
 	sl.mu.Unlock()
 	ev := unix.EpollEvent{Events: evRead, Fd: int32(fd), Pad: int32(gen)}
@@ -245,7 +254,9 @@ func (l *loop) open(o *op) {
 		l.closeConn(fd, gen, reasonAddFail)
 		return
 	}
+	l.inCall.Store(int32(fd) + 1)
 	rf.sess = p.h.OnOpen(makeEconn(p.id, fd, gen))
+	l.inCall.Store(0)
 	if rf.sess == nil {
 		l.closeConn(fd, gen, reasonNone)
 	}
@@ -271,7 +282,9 @@ func (l *loop) onEvent(fd int, gen uint32, events uint32) {
 		n, err := readFD(fd, l.buf)
 		switch {
 		case n > 0:
+			l.inCall.Store(int32(fd) + 1)
 			rf.sess.OnData(l.buf[:n])
+			l.inCall.Store(0)
 		case err == nil: // EOF: the peer hung up
 			l.closeConn(fd, gen, reasonNone)
 			return

@@ -13,7 +13,7 @@ import (
 // fd, allocated lazily in pages of slabPage descriptors:
 //
 //	slot     40 B  pointer-free (noscan): lock, flags, generation, deferred
-//	               close reason, peer address
+//	               close reason, peer address, tick of the last direct write
 //	refs     24 B  Session interface (16 B) + *outQueue (8 B, nil while idle)
 //	handle    8 B  the poller.Conn given to the handler is an econn (a uint64
 //	               boxed in an interface: one 8-byte noscan allocation, held by
@@ -57,8 +57,11 @@ type slot struct {
 	// cerr is the reason of a requested close (reasonNone, an errno, ...).
 	cerr uint32
 	port uint16
-	_    [2]byte
-	ip   [16]byte
+	// wtick is the writeTick of the last write Send made itself (guarded
+	// by mu): one such write per connection per tick, so that a burst of
+	// Sends to one connection is coalesced by its loop (epoll_conn_linux.go).
+	wtick uint16
+	ip    [16]byte
 }
 
 // refs is the pointer-holding part of a connection's state.
