@@ -124,8 +124,10 @@ func (u *RedisUpstream) Send(e *Event) error {
 		u.r.m.upstreamDropped.Inc()
 		return fmt.Errorf("backplane: upstream event for %s: %w", e.Hub, ErrUnavailable)
 	}
+	ev := *e
+	ev.Record = nil // valid only during Send; the stream entries carry JSON
 	select {
-	case u.events <- *e:
+	case u.events <- ev:
 		return nil
 	default:
 		u.r.m.upstreamDropped.Inc()

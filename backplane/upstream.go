@@ -56,6 +56,15 @@ type Event struct {
 	InvocationID string
 	Target       string
 	Arguments    []byte // raw JSON array (stream item, result: a JSON value); may be retained
+	// Protocol is the client's hub protocol, as its handshake named it
+	// ("json", "messagepack"), on invocations; "" is JSON.
+	Protocol string
+	// Record, on an invocation of a MessagePack client, is the client's
+	// record as received, without its VarInt length (what Azure
+	// SignalR's webhook upstream posts); nil otherwise. Unlike
+	// Arguments it is valid only during Send: an upstream that keeps it
+	// copies it.
+	Record []byte
 	// Stream: the invocation is a StreamInvocation (the client expects
 	// StreamItems and a Completion), not an Invocation.
 	Stream bool

@@ -202,7 +202,7 @@ func (c *Conn) onMessagePackRecord(rec []byte) error {
 	if err != nil {
 		return err
 	}
-	return c.onHubMessage(&m)
+	return c.onHubMessage(&m, rec)
 }
 
 // upstreamArguments are an invocation's arguments as the upstream's

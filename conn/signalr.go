@@ -67,7 +67,7 @@ func (c *Conn) onRecord(rec []byte) error {
 	if err != nil {
 		return err
 	}
-	return c.onHubMessage(&m)
+	return c.onHubMessage(&m, nil)
 }
 
 // recordIn counts a complete record from the client and refreshes its
@@ -78,8 +78,9 @@ func (c *Conn) recordIn() error {
 	return c.countInbound()
 }
 
-// onHubMessage acts on a parsed client message, whatever its protocol.
-func (c *Conn) onHubMessage(m *hubproto.Message) error {
+// onHubMessage acts on a parsed client message, whatever its protocol;
+// mpRec is a MessagePack client's record, nil for JSON (invoke).
+func (c *Conn) onHubMessage(m *hubproto.Message, mpRec []byte) error {
 	if c.has(flStateful) {
 		// Stateful reconnect (resume.go): trackable messages are numbered,
 		// duplicates of ones already processed skipped; Ack and Sequence
@@ -96,7 +97,7 @@ func (c *Conn) onHubMessage(m *hubproto.Message) error {
 	}
 	switch m.Type {
 	case hubproto.TypeInvocation, hubproto.TypeStreamInvocation:
-		c.invoke(m)
+		c.invoke(m, mpRec)
 	case hubproto.TypeStreamItem, hubproto.TypeCompletion, hubproto.TypeCancelInvocation:
 		c.onStreamMessage(m) // stream.go
 	case hubproto.TypeClose:
@@ -118,7 +119,10 @@ func (c *Conn) countInbound() error {
 	return nil
 }
 
-func (c *Conn) invoke(m *hubproto.Message) {
+// invoke sends a client's invocation upstream; a MessagePack client's
+// record goes along as it came (Event.Record: Azure SignalR's webhook
+// posts it), valid only during Send, so never copied here.
+func (c *Conn) invoke(m *hubproto.Message, mpRec []byte) {
 	up := c.srv.cfg.Upstream
 	var err error
 	if up == nil {
@@ -130,6 +134,7 @@ func (c *Conn) invoke(m *hubproto.Message) {
 				Kind: backplane.EventInvocation, Hub: c.hub.Name(), ConnID: c.entry.ID(), UserID: c.entry.User(),
 				InvocationID: m.InvocationID, Target: m.Target, Arguments: args,
 				Stream: m.Type == hubproto.TypeStreamInvocation, StreamIDs: m.StreamIDs,
+				Protocol: c.proto().String(), Record: mpRec,
 			})
 			if err != nil {
 				c.srv.M.upstreamErr.Inc()

@@ -6,7 +6,7 @@
 //	u, err := webhook.New(webhook.Config{
 //		Settings:   []webhook.Setting{{URLTemplate: "https://app/runtime/webhooks/signalr?hub={hub}&category={category}&event={event}"}},
 //		AccessKeys: []string{key},
-//		Deliver:    func(hub, connID string, rec []byte) { /* to the client */ },
+//		Deliver:    func(hub, connID string, rec, messagePack []byte) { /* to the client */ },
 //	})
 //	srvCfg.Upstream = u // a backplane.Upstream
 //
@@ -15,18 +15,24 @@
 // template's {hub}, {category} and {event} are filled in). Events:
 // category "connections" with "connected" ({"type":10}) and
 // "disconnected" ({"type":11,"error":…}), category "messages" with the
-// invocation's target as the event (the client's Invocation as JSON,
-// without the record separator). Each request carries X-ASRS-Connection-Id,
+// invocation's target as the event: the client's Invocation without
+// framing, as JSON without the record separator (application/json) or,
+// from a MessagePack client, its own MessagePack record as it came,
+// without the VarInt length (application/x-msgpack); connection events
+// are always JSON. Each request carries X-ASRS-Connection-Id,
 // -Hub, -Category, -Event, -User-Id, -User-Claims (from the connection's
 // access token), -Client-Query and -Signature: "sha256=" and the hex
 // HMAC-SHA256 of the connection id under each access key, comma-joined.
 //
-// The answer to an invocation with an id goes back to the client: a JSON
-// Completion record of that invocation as is (what the Functions
-// extension returns), another JSON body as the Completion's result, an
-// empty 2xx as an empty Completion, anything else as an error Completion
-// ("Invocation failed, status code N"). An invocation no setting takes is
-// refused (the client gets an error Completion).
+// The answer to an invocation with an id goes back to the client, in the
+// client's protocol: a Completion record of that invocation as is (what
+// the Functions extension returns: JSON with its record separator, or
+// MessagePack behind its VarInt length), another body as the Completion's
+// result (a JSON value, or for a MessagePack client exactly one
+// MessagePack value), an empty 2xx as an empty Completion, anything else
+// as an error Completion ("Invocation failed, status code N"). An
+// invocation no setting takes is refused (the client gets an error
+// Completion).
 //
 // Delivery keeps to the event loop's terms: Send never blocks. Events are
 // queued to a fixed pool of workers (Config.Workers) by connection, so a

@@ -37,10 +37,12 @@ type Config struct {
 	// (the primary and the secondary key, as Azure SignalR does). None:
 	// no signature header.
 	AccessKeys []string
-	// Deliver hands a Completion record (JSON, 0x1e-terminated) to a
-	// client connection of this node: an invocation's answer. Nil:
-	// answers are dropped.
-	Deliver func(hub, connID string, rec []byte)
+	// Deliver hands an invocation's answer, a Completion, to a client
+	// connection of this node: rec is the JSON record (0x1e-terminated),
+	// always set; messagePack, for a MessagePack client, the Completion
+	// it gets, one MessagePack record behind its VarInt length (nil for a
+	// JSON client). Nil: answers are dropped.
+	Deliver func(hub, connID string, rec, messagePack []byte)
 	// Workers is the number of goroutines posting to the upstreams, each
 	// with its own queue; a connection's events always go to the same one,
 	// in order. Default 16.
@@ -312,8 +314,14 @@ func (u *Upstream) Send(e *backplane.Event) error {
 	}
 	// A disconnected event no setting takes is queued all the same: the
 	// worker forgets the connection once its earlier events are posted.
+	j := job{e: *e, setting: idx}
+	if e.Record != nil {
+		// A MessagePack client's record is valid only during Send, and
+		// it is the body: the JSON arguments are not needed.
+		j.e.Record, j.e.Arguments = slices.Clone(e.Record), nil
+	}
 	select {
-	case w.q <- job{e: *e, setting: idx}:
+	case w.q <- j:
 		return nil
 	default:
 	}
@@ -417,7 +425,11 @@ func (u *Upstream) post(url string, e *backplane.Event, category, event string, 
 		return 0, nil, err
 	}
 	h := req.Header
-	h.Set("Content-Type", "application/json")
+	if e.Kind == backplane.EventInvocation && isMessagePack(e) {
+		h.Set("Content-Type", "application/x-msgpack")
+	} else {
+		h.Set("Content-Type", "application/json")
+	}
 	h.Set("X-ASRS-Connection-Id", e.ConnID)
 	h.Set("X-ASRS-Hub", e.Hub)
 	h.Set("X-ASRS-Category", category)
@@ -469,9 +481,16 @@ func Signature(connID string, keys []string) string {
 	return b.String()
 }
 
+// isMessagePack reports whether e came from a MessagePack client.
+func isMessagePack(e *backplane.Event) bool {
+	return e.Protocol == hubproto.MessagePack.Name()
+}
+
 // eventBody is the request body: {"type":10} for connected,
 // {"type":11,"error":…} for disconnected, and for an invocation the
-// client's Invocation message as JSON, without the record separator.
+// client's Invocation message without framing: JSON without the record
+// separator, or for a MessagePack client its own record without the
+// VarInt length (application/x-msgpack).
 func eventBody(e *backplane.Event) ([]byte, error) {
 	switch e.Kind {
 	case backplane.EventConnected:
@@ -485,31 +504,74 @@ func eventBody(e *backplane.Event) ([]byte, error) {
 			Error string `json:"error"`
 		}{11, e.Reason})
 	}
-	rec, err := hubproto.JSON.AppendInvocation(nil, e.InvocationID, e.Target, e.Arguments)
+	if !isMessagePack(e) {
+		rec, err := hubproto.JSON.AppendInvocation(nil, e.InvocationID, e.Target, e.Arguments)
+		if err != nil {
+			return nil, err
+		}
+		return rec[:len(rec)-1], nil
+	}
+	if e.Record != nil {
+		return e.Record, nil
+	}
+	// A producer that sent the JSON arguments only: the same invocation
+	// in MessagePack.
+	var args []byte
+	if len(e.Arguments) > 0 {
+		var err error
+		if args, err = hubproto.JSONToMessagePack(nil, e.Arguments); err != nil {
+			return nil, err
+		}
+	}
+	framed, err := hubproto.MessagePack.AppendInvocation(nil, e.InvocationID, e.Target, args)
 	if err != nil {
 		return nil, err
 	}
-	return rec[:len(rec)-1], nil
+	rec, ok := oneRecord(framed)
+	if !ok {
+		return nil, errors.New("invocation does not frame")
+	}
+	return rec, nil
 }
 
-// answer gives a blocking invocation the upstream's 2xx answer: a body
-// that is one JSON Completion record for the invocation (what the
-// Functions extension returns) goes to the client as is; another JSON
-// value becomes the Completion's result; an empty body an empty
-// Completion.
+// oneRecord returns the record of b when b is exactly one MessagePack
+// record behind its VarInt length.
+func oneRecord(b []byte) (rec []byte, ok bool) {
+	n := 0
+	err := hubproto.MessagePack.Split(b, func(r []byte) error {
+		rec = r
+		n++
+		return nil
+	})
+	return rec, err == nil && n == 1
+}
+
+// answer gives a blocking invocation the upstream's 2xx answer, in the
+// client's protocol. For a JSON client: a body that is one JSON
+// Completion record for the invocation (what the Functions extension
+// returns) goes to the client as is; another JSON value becomes the
+// Completion's result. For a MessagePack client: a body that is one
+// MessagePack Completion record for the invocation, behind its VarInt
+// length, goes as is; another body must be one MessagePack value, the
+// Completion's result. An empty body is an empty Completion; anything
+// else an error Completion.
 func (u *Upstream) answer(e *backplane.Event, status int, body []byte) {
 	if e.Kind != backplane.EventInvocation || e.InvocationID == "" || u.cfg.Deliver == nil {
+		return
+	}
+	if isMessagePack(e) {
+		u.answerMessagePack(e, status, body)
 		return
 	}
 	body = bytes.TrimSpace(body)
 	if status == http.StatusNoContent || len(body) == 0 {
 		rec, _ := hubproto.JSON.AppendCompletion(nil, e.InvocationID, nil)
-		u.cfg.Deliver(e.Hub, e.ConnID, rec)
+		u.cfg.Deliver(e.Hub, e.ConnID, rec, nil)
 		return
 	}
 	if body[len(body)-1] == 0x1e {
 		if m, err := hubproto.JSON.Parse(body[:len(body)-1]); err == nil && m.Type == hubproto.TypeCompletion && m.InvocationID == e.InvocationID {
-			u.cfg.Deliver(e.Hub, e.ConnID, slices.Clone(body))
+			u.cfg.Deliver(e.Hub, e.ConnID, slices.Clone(body), nil)
 			return
 		}
 		u.answerError(e, "Invocation failed: the upstream's answer is not a Completion of this invocation")
@@ -520,14 +582,72 @@ func (u *Upstream) answer(e *backplane.Event, status int, body []byte) {
 		u.answerError(e, "Invocation failed: the upstream's answer is not JSON")
 		return
 	}
-	u.cfg.Deliver(e.Hub, e.ConnID, rec)
+	u.cfg.Deliver(e.Hub, e.ConnID, rec, nil)
+}
+
+// answerMessagePack is answer for a MessagePack client.
+func (u *Upstream) answerMessagePack(e *backplane.Event, status int, body []byte) {
+	if status == http.StatusNoContent || len(body) == 0 {
+		mp, _ := hubproto.MessagePack.AppendCompletion(nil, e.InvocationID, nil)
+		u.deliverMessagePack(e, mp)
+		return
+	}
+	if rec, ok := oneRecord(body); ok {
+		if m, err := hubproto.MessagePack.Parse(rec); err == nil && m.Type == hubproto.TypeCompletion {
+			if m.InvocationID != e.InvocationID {
+				u.answerError(e, "Invocation failed: the upstream's answer is not a Completion of this invocation")
+				return
+			}
+			u.deliverMessagePack(e, slices.Clone(body))
+			return
+		}
+	}
+	mp, err := hubproto.MessagePack.AppendCompletion(nil, e.InvocationID, body)
+	if err != nil {
+		u.answerError(e, "Invocation failed: the upstream's answer is neither a MessagePack Completion of this invocation nor one MessagePack value")
+		return
+	}
+	u.deliverMessagePack(e, mp)
+}
+
+// deliverMessagePack delivers mp, one framed MessagePack Completion of
+// e's invocation, with its JSON form (Deliver's rec: fanout carries
+// every message as JSON; a JSON recipient there is none, the connection
+// speaks MessagePack). A result JSON cannot say has as JSON form an
+// error Completion.
+func (u *Upstream) deliverMessagePack(e *backplane.Event, mp []byte) {
+	var js []byte
+	rec, _ := oneRecord(mp)
+	m, err := hubproto.MessagePack.Parse(rec)
+	switch {
+	case err != nil:
+		js = hubproto.JSON.AppendCompletionError(nil, e.InvocationID, "Invocation failed: "+err.Error())
+	case m.HasError:
+		js = hubproto.JSON.AppendCompletionError(nil, e.InvocationID, m.Error)
+	case len(m.Arguments) == 0:
+		js, _ = hubproto.JSON.AppendCompletion(nil, e.InvocationID, nil)
+	default:
+		var result []byte
+		if result, err = hubproto.MessagePackToJSON(nil, m.Arguments); err == nil {
+			js, err = hubproto.JSON.AppendCompletion(nil, e.InvocationID, result)
+		}
+		if err != nil {
+			js = hubproto.JSON.AppendCompletionError(nil, e.InvocationID, "Invocation failed: the result has no JSON form")
+		}
+	}
+	u.cfg.Deliver(e.Hub, e.ConnID, js, mp)
 }
 
 func (u *Upstream) answerError(e *backplane.Event, msg string) {
 	if e.Kind != backplane.EventInvocation || e.InvocationID == "" || u.cfg.Deliver == nil {
 		return
 	}
-	u.cfg.Deliver(e.Hub, e.ConnID, hubproto.JSON.AppendCompletionError(nil, e.InvocationID, msg))
+	js := hubproto.JSON.AppendCompletionError(nil, e.InvocationID, msg)
+	var mp []byte
+	if isMessagePack(e) {
+		mp = hubproto.MessagePack.AppendCompletionError(nil, e.InvocationID, msg)
+	}
+	u.cfg.Deliver(e.Hub, e.ConnID, js, mp)
 }
 
 // reservedClaims are left out of X-ASRS-User-Claims: the token's own

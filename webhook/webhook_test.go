@@ -48,6 +48,7 @@ type received struct {
 	claims                                        []string
 	body                                          string
 	signed                                        bool
+	contentType                                   string
 }
 
 type receiver struct {
@@ -67,7 +68,7 @@ func newReceiver(t *testing.T, key string, answer func(r *http.Request, body []b
 			path: r.URL.RequestURI(), conn: h.Get("X-ASRS-Connection-Id"), hub: h.Get("X-ASRS-Hub"),
 			category: h.Get("X-ASRS-Category"), event: h.Get("X-ASRS-Event"), user: h.Get("X-ASRS-User-Id"),
 			query: h.Get("X-ASRS-Client-Query"), claims: h.Values("X-ASRS-User-Claims"), body: string(body),
-			signed: validSignature(r, key) && h.Get("Content-Type") == "application/json",
+			signed: validSignature(r, key), contentType: h.Get("Content-Type"),
 		})
 		rc.mu.Unlock()
 		code, out := 200, ""
@@ -87,16 +88,25 @@ func (rc *receiver) list() []received {
 	return slices.Clone(rc.got)
 }
 
-// delivered records Deliver calls.
+// delivered records Deliver calls: the JSON records, and the MessagePack
+// ones (nil for a JSON client) at the same index.
 type delivered struct {
 	mu   sync.Mutex
 	recs []string
+	mps  [][]byte
 }
 
-func (d *delivered) deliver(hub, conn string, rec []byte) {
+func (d *delivered) deliver(hub, conn string, rec, mp []byte) {
 	d.mu.Lock()
 	d.recs = append(d.recs, hub+"/"+conn+" "+string(rec))
+	d.mps = append(d.mps, mp)
 	d.mu.Unlock()
+}
+
+func (d *delivered) messagePack() [][]byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.mps)
 }
 
 func (d *delivered) list() []string {
@@ -167,16 +177,16 @@ func TestWebhookEvents(t *testing.T) {
 	})
 	claims := []string{"nameid: alice", "role: admin", "role: ops"}
 	want := []received{
-		{"/api/chat/connections/connected", "c1", "chat", "connections", "connected", "alice", "room=42&lang=en", claims, `{"type":10}`, true},
-		{"/api/chat/messages/note", "c1", "chat", "messages", "note", "alice", "room=42&lang=en", claims, `{"type":1,"target":"note","arguments":["hi",1]}`, true},
-		{"/api/chat/connections/disconnected", "c1", "chat", "connections", "disconnected", "alice", "room=42&lang=en", claims, `{"type":11,"error":"peer_gone"}`, true},
+		{"/api/chat/connections/connected", "c1", "chat", "connections", "connected", "alice", "room=42&lang=en", claims, `{"type":10}`, true, "application/json"},
+		{"/api/chat/messages/note", "c1", "chat", "messages", "note", "alice", "room=42&lang=en", claims, `{"type":1,"target":"note","arguments":["hi",1]}`, true, "application/json"},
+		{"/api/chat/connections/disconnected", "c1", "chat", "connections", "disconnected", "alice", "room=42&lang=en", claims, `{"type":11,"error":"peer_gone"}`, true, "application/json"},
 	}
 	for i, got := range rc.list() {
 		if fmt.Sprint(got) != fmt.Sprint(want[i]) {
 			t.Errorf("request %d:\n got %+v\nwant %+v", i, got, want[i])
 		}
 	}
-	if got := other.list()[0]; got.path != "/news/connected" || !got.signed || got.user != "" || got.claims != nil {
+	if got := other.list()[0]; got.path != "/news/connected" || !got.signed || got.contentType != "application/json" || got.user != "" || got.claims != nil {
 		t.Errorf("news request %+v", got)
 	}
 	// Counted once the answer is read, after the receiver saw the request.
@@ -235,6 +245,11 @@ func TestWebhookInvocationAnswers(t *testing.T) {
 	}
 	if got := d.list(); !slices.Equal(got, want) {
 		t.Fatalf("answers:\n%q\nwant\n%q", got, want)
+	}
+	for i, mp := range d.messagePack() {
+		if mp != nil {
+			t.Errorf("answer %d to a JSON client has a MessagePack form %x", i, mp)
+		}
 	}
 	if got := rc.list()[4]; got.body != `{"type":1,"invocationId":"5","target":"fail","arguments":[]}` {
 		t.Errorf("invocation body %q", got.body)

@@ -259,9 +259,10 @@ func Start(cfg Config) (*Node, error) {
 			wc.Logger = cfg.Logger
 		}
 		// An invocation's answer goes to its connection, which is on this
-		// node (the event came from it).
-		wc.Deliver = func(hub, connID string, rec []byte) {
-			n.router.Deliver(&backplane.Message{Hub: hub, Kind: backplane.Connection, Name: connID, Payload: rec})
+		// node (the event came from it): a MessagePack client gets the
+		// MessagePack record as the upstream wrote it.
+		wc.Deliver = func(hub, connID string, rec, messagePack []byte) {
+			n.router.Deliver(&backplane.Message{Hub: hub, Kind: backplane.Connection, Name: connID, Payload: rec, MessagePack: messagePack})
 		}
 		if n.webhook, err = webhook.New(wc); err != nil {
 			return nil, err

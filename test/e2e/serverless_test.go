@@ -58,7 +58,8 @@ func functionsNegotiate(t *testing.T, key string, n *node, hub string) *httptest
 // they connect (the node serves the hub itself, no --service-mode), their
 // invocations reach a Functions-like webhook upstream that checks the
 // signatures (connected, messages, disconnected, with the token's user)
-// and answers them, and they receive REST sends: JSON bodies, and the
+// and answers them (the MessagePack client's as MessagePack, both ways:
+// its binary argument comes back binary), and they receive REST sends: JSON bodies, and the
 // Management SDK's MessagePack bodies, whose messagepack entry reaches the
 // MessagePack client as the app serialized it (binary stays binary) and
 // whose json entry the JSON client. A client whose token says to close on
@@ -72,15 +73,15 @@ func TestServerlessClients(t *testing.T) {
 	app := functionsNegotiate(t, key, n, "chat")
 	js := startJS(t, app.URL, []jsClientSpec{
 		{Name: "a", Hub: "api", Query: "user=alice", Targets: []string{"t"}, Invoke: map[string]any{"target": "Echo", "args": []any{map[string]any{"hello": []int{1, 2}}}}},
-		{Name: "b", Hub: "api", Query: "uid=bob", Protocol: "messagepack", Targets: []string{"t"}, Invoke: map[string]any{"target": "Echo", "args": []any{"mp"}}},
+		{Name: "b", Hub: "api", Query: "uid=bob", Protocol: "messagepack", Targets: []string{"t"}, Invoke: map[string]any{"target": "Echo", "args": []any{map[string]any{"$bin": "AAEC/w=="}, "mp"}}},
 		{Name: "c", Hub: "api", Query: "user=carol", Transport: "longpolling", Targets: []string{"t"}, Invoke: map[string]any{"target": "Echo", "args": []any{"lp"}}},
 	})
 	testutil.WaitUntil(t, 10*time.Second, "the invocations answered", func() bool { return len(js.find("", "invokeOk")) == 3 })
 	if got := string(js.find("a", "invokeOk")[0].Args[0]); got != `{"hello":[1,2]}` {
 		t.Errorf("a's Echo result %s", got)
 	}
-	if got := string(js.find("b", "invokeOk")[0].Args[0]); got != `"mp"` {
-		t.Errorf("b's Echo result %s", got)
+	if got := string(js.find("b", "invokeOk")[0].Args[0]); got != `{"$bin":"AAEC/w=="}` {
+		t.Errorf("b's Echo result %s, want its binary argument back as binary (MessagePack both ways)", got)
 	}
 	if got := string(js.find("c", "invokeOk")[0].Args[0]); got != `"lp"` {
 		t.Errorf("c's Echo result %s", got)

@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tinylib/msgp/msgp"
+
+	"github.com/edgeplane/edgeplane/internal/hubproto"
 	"github.com/edgeplane/edgeplane/internal/testutil"
 )
 
@@ -23,8 +26,10 @@ import (
 // "sha256=" + hex HMAC-SHA256(access key, connection id), compared
 // case-insensitively (SignalRRequestResolver.ValidateSignature), and
 // answers an invocation with an id the way the extension does: its
-// CompletionMessage serialized with the JSON protocol, record separator
-// included.
+// CompletionMessage serialized with the client's protocol, framed (JSON
+// with its record separator; MessagePack, whose invocations arrive as
+// application/x-msgpack, behind its VarInt length), the first argument
+// as the result, as it came.
 type functionsUpstream struct {
 	key string
 	srv *httptest.Server
@@ -79,6 +84,10 @@ func (f *functionsUpstream) serve(w http.ResponseWriter, r *http.Request) {
 	if cat != "messages" {
 		return
 	}
+	if r.Header.Get("Content-Type") == "application/x-msgpack" {
+		f.serveMessagePack(w, ev, body)
+		return
+	}
 	var inv struct {
 		InvocationID string            `json:"invocationId"`
 		Arguments    []json.RawMessage `json:"arguments"`
@@ -104,6 +113,39 @@ func (f *functionsUpstream) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	rec, _ := json.Marshal(map[string]any{"type": 3, "invocationId": inv.InvocationID, "result": result})
 	w.Write(append(rec, 0x1e))
+}
+
+// serveMessagePack answers a MessagePack client's invocation: body is
+// its record, unframed.
+func (f *functionsUpstream) serveMessagePack(w http.ResponseWriter, ev string, body []byte) {
+	m, err := hubproto.MessagePack.Parse(body)
+	if err != nil || m.Type != hubproto.TypeInvocation || m.Target != ev {
+		f.mu.Lock()
+		f.bad++
+		f.mu.Unlock()
+		http.Error(w, "not an unframed MessagePack invocation", http.StatusBadRequest)
+		return
+	}
+	if ev == "Fail" {
+		http.Error(w, "function failed", http.StatusInternalServerError)
+		return
+	}
+	if m.InvocationID == "" {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	var result []byte // the first argument, as the client encoded it
+	if _, rest, err := msgp.ReadArrayHeaderBytes(m.Arguments); err == nil && len(rest) > 0 {
+		if after, err := msgp.Skip(rest); err == nil {
+			result = rest[:len(rest)-len(after)]
+		}
+	}
+	rec, err := hubproto.MessagePack.AppendCompletion(nil, m.InvocationID, result)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.Write(rec)
 }
 
 func (f *functionsUpstream) list() []string {
