@@ -718,3 +718,48 @@ func TestConnectContextBudget(t *testing.T) {
 		t.Fatalf("budget a byte short of the claims: %+v", cc)
 	}
 }
+
+// TestAckAndWindowTicks: stateful reconnect on the tick, to the second
+// (TestAckCadence and TestResumeExpiry check the same through the running
+// wheel, in real seconds). The client's messages are acknowledged at the
+// next tick, once for the burst, with the last id; a tick with nothing new
+// sends no Ack; a detached connection is kept until the second its window
+// ends, not one before, then ends as reconnect_expired.
+func TestAckAndWindowTicks(t *testing.T) {
+	s := clockServer(t, Config{KeepAliveInterval: 3 * time.Second, ClientTimeout: 30 * time.Second, ReconnectWindow: 5 * time.Second}, 100)
+	sc := openStateful(t, s, "")
+	c := sc.c
+	sc.send(inv("i1"), inv("i2"))
+	sc.send(inv("i3"))
+	if r := sc.records(); len(r) != 0 {
+		t.Fatalf("sent %q from the input path, want nothing before the tick", r)
+	}
+	if next := tickAt(s, c, 101); next != 104 || !slices.Equal(sc.records(), []string{`{"type":8,"sequenceId":3}`}) {
+		t.Fatalf("tick in second 101: next %d (want the keep-alive after the Ack, 104), sent %q (want Ack{3})", next, sc.records())
+	}
+	if next := tickAt(s, c, 102); next != 104 || len(sc.records()) != 1 {
+		t.Fatalf("tick in second 102, nothing new: next %d (want 104), sent %q", next, sc.records())
+	}
+	sc.send(inv("i4"))
+	if next := tickAt(s, c, 103); next != 106 || !slices.Equal(sc.records(), []string{`{"type":8,"sequenceId":3}`, `{"type":8,"sequenceId":4}`}) {
+		t.Fatalf("tick in second 103 after i4: next %d (want 106), sent %q (want Ack{4} after Ack{3})", next, sc.records())
+	}
+	if next := tickAt(s, c, 106); next != 109 || sc.records()[2] != `{"type":6}` || len(sc.records()) != 3 {
+		t.Fatalf("tick in second 106, 3 s after the Ack: next %d (want 109), sent %q (want a Ping, no Ack)", next, sc.records())
+	}
+
+	setClock(s, 110)
+	sc.drop()
+	if c.state.Load() != stDetached {
+		t.Fatalf("dropped socket: state %d, want detached", c.state.Load())
+	}
+	if next := tickAt(s, c, 114); next != 115 || c.state.Load() != stDetached {
+		t.Fatalf("tick in second 114 of a window ending in 115: next %d, state %d (want 115, still detached)", next, c.state.Load())
+	}
+	if next := tickAt(s, c, 115); next != 0 || c.state.Load() != stClosed {
+		t.Fatalf("tick at the end of the window: next %d, state %d (want 0, closed)", next, c.state.Load())
+	}
+	if got := s.M.closed[causeReconnectExpired.idx].Get(); got != 1 || s.router.Hub("chat").Len() != 0 {
+		t.Fatalf("reconnect_expired %d, registered %d; want 1 and 0", got, s.router.Hub("chat").Len())
+	}
+}
