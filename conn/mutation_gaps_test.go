@@ -763,3 +763,28 @@ func TestAckAndWindowTicks(t *testing.T) {
 		t.Fatalf("reconnect_expired %d, registered %d; want 1 and 0", got, s.router.Hub("chat").Len())
 	}
 }
+
+// TestSequenceWithoutDuplicatesKeepsNothing: a Sequence naming the next
+// message the node expects (nothing to skip) on a connection that holds no
+// replay state leaves it holding none: an idle stateful connection costs
+// no more than its counters.
+func TestSequenceWithoutDuplicatesKeepsNothing(t *testing.T) {
+	s := newTestServer(t, Config{})
+	sc := openStateful(t, s, "")
+	broadcast(s, "m1")
+	sc.send(inv("i1"), `{"type":8,"sequenceId":1}`)
+	if rs := sc.c.rs.Load(); rs.x != nil {
+		t.Fatalf("replay state kept after everything was acknowledged: %+v", rs.x)
+	}
+	sc.send(`{"type":9,"sequenceId":2}`)
+	if sc.fc.isShutdown() {
+		t.Fatalf("Sequence{2} after message 1 closed the connection: %q", sc.records())
+	}
+	if rs := sc.c.rs.Load(); rs.x != nil {
+		t.Fatalf("replay state allocated by a Sequence with nothing to skip: %+v", rs.x)
+	}
+	sc.send(inv("i2"))
+	if rs := sc.c.rs.Load(); rs.recv != 2 {
+		t.Fatalf("message after the Sequence: recv %d, want 2 (not taken for a duplicate)", rs.recv)
+	}
+}
