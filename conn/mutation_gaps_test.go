@@ -788,3 +788,20 @@ func TestSequenceWithoutDuplicatesKeepsNothing(t *testing.T) {
 		t.Fatalf("message after the Sequence: recv %d, want 2 (not taken for a duplicate)", rs.recv)
 	}
 }
+
+// TestServiceRelayNotStateful: a client relayed to an app server (service
+// mode, /client/negotiate) is not offered stateful reconnect even when it
+// asks (the app's connection has no window to keep it in); a client of
+// the same node on its hub's own path is.
+func TestServiceRelayNotStateful(t *testing.T) {
+	s := newTestServer(t, Config{Service: &recService{}})
+	const ask = "negotiateVersion=1&useStatefulReconnect=true"
+	resp, body := exchange(t, s, negotiateReq("/client/negotiate?hub=chat&"+ask, ""))
+	if resp.StatusCode != 200 || !strings.Contains(body, "connectionToken") || strings.Contains(body, "useStatefulReconnect") {
+		t.Fatalf("relayed negotiate: %d %s; want a token and no stateful reconnect", resp.StatusCode, body)
+	}
+	resp, body = exchange(t, s, negotiateReq("/chat/negotiate?"+ask, ""))
+	if resp.StatusCode != 200 || !strings.Contains(body, `"useStatefulReconnect":true`) {
+		t.Fatalf("negotiate on the hub's path: %d %s; want stateful reconnect", resp.StatusCode, body)
+	}
+}
