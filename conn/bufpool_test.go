@@ -83,6 +83,14 @@ func TestAppendPooled(t *testing.T) {
 		}
 		putBuf(nb)
 	})
+	t.Run("fills to the last byte: same backing array", func(t *testing.T) {
+		b := append(getBuf(10), "abc"...)
+		nb := appendPooled(b, make([]byte, cap(b)-len(b)))
+		if len(nb) != cap(b) || &nb[0] != &b[0] {
+			t.Fatalf("len %d of cap %d (moved: %v)", len(nb), cap(b), &nb[0] != &b[0])
+		}
+		putBuf(nb)
+	})
 	t.Run("growth keeps content", func(t *testing.T) {
 		r := rand.New(rand.NewPCG(3, 4))
 		for trial := 0; trial < 20; trial++ {

@@ -719,3 +719,90 @@ func TestConnectContextBudget(t *testing.T) {
 		t.Fatalf("budget a byte short of the claims: %+v", cc)
 	}
 }
+
+// TestAckAndWindowTicks: stateful reconnect on the tick, to the second
+// (TestAckCadence and TestResumeExpiry check the same through the running
+// wheel, in real seconds). The client's messages are acknowledged at the
+// next tick, once for the burst, with the last id; a tick with nothing new
+// sends no Ack; a detached connection is kept until the second its window
+// ends, not one before, then ends as reconnect_expired.
+func TestAckAndWindowTicks(t *testing.T) {
+	s := clockServer(t, Config{KeepAliveInterval: 3 * time.Second, ClientTimeout: 30 * time.Second, ReconnectWindow: 5 * time.Second}, 100)
+	sc := openStateful(t, s, "")
+	c := sc.c
+	sc.send(inv("i1"), inv("i2"))
+	sc.send(inv("i3"))
+	if r := sc.records(); len(r) != 0 {
+		t.Fatalf("sent %q from the input path, want nothing before the tick", r)
+	}
+	if next := tickAt(s, c, 101); next != 104 || !slices.Equal(sc.records(), []string{`{"type":8,"sequenceId":3}`}) {
+		t.Fatalf("tick in second 101: next %d (want the keep-alive after the Ack, 104), sent %q (want Ack{3})", next, sc.records())
+	}
+	if next := tickAt(s, c, 102); next != 104 || len(sc.records()) != 1 {
+		t.Fatalf("tick in second 102, nothing new: next %d (want 104), sent %q", next, sc.records())
+	}
+	sc.send(inv("i4"))
+	if next := tickAt(s, c, 103); next != 106 || !slices.Equal(sc.records(), []string{`{"type":8,"sequenceId":3}`, `{"type":8,"sequenceId":4}`}) {
+		t.Fatalf("tick in second 103 after i4: next %d (want 106), sent %q (want Ack{4} after Ack{3})", next, sc.records())
+	}
+	if next := tickAt(s, c, 106); next != 109 || sc.records()[2] != `{"type":6}` || len(sc.records()) != 3 {
+		t.Fatalf("tick in second 106, 3 s after the Ack: next %d (want 109), sent %q (want a Ping, no Ack)", next, sc.records())
+	}
+
+	setClock(s, 110)
+	sc.drop()
+	if c.state.Load() != stDetached {
+		t.Fatalf("dropped socket: state %d, want detached", c.state.Load())
+	}
+	if next := tickAt(s, c, 114); next != 115 || c.state.Load() != stDetached {
+		t.Fatalf("tick in second 114 of a window ending in 115: next %d, state %d (want 115, still detached)", next, c.state.Load())
+	}
+	if next := tickAt(s, c, 115); next != 0 || c.state.Load() != stClosed {
+		t.Fatalf("tick at the end of the window: next %d, state %d (want 0, closed)", next, c.state.Load())
+	}
+	if got := s.M.closed[causeReconnectExpired.idx].Get(); got != 1 || s.router.Hub("chat").Len() != 0 {
+		t.Fatalf("reconnect_expired %d, registered %d; want 1 and 0", got, s.router.Hub("chat").Len())
+	}
+}
+
+// TestSequenceWithoutDuplicatesKeepsNothing: a Sequence naming the next
+// message the node expects (nothing to skip) on a connection that holds no
+// replay state leaves it holding none: an idle stateful connection costs
+// no more than its counters.
+func TestSequenceWithoutDuplicatesKeepsNothing(t *testing.T) {
+	s := newTestServer(t, Config{})
+	sc := openStateful(t, s, "")
+	broadcast(s, "m1")
+	sc.send(inv("i1"), `{"type":8,"sequenceId":1}`)
+	if rs := sc.c.rs.Load(); rs.x != nil {
+		t.Fatalf("replay state kept after everything was acknowledged: %+v", rs.x)
+	}
+	sc.send(`{"type":9,"sequenceId":2}`)
+	if sc.fc.isShutdown() {
+		t.Fatalf("Sequence{2} after message 1 closed the connection: %q", sc.records())
+	}
+	if rs := sc.c.rs.Load(); rs.x != nil {
+		t.Fatalf("replay state allocated by a Sequence with nothing to skip: %+v", rs.x)
+	}
+	sc.send(inv("i2"))
+	if rs := sc.c.rs.Load(); rs.recv != 2 {
+		t.Fatalf("message after the Sequence: recv %d, want 2 (not taken for a duplicate)", rs.recv)
+	}
+}
+
+// TestServiceRelayNotStateful: a client relayed to an app server (service
+// mode, /client/negotiate) is not offered stateful reconnect even when it
+// asks (the app's connection has no window to keep it in); a client of
+// the same node on its hub's own path is.
+func TestServiceRelayNotStateful(t *testing.T) {
+	s := newTestServer(t, Config{Service: &recService{}})
+	const ask = "negotiateVersion=1&useStatefulReconnect=true"
+	resp, body := exchange(t, s, negotiateReq("/client/negotiate?hub=chat&"+ask, ""))
+	if resp.StatusCode != 200 || !strings.Contains(body, "connectionToken") || strings.Contains(body, "useStatefulReconnect") {
+		t.Fatalf("relayed negotiate: %d %s; want a token and no stateful reconnect", resp.StatusCode, body)
+	}
+	resp, body = exchange(t, s, negotiateReq("/chat/negotiate?"+ask, ""))
+	if resp.StatusCode != 200 || !strings.Contains(body, `"useStatefulReconnect":true`) {
+		t.Fatalf("negotiate on the hub's path: %d %s; want stateful reconnect", resp.StatusCode, body)
+	}
+}

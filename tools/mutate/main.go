@@ -40,6 +40,12 @@ type settings struct {
 	// Run, if set, is the -run pattern of the tests run for each mutant
 	// (and for the coverage that decides which mutants are covered).
 	Run string
+	// Skip, if set, is the -skip pattern: tests left out of every run
+	// (slow ones whose behaviour a faster test also pins down).
+	Skip string
+	// Parallel, if set, is go test's -parallel: parallel tests that wait
+	// on real time overlap instead of queueing two at a time.
+	Parallel int
 	// Timeout is gremlins' --timeout-coefficient (default 5): a mutant's
 	// tests are given that many times the coverage run.
 	Timeout int
@@ -51,6 +57,16 @@ var pkgSettings = map[string]settings{
 	"poller": {
 		Exclude: []string{`^(epoll|netpoll)_`},
 		Why:     "backend-independent code only (admission, acceptor, addresses, config); epoll_* and netpoll_* are excluded",
+	},
+	"conn": {
+		// 500 mutants: the whole suite takes 25 s, mostly waiting on real
+		// time (the wheel's seconds) with parallel tests queued two at a
+		// time. These three wait longest and the same code is pinned to
+		// the second by clock tests (TestHandshakeDeadline,
+		// TestKeepAliveTicks) or by faster ones.
+		Skip:     `^(TestUsedTokensSwept|TestAckCadence|TestResumeExpiry)$`,
+		Parallel: 16,
+		Why:      "all files; tests: all but TestUsedTokensSwept, TestAckCadence and TestResumeExpiry (real-time waits of seconds), parallel tests 16 at a time",
 	},
 	"backplane": {
 		Only: []string{"redis_groups.go", "redis_subscriptions.go"},
@@ -317,9 +333,17 @@ func runPackage(gremlins, pkg, outDir string, workers int, log io.Writer) result
 	// -count=1: a cached coverage run would set a time-out too short for
 	// the mutants. GOFLAGS reaches both the coverage run and every
 	// mutant's go test (gremlins has no -run of its own).
-	goflags := strings.TrimSpace(os.Getenv("GOFLAGS") + " -count=1")
+	// -vet=off: a mutant is killed by a failing test, not by vet (and
+	// vet is a tenth of each mutant's CPU).
+	goflags := strings.TrimSpace(os.Getenv("GOFLAGS") + " -count=1 -vet=off")
 	if s.Run != "" {
 		goflags += " -run=" + s.Run
+	}
+	if s.Skip != "" {
+		goflags += " -skip=" + s.Skip
+	}
+	if s.Parallel > 0 {
+		goflags += fmt.Sprintf(" -parallel=%d", s.Parallel)
 	}
 	cmd.Env = append(os.Environ(), "GOFLAGS="+goflags)
 	cmd.Stdout, cmd.Stderr = log, log
