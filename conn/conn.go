@@ -45,6 +45,7 @@ type Conn struct {
 	tokenExp  int32         // negotiated token's expiry, seconds after srv.epoch (0: none)
 	idBuf     [22]byte      // the connection id's characters; entry's id points here
 	wslot     uint8         // timing wheel slot (in idBuf's padding)
+	rslot     uint8         // service mode: the Service's tag of a relayed connection (in idBuf's padding; RelayTag)
 	wl        wheelLinks[Conn]
 	rs        atomic.Pointer[resume] // stateful reconnect's sequence state, nil until needed (resume.go)
 }

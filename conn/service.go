@@ -37,7 +37,8 @@ import (
 //     (RelayAccept), as a /{hub} connection does when conn answers it.
 //
 // A relayed connection costs nothing more per connection than a /{hub}
-// one: two flag bits; the Service keeps its own state.
+// one: three flag bits and a byte of padding (RelayTag); the Service
+// keeps its own state.
 
 // relayContextBytes is the least context a relayed connection keeps for
 // its OpenConnection: the SDK's tokens are at most 4096 characters, so
@@ -245,6 +246,19 @@ func (c *Conn) UserID() string { return c.entry.User() }
 
 // Hub is the name of the connection's hub.
 func (c *Conn) Hub() string { return c.hub.Name() }
+
+// SetRelayTag stores a small number the Service keeps for a relayed
+// connection (its server connection's slot), in the connection itself:
+// no table of its own per client. Set it in RelayOpen, before the
+// connection is visible to other goroutines (it is not atomic).
+func (c *Conn) SetRelayTag(tag uint8) { c.rslot = tag }
+
+// RelayTag is what SetRelayTag stored (0 if nothing).
+func (c *Conn) RelayTag() uint8 { return c.rslot }
+
+// RelayBinary reports whether a relayed connection speaks a binary hub
+// protocol (MessagePack).
+func (c *Conn) RelayBinary() bool { return c.has(flRelayBin) }
 
 // RelaySend queues a frame for a relayed connection; a full queue closes
 // it as a slow client. It reports whether the frame was queued.

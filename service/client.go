@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"unicode/utf8"
 
@@ -17,16 +16,18 @@ import (
 )
 
 // relayClient is a /client/ connection and the server connection hosting
-// it.
+// it, in the hub's clientTable while the relay needs more than its
+// connection: until the app accepted it, for a fleet relay, or when the
+// server connection has no slot (hub.slots). An accepted client hosted
+// here is then found through fanout (its id) and its server connection
+// through the slot stored in the connection (conn.Conn.RelayTag): no
+// state of its own per client (compact).
 type relayClient struct {
 	c        *conn.Conn
 	sc       *serverConn
-	binary   bool // MessagePack: binary frames, length-prefixed records
-	accepted atomic.Bool
 	x        *crossNode // relayed between nodes (fleet.go); nil when c and sc are both here
-
-	mu      sync.Mutex // the app's bytes for the client: one writer at a time
-	partial []byte     // an incomplete record from an older SDK's raw chunk
+	binary   bool       // MessagePack: binary frames, length-prefixed records
+	accepted atomic.Bool
 }
 
 // RelayOpen implements conn.Service: pick a server connection of the hub,
@@ -72,6 +73,7 @@ func (s *Service) RelayOpen(c *conn.Conn, hs hubproto.Handshake, handshake []byt
 		return ErrNoServer
 	}
 	rc := &relayClient{c: c, sc: sc, binary: hs.Protocol.Binary()}
+	c.SetRelayTag(sc.slot) // before the table makes rc visible
 	if !h.clients.add(c.ID(), rc) {
 		return fmt.Errorf("connection id %s is already relayed", c.ID())
 	}
@@ -122,16 +124,19 @@ func (s *Service) RelayData(c *conn.Conn, msg []byte) {
 	if h == nil {
 		return
 	}
-	rc := h.client(c.ID())
-	if rc == nil {
+	var sc *serverConn
+	if rc := h.client(c.ID()); rc != nil {
+		if rc.sc == nil {
+			s.M.toServer.Inc()
+			s.fl.fromClient(h, rc, msg)
+			return
+		}
+		sc = rc.sc
+	} else if sc = h.slotConn(c.RelayTag()); sc == nil {
 		return
 	}
 	s.M.toServer.Inc()
-	if rc.sc == nil {
-		s.fl.fromClient(h, rc, msg)
-		return
-	}
-	rc.sc.send(&serviceproto.ConnectionData{ConnectionID: c.ID(), Payload: msg})
+	sc.send(&serviceproto.ConnectionData{ConnectionID: c.ID(), Payload: msg})
 }
 
 // RelayClosed implements conn.Service: the app server hears of the
@@ -142,18 +147,21 @@ func (s *Service) RelayClosed(c *conn.Conn, reason string) {
 	if h == nil {
 		return
 	}
-	rc := h.clients.remove(c.ID())
-	if rc == nil {
+	h.dropPartial(c.ID())
+	var sc *serverConn
+	if rc := h.clients.remove(c.ID()); rc != nil {
+		if rc.sc == nil {
+			s.fl.clientClosed(h, rc, reason)
+			return
+		}
+		sc = rc.sc
+	} else if sc = h.slotConn(c.RelayTag()); sc == nil {
 		return
 	}
-	if rc.sc == nil {
-		s.fl.clientClosed(h, rc, reason)
-		return
-	}
-	rc.sc.hosted.Add(-1)
-	if rc.sc.state.Load() == scOpen {
+	sc.hosted.Add(-1)
+	if sc.state.Load() == scOpen {
 		m := &serviceproto.CloseConnection{ConnectionID: c.ID(), ErrorMessage: serviceproto.Str(reason)}
-		rc.sc.send(m)
+		sc.send(m)
 	}
 	h.inv.clientGone(h, c.ID())
 }
@@ -162,52 +170,66 @@ func (s *Service) RelayClosed(c *conn.Conn, reason string) {
 // the app's handshake response (after which the client joins its hub),
 // then whole records, in one frame per message. Current SDKs send one
 // record per ConnectionData; older ones sent raw chunks, whose
-// incomplete last record waits for the next chunk. A JSON record that is
-// not valid UTF-8 is dropped and counted: in a text frame it would fail
-// the client.
+// incomplete last record waits for the next chunk (hub.partials). A JSON
+// record that is not valid UTF-8 is dropped and counted: in a text frame
+// it would fail the client. One writer at a time per client: the
+// client's stripe of hub.partials is locked.
 func (h *hub) toClient(id string, payload []byte) {
+	p := h.partialsOf(id)
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	rc := h.client(id)
-	if rc == nil {
-		h.s.M.dropped("unknown_connection").Inc()
-		return
-	}
-	if rc.c == nil {
+	var c *conn.Conn
+	var binary bool
+	switch {
+	case rc != nil && rc.c == nil:
 		h.s.fl.toPeer(h, rc, payload)
 		return
+	case rc != nil:
+		c, binary = rc.c, rc.binary
+	default:
+		c = h.compact(id)
+		if c == nil {
+			h.s.M.dropped("unknown_connection").Inc()
+			return
+		}
+		binary = c.RelayBinary()
 	}
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
 	data := payload
-	if len(rc.partial) > 0 {
-		rc.partial = append(rc.partial, payload...)
-		data = rc.partial
+	if part := p.m[id]; len(part) > 0 {
+		data = append(part, payload...)
 	}
-	if !rc.accepted.Load() {
+	if rc != nil && !rc.accepted.Load() {
 		i := bytes.IndexByte(data, hubproto.RecordSeparator)
 		if i < 0 {
-			rc.keep(data)
+			p.keep(id, data)
 			return
 		}
 		resp := data[:i+1]
 		// In the frame type of the client's protocol, as ASP.NET Core
 		// writes it once the transfer format is set (clients take either).
-		rc.c.RelaySend(rc.frame(bytes.Clone(resp)))
+		c.RelaySend(frameOf(bytes.Clone(resp), binary))
 		if bytes.Contains(resp, []byte(`"error"`)) {
 			h.s.M.dropped("handshake_refused_by_app").Inc()
-			rc.keep(nil)
+			p.keep(id, nil)
 			return // the app closes the client (CloseConnection)
 		}
 		rc.accepted.Store(true)
-		if rc.c.RelayAccept() {
-			h.users.joined(rc.c.UserID(), id)
+		if c.RelayAccept() {
+			h.users.joined(c.UserID(), id)
+			if rc.x == nil && c.RelayTag() != 0 {
+				// Found through fanout from now on; RelayClosed or
+				// leave ends it through its slot.
+				h.clients.removeIf(id, rc)
+			}
 		}
 		data = data[i+1:]
 	}
-	n := recordsEnd(data, rc.binary)
+	n := recordsEnd(data, binary)
 	if n > 0 {
 		recs := data[:n]
 		var frame []byte
-		if rc.binary {
+		if binary {
 			frame = wsframe.BinaryFrame(recs)
 		} else if utf8.Valid(recs) {
 			frame = wsframe.TextFrame(recs)
@@ -216,28 +238,29 @@ func (h *hub) toClient(id string, payload []byte) {
 		}
 		if frame != nil {
 			h.s.M.toClient.Inc()
-			rc.c.RelaySend(frame)
+			c.RelaySend(frame)
 		}
 	}
-	rc.keep(data[n:])
+	p.keep(id, data[n:])
 }
 
-// frame is records in the data frame of the client's protocol: binary
+// compact returns the accepted relayed connection id hosted here that
+// has no relayClient (its server connection in its RelayTag), or nil.
+func (h *hub) compact(id string) *conn.Conn {
+	c, ok := h.fh.Member(id).(*conn.Conn)
+	if !ok || c.RelayTag() == 0 {
+		return nil
+	}
+	return c
+}
+
+// frameOf is records in the data frame of the client's protocol: binary
 // for MessagePack, text for JSON.
-func (rc *relayClient) frame(records []byte) []byte {
-	if rc.binary {
+func frameOf(records []byte, binary bool) []byte {
+	if binary {
 		return wsframe.BinaryFrame(records)
 	}
 	return wsframe.TextFrame(records)
-}
-
-// keep holds an incomplete record (a copy; nil drops it).
-func (rc *relayClient) keep(rest []byte) {
-	if len(rest) == 0 {
-		rc.partial = nil
-		return
-	}
-	rc.partial = append([]byte(nil), rest...)
 }
 
 // recordsEnd is the length of the whole records at the start of b: up to

@@ -47,6 +47,16 @@ func (t *clientTable) get(id string) *relayClient {
 	return s.m[id]
 }
 
+// removeIf deletes id if rc is what is there.
+func (t *clientTable) removeIf(id string, rc *relayClient) {
+	s := &t.shards[t.shard(id)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m[id] == rc {
+		delete(s.m, id)
+	}
+}
+
 // remove deletes id and returns what was there, or nil.
 func (t *clientTable) remove(id string) *relayClient {
 	s := &t.shards[t.shard(id)]
@@ -73,4 +83,31 @@ func (t *clientTable) each(fn func(rc *relayClient)) {
 			fn(rc)
 		}
 	}
+}
+
+// partialShards is the number of stripes of a hub's partial records.
+const partialShards = 64
+
+// partialStripe serializes the app's writes to the clients whose id
+// hashes to it (hub.toClient) and keeps their incomplete records (an
+// older SDK's raw chunks), so no client pays for a lock or buffer of its
+// own.
+type partialStripe struct {
+	mu sync.Mutex
+	m  map[string][]byte // allocated on first use
+}
+
+// keep holds an incomplete record of client id (a copy; nil drops it).
+// p.mu is held.
+func (p *partialStripe) keep(id string, rest []byte) {
+	if len(rest) == 0 {
+		if p.m != nil {
+			delete(p.m, id)
+		}
+		return
+	}
+	if p.m == nil {
+		p.m = map[string][]byte{}
+	}
+	p.m[id] = append([]byte(nil), rest...)
 }

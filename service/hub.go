@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/edgeplane/edgeplane/conn"
 	"github.com/edgeplane/edgeplane/fanout"
 	"github.com/edgeplane/edgeplane/internal/serviceproto"
 )
@@ -23,9 +24,11 @@ type hub struct {
 	hosts []*serverConn // open connections that may host clients (not Weak)
 	next  atomic.Uint32 // round-robin over hosts
 
-	clients clientTable // relayed clients by connection id
-	users   userGroups
-	inv     invocations
+	clients  clientTable      // relayed clients that need more than their connection, by id
+	slots    [256]*serverConn // by serverConn.slot (1-255; under mu): compact clients' RelayTag
+	partials [partialShards]partialStripe
+	users    userGroups
+	inv      invocations
 }
 
 func newHub(s *Service, name string, fh *fanout.Hub) *hub {
@@ -42,8 +45,39 @@ func (h *hub) join(sc *serverConn) {
 	h.all = append(h.all, sc)
 	if sc.typ != serviceproto.ConnectionWeak {
 		h.hosts = append(h.hosts, sc)
+		// A slot is free once its connection is closed and hosts nobody:
+		// no client's RelayTag names it any more.
+		for i := 1; i < len(h.slots); i++ {
+			if x := h.slots[i]; x == nil || x.state.Load() == scClosed && x.hosted.Load() == 0 {
+				h.slots[i], sc.slot = sc, uint8(i)
+				break
+			}
+		}
 	}
 	h.mu.Unlock()
+}
+
+// slotConn is the server connection in slot i, or nil.
+func (h *hub) slotConn(i uint8) *serverConn {
+	if i == 0 {
+		return nil
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.slots[i]
+}
+
+// partialsOf is client id's stripe of partial records.
+func (h *hub) partialsOf(id string) *partialStripe {
+	return &h.partials[h.clients.shard(id)%partialShards]
+}
+
+// dropPartial forgets a gone client's incomplete record.
+func (h *hub) dropPartial(id string) {
+	p := h.partialsOf(id)
+	p.mu.Lock()
+	p.keep(id, nil)
+	p.mu.Unlock()
 }
 
 // leave removes a closed connection and closes the clients it hosted.
@@ -63,6 +97,18 @@ func (h *hub) leave(sc *serverConn) {
 				gone = append(gone, rc)
 			}
 		})
+		if sc.slot != 0 { // compact clients: accepted, found through fanout
+			seen := make(map[*conn.Conn]bool, len(gone))
+			for _, rc := range gone {
+				seen[rc.c] = true
+			}
+			h.fh.Each(func(e *fanout.Entry) {
+				if c, ok := e.Member().(*conn.Conn); ok && c.RelayTag() == sc.slot && !seen[c] {
+					seen[c] = true
+					gone = append(gone, &relayClient{c: c, sc: sc})
+				}
+			})
+		}
 		for _, rc := range gone {
 			if rc.c == nil {
 				h.s.fl.hostGone(h, rc)
@@ -137,8 +183,28 @@ func (h *hub) drainServer(id string) {
 	}
 }
 
+// client is the relayClient of id, or nil; see clientAny.
 func (h *hub) client(id string) *relayClient {
 	return h.clients.get(id)
+}
+
+// clientAny is client's, or a relayClient made up for a compact client
+// (accepted, no fleet relay) for reading.
+func (h *hub) clientAny(id string) *relayClient {
+	if rc := h.clients.get(id); rc != nil {
+		return rc
+	}
+	c := h.compact(id)
+	if c == nil {
+		return nil
+	}
+	sc := h.slotConn(c.RelayTag())
+	if sc == nil {
+		return nil
+	}
+	rc := &relayClient{c: c, sc: sc, binary: c.RelayBinary()}
+	rc.accepted.Store(true)
+	return rc
 }
 
 // servers counts the distinct app servers connected.

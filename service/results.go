@@ -39,7 +39,7 @@ func (v *invocations) len() int {
 
 // invoke handles a ClientInvocation from sc.
 func (v *invocations) invoke(h *hub, sc *serverConn, m *serviceproto.ClientInvocation) {
-	rc := h.client(m.ConnectionID)
+	rc := h.clientAny(m.ConnectionID)
 	if rc == nil || !rc.accepted.Load() {
 		h.s.M.invocations("not_found").Inc()
 		sc.send(&serviceproto.ErrorCompletion{InvocationID: m.InvocationID, ConnectionID: m.ConnectionID,

@@ -44,6 +44,7 @@ type serverConn struct {
 	lastPing atomic.Int64
 	draining atomic.Bool  // the app server shuts down: no new clients
 	hosted   atomic.Int64 // clients it hosts
+	slot     uint8        // its index in hub.slots (0: none); set in join
 
 	// Event loop only.
 	partial []byte // an incomplete frame
