@@ -276,9 +276,12 @@ func (c *Conn) RelaySend(frame []byte) bool {
 // RelayAccept makes a relayed connection a member of its hub once the
 // app's handshake response has been queued to it: from now on fanout
 // delivers to it. It reports false if the connection is gone or its id
-// is taken.
+// is taken. The app may answer before relayHandshake, on the event loop,
+// has moved the connection from stHandshake to stOpen after RelayOpen
+// returned: the connection is accepted in either state, else it would
+// never join its hub (no broadcasts, its group joins NotFound).
 func (c *Conn) RelayAccept() bool {
-	if c.state.Load() != stOpen {
+	if st := c.state.Load(); st != stOpen && st != stHandshake {
 		return false
 	}
 	if !c.hub.Insert(&c.entry) {

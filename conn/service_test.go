@@ -23,6 +23,12 @@ type recService struct {
 	ctx      []*backplane.ConnectContext
 	data     []string
 	closed   []string // reasons
+	// answer: RelayOpen queues the app's handshake response and accepts
+	// the client before it returns, as an app answering at once does
+	// from its server connection's goroutine; accepted records
+	// RelayAccept's results.
+	answer   bool
+	accepted []bool
 }
 
 type recSession struct {
@@ -52,6 +58,10 @@ func (r *recService) RelayOpen(c *Conn, h hubproto.Handshake, hs []byte, ctx *ba
 	defer r.mu.Unlock()
 	r.opened = append(r.opened, string(hs))
 	r.ctx = append(r.ctx, ctx)
+	if r.answer && r.openErr == nil {
+		c.RelaySend([]byte{0x81, 0x03, '{', '}', 0x1e})
+		r.accepted = append(r.accepted, c.RelayAccept())
+	}
 	return r.openErr
 }
 
@@ -189,6 +199,40 @@ func TestServiceRelay(t *testing.T) {
 	sess.OnClose(nil)
 	if len(svc.closed) != 1 {
 		t.Fatal("RelayClosed for a relay never opened")
+	}
+}
+
+// TestServiceRelayAcceptedBeforeOpen: the app's handshake response may be
+// relayed, and the client accepted, before relayHandshake has marked the
+// connection open (RelayOpen has sent OpenConnection; the event loop has
+// not yet returned from it). The client still joins its hub, opens and
+// leaves the hub when it closes. Before the fix RelayAccept refused it:
+// the client was relayed but got no broadcasts and its group joins were
+// NotFound (TestCompatServiceMode's "Join: false").
+func TestServiceRelayAcceptedBeforeOpen(t *testing.T) {
+	svc := &recService{answer: true}
+	s := newTestServer(t, Config{Service: svc, AccessKey: testKey})
+	tok := clientToken(t, map[string]any{"aud": "https://edge.example.com/client/?hub=chat"})
+	fc := &fakeConn{}
+	sess := s.OnOpen(fc)
+	c := sess.(*Conn)
+	sess.OnData([]byte(upgradeReq("/client/?hub=chat&access_token="+tok, "")))
+	sess.OnData(clientFrame(0x81, testHandshake))
+	h := s.router.Hub("chat")
+	if len(svc.accepted) != 1 || !svc.accepted[0] || !h.Lookup(c.ID()) {
+		t.Fatalf("accepted %v, in the hub %v", svc.accepted, h.Lookup(c.ID()))
+	}
+	if c.state.Load() != stOpen {
+		t.Fatalf("state %d, want open", c.state.Load())
+	}
+	sess.OnData(clientFrame(0x81, []byte(`{"type":6}`+"\x1e")))
+	if len(svc.data) != 1 {
+		t.Fatalf("data: %q", svc.data)
+	}
+	c.RelayClose("", false)
+	sess.OnClose(nil)
+	if h.Lookup(c.ID()) || len(svc.closed) != 1 {
+		t.Fatalf("after the close: in the hub %v, RelayClosed %q", h.Lookup(c.ID()), svc.closed)
 	}
 }
 

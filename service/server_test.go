@@ -569,3 +569,46 @@ func TestRelayOnTheWire(t *testing.T) {
 		t.Fatalf("close %+v", cl)
 	}
 }
+
+// TestJoinRightAfterHandshake: an app that answers a client's handshake
+// and adds it to a group at once (OnConnectedAsync, or a hub method the
+// client invokes as soon as it is connected) gets Ok: the client is in
+// its hub as soon as the app's handshake response is relayed, however
+// soon that is after OpenConnection. The race it guards (the answer
+// relayed before the client's event loop marked it open, conn's
+// TestServiceRelayAcceptedBeforeOpen forces it) made joins NotFound.
+func TestJoinRightAfterHandshake(t *testing.T) {
+	n := startNode(t, service.Config{})
+	app, _, err := dialServer(t, n, "chathub", serverToken("HS256", key, "http://127.0.0.1/server/?hub=chathub", "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	app.send(serviceproto.Frame(&serviceproto.HandshakeRequest{Version: 1}))
+	app.next()
+	tok := directClientToken(n, map[string]any{"nameid": "u"})
+	for i := range 500 {
+		ws, _, err := websocket.DefaultDialer.Dial("ws://"+n.Addr().String()+"/client/?hub=chathub&access_token="+tok, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws.WriteMessage(websocket.TextMessage, []byte(`{"protocol":"json","version":1}`+"\x1e"))
+		var open *serviceproto.OpenConnection
+		for open == nil { // skipping the last client's CloseConnection
+			open, _ = app.next().(*serviceproto.OpenConnection)
+		}
+		var answer []byte
+		answer = append(answer, serviceproto.Frame(&serviceproto.ConnectionData{ConnectionID: open.ConnectionID, Payload: []byte("{}\x1e")})...)
+		answer = append(answer, serviceproto.Frame(&serviceproto.JoinGroupWithAck{ConnectionID: open.ConnectionID, Group: "g", AckID: int32(i)})...)
+		app.send(answer)
+		for {
+			m := app.next()
+			if ack, ok := m.(*serviceproto.Ack); ok {
+				if ack.AckID != int32(i) || ack.Status != serviceproto.AckOk {
+					t.Fatalf("client %d: ack %+v, want Ok", i, ack)
+				}
+				break
+			}
+		}
+		ws.Close()
+	}
+}
