@@ -333,11 +333,11 @@ func (c *Conn) respondKeep(route string, code int, ctype string, body []byte, ex
 	if route != "" {
 		c.srv.M.httpReqs(route, code).Inc()
 	}
+	c.keepAlive() // before the response: the client's next request may follow it at once
 	c.pc.Send(responseHead(code, ctype, len(body), extra))
 	if len(body) > 0 {
 		c.pc.Send(body)
 	}
-	c.keepAlive()
 }
 
 // keepAlive makes a socket read its next request (after a response),

@@ -90,6 +90,12 @@ func (s *httpSink) answerLocked(sc *Conn, code int, cors string) {
 	if code == http.StatusOK {
 		ctype = "application/octet-stream"
 	}
+	// The socket reads its next request before the answer goes out: this
+	// may run on a delivering goroutine while the socket's loop reads,
+	// and a client that gets the answer polls again at once; in stHeld
+	// that poll would be read and dropped (the client then waits for an
+	// answer that never comes).
+	sc.keepAlive()
 	sc.pc.Send(responseHead(code, ctype, n, cors))
 	if code == http.StatusOK {
 		for i, m := range s.queue {
@@ -101,7 +107,6 @@ func (s *httpSink) answerLocked(sc *Conn, code int, cors string) {
 			s.queue = nil
 		}
 	}
-	sc.keepAlive()
 }
 
 // enqueue queues a message for the next poll, or answers the held one.
