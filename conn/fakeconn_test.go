@@ -22,6 +22,7 @@ type fakeConn struct {
 	shutdown bool
 	closed   bool
 	limit    int
+	onSend   func(frame []byte) // called after each accepted Send, without the lock
 }
 
 func (f *fakeConn) Send(frame []byte) error {
@@ -34,6 +35,11 @@ func (f *fakeConn) Send(frame []byte) error {
 		return poller.ErrQueueFull
 	}
 	f.out.Write(frame)
+	if hook := f.onSend; hook != nil {
+		f.mu.Unlock()
+		hook(frame)
+		f.mu.Lock()
+	}
 	return nil
 }
 

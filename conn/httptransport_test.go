@@ -1,11 +1,15 @@
 package conn
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/edgeplane/edgeplane/internal/testutil"
 )
 
 // TestPostWhileAnotherPostIs409: a POST that arrives while another POST
@@ -44,4 +48,70 @@ func TestPostWhileAnotherPostIs409(t *testing.T) {
 	if code := post("{\"protocol\":\"json\",\"version\":1}\x1e"); code != http.StatusOK {
 		t.Fatalf("POST after the other finished: %d, want 200 (the connection stays)", code)
 	}
+}
+
+// TestLongPollNextPollDuringAnswer: a held poll is answered by a
+// delivering goroutine (the sink's enqueue) while the socket's own loop
+// reads; a client that gets the answer polls again at once, so its next
+// GET can be read before the answering goroutine has finished. That poll
+// must be served (held), not read and dropped as a request on a socket
+// still holding its last answer (the client would wait for ever).
+func TestLongPollNextPollDuringAnswer(t *testing.T) {
+	s := newTestServer(t, Config{})
+	_, negBody := exchange(t, s, negotiateReq("/chat/negotiate?negotiateVersion=1", ""))
+	var n struct{ ConnectionToken string }
+	if err := json.Unmarshal([]byte(negBody), &n); err != nil {
+		t.Fatal(err)
+	}
+	target := "/chat?id=" + n.ConnectionToken
+	poll := "GET " + target + " HTTP/1.1\r\nHost: x\r\n\r\n"
+	if resp, _ := exchange(t, s, poll); resp.StatusCode != 200 {
+		t.Fatalf("first poll: %d", resp.StatusCode)
+	}
+	hs := "{\"protocol\":\"json\",\"version\":1}\x1e"
+	if resp, _ := exchange(t, s, "POST "+target+" HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(len(hs))+"\r\n\r\n"+hs); resp.StatusCode != 200 {
+		t.Fatalf("handshake POST: %d", resp.StatusCode)
+	}
+	ti, err := s.signer.open("chat", n.ConnectionToken, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc := s.httpConns.get(encodeID(ti.id))
+	if lc == nil {
+		t.Fatal("no connection")
+	}
+	sink := lc.sink()
+	held := func() bool { sink.mu.Lock(); defer sink.mu.Unlock(); return sink.poll != nil }
+
+	fc := &fakeConn{}
+	sess := s.OnOpen(fc)
+	t.Cleanup(func() { sess.OnClose(nil) })
+	sess.OnData([]byte(poll)) // answered at once: the handshake response waits
+	sess.OnData([]byte(poll)) // held
+	if !held() {
+		t.Fatal("the second poll is not held")
+	}
+	// When the answer's body goes out, the client's next poll arrives on
+	// the socket's loop (another goroutine), before enqueue has returned.
+	var once sync.Once
+	read := make(chan struct{})
+	fc.mu.Lock()
+	fc.onSend = func(frame []byte) {
+		if !bytes.Contains(frame, []byte(`"target":"m"`)) {
+			return
+		}
+		once.Do(func() {
+			go func() { sess.OnData([]byte(poll)); close(read) }()
+			select { // the loop reads it now (or blocks on the sink until the answer is done)
+			case <-read:
+			case <-time.After(200 * time.Millisecond):
+			}
+		})
+	}
+	fc.mu.Unlock()
+	if err := sink.enqueue([]byte("{\"type\":1,\"target\":\"m\",\"arguments\":[]}\x1e")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitUntil(t, 5*time.Second, "the next poll held", held)
+	<-read
 }
