@@ -50,10 +50,10 @@ func (s *httpSink) newPoll(sc *Conn, cors string) {
 	switch {
 	case len(s.queue) > 0:
 		srv.M.httpReqs("poll", http.StatusOK).Inc()
-		s.answerLocked(sc, http.StatusOK, cors)
+		answered := s.answerLocked(sc, http.StatusOK, cors)
 		since := srv.wheel.Now()
 		s.since = since
-		end := s.closing
+		end := s.closing && answered
 		s.mu.Unlock()
 		if end {
 			s.end(nil)
@@ -80,33 +80,40 @@ func (s *httpSink) newPoll(sc *Conn, cors string) {
 
 // answerLocked answers the poll on sc with code: 200 carries every queued
 // message (the body is the messages themselves, each Send a shared
-// frame's payload), 204 nothing. s.mu must be held.
-func (s *httpSink) answerLocked(sc *Conn, code int, cors string) {
+// frame's payload), 204 nothing. It reports whether the socket took the
+// response: if not (it closed under the held poll), the messages stay
+// queued for the next poll. s.mu must be held.
+//
+// The socket reads requests again (keepAlive) before the response goes
+// out: an answer from another goroutine (a delivery) is written at once,
+// and the client's next poll on the same socket may follow it before this
+// returns; a socket still in stHeld would discard it. That poll waits for
+// s.mu, so it is handled after this answer.
+func (s *httpSink) answerLocked(sc *Conn, code int, cors string) bool {
 	n := 0
-	if code == http.StatusOK {
-		n = s.qbytes
-	}
 	ctype := ""
 	if code == http.StatusOK {
-		ctype = "application/octet-stream"
+		n, ctype = s.qbytes, "application/octet-stream"
 	}
-	// The socket reads its next request before the answer goes out: this
-	// may run on a delivering goroutine while the socket's loop reads,
-	// and a client that gets the answer polls again at once; in stHeld
-	// that poll would be read and dropped (the client then waits for an
-	// answer that never comes).
 	sc.keepAlive()
-	sc.pc.Send(responseHead(code, ctype, n, cors))
-	if code == http.StatusOK {
-		for i, m := range s.queue {
-			sc.pc.Send(m)
-			s.queue[i] = nil
-		}
-		s.queue, s.qbytes = s.queue[:0], 0
-		if cap(s.queue) > 16 {
-			s.queue = nil
+	if sc.pc.Send(responseHead(code, ctype, n, cors)) != nil {
+		return false
+	}
+	if code != http.StatusOK {
+		return true
+	}
+	for _, m := range s.queue {
+		if sc.pc.Send(m) != nil {
+			sc.pc.Close() // a truncated response: the client polls again
+			return false
 		}
 	}
+	clear(s.queue)
+	s.queue, s.qbytes = s.queue[:0], 0
+	if cap(s.queue) > 16 {
+		s.queue = nil
+	}
+	return true
 }
 
 // enqueue queues a message for the next poll, or answers the held one.
@@ -155,7 +162,9 @@ func (s *httpSink) shutdownLongPoll(msgs [][]byte) {
 			code = http.StatusOK
 		}
 		sc.srv.M.httpReqs("poll", code).Inc()
-		s.answerLocked(sc, code, s.cors)
+		if !s.answerLocked(sc, code, s.cors) {
+			sc = nil // the socket is gone: the final messages wait for the next poll
+		}
 	}
 	since := s.lc.srv.wheel.Now()
 	s.since = since

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -372,3 +374,61 @@ func TestSSERefusesMessagePack(t *testing.T) {
 }
 
 func pollerQueue(n int) poller.Config { return poller.Config{MaxQueueBytes: n} }
+
+// TestLongPollLosesNoBroadcastRacingPolls: 200 broadcasts sent back to
+// back while the client polls in a loop on one kept-alive socket, so that
+// broadcasts answer held polls, queue between polls, and race the next
+// poll on the socket the answer came on: every one arrives, once, in
+// order, with no poll left unanswered.
+func TestLongPollLosesNoBroadcastRacingPolls(t *testing.T) {
+	const msgs = 200
+	n := nodetest.Start(t, node.Config{})
+	c := connectLongPoll(t, n)
+	c.hc.Timeout = 5 * time.Second // a poll the node lost fails the test rather than hanging it
+	testutil.WaitUntil(t, 5*time.Second, "connection registered", func() bool { return n.Router().Hub("chat").Len() == 1 })
+	type result struct {
+		got []string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		for len(r.got) < msgs {
+			resp, err := c.hc.Get(c.url())
+			if err != nil {
+				r.err = err
+				break
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				r.err = fmt.Errorf("poll: %d %q", resp.StatusCode, b)
+				break
+			}
+			for _, rec := range strings.Split(string(b), rs) {
+				if rec == "" {
+					continue
+				}
+				var m struct{ Target string }
+				if err := json.Unmarshal([]byte(rec), &m); err != nil {
+					r.err = fmt.Errorf("record %q: %v", rec, err)
+					break
+				}
+				r.got = append(r.got, m.Target)
+			}
+		}
+		done <- r
+	}()
+	for i := range msgs {
+		c.broadcast(strconv.Itoa(i))
+	}
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("after %d of %d broadcasts (last %q): %v", len(r.got), msgs, r.got[max(0, len(r.got)-1):], r.err)
+	}
+	for i, target := range r.got {
+		if target != strconv.Itoa(i) {
+			t.Fatalf("broadcast %d arrived as %q: got %q", i, target, r.got)
+		}
+	}
+}
