@@ -187,8 +187,9 @@ type Redis struct {
 	slots    *slotTable // nil with a single server
 	reroutes map[uint16]string
 	checks   map[*subscriber]struct{}
-	verify   map[uint16]string // slot → a channel a publish on reached no subscriber
-	prefer   map[string]bool   // servers to read the topology from first
+	verify   map[uint16]string      // slot → a channel a publish on reached no subscriber
+	confirms map[*subscriber]uint64 // subscribers whose sync (seq) clears faults once the server confirms it is master
+	prefer   map[string]bool        // servers to read the topology from first
 	// topo is the last CLUSTER SLOTS, sorted (flusher only).
 	topo []slotRange
 
@@ -231,8 +232,9 @@ type Redis struct {
 // testHooks let a test force an interleaving of the flusher and a
 // subscriber's goroutine; set before Start, nil outside tests.
 type testHooks struct {
-	dial    func(addr string)               // before a subscription connection is dialed
-	written func(s *subscriber, seq uint64) // after placeSlots wrote slots on s (seq: their sync, 0 if s was not connected)
+	dial     func(addr string)               // before a subscription connection is dialed
+	written  func(s *subscriber, seq uint64) // after placeSlots wrote slots on s (seq: their sync, 0 if s was not connected)
+	topology func(t []slotRange) []slotRange // rewrites each CLUSTER SLOTS read by refreshTopology (a stale view)
 }
 
 // NewRedis validates cfg and creates the client. Nothing is connected until
@@ -253,6 +255,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		reroutes:   make(map[uint16]string),
 		checks:     make(map[*subscriber]struct{}),
 		verify:     make(map[uint16]string),
+		confirms:   make(map[*subscriber]uint64),
 		prefer:     make(map[string]bool),
 		slotFaults: make(map[uint16]*fault),
 		waiters:    make(map[int32]chan struct{}),

@@ -25,7 +25,11 @@ import (
 // flusher places it again on the master that serves it now, asking the
 // cluster for its current topology first. A subscription connection that
 // fails and cannot be dialed again has its slots checked the same way.
-// All of it runs on the flusher goroutine.
+// A replica takes an SSUBSCRIBE for its shard without a MOVED, so a
+// placement counts only once the server, asked after it acknowledged the
+// subscriptions, says it is their slots' master (confirmMaster): a
+// topology read from a server that has not heard of a failover yet names
+// the demoted master. All of it runs on the flusher goroutine.
 
 const (
 	// rerouteRetry: slots that could not be placed (no master serves
@@ -293,15 +297,23 @@ func (r *Redis) channelsInSlots(slots map[uint16]bool) map[uint16][]string {
 // reports whether something is left to retry.
 func (r *Redis) reroute() bool {
 	r.mu.Lock()
-	moves, checks, verify := r.reroutes, r.checks, r.verify
-	if len(moves)+len(checks)+len(verify) == 0 {
+	moves, checks, verify, confirms := r.reroutes, r.checks, r.verify, r.confirms
+	if len(moves)+len(checks)+len(verify)+len(confirms) == 0 {
 		r.mu.Unlock()
 		return false
 	}
 	r.reroutes = make(map[uint16]string)
 	r.checks = make(map[*subscriber]struct{})
 	r.verify = make(map[uint16]string)
+	r.confirms = make(map[*subscriber]uint64)
 	r.mu.Unlock()
+
+	retry := false
+	for s, seq := range confirms {
+		if !r.confirmMaster(s, seq, moves) {
+			retry = true
+		}
+	}
 
 	// Ask the cluster where slots are now, preferring the servers that
 	// just reported a change (the one that dropped a slot knows who took
@@ -412,7 +424,7 @@ func (r *Redis) reroute() bool {
 		}
 	}
 	if len(moves) == 0 {
-		return false
+		return retry
 	}
 	slots := make([]uint16, 0, len(moves))
 	servers := map[string]int{}
@@ -431,7 +443,124 @@ func (r *Redis) reroute() bool {
 	r.mu.RLock()
 	left := len(r.reroutes) > 0
 	r.mu.RUnlock()
-	return left
+	return left || retry
+}
+
+// confirmMaster ends the faults s's answered sync PING seq clears, once
+// the server s is connected to says, after that answer, that it is the
+// master of the slots s carries (synced explains why). Slots it serves
+// only as a replica, or not at all, are given up there and added to moves
+// (with the master the server names), carrying the gap of the faults s
+// was clearing; their faults wait for the new placement. It reports false
+// if the server could not be asked: the check is queued again for the
+// flusher's retry, the faults left as they are.
+func (r *Redis) confirmMaster(s *subscriber, seq uint64, moves map[uint16]string) bool {
+	r.stateMu.Lock()
+	closed := s.closed
+	r.stateMu.Unlock()
+	if closed {
+		return true
+	}
+	myID, slots, err := r.serverView(s.addr)
+	if err != nil {
+		r.errLog.warn(r.log, "redis cluster node did not say which slots it serves; asking again", "redis", s.addr, "err", err)
+		r.mu.Lock()
+		r.confirms[s] = max(r.confirms[s], seq)
+		r.mu.Unlock()
+		return false
+	}
+	// The server's own view is as fresh a topology as any.
+	r.topo = topoOf(slots)
+	r.mu.RLock()
+	mine := r.slots.placedOn(s.addr)
+	r.mu.RUnlock()
+	away := make(map[uint16]string)
+	for _, slot := range mine {
+		master, ok := masterIn(slots, slot)
+		if ok && master.ID == myID {
+			continue
+		}
+		away[slot] = master.Addr // "" if no one serves it: the topology decides
+	}
+	if len(away) > 0 {
+		r.stateMu.Lock()
+		// A slot without a fault of its own takes s's (a connection's
+		// resubscription: its gap, or none while starting), else the
+		// earliest gap s was clearing.
+		carried := fault{reason: reasonSlotMoved}
+		if f := s.fault; f != nil {
+			carried = fault{reason: f.reason, since: f.since}
+		} else {
+			for _, f := range r.slotFaults {
+				if f.sub == s && f.gap && (carried.since.IsZero() || f.since.Before(carried.since)) {
+					carried.since = f.since
+				}
+			}
+		}
+		if carried.since.IsZero() {
+			carried.since = time.Now()
+		}
+		for slot := range away {
+			if f := r.slotFaults[slot]; f != nil {
+				f.sub, f.need = nil, 0
+			} else if !r.closed.Load() {
+				c := carried
+				r.addFaultLocked(&f, &c)
+				r.slotFaults[slot] = f
+			}
+		}
+		r.stateMu.Unlock()
+		chans := r.channelsInSlots(keysOf(away))
+		for slot, hint := range away {
+			if c := chans[slot]; len(c) > 0 {
+				s.change(c, false, false) // no message twice, once placed on the master
+			}
+			if _, ok := moves[slot]; !ok {
+				moves[slot] = hint
+			}
+		}
+		r.log.Warn("a redis cluster node acknowledged subscriptions for slots it does not serve as master; placing them on the master",
+			"redis", s.addr, "slots", len(away))
+	}
+	r.endSynced(s, seq)
+	return true
+}
+
+func keysOf(m map[uint16]string) map[uint16]bool {
+	out := make(map[uint16]bool, len(m))
+	for k := range m {
+		out[k] = true
+	}
+	return out
+}
+
+// masterIn is the master serving slot in slots (false if none).
+func masterIn(slots []redis.ClusterSlot, slot uint16) (redis.ClusterNode, bool) {
+	for _, sr := range slots {
+		if len(sr.Nodes) > 0 && int(slot) >= sr.Start && int(slot) <= sr.End {
+			return sr.Nodes[0], true
+		}
+	}
+	return redis.ClusterNode{}, false
+}
+
+// serverView asks the cluster node at addr for its own id and its CLUSTER
+// SLOTS: the node's word on what it serves as master (a demoted master
+// knows it at once; the rest of the cluster learns it by gossip).
+func (r *Redis) serverView(addr string) (string, []redis.ClusterSlot, error) {
+	c := r.nodeClient(addr)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), topologyTimeout)
+	defer cancel()
+	id, err := c.ClusterMyID(ctx).Result()
+	if err != nil {
+		return "", nil, fmt.Errorf("backplane: CLUSTER MYID on %s: %w", addr, err)
+	}
+	slots, err := c.ClusterSlots(ctx).Result()
+	if err != nil {
+		return "", nil, fmt.Errorf("backplane: CLUSTER SLOTS on %s: %w", addr, err)
+	}
+	return id, slots, nil
 }
 
 // owner is the master serving slot by the last topology read ("" if
@@ -516,20 +645,28 @@ func (r *Redis) refreshTopology(prefer []string) error {
 			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 			continue
 		}
-		topo := make([]slotRange, 0, len(slots))
-		for _, s := range slots {
-			if len(s.Nodes) == 0 || s.Start < 0 || s.End >= clusterSlots || s.Start > s.End {
-				continue
-			}
-			rg := slotRange{start: uint16(s.Start), end: uint16(s.End), addr: s.Nodes[0].Addr}
-			for _, n := range s.Nodes[1:] {
-				rg.replicas = append(rg.replicas, n.Addr)
-			}
-			topo = append(topo, rg)
+		r.topo = topoOf(slots)
+		if r.hooks != nil && r.hooks.topology != nil {
+			r.topo = r.hooks.topology(r.topo)
 		}
-		sort.Slice(topo, func(i, j int) bool { return topo[i].start < topo[j].start })
-		r.topo = topo
 		return nil
 	}
 	return fmt.Errorf("backplane: CLUSTER SLOTS: %w", errors.Join(errs...))
+}
+
+// topoOf is a CLUSTER SLOTS answer as sorted slot ranges.
+func topoOf(slots []redis.ClusterSlot) []slotRange {
+	topo := make([]slotRange, 0, len(slots))
+	for _, s := range slots {
+		if len(s.Nodes) == 0 || s.Start < 0 || s.End >= clusterSlots || s.Start > s.End {
+			continue
+		}
+		rg := slotRange{start: uint16(s.Start), end: uint16(s.End), addr: s.Nodes[0].Addr}
+		for _, n := range s.Nodes[1:] {
+			rg.replicas = append(rg.replicas, n.Addr)
+		}
+		topo = append(topo, rg)
+	}
+	sort.Slice(topo, func(i, j int) bool { return topo[i].start < topo[j].start })
+	return topo
 }

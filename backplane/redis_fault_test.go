@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -622,4 +623,64 @@ func TestRedisSubscribeRefused(t *testing.T) {
 	testutil.WaitUntil(t, 10*time.Second, "ready once allowed", bp.Ready)
 	settle(t, bp)
 	fence(t, bp, r)
+}
+
+// TestRedisClusterStaleTopology: the first CLUSTER SLOTS the node reads
+// names a replica as the master of chat:all's slot, as a view from before a
+// failover does (the failover test's flake: a node resubscribed on the
+// demoted master and heard nothing while the new master did not yet count
+// it as its replica). The replica takes the SSUBSCRIBE without a word; the
+// node must not stay there: the server says it is a replica, and the node
+// places the slot on the master before it is ready.
+func TestRedisClusterStaleTopology(t *testing.T) {
+	cl := redistest.StartClusterReplicas(t, 3, 1)
+	slot := hashSlot("chat:all")
+	m := cl.MasterOf(t, int(slot))
+	rep := cl.ReplicaOf(t, m)
+	var lied atomic.Bool
+	n, err := NewRedis(RedisConfig{ClusterAddrs: cl.Addrs(), HealthInterval: 400 * time.Millisecond,
+		Hubs: map[string]string{"chat": ""}, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.hooks = &testHooks{topology: func(topo []slotRange) []slotRange {
+		out := slices.Clone(topo)
+		for i, rg := range out {
+			if rg.start <= slot && slot <= rg.end && rg.addr == m.Addr() && !lied.Swap(true) {
+				out[i].addr, out[i].replicas = rep.Addr(), []string{m.Addr()}
+			}
+		}
+		return out
+	}}
+	rn := newRecorder()
+	if err := n.Start(rn); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	if !lied.Load() {
+		t.Fatal("the node never read the stale topology")
+	}
+	if !n.Ready() {
+		t.Fatalf("not ready after Start: %s", n.faultSummary())
+	}
+	numSub := func(s *redistest.Server) int64 {
+		c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+		defer c.Close()
+		v, err := c.PubSubShardNumSub(context.Background(), "chat:all").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v["chat:all"]
+	}
+	if k, kr := numSub(m), numSub(rep); k != 1 || kr != 0 {
+		t.Errorf("chat:all subscribed %d times on the master %s and %d times on its replica %s, want 1 and 0", k, m.Addr(), kr, rep.Addr())
+	}
+	if addr, _ := n.slots.addr(slot); addr != m.Addr() {
+		t.Errorf("chat:all's slot placed on %s, want the master %s", addr, m.Addr())
+	}
+	checkPlacement(t, n)
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
+	defer cc.Close()
+	sprayUntil(t, 5*time.Second, cc, true, "chat:all", "after-start", rn)
+	fence(t, n, rn)
 }

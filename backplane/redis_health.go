@@ -370,8 +370,47 @@ func (r *Redis) writtenLocked(s *subscriber, seq uint64) {
 }
 
 // synced handles the answer to s's sync PING seq: the faults it clears end
-// here, and their gap is counted and logged.
+// here, and their gap is counted and logged. In a cluster they end only
+// once the server has also said that it is the master of the slots s
+// carries (the flusher asks it: confirmMasters), because a replica takes
+// an SSUBSCRIBE for its shard without a word, and passes on only what its
+// master sends it over the cluster bus: a subscription placed on a server
+// a stale topology still named master, just demoted by a failover, is
+// acknowledged and then hears nothing while the new master does not yet
+// count it among its replicas.
 func (r *Redis) synced(s *subscriber, seq uint64) {
+	if r.cluster {
+		r.stateMu.Lock()
+		pending := !s.closed && r.clearsLocked(s, seq)
+		r.stateMu.Unlock()
+		if pending {
+			r.mu.Lock()
+			r.confirms[s] = max(r.confirms[s], seq)
+			r.mu.Unlock()
+			r.signal()
+		}
+		return
+	}
+	r.endSynced(s, seq)
+}
+
+// clearsLocked reports whether s's sync PING seq clears a fault.
+// stateMu must be held.
+func (r *Redis) clearsLocked(s *subscriber, seq uint64) bool {
+	if f := s.fault; f != nil && f.need != 0 && f.need <= seq {
+		return true
+	}
+	for _, f := range r.slotFaults {
+		if f.sub == s && f.need != 0 && f.need <= seq {
+			return true
+		}
+	}
+	return false
+}
+
+// endSynced ends the faults s's sync PING seq cleared, and counts and logs
+// their gap.
+func (r *Redis) endSynced(s *subscriber, seq uint64) {
 	r.stateMu.Lock()
 	if s.closed {
 		r.stateMu.Unlock()

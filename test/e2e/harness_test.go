@@ -94,7 +94,7 @@ func startNodeWrapped(t *testing.T, wrapper []string, backend string, args ...st
 	t.Cleanup(func() {
 		n.cmd.Process.Kill()
 		<-n.exited
-		if t.Failed() {
+		if t.Failed() || os.Getenv("EDGEPLANE_NODE_LOGS") != "" {
 			t.Logf("node log:\n%s", n.logs())
 		}
 	})
