@@ -268,7 +268,7 @@ func (c *Conn) httpTransport(req *http.Request, hubName string) {
 		c.httpError(req, "transport", http.StatusBadRequest, "cannot change transports mid-connection")
 		return
 	}
-	lc.sink().newPoll(c, c.corsHeaders(req, false))
+	lc.sink().newPoll(c, c.corsHeaders(req, false), pollKey(req.URL.RawQuery))
 }
 
 // respondNoConnection answers 404 as ASP.NET Core does for an unknown or
@@ -421,6 +421,13 @@ type httpSink struct {
 	since   int64    // long polling: wheel second the held poll began, or the last one ended
 	queue   [][]byte // long polling: messages waiting for a poll (shared, never modified)
 	qbytes  int
+
+	// Long polling: a poll sent again (longpoll.go, "Polls sent again").
+	pollKey uint64    // the held poll's key
+	keys    [3]uint64 // the keys of the latest new polls, newest first
+	sentKey uint64    // the key of the last poll answered with messages
+	sentOn  *Conn     // the socket that answer went out on
+	sent    [][]byte  // the messages it carried, until a newer poll comes
 }
 
 // payloads appends the data messages of the server frames in b (the
@@ -491,6 +498,7 @@ func (s *httpSink) end(err error) {
 	s.ended = true
 	clear(s.queue)
 	s.queue, s.qbytes = nil, 0
+	s.forgetSent()
 	s.mu.Unlock()
 	if done {
 		return

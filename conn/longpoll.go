@@ -2,6 +2,8 @@ package conn
 
 import (
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/edgeplane/edgeplane/poller"
 )
@@ -30,9 +32,67 @@ func (s *httpSink) firstPoll() {
 	s.lc.srv.wheel.add(s.lc, since+s.lc.srv.handshakeSec)
 }
 
-// newPoll handles a poll on socket sc: answered at once when messages wait
-// or the connection is closing, else held.
-func (s *httpSink) newPoll(sc *Conn, cors string) {
+// Polls sent again. A browser whose kept-alive socket is reset under a
+// request sends the request again on another socket (an idempotent GET,
+// Chromium does it up to twice, with no error for the page), and so may a
+// proxy. Such a poll's answer may have gone out on the dead socket: its
+// messages written, the client never seeing them. And copies of one poll
+// can reach the node after their original was answered. The JavaScript
+// client makes every poll's URL unique (`&_=Date.now()`, its key here), so
+// the node tells the copies from new polls:
+//   - a copy of the poll last answered with messages, on another socket,
+//     gets those messages again: whichever copy the client is waiting on,
+//     it gets the same answer, and the messages that came after wait for
+//     the next poll (a copy the client no longer waits on is discarded by
+//     it);
+//   - a copy of the held poll takes its place, and the socket it replaces
+//     gets an empty 200 (a 204 would end the client's transport, were it
+//     waiting there);
+//   - any other copy of a recent poll gets an empty 200: a client waiting
+//     on it just polls again.
+// A new poll (a key not seen) drops the kept answer: the client has it.
+// Clients without keys (the .NET client's URL is the same for every poll)
+// get none of this. Two polls of one client in the same millisecond on
+// different sockets would be taken for copies: the second would get the
+// first's messages again (on the same socket they are told apart).
+
+// pollKey is a poll's key: its `_` query parameter as a number (0 if
+// absent or not one).
+func pollKey(rawQuery string) uint64 {
+	for q := rawQuery; q != ""; {
+		var kv string
+		kv, q, _ = strings.Cut(q, "&")
+		if v, ok := strings.CutPrefix(kv, "_="); ok {
+			k, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				return 0
+			}
+			return k
+		}
+	}
+	return 0
+}
+
+// seenLocked reports whether key is one of the latest new polls'.
+func (s *httpSink) seenLocked(key uint64) bool {
+	for _, k := range s.keys {
+		if k == key {
+			return true
+		}
+	}
+	return false
+}
+
+// forgetSent drops the kept answer. s.mu must be held.
+func (s *httpSink) forgetSent() {
+	clear(s.sent)
+	s.sent, s.sentOn, s.sentKey = nil, nil, 0
+}
+
+// newPoll handles a poll on socket sc with key (0: none): answered at once
+// when messages wait or the connection is closing, else held. A copy of a
+// recent poll is answered as "Polls sent again" says.
+func (s *httpSink) newPoll(sc *Conn, cors string, key uint64) {
 	srv := sc.srv
 	s.mu.Lock()
 	if s.ended {
@@ -40,11 +100,37 @@ func (s *httpSink) newPoll(sc *Conn, cors string) {
 		sc.respondNoConnection(nil, "connection ended")
 		return
 	}
+	copyOfHeld := false
+	if key != 0 && s.seenLocked(key) {
+		switch {
+		case key == s.sentKey && sc != s.sentOn && s.sent != nil:
+			srv.M.httpReqs("poll_again", http.StatusOK).Inc()
+			writeAnswer(sc, http.StatusOK, cors, s.sent)
+			s.mu.Unlock()
+			return
+		case s.poll != nil && key == s.pollKey:
+			copyOfHeld = true
+		default:
+			srv.M.httpReqs("poll_again", http.StatusOK).Inc()
+			writeAnswer(sc, http.StatusOK, cors, nil)
+			s.mu.Unlock()
+			return
+		}
+	}
 	if old := s.poll; old != nil {
 		s.poll = nil
-		srv.M.httpReqs("poll", http.StatusNoContent).Inc()
-		s.answerLocked(old, http.StatusNoContent, s.cors)
+		code := http.StatusNoContent
+		if copyOfHeld {
+			code = http.StatusOK // empty: nothing is queued while a poll is held
+		}
+		srv.M.httpReqs("poll", code).Inc()
+		s.answerLocked(old, code, s.cors)
 	}
+	if key != 0 && !copyOfHeld {
+		s.keys = [3]uint64{key, s.keys[0], s.keys[1]}
+		s.forgetSent()
+	}
+	s.pollKey = key
 	s.polled = true
 	s.cors = cors
 	switch {
@@ -78,40 +164,60 @@ func (s *httpSink) newPoll(sc *Conn, cors string) {
 	srv.wheel.add(s.lc, since+srv.pollSec)
 }
 
-// answerLocked answers the poll on sc with code: 200 carries every queued
-// message (the body is the messages themselves, each Send a shared
-// frame's payload), 204 nothing. It reports whether the socket took the
-// response: if not (it closed under the held poll), the messages stay
-// queued for the next poll. s.mu must be held.
+// answerLocked answers the poll on sc (the held one or one just read,
+// whose key is s.pollKey) with code: 200 carries every queued message, 204
+// nothing. It reports whether the socket took the response: if not (it
+// closed under the held poll), the messages stay queued for the next
+// poll. Once taken, they are kept as the answer to a copy of the poll
+// ("Polls sent again"). s.mu must be held.
+func (s *httpSink) answerLocked(sc *Conn, code int, cors string) bool {
+	var msgs [][]byte
+	if code == http.StatusOK {
+		msgs = s.queue
+	}
+	if !writeAnswer(sc, code, cors, msgs) {
+		return false
+	}
+	if len(msgs) == 0 {
+		return true
+	}
+	s.forgetSent()
+	if s.pollKey != 0 {
+		s.sent, s.sentOn, s.sentKey = msgs, sc, s.pollKey
+	} else {
+		clear(msgs)
+	}
+	s.queue, s.qbytes = nil, 0
+	return true
+}
+
+// writeAnswer writes a poll's answer on sc: code, and with 200 the body,
+// msgs (each a shared frame's payload). It reports whether the socket took
+// it.
 //
 // The socket reads requests again (keepAlive) before the response goes
 // out: an answer from another goroutine (a delivery) is written at once,
 // and the client's next poll on the same socket may follow it before this
 // returns; a socket still in stHeld would discard it. That poll waits for
 // s.mu, so it is handled after this answer.
-func (s *httpSink) answerLocked(sc *Conn, code int, cors string) bool {
+func writeAnswer(sc *Conn, code int, cors string, msgs [][]byte) bool {
 	n := 0
 	ctype := ""
 	if code == http.StatusOK {
-		n, ctype = s.qbytes, "application/octet-stream"
+		for _, m := range msgs {
+			n += len(m)
+		}
+		ctype = "application/octet-stream"
 	}
 	sc.keepAlive()
 	if sc.pc.Send(responseHead(code, ctype, n, cors)) != nil {
 		return false
 	}
-	if code != http.StatusOK {
-		return true
-	}
-	for _, m := range s.queue {
+	for _, m := range msgs {
 		if sc.pc.Send(m) != nil {
 			sc.pc.Close() // a truncated response: the client polls again
 			return false
 		}
-	}
-	clear(s.queue)
-	s.queue, s.qbytes = s.queue[:0], 0
-	if cap(s.queue) > 16 {
-		s.queue = nil
 	}
 	return true
 }
