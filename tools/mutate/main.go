@@ -231,26 +231,50 @@ func changedFiles(rev string) ([]string, error) {
 }
 
 // table renders results as a Markdown table followed by the lived mutants.
-func table(rs []result) string {
+func table(rs []result) string { return mergeTable("", rs) }
+
+// mergeTable renders the table of old (a generated section, "" for none)
+// with the rows and lived mutants of the packages in rs replaced by
+// theirs (added at the end if new): running some packages keeps the
+// others' last results.
+func mergeTable(old string, rs []result) string {
+	var order []string
+	rows := map[string]string{}
+	lived := map[string][]string{}
+	for _, line := range strings.Split(old, "\n") {
+		switch {
+		case strings.HasPrefix(line, "| ") && !strings.HasPrefix(line, "| package |"):
+			pkg := strings.TrimSpace(strings.SplitN(line[2:], "|", 2)[0])
+			if _, ok := rows[pkg]; !ok {
+				order = append(order, pkg)
+			}
+			rows[pkg] = line
+		case strings.HasPrefix(line, "- `"):
+			path, _, _ := strings.Cut(line[3:], ":")
+			pkg := filepath.Dir(path)
+			lived[pkg] = append(lived[pkg], line)
+		}
+	}
+	for _, r := range rs {
+		if _, ok := rows[r.Pkg]; !ok {
+			order = append(order, r.Pkg)
+		}
+		rows[r.Pkg] = r.row()
+		lived[r.Pkg] = nil
+		for _, m := range r.LivedList {
+			lived[r.Pkg] = append(lived[r.Pkg], fmt.Sprintf("- `%s/%s:%d:%d` %s: `%s`", r.Pkg, m.File, m.Line, m.Col, m.Type, m.Code))
+		}
+	}
 	var b strings.Builder
 	b.WriteString("| package | killed | lived | timed out | not covered | not viable | efficacy | mutator coverage | time |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, r := range rs {
-		if r.Err != nil {
-			fmt.Fprintf(&b, "| %s | run failed: %s |||||||||\n", r.Pkg, strings.ReplaceAll(r.Err.Error(), "|", "/"))
-			continue
-		}
-		mark := ""
-		if !r.OK() {
-			mark = " ✗"
-		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %.1f%%%s | %.1f%%%s | %s |\n", r.Pkg, r.Killed, r.Lived, r.TimedOut,
-			r.NotCover, r.NotViable, r.Efficacy(), mark, r.Coverage(), mark, r.Elapsed.Round(time.Second))
+	for _, p := range order {
+		b.WriteString(rows[p] + "\n")
 	}
 	var scope []string
-	for _, r := range rs {
-		if s, ok := pkgSettings[r.Pkg]; ok && s.Why != "" {
-			scope = append(scope, fmt.Sprintf("- %s: %s.", r.Pkg, s.Why))
+	for _, p := range order {
+		if s, ok := pkgSettings[p]; ok && s.Why != "" {
+			scope = append(scope, fmt.Sprintf("- %s: %s.", p, s.Why))
 		}
 	}
 	if len(scope) > 0 {
@@ -258,16 +282,39 @@ func table(rs []result) string {
 	}
 	b.WriteString("\nLived mutants:\n\n")
 	n := 0
-	for _, r := range rs {
-		for _, m := range r.LivedList {
+	for _, p := range order {
+		for _, l := range lived[p] {
 			n++
-			fmt.Fprintf(&b, "- `%s/%s:%d:%d` %s: `%s`\n", r.Pkg, m.File, m.Line, m.Col, m.Type, m.Code)
+			b.WriteString(l + "\n")
 		}
 	}
 	if n == 0 {
 		b.WriteString("- none\n")
 	}
 	return b.String()
+}
+
+// row is r's line of the table.
+func (r result) row() string {
+	if r.Err != nil {
+		return fmt.Sprintf("| %s | run failed: %s |||||||||", r.Pkg, strings.ReplaceAll(r.Err.Error(), "|", "/"))
+	}
+	mark := ""
+	if !r.OK() {
+		mark = " ✗"
+	}
+	return fmt.Sprintf("| %s | %d | %d | %d | %d | %d | %.1f%%%s | %.1f%%%s | %s |", r.Pkg, r.Killed, r.Lived, r.TimedOut,
+		r.NotCover, r.NotViable, r.Efficacy(), mark, r.Coverage(), mark, r.Elapsed.Round(time.Second))
+}
+
+// section is the generated section of doc (between the markers).
+func section(doc []byte) string {
+	i := bytes.Index(doc, []byte(beginMark))
+	j := bytes.Index(doc, []byte(endMark))
+	if i < 0 || j < i {
+		return ""
+	}
+	return string(doc[i+len(beginMark) : j])
 }
 
 // Markers around the generated section of the doc.
@@ -423,7 +470,7 @@ func main() {
 	if *doc != "" {
 		b, err := os.ReadFile(*doc)
 		if err == nil {
-			b, err = replaceSection(b, t)
+			b, err = replaceSection(b, mergeTable(section(b), rs))
 		}
 		if err == nil {
 			err = os.WriteFile(*doc, b, 0o644)

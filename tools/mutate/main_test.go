@@ -103,4 +103,25 @@ func TestTableAndSection(t *testing.T) {
 	if _, err := replaceSection([]byte("no markers"), "x"); err == nil {
 		t.Fatal("replaceSection without markers succeeded")
 	}
+
+	// Running one package again replaces its row and lived mutants and
+	// keeps the others', in their order.
+	again := mergeTable(tb, []result{{Pkg: "backplane", Killed: 10, Lived: 0}, {Pkg: "conn", Killed: 3, Lived: 1,
+		LivedList: []mutant{{File: "c.go", Type: "U", Code: "a > b", Line: 7, Col: 1}}}})
+	for _, want := range []string{"| backplane | 10 | 0 | 0 | 0 | 0 | 100.0% | 100.0% |", "| fanout | 1 | 1 | 0 | 0 | 0 | 50.0% ✗ |",
+		"| conn | 3 | 1 |", "- `conn/c.go:7:1` U: `a > b`"} {
+		if !strings.Contains(again, want) {
+			t.Errorf("merged table lacks %q:\n%s", want, again)
+		}
+	}
+	if strings.Contains(again, "backplane/a.go") {
+		t.Errorf("merged table keeps backplane's old lived mutant:\n%s", again)
+	}
+	if i, j, k := strings.Index(again, "| backplane |"), strings.Index(again, "| fanout |"), strings.Index(again, "| conn |"); !(i < j && j < k) {
+		t.Errorf("merged table's order is not backplane, fanout, conn:\n%s", again)
+	}
+	doc2 := "head\n" + beginMark + "\n" + tb + endMark + "\n"
+	if got := section([]byte(doc2)); got != "\n"+tb {
+		t.Errorf("section = %q", got)
+	}
 }
