@@ -423,9 +423,9 @@ type httpSink struct {
 	qbytes  int
 
 	// Long polling: a poll sent again (longpoll.go, "Polls sent again").
-	pollKey uint64    // the held poll's key
-	keys    [3]uint64 // the keys of the latest new polls, newest first
-	sentKey uint64    // the key of the last poll answered with messages
+	pollKey uint32    // the held poll's key
+	keys    [3]uint32 // the keys of the latest new polls, newest first
+	sentKey uint32    // the key of the last poll answered with messages
 	sentOn  *Conn     // the socket that answer went out on
 	sent    [][]byte  // the messages it carried, until a newer poll comes
 }

@@ -56,9 +56,11 @@ func (s *httpSink) firstPoll() {
 // different sockets would be taken for copies: the second would get the
 // first's messages again (on the same socket they are told apart).
 
-// pollKey is a poll's key: its `_` query parameter as a number (0 if
-// absent or not one).
-func pollKey(rawQuery string) uint64 {
+// pollKey is a poll's key: its `_` query parameter, a number, folded to
+// 32 bits (0 if absent or not a number). Keys are compared only with the
+// last few polls' of one connection: the fold's collisions (once in 49
+// days of milliseconds) do not matter.
+func pollKey(rawQuery string) uint32 {
 	for q := rawQuery; q != ""; {
 		var kv string
 		kv, q, _ = strings.Cut(q, "&")
@@ -67,14 +69,14 @@ func pollKey(rawQuery string) uint64 {
 			if err != nil {
 				return 0
 			}
-			return k
+			return max(uint32(k)^uint32(k>>32), 1)
 		}
 	}
 	return 0
 }
 
 // seenLocked reports whether key is one of the latest new polls'.
-func (s *httpSink) seenLocked(key uint64) bool {
+func (s *httpSink) seenLocked(key uint32) bool {
 	for _, k := range s.keys {
 		if k == key {
 			return true
@@ -92,7 +94,7 @@ func (s *httpSink) forgetSent() {
 // newPoll handles a poll on socket sc with key (0: none): answered at once
 // when messages wait or the connection is closing, else held. A copy of a
 // recent poll is answered as "Polls sent again" says.
-func (s *httpSink) newPoll(sc *Conn, cors string, key uint64) {
+func (s *httpSink) newPoll(sc *Conn, cors string, key uint32) {
 	srv := sc.srv
 	s.mu.Lock()
 	if s.ended {
@@ -127,7 +129,7 @@ func (s *httpSink) newPoll(sc *Conn, cors string, key uint64) {
 		s.answerLocked(old, code, s.cors)
 	}
 	if key != 0 && !copyOfHeld {
-		s.keys = [3]uint64{key, s.keys[0], s.keys[1]}
+		s.keys = [3]uint32{key, s.keys[0], s.keys[1]}
 		s.forgetSent()
 	}
 	s.pollKey = key

@@ -282,9 +282,10 @@ func TestLongPollWithoutKeys(t *testing.T) {
 }
 
 func TestPollKey(t *testing.T) {
-	for q, want := range map[string]uint64{
-		"id=abc&_=1796066833227": 1796066833227,
+	for q, want := range map[string]uint32{
+		"id=abc&_=1796066833227": 1796066833227&0xffffffff ^ 1796066833227>>32,
 		"_=7&id=abc":             7,
+		"_=0":                    1,
 		"id=abc":                 0,
 		"id=abc&_=x1":            0,
 		"id=abc&__=5":            0,
