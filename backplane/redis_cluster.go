@@ -477,8 +477,8 @@ func (r *Redis) confirmMaster(s *subscriber, seq uint64, moves map[uint16]string
 	away := make(map[uint16]string)
 	for _, slot := range mine {
 		master, ok := masterIn(slots, slot)
-		if ok && master.ID == myID {
-			continue
+		if ok && (master.ID == myID || master.Addr == s.addr) {
+			continue // (by address too: a server that lists no ids)
 		}
 		away[slot] = master.Addr // "" if no one serves it: the topology decides
 	}
