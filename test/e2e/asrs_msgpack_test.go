@@ -65,7 +65,7 @@ func TestCompatServiceModeMessagePack(t *testing.T) {
 			}
 		}
 		js.invoke("a", "Send", "all", "fence")
-		for name, got := range js.upTo("fence", "a", "b", "c", "d") {
+		for name, got := range js.receivedUpTo("fence", "a", "b", "c", "d") {
 			slices.Sort(got)
 			w := slices.Clone(want[name])
 			slices.Sort(w)
