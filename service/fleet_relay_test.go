@@ -3,15 +3,11 @@ package service_test
 import (
 	"context"
 	"encoding/json"
-	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/conn"
@@ -52,44 +48,8 @@ func waitHosted(t testing.TB, n *node.Node) {
 // host, which is the same 127.0.0.1.
 func connectAt(t *testing.T, base, hub, user string, at *node.Node) *client {
 	t.Helper()
-	code, body := post(t, base+"/"+hub+"/negotiate?negotiateVersion=1&user="+url.QueryEscape(user), "")
-	var redirect struct {
-		URL         string `json:"url"`
-		AccessToken string `json:"accessToken"`
-	}
-	if err := json.Unmarshal(body, &redirect); err != nil || code != 200 || redirect.URL == "" {
-		t.Fatalf("app negotiate: %d %s", code, body)
-	}
-	u, _ := url.Parse(redirect.URL)
-	u.Host = at.Addr().String()
-	nu := *u
-	nu.Path += "negotiate"
-	code, body = post(t, nu.String(), redirect.AccessToken)
-	var neg struct {
-		ConnectionID    string `json:"connectionId"`
-		ConnectionToken string `json:"connectionToken"`
-	}
-	if err := json.Unmarshal(body, &neg); err != nil || code != 200 {
-		t.Fatalf("edge negotiate %s: %d %s", nu.String(), code, body)
-	}
-	wu := *u
-	wu.Scheme = "ws"
-	wu.RawQuery += "&id=" + url.QueryEscape(neg.ConnectionToken)
-	ws, _, err := websocket.DefaultDialer.Dial(wu.String(), http.Header{"Authorization": {"Bearer " + redirect.AccessToken}})
-	if err != nil {
-		t.Fatalf("dial %s: %v", wu.String(), err)
-	}
-	c := &client{t: t, ws: ws, id: neg.ConnectionID, done: make(chan struct{})}
-	t.Cleanup(func() { ws.Close(); <-c.done })
-	ws.WriteMessage(websocket.TextMessage, []byte(`{"protocol":"json","version":1}`+"\x1e"))
-	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-	_, hs, err := ws.ReadMessage()
-	if err != nil || string(hs) != "{}\x1e" {
-		t.Fatalf("handshake response %q, %v", hs, err)
-	}
-	ws.SetReadDeadline(time.Time{})
-	go c.read()
-	return c
+	u, tok, id := redirect(t, base, hub, user, at)
+	return dial(t, u, tok, id)
 }
 
 // lastClose is the SignalR Close record a closed client got last.

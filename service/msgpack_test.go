@@ -52,37 +52,11 @@ func (r *mpRaw) texts(c *client) int {
 	return r.text[c]
 }
 
-// redirect negotiates with the app at base as user, then with the node,
-// and returns the WebSocket URL, the access token and the connection id.
-func redirect(t *testing.T, base, hub, user string) (string, string, string) {
-	t.Helper()
-	code, body := post(t, base+"/"+hub+"/negotiate?negotiateVersion=1&user="+url.QueryEscape(user), "")
-	var r struct {
-		URL         string `json:"url"`
-		AccessToken string `json:"accessToken"`
-	}
-	if err := json.Unmarshal(body, &r); err != nil || code != 200 || r.URL == "" {
-		t.Fatalf("app negotiate: %d %s", code, body)
-	}
-	u, _ := url.Parse(r.URL)
-	nu := *u
-	nu.Path += "negotiate"
-	code, body = post(t, nu.String(), r.AccessToken)
-	var neg struct{ ConnectionID, ConnectionToken string }
-	if err := json.Unmarshal(body, &neg); err != nil || code != 200 {
-		t.Fatalf("edge negotiate %s: %d %s", nu.String(), code, body)
-	}
-	wu := *u
-	wu.Scheme = "ws"
-	wu.RawQuery += "&id=" + url.QueryEscape(neg.ConnectionToken)
-	return wu.String(), r.AccessToken, neg.ConnectionID
-}
-
 // connectMP connects a MessagePack client of hub through the app's
 // negotiate at base, as user.
 func connectMP(t *testing.T, base, hub, user string) *client {
 	t.Helper()
-	u, tok, id := redirect(t, base, hub, user)
+	u, tok, id := redirect(t, base, hub, user, nil)
 	return dialMP(t, u, tok, id)
 }
 
