@@ -50,10 +50,7 @@ type benchClient struct {
 func benchConnect(b *testing.B, base string, at *node.Node, got *atomic.Int64) *benchClient {
 	b.Helper()
 	u, tok, _ := redirect(b, base, "ChatHub", "u", at)
-	ws, _, err := websocket.DefaultDialer.Dial(u, http.Header{"Authorization": {"Bearer " + tok}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	ws := dialWS(b, u, tok)
 	ws.WriteMessage(websocket.TextMessage, []byte(`{"protocol":"json","version":1}`+"\x1e"))
 	if _, hs, err := ws.ReadMessage(); err != nil || string(hs) != "{}\x1e" {
 		b.Fatalf("handshake %q %v", hs, err)

@@ -141,8 +141,8 @@ func redirect(t testing.TB, base, hub, user string, at *node.Node) (string, stri
 	return wu.String(), r.AccessToken, neg.ConnectionID
 }
 
-// dial opens the WebSocket and does the JSON handshake.
-func dial(t *testing.T, u, tok, id string) *client {
+// dialWS opens the WebSocket at u with the access token tok.
+func dialWS(t testing.TB, u, tok string) *websocket.Conn {
 	t.Helper()
 	ws, resp, err := websocket.DefaultDialer.Dial(u, http.Header{"Authorization": {"Bearer " + tok}})
 	if err != nil {
@@ -151,6 +151,13 @@ func dial(t *testing.T, u, tok, id string) *client {
 		}
 		t.Fatalf("dial %s: %v", u, err)
 	}
+	return ws
+}
+
+// dial opens the WebSocket and does the JSON handshake.
+func dial(t *testing.T, u, tok, id string) *client {
+	t.Helper()
+	ws := dialWS(t, u, tok)
 	c := &client{t: t, ws: ws, id: id, done: make(chan struct{})}
 	t.Cleanup(func() { ws.Close(); <-c.done })
 	ws.WriteMessage(websocket.TextMessage, []byte(`{"protocol":"json","version":1}`+"\x1e"))

@@ -3,8 +3,6 @@ package service_test
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,7 +15,6 @@ import (
 
 	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/conn"
-	"github.com/edgeplane/edgeplane/internal/auth"
 	"github.com/edgeplane/edgeplane/internal/hubproto"
 	"github.com/edgeplane/edgeplane/internal/node"
 	"github.com/edgeplane/edgeplane/internal/node/nodetest"
@@ -65,13 +62,7 @@ func connectMP(t *testing.T, base, hub, user string) *client {
 // writes it once the transfer format is binary.
 func dialMP(t *testing.T, u, tok, id string) *client {
 	t.Helper()
-	ws, resp, err := websocket.DefaultDialer.Dial(u, http.Header{"Authorization": {"Bearer " + tok}})
-	if err != nil {
-		if resp != nil {
-			t.Fatalf("dial %s: %v (HTTP %d %s)", u, err, resp.StatusCode, resp.Header.Get(conn.ErrorHeader))
-		}
-		t.Fatalf("dial %s: %v", u, err)
-	}
+	ws := dialWS(t, u, tok)
 	c := &client{t: t, ws: ws, id: id, done: make(chan struct{})}
 	ws.WriteMessage(websocket.TextMessage, []byte(`{"protocol":"messagepack","version":1}`+"\x1e"))
 	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -350,26 +341,11 @@ func TestMessagePackClients(t *testing.T) {
 // another node of a Redis fleet (a /{hub} client, not relayed) with the
 // bytes the app serialized, carried in the backplane's messagepack entry.
 func TestMessagePackFleet(t *testing.T) {
-	rs := redistest.Start(t)
-	start := func(svc bool) *node.Node {
-		cfg := node.Config{Hubs: []node.Hub{{Name: "chathub"}}, Conn: conn.Config{AccessKey: key},
-			Redis: &backplane.RedisConfig{URL: rs.URL()}}
-		if svc {
-			cfg.Service = &service.Config{}
-		}
-		return nodetest.Start(t, cfg)
-	}
-	a, b := start(true), start(false)
+	a, b := startMixedFleet(t)
 	app, _ := startApp(t, a, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(newSeen())}})
 
-	tok, _ := auth.Sign(map[string]any{"nameid": "yolanda", "aud": "http://" + b.Addr().String() + "/chathub",
-		"exp": time.Now().Add(time.Hour).Unix()}, []byte(key))
-	code, body := post(t, "http://"+b.Addr().String()+"/chathub/negotiate?negotiateVersion=1", tok)
-	var neg struct{ ConnectionID, ConnectionToken string }
-	if json.Unmarshal(body, &neg) != nil || code != 200 {
-		t.Fatalf("negotiate: %d %s", code, body)
-	}
-	y := dialMP(t, "ws://"+b.Addr().String()+"/chathub?id="+url.QueryEscape(neg.ConnectionToken), tok, neg.ConnectionID)
+	u, tok, id := negotiateDirect(t, b, "chathub", "yolanda")
+	y := dialMP(t, u, tok, id)
 
 	if err := app.Hub("ChatHub").User("yolanda").Send("user", "3"); err != nil {
 		t.Fatal(err)
