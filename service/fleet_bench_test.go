@@ -15,10 +15,7 @@ import (
 //
 //	go test -run XXX -bench FleetEchoRoundTrip -benchtime 3000x ./service/
 func BenchmarkFleetEchoRoundTrip(b *testing.B) {
-	ns := startFleet(b, 2)
-	na, nb := ns[0], ns[1]
-	_, base := startApp(b, na, sdkfake.Config{Hubs: []*sdkfake.Hub{echoHub()}})
-	waitHosted(b, nb)
+	na, nb, _, base := startRelayFleet(b, sdkfake.Config{Hubs: []*sdkfake.Hub{echoHub()}})
 	var got atomic.Int64
 	onA, onB := benchConnectN(b, benchClients/2, base, na, &got), benchConnectN(b, benchClients/2, base, nb, &got)
 	for _, tc := range []struct {

@@ -73,16 +73,25 @@ func metricValue(t *testing.T, n *node.Node, name string) string {
 	return ""
 }
 
+// startRelayFleet starts two service-mode nodes on one real Redis (see
+// startFleet) and the app (c) on the first only, and waits until the
+// second sees the first hosting it.
+func startRelayFleet(t testing.TB, c sdkfake.Config) (a, b *node.Node, app *sdkfake.App, base string) {
+	t.Helper()
+	ns := startFleet(t, 2)
+	a, b = ns[0], ns[1]
+	app, base = startApp(t, a, c)
+	waitHosted(t, b)
+	return a, b, app, base
+}
+
 // TestFleetRelayInvoke: the app's server connections on node A only, a
 // client on node B: B relays it to A over Redis; its hub method's result
 // comes back, and the app sees the client as a client of its own. A
 // client on A is still relayed locally.
 func TestFleetRelayInvoke(t *testing.T) {
-	ns := startFleet(t, 2)
-	a, b := ns[0], ns[1]
 	s := newSeen()
-	_, base := startApp(t, a, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(s)}})
-	waitHosted(t, b)
+	a, b, _, base := startRelayFleet(t, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(s)}})
 	if hs := a.Service().FleetHosts("chathub"); len(hs) != 0 {
 		t.Fatalf("A sees hosts elsewhere: %v", hs)
 	}
@@ -123,10 +132,7 @@ func TestFleetRelayInvoke(t *testing.T) {
 // an ack), User and Client reach exactly the clients they name, on both
 // nodes, with the app on A only.
 func TestFleetRelaySends(t *testing.T) {
-	ns := startFleet(t, 2)
-	a, b := ns[0], ns[1]
-	app, base := startApp(t, a, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(newSeen())}})
-	waitHosted(t, b)
+	a, b, app, base := startRelayFleet(t, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(newSeen())}})
 	x := connectAt(t, base, "ChatHub", "xavier", a)
 	y := connectAt(t, base, "ChatHub", "yolanda", b)
 	y2 := connectAt(t, base, "ChatHub", "yolanda", b)
@@ -191,11 +197,8 @@ func TestFleetRelaySends(t *testing.T) {
 // other node; a client on the other node that leaves is a
 // CloseConnection for the app.
 func TestFleetRelayAbort(t *testing.T) {
-	ns := startFleet(t, 2)
-	a, b := ns[0], ns[1]
 	s := newSeen()
-	_, base := startApp(t, a, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(s)}})
-	waitHosted(t, b)
+	a, b, _, base := startRelayFleet(t, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(s)}})
 	c := connectAt(t, base, "ChatHub", "alice", b)
 	c.send(`{"type":1,"target":"Abort","arguments":[]}`)
 	if ce := c.closed(); ce == nil || ce.Code != 1000 {
@@ -221,11 +224,8 @@ func TestFleetRelayAbort(t *testing.T) {
 // the other node dies mid-flight: the client is closed with
 // allowReconnect; a client on the app's other connection stays.
 func TestFleetRelayServerKilled(t *testing.T) {
-	ns := startFleet(t, 2)
-	a, b := ns[0], ns[1]
-	app, base := startApp(t, a, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(newSeen())}, ConnectionsPerHub: 2,
+	_, b, app, base := startRelayFleet(t, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(newSeen())}, ConnectionsPerHub: 2,
 		RetryDelay: func(int) time.Duration { return time.Hour }})
-	waitHosted(t, b)
 	var cs []*client
 	for i := 0; i < 4; i++ {
 		cs = append(cs, connectAt(t, base, "ChatHub", "u", b))
@@ -269,10 +269,7 @@ func TestFleetRelayServerKilled(t *testing.T) {
 // clients.
 func TestFleetRelayNodeGone(t *testing.T) {
 	t.Run("host node", func(t *testing.T) {
-		ns := startFleet(t, 2)
-		a, b := ns[0], ns[1]
-		_, base := startApp(t, a, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(newSeen())}})
-		waitHosted(t, b)
+		a, b, _, base := startRelayFleet(t, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(newSeen())}})
 		y := connectAt(t, base, "ChatHub", "y", b)
 		if r := y.invoke("Echo", 1)["result"]; r != 1.0 {
 			t.Fatalf("Echo %v", r)
@@ -289,11 +286,8 @@ func TestFleetRelayNodeGone(t *testing.T) {
 		}
 	})
 	t.Run("client node", func(t *testing.T) {
-		ns := startFleet(t, 2)
-		a, b := ns[0], ns[1]
 		s := newSeen()
-		_, base := startApp(t, a, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(s)}})
-		waitHosted(t, b)
+		_, b, _, base := startRelayFleet(t, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(s)}})
 		y := connectAt(t, base, "ChatHub", "y", b)
 		if r := y.invoke("Echo", 1)["result"]; r != 1.0 {
 			t.Fatalf("Echo %v", r)
@@ -312,10 +306,7 @@ func TestFleetRelayNodeGone(t *testing.T) {
 // flight between the nodes (the app runs a client's invocations one at
 // a time, in order of arrival).
 func TestFleetRelayOrder(t *testing.T) {
-	ns := startFleet(t, 2)
-	a, b := ns[0], ns[1]
-	_, base := startApp(t, a, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(newSeen())}})
-	waitHosted(t, b)
+	_, b, _, base := startRelayFleet(t, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(newSeen())}})
 	y := connectAt(t, base, "ChatHub", "y", b)
 	const n = 500
 	for i := 0; i < n; i++ {
