@@ -171,16 +171,22 @@ func dial(t *testing.T, u, tok, id string) *client {
 	return c
 }
 
+// ended keeps the close frame, if err is one, of a client whose read
+// failed.
+func (c *client) ended(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ce, ok := err.(*websocket.CloseError); ok {
+		c.close = ce
+	}
+}
+
 func (c *client) read() {
 	defer close(c.done)
 	for {
 		_, msg, err := c.ws.ReadMessage()
 		if err != nil {
-			c.mu.Lock()
-			if ce, ok := err.(*websocket.CloseError); ok {
-				c.close = ce
-			}
-			c.mu.Unlock()
+			c.ended(err)
 			return
 		}
 		for _, rec := range bytes.Split(msg, []byte{0x1e}) {

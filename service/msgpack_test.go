@@ -82,11 +82,7 @@ func readMP(c *client) {
 	for {
 		op, msg, err := c.ws.ReadMessage()
 		if err != nil {
-			c.mu.Lock()
-			if ce, ok := err.(*websocket.CloseError); ok {
-				c.close = ce
-			}
-			c.mu.Unlock()
+			c.ended(err)
 			return
 		}
 		if op != websocket.BinaryMessage {
