@@ -5,12 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeplane/edgeplane/backplane"
-	"github.com/edgeplane/edgeplane/conn"
 	"github.com/edgeplane/edgeplane/internal/hubproto"
-	"github.com/edgeplane/edgeplane/internal/node"
-	"github.com/edgeplane/edgeplane/internal/node/nodetest"
-	"github.com/edgeplane/edgeplane/internal/redistest"
 	"github.com/edgeplane/edgeplane/internal/testutil"
 )
 
@@ -36,15 +31,7 @@ func unframed(t *testing.T, entry string) string {
 // JSON clients converted, one with JSON only the MessagePack clients; a
 // MessagePack-only body JSON cannot express is refused with 400.
 func TestManagementSDKMessagePackFleet(t *testing.T) {
-	srv := redistest.Start(t)
-	start := func() *node.Node {
-		return nodetest.Start(t, node.Config{
-			Hubs:  []node.Hub{{Name: "ChatHub"}},
-			Conn:  conn.Config{AccessKey: sdkKey},
-			Redis: &backplane.RedisConfig{URL: srv.URL()},
-		})
-	}
-	n1, n2 := start(), start()
+	n1, n2 := startSDKFleet(t)
 	j1 := connectWith(t, n1, sdkKey, "ChatHub", "alice", "json", true)
 	p1 := connectWith(t, n1, sdkKey, "ChatHub", "alice", "messagepack", false)
 	j2 := connectWith(t, n2, sdkKey, "ChatHub", "bob", "json", false)

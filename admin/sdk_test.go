@@ -285,6 +285,19 @@ func received(t *testing.T, m *mgmtClient, msg string, all []*client, want ...*c
 	}
 }
 
+// startSDKFleet starts two nodes of hub ChatHub on one real Redis.
+func startSDKFleet(t *testing.T) (*node.Node, *node.Node) {
+	srv := redistest.Start(t)
+	start := func() *node.Node {
+		return nodetest.Start(t, node.Config{
+			Hubs:  []node.Hub{{Name: "ChatHub"}},
+			Conn:  conn.Config{AccessKey: sdkKey},
+			Redis: &backplane.RedisConfig{URL: srv.URL()},
+		})
+	}
+	return start(), start()
+}
+
 // TestManagementSDKFleet drives a two-node fleet on one Redis with a
 // Management-SDK-shaped client, sending through one node and the other:
 // sends of every kind (MessagePack and JSON bodies) reach the clients on
@@ -296,15 +309,7 @@ func received(t *testing.T, m *mgmtClient, msg string, all []*client, want ...*c
 // a time; closes of a connection, a user's, a group's and the hub's
 // connections reach the other node, with the reason and the excluded ids.
 func TestManagementSDKFleet(t *testing.T) {
-	srv := redistest.Start(t)
-	start := func() *node.Node {
-		return nodetest.Start(t, node.Config{
-			Hubs:  []node.Hub{{Name: "ChatHub"}},
-			Conn:  conn.Config{AccessKey: sdkKey},
-			Redis: &backplane.RedisConfig{URL: srv.URL()},
-		})
-	}
-	n1, n2 := start(), start()
+	n1, n2 := startSDKFleet(t)
 	m1 := newMgmt(t, n1, sdkKey, "ChatHub", true) // MessagePack bodies
 	m2 := newMgmt(t, n2, sdkKey, "ChatHub", false)
 	a1 := connect(t, n1, sdkKey, "ChatHub", "alice")

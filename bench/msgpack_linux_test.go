@@ -36,20 +36,30 @@ func TestLoaderMessagePack(t *testing.T) {
 		t.Fatalf("send: %v %v", resp, err)
 	}
 	resp.Body.Close()
+	m := waitBroadcast(t, r, n, admin)
+	if j, mp := m[`edgeplane_fanout_encodes_total{protocol="json"}`], m[`edgeplane_fanout_encodes_total{protocol="messagepack"}`]; j != 1 || mp != 1 {
+		t.Fatalf("encodes: json %v, messagepack %v; want 1 each", j, mp)
+	}
+}
+
+// waitBroadcast waits until the loader has n deliveries and checks that
+// they are one broadcast (sequence 0) reaching each of its n connections
+// once, none dropped; it returns the node's metrics (admin) after it.
+func waitBroadcast(t *testing.T, r *runningLoader, n int, admin string) map[string]float64 {
+	t.Helper()
+	var st LoaderStats
 	checkFor(t, 10*time.Second, "deliveries", func() bool {
 		st = r.ask(t, "stats").(LoaderStats)
-		return st.Deliveries >= n
+		return st.Deliveries >= uint64(n)
 	})
-	if st.SeqCount["0"] != n || st.Latency.N != n || st.Dropped != 0 {
+	if st.SeqCount["0"] != n || st.Latency.N != uint64(n) || st.Dropped != 0 {
 		t.Fatalf("seq counts %v, latency n %d, dropped %d (%v)", st.SeqCount, st.Latency.N, st.Dropped, st.Errors)
 	}
 	m, err := ScrapeMetrics(admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if j, mp := m[`edgeplane_fanout_encodes_total{protocol="json"}`], m[`edgeplane_fanout_encodes_total{protocol="messagepack"}`]; j != 1 || mp != 1 {
-		t.Fatalf("encodes: json %v, messagepack %v; want 1 each", j, mp)
-	}
+	return m
 }
 
 func TestBenchArgsMessagePack(t *testing.T) {

@@ -47,17 +47,7 @@ func TestLoaderServiceMode(t *testing.T) {
 	if err := app.Broadcast("bench", InvocationArgs("bench", 0, time.Now().UnixNano(), 64)); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 10*time.Second, "deliveries", func() bool {
-		st = r.ask(t, "stats").(LoaderStats)
-		return st.Deliveries >= n
-	})
-	if st.SeqCount["0"] != n || st.Latency.N != n || st.Dropped != 0 {
-		t.Fatalf("seq counts %v, latency n %d, dropped %d (%v)", st.SeqCount, st.Latency.N, st.Dropped, st.Errors)
-	}
-	m, err := ScrapeMetrics(admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := waitBroadcast(t, r, n, admin)
 	if j, mp, tr := m[`edgeplane_fanout_encodes_total{protocol="json"}`], m[`edgeplane_fanout_encodes_total{protocol="messagepack"}`],
 		m["edgeplane_fanout_transcoded_total"]; j != 1 || mp != 1 || tr != 0 {
 		t.Fatalf("encodes: json %v, messagepack %v, converted %v; want 1, 1, 0", j, mp, tr)

@@ -2,11 +2,9 @@ package service_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"sync"
@@ -47,28 +45,12 @@ type benchClient struct {
 	next    atomic.Int64
 }
 
-func benchConnect(b *testing.B, base string, got *atomic.Int64) *benchClient {
+// benchConnect connects a client through the app's negotiate at base;
+// a non-nil at gets the app's redirect instead of the node it names.
+func benchConnect(b *testing.B, base string, at *node.Node, got *atomic.Int64) *benchClient {
 	b.Helper()
-	code, body := postB(b, base+"/ChatHub/negotiate?negotiateVersion=1&user=u", "")
-	var redirect struct{ URL, AccessToken string }
-	if json.Unmarshal(body, &redirect) != nil || code != 200 {
-		b.Fatalf("app negotiate %d %s", code, body)
-	}
-	u, _ := url.Parse(redirect.URL)
-	nu := *u
-	nu.Path += "negotiate"
-	code, body = postB(b, nu.String(), redirect.AccessToken)
-	var neg struct{ ConnectionToken string }
-	if json.Unmarshal(body, &neg) != nil || code != 200 {
-		b.Fatalf("edge negotiate %d %s", code, body)
-	}
-	wu := *u
-	wu.Scheme = "ws"
-	wu.RawQuery += "&id=" + url.QueryEscape(neg.ConnectionToken)
-	ws, _, err := websocket.DefaultDialer.Dial(wu.String(), http.Header{"Authorization": {"Bearer " + redirect.AccessToken}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	u, tok, _ := redirect(b, base, "ChatHub", "u", at)
+	ws := dialWS(b, u, tok)
 	ws.WriteMessage(websocket.TextMessage, []byte(`{"protocol":"json","version":1}`+"\x1e"))
 	if _, hs, err := ws.ReadMessage(); err != nil || string(hs) != "{}\x1e" {
 		b.Fatalf("handshake %q %v", hs, err)
@@ -78,19 +60,20 @@ func benchConnect(b *testing.B, base string, got *atomic.Int64) *benchClient {
 	return c
 }
 
-func postB(b *testing.B, u, token string) (int, []byte) {
-	req, _ := http.NewRequest(http.MethodPost, u, nil)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+// benchConnectN connects n clients as benchConnect does, closed when b
+// ends.
+func benchConnectN(b *testing.B, n int, base string, at *node.Node, got *atomic.Int64) []*benchClient {
+	b.Helper()
+	cs := make([]*benchClient, 0, n)
+	b.Cleanup(func() {
+		for _, c := range cs {
+			c.ws.Close()
+		}
+	})
+	for range n {
+		cs = append(cs, benchConnect(b, base, at, got))
 	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var buf bytes.Buffer
-	buf.ReadFrom(resp.Body)
-	return resp.StatusCode, buf.Bytes()
+	return cs
 }
 
 func (c *benchClient) read() {
@@ -145,38 +128,32 @@ type benchEnv struct {
 	got     atomic.Int64
 }
 
+// echoHub is the benchmarks' app hub: Echo returns its argument.
+func echoHub() *sdkfake.Hub {
+	return &sdkfake.Hub{Name: "ChatHub", Methods: map[string]sdkfake.Method{
+		"Echo": func(c *sdkfake.Context, args []json.RawMessage) (any, error) { return args[0], nil },
+	}}
+}
+
 func setupBench(b *testing.B) *benchEnv {
 	b.Helper()
 	e := &benchEnv{}
 	e.n = nodetest.Start(b, node.Config{Hubs: []node.Hub{{Name: "chathub"}}, Service: &service.Config{},
 		Conn: conn.Config{AccessKey: key, AcceptRate: -1, MaxMessageRate: -1}})
-	a, err := sdkfake.Start(sdkfake.Config{Endpoint: "http://" + e.n.Addr().String(), AccessKey: key,
-		Hubs: []*sdkfake.Hub{{Name: "ChatHub", Methods: map[string]sdkfake.Method{
-			"Echo": func(c *sdkfake.Context, args []json.RawMessage) (any, error) { return args[0], nil },
-		}}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(a.Close)
-	e.app = a
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := a.WaitConnected(ctx, 5); err != nil {
-		b.Fatal(err)
-	}
-	base, err := a.ListenNegotiate("127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	for i := 0; i < benchClients; i++ {
-		e.clients = append(e.clients, benchConnect(b, base, &e.got))
-	}
-	b.Cleanup(func() {
-		for _, c := range e.clients {
-			c.ws.Close()
-		}
-	})
+	var base string
+	e.app, base = startApp(b, e.n, sdkfake.Config{Hubs: []*sdkfake.Hub{echoHub()}})
+	e.clients = benchConnectN(b, benchClients, base, nil, &e.got)
 	return e
+}
+
+// benchEchoSerial: one Echo in flight at a time, from each client in
+// turn; reports the round trip's percentiles.
+func benchEchoSerial(b *testing.B, clients []*benchClient) {
+	d := make([]time.Duration, 0, b.N)
+	for i := 0; b.Loop(); i++ {
+		d = append(d, clients[i%len(clients)].echo())
+	}
+	reportPercentiles(b, d)
 }
 
 func reportPercentiles(b *testing.B, d []time.Duration) {
@@ -188,13 +165,7 @@ func reportPercentiles(b *testing.B, d []time.Duration) {
 
 func BenchmarkEchoRoundTrip(b *testing.B) {
 	e := setupBench(b)
-	b.Run("serial", func(b *testing.B) {
-		d := make([]time.Duration, 0, b.N)
-		for i := 0; b.Loop(); i++ {
-			d = append(d, e.clients[i%len(e.clients)].echo())
-		}
-		reportPercentiles(b, d)
-	})
+	b.Run("serial", func(b *testing.B) { benchEchoSerial(b, e.clients) })
 	b.Run("burst", func(b *testing.B) {
 		var mu sync.Mutex
 		var d []time.Duration

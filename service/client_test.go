@@ -40,7 +40,7 @@ func startNodeConn(t *testing.T, sc service.Config, cc conn.Config) *node.Node {
 }
 
 // startApp starts a fake app server on n and waits for its connections.
-func startApp(t *testing.T, n *node.Node, c sdkfake.Config) (*sdkfake.App, string) {
+func startApp(t testing.TB, n *node.Node, c sdkfake.Config) (*sdkfake.App, string) {
 	t.Helper()
 	c.Endpoint = "http://" + n.Addr().String()
 	if c.AccessKey == "" {
@@ -83,7 +83,7 @@ type client struct {
 
 var hc = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
 
-func post(t *testing.T, u, token string) (int, []byte) {
+func post(t testing.TB, u, token string) (int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, u, nil)
 	if token != "" {
@@ -102,18 +102,32 @@ func post(t *testing.T, u, token string) (int, []byte) {
 // negotiate at base, as user.
 func connect(t *testing.T, base, hub, user string) *client {
 	t.Helper()
+	u, tok, id := redirect(t, base, hub, user, nil)
+	return dial(t, u, tok, id)
+}
+
+// redirect negotiates with the app at base as user, then with the node,
+// and returns the WebSocket URL, the access token and the connection id.
+// A non-nil at gets the app's redirect instead of the node it names (as a
+// balanced endpoint would send it): the token names the app's node's
+// host, which is the same 127.0.0.1.
+func redirect(t testing.TB, base, hub, user string, at *node.Node) (string, string, string) {
+	t.Helper()
 	code, body := post(t, base+"/"+hub+"/negotiate?negotiateVersion=1&user="+url.QueryEscape(user), "")
-	var redirect struct {
+	var r struct {
 		URL         string `json:"url"`
 		AccessToken string `json:"accessToken"`
 	}
-	if err := json.Unmarshal(body, &redirect); err != nil || code != 200 || redirect.URL == "" {
+	if err := json.Unmarshal(body, &r); err != nil || code != 200 || r.URL == "" {
 		t.Fatalf("app negotiate: %d %s", code, body)
 	}
-	u, _ := url.Parse(redirect.URL)
+	u, _ := url.Parse(r.URL)
+	if at != nil {
+		u.Host = at.Addr().String()
+	}
 	nu := *u
 	nu.Path += "negotiate"
-	code, body = post(t, nu.String(), redirect.AccessToken)
+	code, body = post(t, nu.String(), r.AccessToken)
 	var neg struct {
 		ConnectionID    string `json:"connectionId"`
 		ConnectionToken string `json:"connectionToken"`
@@ -124,15 +138,27 @@ func connect(t *testing.T, base, hub, user string) *client {
 	wu := *u
 	wu.Scheme = "ws"
 	wu.RawQuery += "&id=" + url.QueryEscape(neg.ConnectionToken)
-	h := http.Header{"Authorization": {"Bearer " + redirect.AccessToken}}
-	ws, resp, err := websocket.DefaultDialer.Dial(wu.String(), h)
+	return wu.String(), r.AccessToken, neg.ConnectionID
+}
+
+// dialWS opens the WebSocket at u with the access token tok.
+func dialWS(t testing.TB, u, tok string) *websocket.Conn {
+	t.Helper()
+	ws, resp, err := websocket.DefaultDialer.Dial(u, http.Header{"Authorization": {"Bearer " + tok}})
 	if err != nil {
 		if resp != nil {
-			t.Fatalf("dial %s: %v (HTTP %d %s)", wu.String(), err, resp.StatusCode, resp.Header.Get(conn.ErrorHeader))
+			t.Fatalf("dial %s: %v (HTTP %d %s)", u, err, resp.StatusCode, resp.Header.Get(conn.ErrorHeader))
 		}
-		t.Fatalf("dial %s: %v", wu.String(), err)
+		t.Fatalf("dial %s: %v", u, err)
 	}
-	c := &client{t: t, ws: ws, id: neg.ConnectionID, done: make(chan struct{})}
+	return ws
+}
+
+// dial opens the WebSocket and does the JSON handshake.
+func dial(t *testing.T, u, tok, id string) *client {
+	t.Helper()
+	ws := dialWS(t, u, tok)
+	c := &client{t: t, ws: ws, id: id, done: make(chan struct{})}
 	t.Cleanup(func() { ws.Close(); <-c.done })
 	ws.WriteMessage(websocket.TextMessage, []byte(`{"protocol":"json","version":1}`+"\x1e"))
 	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -145,16 +171,22 @@ func connect(t *testing.T, base, hub, user string) *client {
 	return c
 }
 
+// ended keeps the close frame, if err is one, of a client whose read
+// failed.
+func (c *client) ended(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ce, ok := err.(*websocket.CloseError); ok {
+		c.close = ce
+	}
+}
+
 func (c *client) read() {
 	defer close(c.done)
 	for {
 		_, msg, err := c.ws.ReadMessage()
 		if err != nil {
-			c.mu.Lock()
-			if ce, ok := err.(*websocket.CloseError); ok {
-				c.close = ce
-			}
-			c.mu.Unlock()
+			c.ended(err)
 			return
 		}
 		for _, rec := range bytes.Split(msg, []byte{0x1e}) {

@@ -3,15 +3,11 @@ package service_test
 import (
 	"context"
 	"encoding/json"
-	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/conn"
@@ -52,44 +48,8 @@ func waitHosted(t testing.TB, n *node.Node) {
 // host, which is the same 127.0.0.1.
 func connectAt(t *testing.T, base, hub, user string, at *node.Node) *client {
 	t.Helper()
-	code, body := post(t, base+"/"+hub+"/negotiate?negotiateVersion=1&user="+url.QueryEscape(user), "")
-	var redirect struct {
-		URL         string `json:"url"`
-		AccessToken string `json:"accessToken"`
-	}
-	if err := json.Unmarshal(body, &redirect); err != nil || code != 200 || redirect.URL == "" {
-		t.Fatalf("app negotiate: %d %s", code, body)
-	}
-	u, _ := url.Parse(redirect.URL)
-	u.Host = at.Addr().String()
-	nu := *u
-	nu.Path += "negotiate"
-	code, body = post(t, nu.String(), redirect.AccessToken)
-	var neg struct {
-		ConnectionID    string `json:"connectionId"`
-		ConnectionToken string `json:"connectionToken"`
-	}
-	if err := json.Unmarshal(body, &neg); err != nil || code != 200 {
-		t.Fatalf("edge negotiate %s: %d %s", nu.String(), code, body)
-	}
-	wu := *u
-	wu.Scheme = "ws"
-	wu.RawQuery += "&id=" + url.QueryEscape(neg.ConnectionToken)
-	ws, _, err := websocket.DefaultDialer.Dial(wu.String(), http.Header{"Authorization": {"Bearer " + redirect.AccessToken}})
-	if err != nil {
-		t.Fatalf("dial %s: %v", wu.String(), err)
-	}
-	c := &client{t: t, ws: ws, id: neg.ConnectionID, done: make(chan struct{})}
-	t.Cleanup(func() { ws.Close(); <-c.done })
-	ws.WriteMessage(websocket.TextMessage, []byte(`{"protocol":"json","version":1}`+"\x1e"))
-	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-	_, hs, err := ws.ReadMessage()
-	if err != nil || string(hs) != "{}\x1e" {
-		t.Fatalf("handshake response %q, %v", hs, err)
-	}
-	ws.SetReadDeadline(time.Time{})
-	go c.read()
-	return c
+	u, tok, id := redirect(t, base, hub, user, at)
+	return dial(t, u, tok, id)
 }
 
 // lastClose is the SignalR Close record a closed client got last.
@@ -113,16 +73,25 @@ func metricValue(t *testing.T, n *node.Node, name string) string {
 	return ""
 }
 
+// startRelayFleet starts two service-mode nodes on one real Redis (see
+// startFleet) and the app (c) on the first only, and waits until the
+// second sees the first hosting it.
+func startRelayFleet(t testing.TB, c sdkfake.Config) (a, b *node.Node, app *sdkfake.App, base string) {
+	t.Helper()
+	ns := startFleet(t, 2)
+	a, b = ns[0], ns[1]
+	app, base = startApp(t, a, c)
+	waitHosted(t, b)
+	return a, b, app, base
+}
+
 // TestFleetRelayInvoke: the app's server connections on node A only, a
 // client on node B: B relays it to A over Redis; its hub method's result
 // comes back, and the app sees the client as a client of its own. A
 // client on A is still relayed locally.
 func TestFleetRelayInvoke(t *testing.T) {
-	ns := startFleet(t, 2)
-	a, b := ns[0], ns[1]
 	s := newSeen()
-	_, base := startApp(t, a, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(s)}})
-	waitHosted(t, b)
+	a, b, _, base := startRelayFleet(t, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(s)}})
 	if hs := a.Service().FleetHosts("chathub"); len(hs) != 0 {
 		t.Fatalf("A sees hosts elsewhere: %v", hs)
 	}
@@ -163,10 +132,7 @@ func TestFleetRelayInvoke(t *testing.T) {
 // an ack), User and Client reach exactly the clients they name, on both
 // nodes, with the app on A only.
 func TestFleetRelaySends(t *testing.T) {
-	ns := startFleet(t, 2)
-	a, b := ns[0], ns[1]
-	app, base := startApp(t, a, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(newSeen())}})
-	waitHosted(t, b)
+	a, b, app, base := startRelayFleet(t, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(newSeen())}})
 	x := connectAt(t, base, "ChatHub", "xavier", a)
 	y := connectAt(t, base, "ChatHub", "yolanda", b)
 	y2 := connectAt(t, base, "ChatHub", "yolanda", b)
@@ -231,11 +197,8 @@ func TestFleetRelaySends(t *testing.T) {
 // other node; a client on the other node that leaves is a
 // CloseConnection for the app.
 func TestFleetRelayAbort(t *testing.T) {
-	ns := startFleet(t, 2)
-	a, b := ns[0], ns[1]
 	s := newSeen()
-	_, base := startApp(t, a, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(s)}})
-	waitHosted(t, b)
+	a, b, _, base := startRelayFleet(t, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(s)}})
 	c := connectAt(t, base, "ChatHub", "alice", b)
 	c.send(`{"type":1,"target":"Abort","arguments":[]}`)
 	if ce := c.closed(); ce == nil || ce.Code != 1000 {
@@ -261,11 +224,8 @@ func TestFleetRelayAbort(t *testing.T) {
 // the other node dies mid-flight: the client is closed with
 // allowReconnect; a client on the app's other connection stays.
 func TestFleetRelayServerKilled(t *testing.T) {
-	ns := startFleet(t, 2)
-	a, b := ns[0], ns[1]
-	app, base := startApp(t, a, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(newSeen())}, ConnectionsPerHub: 2,
+	_, b, app, base := startRelayFleet(t, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(newSeen())}, ConnectionsPerHub: 2,
 		RetryDelay: func(int) time.Duration { return time.Hour }})
-	waitHosted(t, b)
 	var cs []*client
 	for i := 0; i < 4; i++ {
 		cs = append(cs, connectAt(t, base, "ChatHub", "u", b))
@@ -309,10 +269,7 @@ func TestFleetRelayServerKilled(t *testing.T) {
 // clients.
 func TestFleetRelayNodeGone(t *testing.T) {
 	t.Run("host node", func(t *testing.T) {
-		ns := startFleet(t, 2)
-		a, b := ns[0], ns[1]
-		_, base := startApp(t, a, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(newSeen())}})
-		waitHosted(t, b)
+		a, b, _, base := startRelayFleet(t, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(newSeen())}})
 		y := connectAt(t, base, "ChatHub", "y", b)
 		if r := y.invoke("Echo", 1)["result"]; r != 1.0 {
 			t.Fatalf("Echo %v", r)
@@ -329,11 +286,8 @@ func TestFleetRelayNodeGone(t *testing.T) {
 		}
 	})
 	t.Run("client node", func(t *testing.T) {
-		ns := startFleet(t, 2)
-		a, b := ns[0], ns[1]
 		s := newSeen()
-		_, base := startApp(t, a, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(s)}})
-		waitHosted(t, b)
+		_, b, _, base := startRelayFleet(t, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(s)}})
 		y := connectAt(t, base, "ChatHub", "y", b)
 		if r := y.invoke("Echo", 1)["result"]; r != 1.0 {
 			t.Fatalf("Echo %v", r)
@@ -352,10 +306,7 @@ func TestFleetRelayNodeGone(t *testing.T) {
 // flight between the nodes (the app runs a client's invocations one at
 // a time, in order of arrival).
 func TestFleetRelayOrder(t *testing.T) {
-	ns := startFleet(t, 2)
-	a, b := ns[0], ns[1]
-	_, base := startApp(t, a, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(newSeen())}})
-	waitHosted(t, b)
+	_, b, _, base := startRelayFleet(t, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(newSeen())}})
 	y := connectAt(t, base, "ChatHub", "y", b)
 	const n = 500
 	for i := 0; i < n; i++ {

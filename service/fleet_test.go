@@ -2,12 +2,9 @@ package service_test
 
 import (
 	"encoding/json"
-	"net/http"
 	"net/url"
 	"testing"
 	"time"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/conn"
@@ -23,6 +20,14 @@ import (
 // Redis-backplane path) with a client token for user.
 func connectDirect(t *testing.T, n *node.Node, hub, user string) *client {
 	t.Helper()
+	u, tok, id := negotiateDirect(t, n, hub, user)
+	return dial(t, u, tok, id)
+}
+
+// negotiateDirect negotiates with a node's /{hub} with a client token for
+// user and returns the WebSocket URL, the token and the connection id.
+func negotiateDirect(t *testing.T, n *node.Node, hub, user string) (string, string, string) {
+	t.Helper()
 	tok, _ := auth.Sign(map[string]any{"nameid": user, "aud": "http://" + n.Addr().String() + "/" + hub,
 		"exp": time.Now().Add(time.Hour).Unix()}, []byte(key))
 	code, body := post(t, "http://"+n.Addr().String()+"/"+hub+"/negotiate?negotiateVersion=1", tok)
@@ -30,26 +35,12 @@ func connectDirect(t *testing.T, n *node.Node, hub, user string) *client {
 	if json.Unmarshal(body, &neg) != nil || code != 200 {
 		t.Fatalf("negotiate: %d %s", code, body)
 	}
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+n.Addr().String()+"/"+hub+"?id="+url.QueryEscape(neg.ConnectionToken),
-		http.Header{"Authorization": {"Bearer " + tok}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &client{t: t, ws: ws, id: neg.ConnectionID, done: make(chan struct{})}
-	t.Cleanup(func() { ws.Close(); <-c.done })
-	ws.WriteMessage(websocket.TextMessage, []byte(`{"protocol":"json","version":1}`+"\x1e"))
-	if _, hs, err := ws.ReadMessage(); err != nil || string(hs) != "{}\x1e" {
-		t.Fatalf("handshake %q %v", hs, err)
-	}
-	go c.read()
-	return c
+	return "ws://" + n.Addr().String() + "/" + hub + "?id=" + url.QueryEscape(neg.ConnectionToken), tok, neg.ConnectionID
 }
 
-// TestFleet: two nodes on one Redis, the app's server connections on the
-// first. What the app sends to many reaches the clients of both nodes
-// (relayed ones on the first, /{hub} ones on the second), and its group
-// change for a connection on the second node is applied there and acked.
-func TestFleet(t *testing.T) {
+// startMixedFleet starts two nodes on one real Redis: the first in
+// service mode (for the app), the second a plain node.
+func startMixedFleet(t *testing.T) (svc, plain *node.Node) {
 	rs := redistest.Start(t)
 	start := func(svc bool) *node.Node {
 		cfg := node.Config{Hubs: []node.Hub{{Name: "chathub"}}, Conn: conn.Config{AccessKey: key},
@@ -59,7 +50,15 @@ func TestFleet(t *testing.T) {
 		}
 		return nodetest.Start(t, cfg)
 	}
-	a, b := start(true), start(false)
+	return start(true), start(false)
+}
+
+// TestFleet: two nodes on one Redis, the app's server connections on the
+// first. What the app sends to many reaches the clients of both nodes
+// (relayed ones on the first, /{hub} ones on the second), and its group
+// change for a connection on the second node is applied there and acked.
+func TestFleet(t *testing.T) {
+	a, b := startMixedFleet(t)
 	s := newSeen()
 	app, base := startApp(t, a, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(s)}})
 	x := connect(t, base, "ChatHub", "xavier")

@@ -75,7 +75,7 @@ func relayedClientMemory(b *testing.B, clients int, relayed bool) float64 {
 	addr := n.Addr().String()
 	path, query, token := "/chathub", "", ""
 	if relayed { // as edgebench: one redirect from the app for every client
-		_, body := postB(b, base+"/ChatHub/negotiate?negotiateVersion=1", "")
+		_, body := post(b, base+"/ChatHub/negotiate?negotiateVersion=1", "")
 		var r struct{ URL, AccessToken string }
 		if err := json.Unmarshal(body, &r); err != nil {
 			b.Fatalf("app negotiate: %s", body)
@@ -157,7 +157,7 @@ func memClientDial(b *testing.B, addr, path, query, token string) net.Conn {
 	if token != "" {
 		auth = "Authorization: Bearer " + token + "\r\n"
 	}
-	code, body := postB(b, "http://"+addr+path+negotiatePath(path)+"?"+query+"negotiateVersion=1", token)
+	code, body := post(b, "http://"+addr+path+negotiatePath(path)+"?"+query+"negotiateVersion=1", token)
 	var neg struct{ ConnectionToken string }
 	if json.Unmarshal(body, &neg) != nil || code != 200 {
 		b.Fatalf("negotiate %d %s", code, body)

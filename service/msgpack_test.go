@@ -3,8 +3,6 @@ package service_test
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,7 +15,6 @@ import (
 
 	"github.com/edgeplane/edgeplane/backplane"
 	"github.com/edgeplane/edgeplane/conn"
-	"github.com/edgeplane/edgeplane/internal/auth"
 	"github.com/edgeplane/edgeplane/internal/hubproto"
 	"github.com/edgeplane/edgeplane/internal/node"
 	"github.com/edgeplane/edgeplane/internal/node/nodetest"
@@ -52,37 +49,11 @@ func (r *mpRaw) texts(c *client) int {
 	return r.text[c]
 }
 
-// redirect negotiates with the app at base as user, then with the node,
-// and returns the WebSocket URL, the access token and the connection id.
-func redirect(t *testing.T, base, hub, user string) (string, string, string) {
-	t.Helper()
-	code, body := post(t, base+"/"+hub+"/negotiate?negotiateVersion=1&user="+url.QueryEscape(user), "")
-	var r struct {
-		URL         string `json:"url"`
-		AccessToken string `json:"accessToken"`
-	}
-	if err := json.Unmarshal(body, &r); err != nil || code != 200 || r.URL == "" {
-		t.Fatalf("app negotiate: %d %s", code, body)
-	}
-	u, _ := url.Parse(r.URL)
-	nu := *u
-	nu.Path += "negotiate"
-	code, body = post(t, nu.String(), r.AccessToken)
-	var neg struct{ ConnectionID, ConnectionToken string }
-	if err := json.Unmarshal(body, &neg); err != nil || code != 200 {
-		t.Fatalf("edge negotiate %s: %d %s", nu.String(), code, body)
-	}
-	wu := *u
-	wu.Scheme = "ws"
-	wu.RawQuery += "&id=" + url.QueryEscape(neg.ConnectionToken)
-	return wu.String(), r.AccessToken, neg.ConnectionID
-}
-
 // connectMP connects a MessagePack client of hub through the app's
 // negotiate at base, as user.
 func connectMP(t *testing.T, base, hub, user string) *client {
 	t.Helper()
-	u, tok, id := redirect(t, base, hub, user)
+	u, tok, id := redirect(t, base, hub, user, nil)
 	return dialMP(t, u, tok, id)
 }
 
@@ -91,13 +62,7 @@ func connectMP(t *testing.T, base, hub, user string) *client {
 // writes it once the transfer format is binary.
 func dialMP(t *testing.T, u, tok, id string) *client {
 	t.Helper()
-	ws, resp, err := websocket.DefaultDialer.Dial(u, http.Header{"Authorization": {"Bearer " + tok}})
-	if err != nil {
-		if resp != nil {
-			t.Fatalf("dial %s: %v (HTTP %d %s)", u, err, resp.StatusCode, resp.Header.Get(conn.ErrorHeader))
-		}
-		t.Fatalf("dial %s: %v", u, err)
-	}
+	ws := dialWS(t, u, tok)
 	c := &client{t: t, ws: ws, id: id, done: make(chan struct{})}
 	ws.WriteMessage(websocket.TextMessage, []byte(`{"protocol":"messagepack","version":1}`+"\x1e"))
 	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -117,11 +82,7 @@ func readMP(c *client) {
 	for {
 		op, msg, err := c.ws.ReadMessage()
 		if err != nil {
-			c.mu.Lock()
-			if ce, ok := err.(*websocket.CloseError); ok {
-				c.close = ce
-			}
-			c.mu.Unlock()
+			c.ended(err)
 			return
 		}
 		if op != websocket.BinaryMessage {
@@ -376,26 +337,11 @@ func TestMessagePackClients(t *testing.T) {
 // another node of a Redis fleet (a /{hub} client, not relayed) with the
 // bytes the app serialized, carried in the backplane's messagepack entry.
 func TestMessagePackFleet(t *testing.T) {
-	rs := redistest.Start(t)
-	start := func(svc bool) *node.Node {
-		cfg := node.Config{Hubs: []node.Hub{{Name: "chathub"}}, Conn: conn.Config{AccessKey: key},
-			Redis: &backplane.RedisConfig{URL: rs.URL()}}
-		if svc {
-			cfg.Service = &service.Config{}
-		}
-		return nodetest.Start(t, cfg)
-	}
-	a, b := start(true), start(false)
+	a, b := startMixedFleet(t)
 	app, _ := startApp(t, a, sdkfake.Config{Hubs: []*sdkfake.Hub{chatHub(newSeen())}})
 
-	tok, _ := auth.Sign(map[string]any{"nameid": "yolanda", "aud": "http://" + b.Addr().String() + "/chathub",
-		"exp": time.Now().Add(time.Hour).Unix()}, []byte(key))
-	code, body := post(t, "http://"+b.Addr().String()+"/chathub/negotiate?negotiateVersion=1", tok)
-	var neg struct{ ConnectionID, ConnectionToken string }
-	if json.Unmarshal(body, &neg) != nil || code != 200 {
-		t.Fatalf("negotiate: %d %s", code, body)
-	}
-	y := dialMP(t, "ws://"+b.Addr().String()+"/chathub?id="+url.QueryEscape(neg.ConnectionToken), tok, neg.ConnectionID)
+	u, tok, id := negotiateDirect(t, b, "chathub", "yolanda")
+	y := dialMP(t, u, tok, id)
 
 	if err := app.Hub("ChatHub").User("yolanda").Send("user", "3"); err != nil {
 		t.Fatal(err)

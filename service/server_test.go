@@ -52,6 +52,19 @@ type rawServer struct {
 	close chan *websocket.CloseError
 }
 
+// openServer opens an app server connection of hub chathub on n and
+// completes its handshake.
+func openServer(t *testing.T, n *node.Node) *rawServer {
+	t.Helper()
+	app, _, err := dialServer(t, n, "chathub", serverToken("HS256", key, "http://127.0.0.1/server/?hub=chathub", "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	app.send(serviceproto.Frame(&serviceproto.HandshakeRequest{Version: 1}))
+	app.next()
+	return app
+}
+
 func dialServer(t *testing.T, n *node.Node, hub, token string) (*rawServer, *http.Response, error) {
 	t.Helper()
 	h := http.Header{"X-ASRS-Server-Id": {"raw"}}
@@ -494,12 +507,7 @@ func directClientToken(n *node.Node, claims map[string]any) string {
 // CloseConnection.
 func TestRelayOnTheWire(t *testing.T) {
 	n := startNode(t, service.Config{})
-	app, _, err := dialServer(t, n, "chathub", serverToken("HS256", key, "http://127.0.0.1/server/?hub=chathub", "s"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	app.send(serviceproto.Frame(&serviceproto.HandshakeRequest{Version: 1}))
-	app.next()
+	app := openServer(t, n)
 	tok := directClientToken(n, map[string]any{"asrs.s.uid": "alice", "nameid": "alice", "role": []string{"a", "b"}, "level": 3})
 	ws, _, err := websocket.DefaultDialer.Dial("ws://"+n.Addr().String()+"/client/?hub=chathub&asrs.op=%2Fchathub&access_token="+tok,
 		http.Header{"X-Custom": {"v1", "v2"}})
@@ -579,12 +587,7 @@ func TestRelayOnTheWire(t *testing.T) {
 // TestServiceRelayAcceptedBeforeOpen forces it) made joins NotFound.
 func TestJoinRightAfterHandshake(t *testing.T) {
 	n := startNode(t, service.Config{})
-	app, _, err := dialServer(t, n, "chathub", serverToken("HS256", key, "http://127.0.0.1/server/?hub=chathub", "s"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	app.send(serviceproto.Frame(&serviceproto.HandshakeRequest{Version: 1}))
-	app.next()
+	app := openServer(t, n)
 	tok := directClientToken(n, map[string]any{"nameid": "u"})
 	for i := range 500 {
 		ws, _, err := websocket.DefaultDialer.Dial("ws://"+n.Addr().String()+"/client/?hub=chathub&access_token="+tok, nil)

@@ -163,16 +163,26 @@ func (JSONProtocol) AppendInvocation(dst []byte, invocationID, target string, ar
 	}
 	dst = append(dst, `"target":`...)
 	dst = appendString(dst, target)
-	dst = append(dst, `,"arguments":`...)
-	if len(args) == 0 {
-		dst = append(dst, "[]"...)
-	} else {
-		var err error
-		if dst, err = appendRaw(dst, args); err != nil {
-			return dst[:n], fmt.Errorf("encode invocation %q: arguments: %w", target, err)
-		}
+	dst, err := appendArguments(dst, n, "invocation", target, args)
+	if err != nil {
+		return dst, err
 	}
 	return append(dst, '}', RecordSeparator), nil
+}
+
+// appendArguments appends ,"arguments":args ([] when args is empty) to an
+// invocation (what) of target; on invalid args it returns dst[:n], the
+// record's start, and an error that names both.
+func appendArguments(dst []byte, n int, what, target string, args []byte) ([]byte, error) {
+	dst = append(dst, `,"arguments":`...)
+	if len(args) == 0 {
+		return append(dst, "[]"...), nil
+	}
+	dst, err := appendRaw(dst, args)
+	if err != nil {
+		return dst[:n], fmt.Errorf("encode %s %q: arguments: %w", what, target, err)
+	}
+	return dst, nil
 }
 
 // AppendStreamItem implements Protocol:

@@ -385,6 +385,13 @@ func appendHeadID(dst []byte, items uint32, t MessageType, invocationID string) 
 // the six items ASP.NET Core writes (streamIds empty). args must be a
 // MessagePack array; empty means no arguments.
 func (MessagePackProtocol) AppendInvocation(dst []byte, invocationID, target string, args []byte) ([]byte, error) {
+	return appendMPInvocation(dst, TypeInvocation, invocationID, target, args, nil)
+}
+
+// appendMPInvocation appends [t, {}, id|nil, target, args, streamIds]
+// (Invocation, StreamInvocation). args must be a MessagePack array;
+// empty means no arguments.
+func appendMPInvocation(dst []byte, t MessageType, invocationID, target string, args []byte, streamIDs []string) ([]byte, error) {
 	if len(args) == 0 {
 		args = emptyArray
 	} else if err := checkValue(args, "arguments"); err != nil {
@@ -393,10 +400,14 @@ func (MessagePackProtocol) AppendInvocation(dst []byte, invocationID, target str
 		return dst, fmt.Errorf("%w: arguments: not an array", ErrInvalidMsgpack)
 	}
 	return framed(dst, func(b []byte) []byte {
-		b = appendHeadID(b, 6, TypeInvocation, invocationID)
+		b = appendHeadID(b, 6, t, invocationID)
 		b = msgp.AppendString(b, target)
 		b = append(b, args...)
-		return msgp.AppendArrayHeader(b, 0)
+		b = msgp.AppendArrayHeader(b, uint32(len(streamIDs)))
+		for _, id := range streamIDs {
+			b = msgp.AppendString(b, id)
+		}
+		return b
 	}), nil
 }
 

@@ -1,11 +1,6 @@
 package hubproto
 
-import (
-	"fmt"
-	"slices"
-
-	"github.com/tinylib/msgp/msgp"
-)
+import "slices"
 
 // The caller's side of streams: a StreamInvocation (with upload streams)
 // and a CancelInvocation. A node never sends them to its clients; test
@@ -21,14 +16,9 @@ func (JSONProtocol) AppendStreamInvocation(dst []byte, invocationID, target stri
 	dst = appendTypeID(dst, TypeStreamInvocation, invocationID)
 	dst = append(dst, `,"target":`...)
 	dst = appendString(dst, target)
-	dst = append(dst, `,"arguments":`...)
-	if len(args) == 0 {
-		dst = append(dst, "[]"...)
-	} else {
-		var err error
-		if dst, err = appendRaw(dst, args); err != nil {
-			return dst[:n], fmt.Errorf("encode stream invocation %q: arguments: %w", target, err)
-		}
+	dst, err := appendArguments(dst, n, "stream invocation", target, args)
+	if err != nil {
+		return dst, err
 	}
 	if len(streamIDs) > 0 {
 		dst = append(dst, `,"streamIds":[`...)
@@ -51,23 +41,7 @@ func (JSONProtocol) AppendCancelInvocation(dst []byte, invocationID string) []by
 
 // AppendStreamInvocation appends [4, {}, id, target, args, streamIds].
 func (MessagePackProtocol) AppendStreamInvocation(dst []byte, invocationID, target string, args []byte, streamIDs []string) ([]byte, error) {
-	if len(args) == 0 {
-		args = emptyArray
-	} else if err := checkValue(args, "arguments"); err != nil {
-		return dst, err
-	} else if msgp.NextType(args) != msgp.ArrayType {
-		return dst, fmt.Errorf("%w: arguments: not an array", ErrInvalidMsgpack)
-	}
-	return framed(dst, func(b []byte) []byte {
-		b = appendHeadID(b, 6, TypeStreamInvocation, invocationID)
-		b = msgp.AppendString(b, target)
-		b = append(b, args...)
-		b = msgp.AppendArrayHeader(b, uint32(len(streamIDs)))
-		for _, id := range streamIDs {
-			b = msgp.AppendString(b, id)
-		}
-		return b
-	}), nil
+	return appendMPInvocation(dst, TypeStreamInvocation, invocationID, target, args, streamIDs)
 }
 
 // AppendCancelInvocation appends [5, {}, id].

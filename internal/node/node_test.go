@@ -18,6 +18,26 @@ import (
 	"github.com/edgeplane/edgeplane/internal/testutil"
 )
 
+// dialJSON opens a WebSocket at url and completes the JSON handshake;
+// reads on it time out within d from now. It is closed when the test
+// ends.
+func dialJSON(t *testing.T, url string, d time.Duration) *websocket.Conn {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	ws.SetReadDeadline(time.Now().Add(d))
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"protocol":"json","version":1}`+"\x1e")); err != nil {
+		t.Fatal(err)
+	}
+	if _, msg, err := ws.ReadMessage(); err != nil || string(msg) != "{}\x1e" {
+		t.Fatalf("handshake answer %q, %v", msg, err)
+	}
+	return ws
+}
+
 // TestNodeWiresEveryPart follows one REST send through the assembled node
 // (admin → backplane → router → connection) to a real WebSocket client, on
 // each poller backend, and checks /metrics carries every part's families.
@@ -38,18 +58,7 @@ func TestNodeWiresEveryPart(t *testing.T) {
 		if err != nil || neg.ConnectionToken == "" {
 			t.Fatalf("negotiate: %v %+v", err, neg)
 		}
-		ws, _, err := websocket.DefaultDialer.Dial("ws://"+n.Addr().String()+"/news?id="+neg.ConnectionToken, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ws.Close()
-		ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"protocol":"json","version":1}`+"\x1e")); err != nil {
-			t.Fatal(err)
-		}
-		if _, msg, err := ws.ReadMessage(); err != nil || string(msg) != "{}\x1e" {
-			t.Fatalf("handshake answer %q, %v", msg, err)
-		}
+		ws := dialJSON(t, "ws://"+n.Addr().String()+"/news?id="+neg.ConnectionToken, 10*time.Second)
 		testutil.WaitUntil(t, 5*time.Second, "the connection to register", func() bool {
 			return n.Router().Hub("news").Len() == 1
 		})

@@ -25,18 +25,7 @@ import (
 func TestRESTInvokeOnOneNode(t *testing.T) {
 	n := nodetest.Start(t, node.Config{Hubs: []node.Hub{{Name: "chat"}}})
 	admin := "http://" + n.AdminAddr().String()
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+n.Addr().String()+"/chat", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	ws.SetReadDeadline(time.Now().Add(20 * time.Second))
-	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"protocol":"json","version":1}`+"\x1e")); err != nil {
-		t.Fatal(err)
-	}
-	if _, msg, err := ws.ReadMessage(); err != nil || string(msg) != "{}\x1e" {
-		t.Fatalf("handshake answer %q, %v", msg, err)
-	}
+	ws := dialJSON(t, "ws://"+n.Addr().String()+"/chat", 20*time.Second)
 	var id string
 	testutil.WaitUntil(t, 5*time.Second, "the connection to register", func() bool {
 		n.Router().Hub("chat").Each(func(e *fanout.Entry) { id = e.ID() })

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"slices"
 	"testing"
 	"time"
 
@@ -87,11 +86,7 @@ func TestCompatServiceModeFleet(t *testing.T) {
 		if err := app.Hub("ChatHub").User("alice").Send("t", "user-alice"); err != nil {
 			t.Fatal(err)
 		}
-		for name, msgs := range map[string][]string{"a": {"all", "user-alice"}, "b": {"group", "all"}, "d": {"all"}} {
-			for _, m := range msgs {
-				testutil.WaitUntil(t, 15*time.Second, name+" receiving "+m, func() bool { return slices.Contains(js.received(name), m) })
-			}
-		}
+		js.waitReceived(map[string][]string{"a": {"all", "user-alice"}, "b": {"group", "all"}, "d": {"all"}})
 
 		js.command(map[string]any{"name": "a", "send": map[string]any{"target": "Abort"}})
 		testutil.WaitUntil(t, 10*time.Second, "a closed", func() bool { return len(js.find("a", "closed")) == 1 })

@@ -1,16 +1,10 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"os"
-	"os/exec"
 	"slices"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,12 +20,7 @@ import (
 
 // asrsJS runs test/compat/asrs.js.
 type asrsJS struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	mu     sync.Mutex
-	events []jsEvent
-	done   chan struct{}
+	jsJournal
 }
 
 type asrsClient struct {
@@ -44,71 +33,9 @@ type asrsClient struct {
 	Protocol  string            `json:"protocol,omitempty"` // "messagepack"; default JSON
 }
 
-type asrsEvent struct {
-	jsEvent
-	Tag string `json:"tag"`
-}
-
 func startASRSJS(t *testing.T, base string, clients []asrsClient) *asrsJS {
 	t.Helper()
-	spec, _ := json.Marshal(map[string]any{"base": base, "clients": clients})
-	j := &asrsJS{t: t, done: make(chan struct{})}
-	j.cmd = exec.Command("node", "asrs.js", string(spec))
-	j.cmd.Dir = compatDir(t)
-	j.cmd.Stderr = os.Stderr
-	out, err := j.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	j.stdin, _ = j.cmd.StdinPipe()
-	if err := j.cmd.Start(); err != nil {
-		t.Fatalf("start node (is Node.js installed?): %v", err)
-	}
-	go func() {
-		defer close(j.done)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			var e asrsEvent
-			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-				t.Errorf("bad line from asrs.js: %q", sc.Text())
-				continue
-			}
-			e.jsEvent.Target = strings.TrimSpace(e.jsEvent.Target)
-			j.mu.Lock()
-			j.events = append(j.events, e.jsEvent)
-			if e.Tag != "" {
-				j.events[len(j.events)-1].Target = "tag:" + e.Tag
-			}
-			j.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		io.WriteString(j.stdin, "stop\n")
-		j.stdin.Close()
-		select {
-		case <-j.done:
-		case <-time.After(10 * time.Second):
-			j.cmd.Process.Kill()
-		}
-		j.cmd.Wait()
-	})
-	testutil.WaitUntil(t, 30*time.Second, "JS clients ready", func() bool { return len(j.find("", "ready")) > 0 })
-	for _, e := range j.find("", "error") {
-		t.Fatalf("client %s failed to connect: %s", e.Name, *e.Error)
-	}
-	return j
-}
-
-func (j *asrsJS) find(name, event string) []jsEvent {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	var out []jsEvent
-	for _, e := range j.events {
-		if (name == "" || e.Name == name) && e.Event == event {
-			out = append(out, e)
-		}
-	}
-	return out
+	return &asrsJS{startClientsJS(t, "asrs.js", map[string]any{"base": base, "clients": clients}, 30*time.Second)}
 }
 
 func (j *asrsJS) connID(name string) string {
@@ -123,9 +50,7 @@ func (j *asrsJS) connID(name string) string {
 func (j *asrsJS) command(c map[string]any) {
 	j.t.Helper()
 	b, _ := json.Marshal(c)
-	if _, err := j.stdin.Write(append(b, '\n')); err != nil {
-		j.t.Fatalf("asrs.js stdin: %v", err)
-	}
+	j.writeLine(string(b))
 }
 
 // invoke calls a hub method from a client and returns its result (raw
@@ -137,53 +62,46 @@ func (j *asrsJS) invoke(name, target string, args ...any) (json.RawMessage, stri
 	}
 	tag := fmt.Sprintf("%s-%s-%d", name, target, time.Now().UnixNano())
 	j.command(map[string]any{"name": name, "invoke": map[string]any{"target": target, "args": args, "tag": tag}})
-	var res []jsEvent
-	testutil.WaitUntil(j.t, 15*time.Second, "result of "+tag, func() bool {
-		j.mu.Lock()
-		defer j.mu.Unlock()
-		res = res[:0]
-		for _, e := range j.events {
-			if e.Target == "tag:"+tag {
-				res = append(res, e)
-			}
-		}
-		return len(res) > 0
-	})
-	if e := res[0]; e.Event == "invokeError" {
+	e := j.first(15*time.Second, "result of "+tag, func(e jsEvent) bool { return e.Tag == tag })
+	if e.Event == "invokeError" {
 		return nil, *e.Error
 	}
-	return res[0].Args[0], ""
+	return e.Args[0], ""
 }
 
-// received lists the first argument of each message a client got on
-// target "t", in order.
-func (j *asrsJS) received(name string) []string {
-	var out []string
-	for _, e := range j.find(name, "message") {
-		var s string
-		if len(e.Args) > 0 {
-			json.Unmarshal(e.Args[0], &s)
-		}
-		out = append(out, s)
-	}
-	return out
-}
-
-func (j *asrsJS) upTo(marker string, names ...string) map[string][]string {
+// waitReceived waits until every client named in want has received each
+// of its messages.
+func (j *asrsJS) waitReceived(want map[string][]string) {
 	j.t.Helper()
-	out := map[string][]string{}
-	testutil.WaitUntil(j.t, 15*time.Second, "marker "+marker, func() bool {
-		for _, n := range names {
-			got := j.received(n)
-			i := slices.Index(got, marker)
-			if i < 0 {
-				return false
-			}
-			out[n] = got[:i]
+	for name, msgs := range want {
+		for _, m := range msgs {
+			testutil.WaitUntil(j.t, 15*time.Second, name+" receiving "+m, func() bool { return slices.Contains(j.received(name), m) })
 		}
-		return true
-	})
-	return out
+	}
+}
+
+// receivedAnyOrder waits until every client named in want has received
+// each of its messages, then fences with a hub method's send from client
+// from and checks that each received exactly its messages before the
+// fence, in any order. Sends from outside a hub method go out on any of
+// an app's connections, so they may overtake each other; a hub method's
+// send follows them all on every client's socket.
+func (j *asrsJS) receivedAnyOrder(from string, want map[string][]string) {
+	j.t.Helper()
+	j.waitReceived(want)
+	names := make([]string, 0, len(want))
+	for name := range want {
+		names = append(names, name)
+	}
+	j.invoke(from, "Send", "all", "fence")
+	for name, got := range j.receivedUpTo("fence", names...) {
+		slices.Sort(got)
+		w := slices.Clone(want[name])
+		slices.Sort(w)
+		if !slices.Equal(got, w) {
+			j.t.Errorf("client %s received %v, want %v", name, got, w)
+		}
+	}
 }
 
 // chatApp is the app's hub: what a ChatHub of an ASP.NET Core app would
@@ -290,25 +208,7 @@ func TestCompatServiceMode(t *testing.T) {
 			"c": {"all", "others", "caller", "user-alice", "second-all-but-a"},
 			"d": {"all", "others", "second-all-but-a"},
 		}
-		// Sends from outside a hub method go out on any of an app's
-		// connections, so they may overtake each other: wait for each,
-		// then fence with a hub method's send, which follows them all on
-		// every client's socket, and compare what came before the fence
-		// in any order.
-		for name, msgs := range want {
-			for _, m := range msgs {
-				testutil.WaitUntil(t, 15*time.Second, name+" receiving "+m, func() bool { return slices.Contains(js.received(name), m) })
-			}
-		}
-		js.invoke("a", "Send", "all", "fence")
-		for name, got := range js.upTo("fence", "a", "b", "c", "d") {
-			slices.Sort(got)
-			w := slices.Clone(want[name])
-			slices.Sort(w)
-			if !slices.Equal(got, w) {
-				t.Errorf("client %s received %v, want %v", name, got, w)
-			}
-		}
+		js.receivedAnyOrder("a", want)
 
 		// Client results, from the app hosting the client and from the other.
 		for _, x := range []*sdkfake.App{app, second} {

@@ -1,14 +1,9 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"io"
-	"os"
-	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,86 +18,30 @@ import (
 // streamsJS runs test/compat/streams.js: one unmodified @microsoft/signalr
 // client.
 type streamsJS struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	mu     sync.Mutex
-	events []map[string]json.RawMessage
-	done   chan struct{}
+	*nodeJS[map[string]json.RawMessage]
 }
 
-func startStreamsJS(t *testing.T, base, transport, protocol string) *streamsJS {
+func startStreamsJS(t *testing.T, base, transport, protocol string) streamsJS {
 	t.Helper()
-	spec, _ := json.Marshal(map[string]any{"base": base, "hub": "chat", "transport": transport, "protocol": protocol})
-	j := &streamsJS{t: t, done: make(chan struct{})}
-	j.cmd = exec.Command("node", "streams.js", string(spec))
-	j.cmd.Dir = compatDir(t)
-	j.cmd.Stderr = os.Stderr
-	out, err := j.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	j.stdin, _ = j.cmd.StdinPipe()
-	if err := j.cmd.Start(); err != nil {
-		t.Fatalf("start node (is Node.js installed?): %v", err)
-	}
-	go func() {
-		defer close(j.done)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			var e map[string]json.RawMessage
-			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-				t.Errorf("bad line from streams.js: %q", sc.Text())
-				continue
-			}
-			j.mu.Lock()
-			j.events = append(j.events, e)
-			j.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		j.stdin.Close()
-		select {
-		case <-j.done:
-		case <-time.After(10 * time.Second):
-			j.cmd.Process.Kill()
-		}
-		j.cmd.Wait()
-	})
-	return j
+	return streamsJS{startNodeJS[map[string]json.RawMessage](t, "streams.js", map[string]any{"base": base, "hub": "chat", "transport": transport, "protocol": protocol})}
 }
 
-// event waits for the first event named ev and returns its fields.
-func (j *streamsJS) event(ev string) map[string]json.RawMessage {
+// eventIs reports whether e is an event named ev.
+func eventIs(e map[string]json.RawMessage, ev string) bool { return string(e["event"]) == `"`+ev+`"` }
+
+// event waits for the first event named ev and returns its fields; an
+// error event before it fails the test.
+func (j streamsJS) event(ev string) map[string]json.RawMessage {
 	j.t.Helper()
-	var got map[string]json.RawMessage
-	testutil.WaitUntil(j.t, 30*time.Second, "streams.js event "+ev, func() bool {
-		j.mu.Lock()
-		defer j.mu.Unlock()
-		for _, e := range j.events {
-			if string(e["event"]) == `"`+ev+`"` {
-				got = e
-				return true
-			}
-			if string(e["event"]) == `"error"` {
-				j.t.Fatalf("streams.js: %s", e["error"])
-			}
-		}
-		return false
-	})
-	return got
+	e := j.first(30*time.Second, "event "+ev, func(e map[string]json.RawMessage) bool { return eventIs(e, ev) || eventIs(e, "error") })
+	if !eventIs(e, ev) {
+		j.t.Fatalf("streams.js: %s", e["error"])
+	}
+	return e
 }
 
-func (j *streamsJS) count(ev string) int {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	n := 0
-	for _, e := range j.events {
-		if string(e["event"]) == `"`+ev+`"` {
-			n++
-		}
-	}
-	return n
+func (j streamsJS) count(ev string) int {
+	return len(j.find(func(e map[string]json.RawMessage) bool { return eventIs(e, ev) }))
 }
 
 // TestCompatStreams: an unmodified @microsoft/signalr client on each
@@ -218,7 +157,7 @@ func TestCompatStreams(t *testing.T) {
 				hung <- answer{code, body}
 			}()
 			testutil.WaitUntil(t, 10*time.Second, "the client got hang", func() bool { return js.count("invoked") >= 4 })
-			io.WriteString(js.stdin, "stop\n")
+			js.writeLine("stop")
 			select {
 			case a := <-hung:
 				if a.code != 400 || !strings.Contains(a.body, "Connection disconnected.") {

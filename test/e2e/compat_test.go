@@ -1,17 +1,10 @@
 package e2e
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"github.com/edgeplane/edgeplane/internal/testutil"
-	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -19,21 +12,7 @@ import (
 // jsClients runs test/compat/clients.js: unmodified @microsoft/signalr
 // clients under Node.
 type jsClients struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	mu     sync.Mutex
-	events []jsEvent
-	done   chan struct{}
-}
-
-type jsEvent struct {
-	Name         string            `json:"name"`
-	Event        string            `json:"event"`
-	ConnectionID string            `json:"connectionId"`
-	Target       string            `json:"target"`
-	Args         []json.RawMessage `json:"args"`
-	Error        *string           `json:"error"`
+	jsJournal
 }
 
 type jsClientSpec struct {
@@ -64,74 +43,10 @@ type jsClientSpec struct {
 	InvokeAsync bool `json:"invokeAsync,omitempty"`
 }
 
-func compatDir(t *testing.T) string {
-	dir, err := filepath.Abs("../compat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, pkg := range []string{"signalr", "signalr-protocol-msgpack"} {
-		if _, err := os.Stat(filepath.Join(dir, "node_modules", "@microsoft", pkg)); err != nil {
-			t.Fatalf("@microsoft/%s is not installed in %s: run `make test` (it runs npm ci there): %v", pkg, dir, err)
-		}
-	}
-	return dir
-}
-
+// startJS starts clients.js and returns once every client is ready.
 func startJS(t *testing.T, base string, clients []jsClientSpec) *jsClients {
 	t.Helper()
-	spec, _ := json.Marshal(map[string]any{"base": base, "clients": clients})
-	j := &jsClients{t: t, done: make(chan struct{})}
-	j.cmd = exec.Command("node", "clients.js", string(spec))
-	j.cmd.Dir = compatDir(t)
-	j.cmd.Stderr = os.Stderr
-	out, err := j.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	j.stdin, _ = j.cmd.StdinPipe()
-	if err := j.cmd.Start(); err != nil {
-		t.Fatalf("start node (is Node.js installed?): %v", err)
-	}
-	go func() {
-		defer close(j.done)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			var e jsEvent
-			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-				t.Errorf("bad line from clients.js: %q", sc.Text())
-				continue
-			}
-			j.mu.Lock()
-			j.events = append(j.events, e)
-			j.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		j.stdin.Close()
-		select {
-		case <-j.done:
-		case <-time.After(10 * time.Second):
-			j.cmd.Process.Kill()
-		}
-		j.cmd.Wait()
-	})
-	testutil.WaitUntil(t, 20*time.Second, "JS clients ready", func() bool { return len(j.find("", "ready")) > 0 })
-	for _, e := range j.find("", "error") {
-		t.Fatalf("client %s failed to connect: %s", e.Name, *e.Error)
-	}
-	return j
-}
-
-func (j *jsClients) find(name, event string) []jsEvent {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	var out []jsEvent
-	for _, e := range j.events {
-		if (name == "" || e.Name == name) && e.Event == event {
-			out = append(out, e)
-		}
-	}
-	return out
+	return &jsClients{startClientsJS(t, "clients.js", map[string]any{"base": base, "clients": clients}, 20*time.Second)}
 }
 
 func (j *jsClients) connID(name string) string {
@@ -140,42 +55,6 @@ func (j *jsClients) connID(name string) string {
 		j.t.Fatalf("client %s: %d connected events", name, len(ev))
 	}
 	return ev[0].ConnectionID
-}
-
-// received lists the first argument of every message a client got, in the
-// order they arrived.
-func (j *jsClients) received(name string) []string {
-	var out []string
-	for _, e := range j.find(name, "message") {
-		var s string
-		if len(e.Args) > 0 {
-			json.Unmarshal(e.Args[0], &s)
-		}
-		out = append(out, s)
-	}
-	return out
-}
-
-// receivedUpTo waits until every named client has received marker and
-// returns what each received before it, in order. Messages from one sender
-// to one connection arrive in the order sent: a message sent before the
-// marker and received by nobody it was meant for shows as missing, one
-// received by a client it was not meant for as extra.
-func (j *jsClients) receivedUpTo(marker string, names ...string) map[string][]string {
-	j.t.Helper()
-	out := make(map[string][]string, len(names))
-	testutil.WaitUntil(j.t, 10*time.Second, "marker "+marker, func() bool {
-		for _, name := range names {
-			got := j.received(name)
-			i := slices.Index(got, marker)
-			if i < 0 {
-				return false
-			}
-			out[name] = got[:i]
-		}
-		return true
-	})
-	return out
 }
 
 // TestCompatSignalRClient: unmodified @microsoft/signalr clients connect

@@ -1,15 +1,11 @@
 package e2e
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
 	"slices"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,98 +19,17 @@ import (
 // resumeJS runs test/compat/resume.js: unmodified @microsoft/signalr
 // clients built withStatefulReconnect() and withAutomaticReconnect().
 type resumeJS struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	mu     sync.Mutex
-	events []resumeEvent
-	done   chan struct{}
-}
-
-type resumeEvent struct {
-	Name         string            `json:"name"`
-	Event        string            `json:"event"`
-	ConnectionID string            `json:"connectionId"`
-	Stateful     bool              `json:"stateful"`
-	Args         []json.RawMessage `json:"args"`
-	Error        *string           `json:"error"`
+	jsJournal
 }
 
 func startResumeJS(t *testing.T, base string, retryDelays []int, clients ...map[string]any) *resumeJS {
 	t.Helper()
-	spec, _ := json.Marshal(map[string]any{"base": base, "clients": clients, "retryDelays": retryDelays})
-	j := &resumeJS{t: t, done: make(chan struct{})}
-	j.cmd = exec.Command("node", "resume.js", string(spec))
-	j.cmd.Dir = compatDir(t)
-	j.cmd.Stderr = os.Stderr
-	out, err := j.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	j.stdin, _ = j.cmd.StdinPipe()
-	if err := j.cmd.Start(); err != nil {
-		t.Fatalf("start node (is Node.js installed?): %v", err)
-	}
-	go func() {
-		defer close(j.done)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			var e resumeEvent
-			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-				t.Errorf("bad line from resume.js: %q", sc.Text())
-				continue
-			}
-			j.mu.Lock()
-			j.events = append(j.events, e)
-			j.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		j.stdin.Close()
-		select {
-		case <-j.done:
-		case <-time.After(10 * time.Second):
-			j.cmd.Process.Kill()
-		}
-		j.cmd.Wait()
-	})
-	testutil.WaitUntil(t, 20*time.Second, "JS clients ready", func() bool { return len(j.find("", "ready")) > 0 })
-	for _, e := range j.find("", "error") {
-		t.Fatalf("client %s failed to connect: %s", e.Name, *e.Error)
-	}
-	return j
-}
-
-func (j *resumeJS) find(name, event string) []resumeEvent {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	var out []resumeEvent
-	for _, e := range j.events {
-		if (name == "" || e.Name == name) && e.Event == event {
-			out = append(out, e)
-		}
-	}
-	return out
+	return &resumeJS{startClientsJS(t, "resume.js", map[string]any{"base": base, "clients": clients, "retryDelays": retryDelays}, 20*time.Second)}
 }
 
 func (j *resumeJS) command(format string, args ...any) {
 	j.t.Helper()
-	if _, err := fmt.Fprintf(j.stdin, format+"\n", args...); err != nil {
-		j.t.Fatalf("command to resume.js: %v", err)
-	}
-}
-
-// received is the first argument of every message name got, in order.
-func (j *resumeJS) received(name string) []string {
-	var out []string
-	for _, e := range j.find(name, "message") {
-		var s string
-		if len(e.Args) > 0 {
-			json.Unmarshal(e.Args[0], &s)
-		}
-		out = append(out, s)
-	}
-	return out
+	j.writeLine(fmt.Sprintf(format, args...))
 }
 
 func (j *resumeJS) waitFor(name, msg string) []string {
