@@ -180,3 +180,116 @@ func TestNegotiateSSEOnlyForText(t *testing.T) {
 		}
 	}
 }
+
+// TestLongPollDeleteEndsIt: DELETE answers a held poll 204 and the
+// DELETE 202; the connection is gone (a poll or POST gets 404) and its
+// token cannot open another (404, reused). DELETE names a long-polling
+// connection: an SSE one's id gets 404 and stays.
+func TestLongPollDeleteEndsIt(t *testing.T) {
+	s := newTestServer(t, Config{})
+	h := htLongPoll(t, s, true)
+	p := openPollSocket(t, s)
+	p.poll(h.get())
+	if s.HeldPolls() != 1 {
+		t.Fatal("poll not held")
+	}
+	if resp, _ := exchange(t, s, h.del()); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("DELETE: %d", resp.StatusCode)
+	}
+	wantAnswers(t, "held poll", p, "204 ")
+	if n := s.HTTPConns(); n != 0 {
+		t.Fatalf("%d HTTP connections after the DELETE", n)
+	}
+	for _, req := range []string{h.get(), h.post(htHandshake), h.del()} {
+		if resp, body := exchange(t, s, req); resp.StatusCode != http.StatusNotFound || body != "No Connection with that ID" {
+			t.Errorf("%s after the DELETE: %d %q", req[:strings.IndexByte(req, ' ')], resp.StatusCode, body)
+		}
+	}
+	if resp, _ := exchange(t, s, h.get()); resp.Header.Get(ErrorHeader) != ErrTokenReused.Error() {
+		t.Errorf("poll with the ended connection's token: %q, want %q", resp.Header.Get(ErrorHeader), ErrTokenReused)
+	}
+
+	sse, _ := htSSE(t, s)
+	if resp, _ := exchange(t, s, sse.del()); resp.StatusCode != http.StatusNotFound || resp.Header.Get(ErrorHeader) != "no long-polling connection with that id" {
+		t.Errorf("DELETE of an SSE connection: %d %q", resp.StatusCode, resp.Header.Get(ErrorHeader))
+	}
+	if sse.find(t) == nil {
+		t.Error("DELETE ended an SSE connection")
+	}
+}
+
+// TestLongPollTokenOfLiveWebSocket: a negotiated token a WebSocket
+// connection is using cannot also open a long-polling connection.
+func TestLongPollTokenOfLiveWebSocket(t *testing.T) {
+	s := newTestServer(t, Config{})
+	h := htNegotiate(t, s)
+	c, _ := connectHandshake(t, s, upgradeReq(h.target, ""))
+	defer c.OnClose(nil)
+	resp, _ := exchange(t, s, h.get())
+	if resp.StatusCode != http.StatusNotFound || resp.Header.Get(ErrorHeader) != ErrTokenReused.Error() {
+		t.Fatalf("poll with a live WebSocket's token: %d %q", resp.StatusCode, resp.Header.Get(ErrorHeader))
+	}
+	if s.HTTPConns() != 0 {
+		t.Fatal("a long-polling connection was made")
+	}
+}
+
+// TestSSEBinaryHandshakeRefused: an SSE connection's handshake asking for
+// MessagePack gets the handshake error on its stream and the connection
+// ends, as in ASP.NET Core; a JSON one opens it.
+func TestSSEBinaryHandshakeRefused(t *testing.T) {
+	s := newTestServer(t, Config{})
+	h, p := htSSE(t, s)
+	if resp, _ := exchange(t, s, h.post(`{"protocol":"messagepack","version":1}`+"\x1e")); resp.StatusCode != http.StatusOK {
+		t.Fatalf("handshake POST: %d", resp.StatusCode)
+	}
+	want := "data: {\"error\":\"Cannot use the 'messagepack' protocol on the current transport. The transport does not support the 'Binary' transfer format.\"}\x1e"
+	if out := string(afterHTTP(t, p.fc.output())); !strings.Contains(out, want) || !p.fc.isShutdown() {
+		t.Fatalf("stream %q (shut down %v), want the handshake error", out, p.fc.isShutdown())
+	}
+	if h.lc.state.Load() != stClosed {
+		t.Fatalf("state %d after the refused handshake", h.lc.state.Load())
+	}
+
+	h, p = htSSE(t, s)
+	exchange(t, s, h.post(htHandshake))
+	if out := string(afterHTTP(t, p.fc.output())); !strings.HasSuffix(out, "data: {}\x1e\r\n\r\n") || h.lc.state.Load() != stOpen {
+		t.Fatalf("JSON handshake: stream %q, state %d", out, h.lc.state.Load())
+	}
+}
+
+// TestSSEStream: the connection's queued bytes are its stream socket's;
+// the stream's socket closing ends the connection.
+func TestSSEStream(t *testing.T) {
+	s := newTestServer(t, Config{})
+	h, p := htSSE(t, s)
+	exchange(t, s, h.post(htHandshake))
+	if q := h.lc.pc.QueuedBytes(); q == 0 || q != p.fc.QueuedBytes() {
+		t.Fatalf("connection's QueuedBytes %d, its stream's %d", q, p.fc.QueuedBytes())
+	}
+	if s.router.Hub("chat").Len() != 1 {
+		t.Fatal("not registered")
+	}
+	p.sess.OnClose(nil)
+	if s.HTTPConns() != 0 || h.lc.state.Load() != stClosed || s.router.Hub("chat").Len() != 0 {
+		t.Fatalf("after the stream's socket closed: %d HTTP connections, state %d, %d in the hub", s.HTTPConns(), h.lc.state.Load(), s.router.Hub("chat").Len())
+	}
+}
+
+// TestPostBodyLimit: a POST's body is bounded by --max-message-bytes (not
+// negotiate's 4 KiB bound): one of exactly that size is taken.
+func TestPostBodyLimit(t *testing.T) {
+	const limit = 8 << 10
+	s := newTestServer(t, Config{MaxMessageBytes: limit})
+	h := htLongPoll(t, s, true)
+	ping := `{"type":6,"pad":"` + strings.Repeat("p", limit-len(`{"type":6,"pad":""}`+"\x1e")) + `"}` + "\x1e"
+	if resp, _ := exchange(t, s, h.post(ping)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST of %d bytes: %d %q", len(ping), resp.StatusCode, resp.Header.Get(ErrorHeader))
+	}
+	if h.lc.state.Load() != stOpen {
+		t.Fatalf("state %d after a POST within the limit", h.lc.state.Load())
+	}
+	if resp, _ := exchange(t, s, h.post(ping+"\x1e")); resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("POST of %d bytes: %d", len(ping)+1, resp.StatusCode)
+	}
+}
