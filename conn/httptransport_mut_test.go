@@ -293,3 +293,175 @@ func TestPostBodyLimit(t *testing.T) {
 		t.Fatalf("POST of %d bytes: %d", len(ping)+1, resp.StatusCode)
 	}
 }
+
+// TestLongPollDeadlinesOnWheel: a long-polling connection is on the wheel
+// for the handshake deadline after its first poll, the poll time-out while
+// a poll is held, and the reconnect window once a poll is answered or its
+// socket is gone; a socket that answered is there for the client time-out.
+func TestLongPollDeadlinesOnWheel(t *testing.T) {
+	s := clockServer(t, htCfg, 100)
+	h := htLongPoll(t, s, false)
+	if due := htDue(s, h.lc); due != 115 {
+		t.Fatalf("after the first poll: due %d, want 115 (handshake)", due)
+	}
+	exchange(t, s, h.post(htHandshake))
+
+	setClock(s, 101)
+	p := openPollSocket(t, s)
+	p.poll(h.get()) // finds the handshake answer queued
+	wantAnswers(t, "p", p, "200 {}\x1e")
+	if due := htDue(s, h.lc); due != 141 {
+		t.Fatalf("after a poll answered at once: due %d, want 141 (reconnect window)", due)
+	}
+	if due := htDue(s, p.sess.(*Conn)); due != 131 {
+		t.Fatalf("socket after its answer: due %d, want 131 (client time-out)", due)
+	}
+
+	setClock(s, 102)
+	p.poll(h.get())
+	if due := htDue(s, h.lc); due != 122 {
+		t.Fatalf("poll held: due %d, want 122 (poll time-out)", due)
+	}
+	if due := htDue(s, p.sess.(*Conn)); due != 0 {
+		t.Fatalf("socket of a held poll: due %d, want off the wheel", due)
+	}
+
+	setClock(s, 103)
+	broadcastTo(s, "m1")
+	wantAnswers(t, "p", p, "200 {}\x1e", "200 "+msgBody("m1"))
+	if due := htDue(s, h.lc); due != 143 {
+		t.Fatalf("held poll answered: due %d, want 143", due)
+	}
+
+	setClock(s, 104)
+	p.poll(h.get())
+	setClock(s, 105)
+	p.sess.OnClose(nil)
+	if due := htDue(s, h.lc); due != 145 || s.HeldPolls() != 0 || s.HTTPConns() != 1 {
+		t.Fatalf("held poll's socket closed: due %d (want 145), %d held, %d connections", due, s.HeldPolls(), s.HTTPConns())
+	}
+
+	setClock(s, 106)
+	h.lc.closeWith(causeServerClose) // no poll held: the Close message waits
+	if due := htDue(s, h.lc); due != 146 || s.HTTPConns() != 1 {
+		t.Fatalf("closed between polls: due %d (want 146), %d connections", due, s.HTTPConns())
+	}
+}
+
+// TestSSEHandshakeDeadlineOnWheel: an SSE connection waits for its
+// handshake on the wheel until the earlier of the handshake time-out and
+// the keep-alive interval.
+func TestSSEHandshakeDeadlineOnWheel(t *testing.T) {
+	s := clockServer(t, htCfg, 100)
+	h, p := htSSE(t, s)
+	if due := htDue(s, h.lc); due != 110 {
+		t.Fatalf("SSE connection: due %d, want 110", due)
+	}
+	if due := htDue(s, p.sess.(*Conn)); due != 0 {
+		t.Fatalf("stream socket: due %d, want off the wheel", due)
+	}
+}
+
+// TestLongPollTicks: a held poll is answered empty at the poll time-out,
+// not before; a client with no poll for the reconnect window is gone (a
+// time-out), not before; no Ping is sent. A connection that never does the
+// handshake ends at the handshake time-out.
+func TestLongPollTicks(t *testing.T) {
+	s := clockServer(t, htCfg, 100)
+	h := htLongPoll(t, s, true)
+	p := openPollSocket(t, s)
+	p.poll(h.get())
+	if next := tickAt(s, h.lc, 119); next != 120 || len(p.answers(t)) != 0 {
+		t.Fatalf("tick before the poll time-out: next %d, answers %q", next, p.answers(t))
+	}
+	if next := tickAt(s, h.lc, 120); next != 160 {
+		t.Fatalf("tick at the poll time-out: next %d, want 160", next)
+	}
+	wantAnswers(t, "p", p, "200 ")
+	if next := tickAt(s, h.lc, 159); next != 160 || h.lc.state.Load() != stOpen || s.HTTPConns() != 1 {
+		t.Fatalf("tick before the reconnect window's end: next %d, state %d", next, h.lc.state.Load())
+	}
+	timeouts := s.M.closed[causeTimeout.idx].Get()
+	if next := tickAt(s, h.lc, 160); next != 0 || s.HTTPConns() != 0 || h.lc.state.Load() != stClosed {
+		t.Fatalf("tick at the reconnect window's end: next %d, %d connections, state %d", next, s.HTTPConns(), h.lc.state.Load())
+	}
+	if got := s.M.closed[causeTimeout.idx].Get(); got != timeouts+1 {
+		t.Fatalf("time-outs counted %d, want %d", got, timeouts+1)
+	}
+
+	s = clockServer(t, htCfg, 100)
+	h = htLongPoll(t, s, false)
+	tickAt(s, h.lc, 114)
+	if h.lc.state.Load() != stHandshake {
+		t.Fatalf("state %d before the handshake time-out", h.lc.state.Load())
+	}
+	tickAt(s, h.lc, 115)
+	if h.lc.state.Load() != stClosed || s.M.closed[causeHandshakeTimeout.idx].Get() != 1 {
+		t.Fatalf("at the handshake time-out: state %d, handshake time-outs %d", h.lc.state.Load(), s.M.closed[causeHandshakeTimeout.idx].Get())
+	}
+}
+
+// TestKeepAliveSocketIdle: a socket that answered a request (here a CORS
+// preflight, counted) reads the next one for the client time-out from the
+// last request, then closes.
+func TestKeepAliveSocketIdle(t *testing.T) {
+	s := clockServer(t, htCfg, 100)
+	p := openPollSocket(t, s)
+	sc := p.sess.(*Conn)
+	p.poll("OPTIONS /chat?id=x HTTP/1.1\r\nHost: x\r\nOrigin: http://a.example\r\n\r\n")
+	wantAnswers(t, "p", p, "204 ")
+	if got := s.M.httpReqs("transport", http.StatusNoContent).Get(); got != 1 {
+		t.Fatalf("preflight counted %d times", got)
+	}
+	if next := tickAt(s, sc, 129); next != 130 || p.fc.isShutdown() {
+		t.Fatalf("tick before the idle time-out: next %d, shut down %v", next, p.fc.isShutdown())
+	}
+	setClock(s, 110)
+	p.poll("OPTIONS /chat?id=x HTTP/1.1\r\nHost: x\r\n\r\n")
+	if next := tickAt(s, sc, 130); next != 140 || p.fc.isShutdown() {
+		t.Fatalf("tick 20 s after the second request: next %d, shut down %v", next, p.fc.isShutdown())
+	}
+	if next := tickAt(s, sc, 140); next != 0 || !p.fc.isShutdown() {
+		t.Fatalf("tick at the idle time-out: next %d, shut down %v", next, p.fc.isShutdown())
+	}
+}
+
+// TestAuthExpiryToTheSecond: a WebSocket connection whose token's
+// authentication expires (asrs.s.coae) closes in the second it expires,
+// not later.
+func TestAuthExpiryToTheSecond(t *testing.T) {
+	s := clockServer(t, Config{AccessKey: testKey, KeepAliveInterval: time.Hour, ClientTimeout: time.Hour}, 100)
+	tok := clientToken(t, map[string]any{"asrs.s.coae": "true", "asrs.s.aeo": strconv.FormatInt(time.Now().Unix()+5, 10)})
+	c, fc := connectHandshake(t, s, upgradeReq("/chat?access_token="+tok, ""))
+	defer c.OnClose(nil)
+	at := c.policy().closeAt
+	if at < 103 || at > 106 {
+		t.Fatalf("closeAt %d", at)
+	}
+	if tickAt(s, c, at-1); fc.isShutdown() {
+		t.Fatal("closed before the expiry")
+	}
+	if tickAt(s, c, at); !fc.isShutdown() || s.M.closed[causeAuthExpired.idx].Get() != 1 {
+		t.Fatalf("at the expiry: shut down %v", fc.isShutdown())
+	}
+}
+
+// TestResponseHead: the status line, Content-Type when there is one,
+// Content-Length when known (0 included), the extra headers.
+func TestResponseHead(t *testing.T) {
+	for _, tc := range []struct {
+		code  int
+		ctype string
+		n     int
+		extra string
+		want  string
+	}{
+		{200, "application/octet-stream", 0, "", "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 0\r\n\r\n"},
+		{204, "", 0, "", "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"},
+		{200, "text/event-stream", -1, "X-A: b\r\n", "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-A: b\r\n\r\n"},
+	} {
+		if got := string(responseHead(tc.code, tc.ctype, tc.n, tc.extra)); got != tc.want {
+			t.Errorf("responseHead(%d, %q, %d, %q) = %q, want %q", tc.code, tc.ctype, tc.n, tc.extra, got, tc.want)
+		}
+	}
+}
