@@ -465,3 +465,137 @@ func TestResponseHead(t *testing.T) {
 		}
 	}
 }
+
+// TestLongPollCloseMessage: a connection the server closes sends its Close
+// message (and nothing of the WebSocket close frame) to the held poll and
+// ends; with no poll held it waits for the next poll, which gets it, then
+// ends. A shutdown with no final message answers the held poll 204.
+func TestLongPollCloseMessage(t *testing.T) {
+	s := newTestServer(t, Config{})
+	h := htLongPoll(t, s, true)
+	p := openPollSocket(t, s)
+	p.poll(h.get())
+	h.lc.closeWith(causeServerClose)
+	wantAnswers(t, "held poll", p, "200 "+closeRecordOf(causeServerClose))
+	if s.HTTPConns() != 0 {
+		t.Fatal("the connection did not end with its held poll's answer")
+	}
+
+	h = htLongPoll(t, s, true)
+	h.lc.closeWith(causeServerClose)
+	if s.HTTPConns() != 1 {
+		t.Fatal("the connection ended before its Close message was polled")
+	}
+	if resp, body := exchange(t, s, h.get()); resp.StatusCode != http.StatusOK || body != closeRecordOf(causeServerClose) {
+		t.Fatalf("poll after the close: %d %q", resp.StatusCode, body)
+	}
+	if s.HTTPConns() != 0 {
+		t.Fatal("the connection did not end once its Close message was polled")
+	}
+
+	h = htLongPoll(t, s, true)
+	p = openPollSocket(t, s)
+	p.poll(h.get())
+	h.lc.pc.Shutdown(nil)
+	wantAnswers(t, "held poll", p, "204 ")
+	if s.HTTPConns() != 0 {
+		t.Fatal("the connection did not end")
+	}
+}
+
+// TestLongPollCloseOnDeadPollSocket: the held poll's socket is gone (its
+// close not yet seen) when the connection closes: with nothing to send,
+// the connection ends once that socket's close is seen; with a Close
+// message, the message waits for the next poll.
+func TestLongPollCloseOnDeadPollSocket(t *testing.T) {
+	s := newTestServer(t, Config{})
+	h := htLongPoll(t, s, true)
+	p := openPollSocket(t, s)
+	p.poll(h.get())
+	p.fc.Close()
+	h.lc.pc.Shutdown(nil)
+	if s.HTTPConns() != 1 {
+		t.Fatal("ended before the dead socket's close was seen")
+	}
+	p.sess.OnClose(nil)
+	if s.HTTPConns() != 0 {
+		t.Fatal("the closing connection did not end with its dead poll socket")
+	}
+
+	h = htLongPoll(t, s, true)
+	p = openPollSocket(t, s)
+	p.poll(h.get())
+	p.fc.Close()
+	h.lc.closeWith(causeServerClose)
+	p.sess.OnClose(nil)
+	if s.HTTPConns() != 1 {
+		t.Fatal("ended with its Close message not delivered")
+	}
+	if resp, body := exchange(t, s, h.get()); resp.StatusCode != http.StatusOK || body != closeRecordOf(causeServerClose) {
+		t.Fatalf("poll after the dead socket: %d %q", resp.StatusCode, body)
+	}
+}
+
+// TestLongPollQueueBound: messages wait for a poll up to HTTPQueueBytes
+// (a message that fills it exactly is taken); the one that would pass it
+// closes the connection as a slow client, whose Close message still gets
+// out with what was queued.
+func TestLongPollQueueBound(t *testing.T) {
+	m := len(msgBody("m1"))
+	s := newTestServer(t, Config{HTTPQueueBytes: 2 * m})
+	h := htLongPoll(t, s, true)
+	broadcastTo(s, "m1")
+	broadcastTo(s, "m2")
+	if h.lc.state.Load() != stOpen {
+		t.Fatal("closed with the queue exactly full")
+	}
+	broadcastTo(s, "m3")
+	if h.lc.state.Load() != stClosed || s.M.closed[causeSlowClient.idx].Get() != 1 {
+		t.Fatalf("past the bound: state %d, slow clients %d", h.lc.state.Load(), s.M.closed[causeSlowClient.idx].Get())
+	}
+	if resp, body := exchange(t, s, h.get()); resp.StatusCode != http.StatusOK || body != msgBody("m1", "m2")+closeRecordOf(causeSlowClient) {
+		t.Fatalf("poll: %d %q", resp.StatusCode, body)
+	}
+}
+
+// TestLongPollConnectContext: with an upstream, a long-polling
+// connection's connected event carries its first request's context;
+// none with ContextMaxBytes < 0.
+func TestLongPollConnectContext(t *testing.T) {
+	for _, tc := range []struct {
+		max  int
+		want bool
+	}{{0, true}, {-1, false}} {
+		up := &upstreamRec{}
+		s := newTestServer(t, Config{Upstream: up, ContextMaxBytes: tc.max})
+		h := htNegotiate(t, s)
+		exchange(t, s, "GET "+h.target+"&room=7 HTTP/1.1\r\nHost: x\r\n\r\n")
+		exchange(t, s, h.post(htHandshake))
+		cc := up.connected(t)
+		if got := cc != nil && cc.Query == "room=7"; got != tc.want {
+			t.Errorf("ContextMaxBytes %d: context %+v", tc.max, cc)
+		}
+	}
+}
+
+// TestLongPollSocketReusedAfterAnswer: a socket whose poll was answered
+// and that then carried another request is no longer the connection's:
+// its close does not disturb the poll held on another socket (answered at
+// the poll time-out, not kept to the reconnect window).
+func TestLongPollSocketReusedAfterAnswer(t *testing.T) {
+	s := clockServer(t, htCfg, 100)
+	h := htLongPoll(t, s, true)
+	a := openPollSocket(t, s)
+	a.poll(h.get())
+	broadcastTo(s, "m1")
+	wantAnswers(t, "a", a, "200 "+msgBody("m1"))
+	a.poll(h.post(`{"type":6}` + "\x1e"))
+	setClock(s, 101)
+	b := openPollSocket(t, s)
+	b.poll(h.get())
+	setClock(s, 102)
+	a.sess.OnClose(nil)
+	if due := htDue(s, h.lc); due != 121 || s.HeldPolls() != 1 {
+		t.Fatalf("after the other socket closed: due %d (want 121, the poll time-out), %d held", due, s.HeldPolls())
+	}
+}
