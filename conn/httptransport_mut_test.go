@@ -599,3 +599,46 @@ func TestLongPollSocketReusedAfterAnswer(t *testing.T) {
 		t.Fatalf("after the other socket closed: due %d (want 121, the poll time-out), %d held", due, s.HeldPolls())
 	}
 }
+
+// TestSSEDeliveryAndPing: a message is an event on the stream, and counts
+// as output: the keep-alive Ping (an event too) comes after the interval of
+// outbound silence, from the last message.
+func TestSSEDeliveryAndPing(t *testing.T) {
+	s := clockServer(t, htCfg, 100)
+	h, p := htSSE(t, s)
+	exchange(t, s, h.post(htHandshake))
+	setClock(s, 105)
+	broadcastTo(s, "m1")
+	if next := tickAt(s, h.lc, 110); next != 115 {
+		t.Fatalf("tick 5 s after a message: next %d, want 115", next)
+	}
+	tickAt(s, h.lc, 115)
+	want := ":\r\ndata: {}\x1e\r\n\r\n" + "data: " + msgBody("m1") + "\r\n\r\n" + "data: {\"type\":6}\x1e\r\n\r\n"
+	if out := string(afterHTTP(t, p.fc.output())); out != want {
+		t.Fatalf("stream %q, want %q", out, want)
+	}
+}
+
+// TestSSECloseMessage: a connection the server closes sends its Close
+// message as the stream's last event and ends the stream; a stream that
+// cannot take a message (its queue full) closes the connection as a slow
+// client.
+func TestSSECloseMessage(t *testing.T) {
+	s := newTestServer(t, Config{})
+	h, p := htSSE(t, s)
+	exchange(t, s, h.post(htHandshake))
+	h.lc.closeWith(causeServerClose)
+	if out := string(afterHTTP(t, p.fc.output())); !strings.HasSuffix(out, "data: {}\x1e\r\n\r\ndata: "+closeRecordOf(causeServerClose)+"\r\n\r\n") || !p.fc.isShutdown() {
+		t.Fatalf("stream %q, shut down %v", out, p.fc.isShutdown())
+	}
+
+	h, p = htSSE(t, s)
+	exchange(t, s, h.post(htHandshake))
+	p.fc.mu.Lock()
+	p.fc.limit = p.fc.out.Len() + 10
+	p.fc.mu.Unlock()
+	broadcastTo(s, "m1")
+	if h.lc.state.Load() != stClosed || s.M.closed[causeSlowClient.idx].Get() != 1 {
+		t.Fatalf("stream full: state %d, slow clients %d", h.lc.state.Load(), s.M.closed[causeSlowClient.idx].Get())
+	}
+}
