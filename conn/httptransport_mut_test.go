@@ -116,7 +116,7 @@ func htSSE(t *testing.T, s *Server) (*htConn, *pollSocket) {
 	h := htNegotiate(t, s)
 	p := openPollSocket(t, s)
 	p.poll("GET " + h.target + " HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
-	if !bytes.HasPrefix(p.fc.output(), []byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n")) {
+	if !bytes.HasPrefix(p.fc.output(), []byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"+sseHeaders+"\r\n:\r\n")) { // no Content-Length
 		t.Fatalf("SSE GET: %q", p.fc.output())
 	}
 	if h.lc = h.find(t); h.lc == nil || !h.lc.has(flSSE) {
