@@ -216,7 +216,9 @@ func (c *Conn) applyPolicy(p tokenPolicy) {
 	c.srv.policies.Store(c, cp)
 	c.flags.Or(flTokenPolicy)
 	if cp.handshakeSec != 0 && cp.handshakeSec < c.srv.handshakeSec {
-		c.srv.wheel.add(c, max(now+1, int64(c.opened)+cp.handshakeSec))
+		// By the keep-alive interval at the latest, as at the open
+		// (server.go), so the first Ping is not late.
+		c.srv.wheel.add(c, max(now+1, int64(c.opened)+min(cp.handshakeSec, c.srv.keepAliveSec)))
 	}
 }
 
