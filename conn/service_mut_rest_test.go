@@ -2,19 +2,28 @@ package conn
 
 import "testing"
 
+// relayedClient opens a client on /client/ of a node in service mode
+// (svc the Service) and sends handshake: the node, its socket and the
+// connection.
+func relayedClient(t *testing.T, svc *recService, handshake []byte) (*Server, *fakeConn, *Conn) {
+	t.Helper()
+	s := newTestServer(t, Config{Service: svc, AccessKey: testKey})
+	tok := clientToken(t, map[string]any{"aud": "https://edge.example.com/client/?hub=chat"})
+	fc := &fakeConn{}
+	c := s.OnOpen(fc).(*Conn)
+	c.OnData([]byte(upgradeReq("/client/?hub=chat&access_token="+tok, "")))
+	c.OnData(handshake)
+	return s, fc, c
+}
+
 // TestServiceRelayBinaryNotUTF8: a relayed client speaking MessagePack
 // sends binary messages that are not UTF-8; after its handshake they go
 // to the Service as they are, and the connection stays open.
 func TestServiceRelayBinaryNotUTF8(t *testing.T) {
 	svc := &recService{answer: true}
-	s := newTestServer(t, Config{Service: svc, AccessKey: testKey})
-	tok := clientToken(t, map[string]any{"aud": "https://edge.example.com/client/?hub=chat"})
-	fc := &fakeConn{}
-	sess := s.OnOpen(fc)
-	c := sess.(*Conn)
+	_, fc, c := relayedClient(t, svc, clientFrame(0x82, []byte(`{"protocol":"messagepack","version":1}`+"\x1e")))
+	sess := c
 	defer sess.OnClose(nil)
-	sess.OnData([]byte(upgradeReq("/client/?hub=chat&access_token="+tok, "")))
-	sess.OnData(clientFrame(0x82, []byte(`{"protocol":"messagepack","version":1}`+"\x1e")))
 	if c.state.Load() != stOpen || !c.RelayBinary() {
 		t.Fatalf("relayed MessagePack client: state %d, binary %v", c.state.Load(), c.RelayBinary())
 	}
@@ -32,14 +41,9 @@ func TestServiceRelayBinaryNotUTF8(t *testing.T) {
 // client as a slow client.
 func TestServiceRelaySendOutcome(t *testing.T) {
 	svc := &recService{answer: true}
-	s := newTestServer(t, Config{Service: svc, AccessKey: testKey})
-	tok := clientToken(t, map[string]any{"aud": "https://edge.example.com/client/?hub=chat"})
-	fc := &fakeConn{}
-	sess := s.OnOpen(fc)
-	c := sess.(*Conn)
+	s, fc, c := relayedClient(t, svc, clientFrame(0x81, testHandshake))
+	sess := c
 	defer sess.OnClose(nil)
-	sess.OnData([]byte(upgradeReq("/client/?hub=chat&access_token="+tok, "")))
-	sess.OnData(clientFrame(0x81, testHandshake))
 	if c.state.Load() != stOpen {
 		t.Fatalf("relay not open: state %d", c.state.Load())
 	}

@@ -211,13 +211,8 @@ func TestServiceRelay(t *testing.T) {
 // NotFound (TestCompatServiceMode's "Join: false").
 func TestServiceRelayAcceptedBeforeOpen(t *testing.T) {
 	svc := &recService{answer: true}
-	s := newTestServer(t, Config{Service: svc, AccessKey: testKey})
-	tok := clientToken(t, map[string]any{"aud": "https://edge.example.com/client/?hub=chat"})
-	fc := &fakeConn{}
-	sess := s.OnOpen(fc)
-	c := sess.(*Conn)
-	sess.OnData([]byte(upgradeReq("/client/?hub=chat&access_token="+tok, "")))
-	sess.OnData(clientFrame(0x81, testHandshake))
+	s, _, c := relayedClient(t, svc, clientFrame(0x81, testHandshake))
+	sess := c
 	h := s.router.Hub("chat")
 	if len(svc.accepted) != 1 || !svc.accepted[0] || !h.Lookup(c.ID()) {
 		t.Fatalf("accepted %v, in the hub %v", svc.accepted, h.Lookup(c.ID()))
