@@ -2,10 +2,12 @@ package hubproto
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -320,4 +322,53 @@ func FuzzJSONRecordsToMessagePack(f *testing.F) {
 			t.Fatalf("%q: % x splits into %d records (%v), want %d", src, out, i, err, len(types))
 		}
 	})
+}
+
+// TestMessagePackToJSONFirstBytes: each kind of value at both ends of its
+// range of first bytes (a fixint 0x00 and 0x7f, a negative fixint 0xe0
+// and 0xff, ...) converts, and the bytes that start nothing (0xc1) or an
+// extension other than a timestamp say so with their own error.
+func TestMessagePackToJSONFirstBytes(t *testing.T) {
+	fixstr31 := "bf" + strings.Repeat("61", 31)
+	fixmap15, fixarr15 := "8f", "9f"
+	wantMap, wantArr := "{", "["
+	for i := range 15 {
+		fixmap15 += "a1" + hex.EncodeToString([]byte{byte('a' + i)}) + "00"
+		fixarr15 += "00"
+		if i > 0 {
+			wantMap += ","
+			wantArr += ","
+		}
+		wantMap += `"` + string(rune('a'+i)) + `":0`
+		wantArr += "0"
+	}
+	for _, tc := range []struct{ mp, want string }{
+		{"00", "0"}, {"7f", "127"}, {"e0", "-32"}, {"ff", "-1"},
+		{"d080", "-128"}, {"d380" + "00000000000000", "-9223372036854775808"},
+		{"ccff", "255"}, {"cfffffffffffffffff", "18446744073709551615"},
+		{"c0", "null"}, {"c2", "false"}, {"c3", "true"},
+		{"ca3fc00000", "1.5"}, {"cb3ff8000000000000", "1.5"},
+		{"a0", `""`}, {fixstr31, `"` + strings.Repeat("a", 31) + `"`}, {"d900", `""`}, {"db00000000", `""`},
+		{"c400", `""`}, {"c600000000", `""`},
+		{"90", "[]"}, {fixarr15, wantArr + "]"}, {"dc0000", "[]"}, {"dd00000000", "[]"},
+		{"80", "{}"}, {fixmap15, wantMap + "}"}, {"de0000", "{}"}, {"df00000000", "{}"},
+		{"d6ff00000000", `"1970-01-01T00:00:00Z"`},
+	} {
+		got, err := MessagePackToJSON(nil, unhexT(t, tc.mp))
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%s: %s, %v; want %s", tc.mp, got, err, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		mp   string
+		want error
+	}{
+		{"c1", ErrInvalidMsgpack},
+		{"d40500", ErrNoJSON}, {"d805" + strings.Repeat("00", 16), ErrNoJSON},
+		{"c70005", ErrNoJSON}, {"c9" + "00000000" + "05", ErrNoJSON},
+	} {
+		if _, err := MessagePackToJSON(nil, unhexT(t, tc.mp)); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.mp, err, tc.want)
+		}
+	}
 }
