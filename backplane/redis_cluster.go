@@ -246,6 +246,12 @@ func (r *Redis) writeSlots(s *subscriber, slots []uint16, batches []chanChange) 
 		}
 	}
 	r.stateMu.Unlock()
+	// The sync may have been answered already, read before need was set
+	// (the read goroutine records it first): handle it here, or the
+	// faults would wait for an answer that has come and gone.
+	if s.synced.Load() >= seq {
+		r.synced(s, seq)
+	}
 	return seq
 }
 
