@@ -2,7 +2,6 @@ package conn
 
 import (
 	"bytes"
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"sync"
@@ -17,21 +16,13 @@ import (
 // and the connection stays; once the first is done, POSTs go through.
 func TestPostWhileAnotherPostIs409(t *testing.T) {
 	s := newTestServer(t, Config{})
-	_, negBody := exchange(t, s, negotiateReq("/chat/negotiate?negotiateVersion=1", ""))
-	var n struct{ ConnectionToken string }
-	if err := json.Unmarshal([]byte(negBody), &n); err != nil {
-		t.Fatal(err)
-	}
-	target := "/chat?id=" + n.ConnectionToken
-	if resp, _ := exchange(t, s, "GET "+target+" HTTP/1.1\r\nHost: x\r\n\r\n"); resp.StatusCode != 200 {
-		t.Fatalf("first poll: %d", resp.StatusCode)
-	}
+	token, target := firstPoll(t, s)
 	post := func(body string) int {
 		resp, _ := exchange(t, s, "POST "+target+" HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
 		return resp.StatusCode
 	}
 	var id [idLen]byte
-	ti, err := s.signer.open("chat", n.ConnectionToken, time.Now())
+	ti, err := s.signer.open("chat", token, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,21 +49,13 @@ func TestPostWhileAnotherPostIs409(t *testing.T) {
 // still holding its last answer (the client would wait for ever).
 func TestLongPollNextPollDuringAnswer(t *testing.T) {
 	s := newTestServer(t, Config{})
-	_, negBody := exchange(t, s, negotiateReq("/chat/negotiate?negotiateVersion=1", ""))
-	var n struct{ ConnectionToken string }
-	if err := json.Unmarshal([]byte(negBody), &n); err != nil {
-		t.Fatal(err)
-	}
-	target := "/chat?id=" + n.ConnectionToken
+	token, target := firstPoll(t, s)
 	poll := "GET " + target + " HTTP/1.1\r\nHost: x\r\n\r\n"
-	if resp, _ := exchange(t, s, poll); resp.StatusCode != 200 {
-		t.Fatalf("first poll: %d", resp.StatusCode)
-	}
 	hs := "{\"protocol\":\"json\",\"version\":1}\x1e"
 	if resp, _ := exchange(t, s, "POST "+target+" HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(len(hs))+"\r\n\r\n"+hs); resp.StatusCode != 200 {
 		t.Fatalf("handshake POST: %d", resp.StatusCode)
 	}
-	ti, err := s.signer.open("chat", n.ConnectionToken, time.Now())
+	ti, err := s.signer.open("chat", token, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,20 +37,28 @@ func (h *afterSendConn) Send(frame []byte) error {
 	return nil
 }
 
-// openLongPoll opens a long-polling connection of s (first poll,
-// handshake, its response) and returns its poll request.
-func openLongPoll(t *testing.T, s *Server) string {
+// firstPoll negotiates a connection of s and makes its first poll: its
+// connection token and request target.
+func firstPoll(t *testing.T, s *Server) (token, target string) {
 	t.Helper()
 	_, negBody := exchange(t, s, negotiateReq("/chat/negotiate?negotiateVersion=1", ""))
 	var n struct{ ConnectionToken string }
 	if err := json.Unmarshal([]byte(negBody), &n); err != nil {
 		t.Fatal(err)
 	}
-	target := "/chat?id=" + n.ConnectionToken
-	poll := "GET " + target + " HTTP/1.1\r\nHost: x\r\n\r\n"
-	if resp, _ := exchange(t, s, poll); resp.StatusCode != 200 {
+	target = "/chat?id=" + n.ConnectionToken
+	if resp, _ := exchange(t, s, "GET "+target+" HTTP/1.1\r\nHost: x\r\n\r\n"); resp.StatusCode != 200 {
 		t.Fatalf("first poll: %d", resp.StatusCode)
 	}
+	return n.ConnectionToken, target
+}
+
+// openLongPoll opens a long-polling connection of s (first poll,
+// handshake, its response) and returns its poll request.
+func openLongPoll(t *testing.T, s *Server) string {
+	t.Helper()
+	_, target := firstPoll(t, s)
+	poll := "GET " + target + " HTTP/1.1\r\nHost: x\r\n\r\n"
 	hs := "{\"protocol\":\"json\",\"version\":1}\x1e"
 	if resp, _ := exchange(t, s, "POST "+target+" HTTP/1.1\r\nHost: x\r\nContent-Length: 32\r\n\r\n"+hs); resp.StatusCode != 200 {
 		t.Fatalf("handshake POST: %d", resp.StatusCode)
